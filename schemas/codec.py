@@ -1,0 +1,207 @@
+"""The one way event bytes are made and read.
+
+On Kafka, events travel in the Confluent wire format (magic byte 0, the registry's
+4-byte schema id, the Avro body), written by confluent-kafka's ``AvroSerializer``
+against the schema registry with the record-name subject strategy, so one topic can
+carry several event types in per-subject order. Offline (files, tests without a
+registry) they use Avro single-object encoding (``C3 01``, the schema's CRC-64-AVRO
+fingerprint, the body). :class:`EventDecoder` reads both with fastavro and raises a
+typed :class:`~schemas.errors.DecodeError` on anything else, never a bare exception.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
+
+from schemas.converters import from_dict, to_dict
+from schemas.errors import (
+    BadMagicByteError,
+    ConsentRelayError,
+    RegistryUnavailableError,
+    TruncatedMessageError,
+    UnknownSchemaError,
+)
+from schemas.events import EVENT_TYPES, NAMESPACE
+
+WIRE_MAGIC = 0
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_BY_NAME: dict[str, type[Any]] = {t.__name__: t for t in EVENT_TYPES}
+
+
+def subject_name(event_type: type[Any]) -> str:
+    """Registry subject of an event type (record-name strategy)."""
+    return f"{NAMESPACE}.{event_type.__name__}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShippedSchema:
+    """An event type's `.avsc` as shipped in ``schemas/avro``, parsed and fingerprinted."""
+
+    text: str
+    parsed: Any
+    fingerprint: bytes
+    """CRC-64-AVRO of the canonical form, little-endian as single-object encoding stores it."""
+
+
+def _load(event_type: type[Any]) -> ShippedSchema:
+    text = resources.files("schemas").joinpath(f"avro/{event_type.__name__}.avsc").read_text()
+    parsed = fastavro.parse_schema(json.loads(text))
+    canonical = fastavro.schema.to_parsing_canonical_form(parsed)
+    value = fastavro.schema.fingerprint(canonical, "CRC-64-AVRO")
+    return ShippedSchema(text, parsed, int(value, 16).to_bytes(8, "little"))
+
+
+SHIPPED: dict[type[Any], ShippedSchema] = {t: _load(t) for t in EVENT_TYPES}
+"""Every event type's shipped schema."""
+
+
+def schema_text(event_type: type[Any]) -> str:
+    """The shipped `.avsc` text of an event type."""
+    return SHIPPED[event_type].text
+
+
+class EventSerializer:
+    """Serializes records (or their Avro dicts) of one type in the Confluent wire format."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistryClient,
+        event_type: type[Any],
+        *,
+        auto_register: bool = False,
+    ) -> None:
+        self.event_type = event_type
+        self._serializer = AvroSerializer(
+            registry,
+            # A Schema, not a str: the serializer rewrites str schemas, and Apicurio's
+            # lookup compares the text exactly, so it must be the registered text.
+            Schema(schema_text(event_type), "AVRO"),
+            to_dict=_to_avro_dict,
+            conf={
+                "auto.register.schemas": auto_register,
+                "normalize.schemas": False,
+                "subject.name.strategy": lambda _ctx, _name: subject_name(event_type),
+            },
+        )
+
+    def __call__(self, event: Any, topic: str) -> bytes:
+        """Bytes for ``event`` on ``topic``; registry problems raise typed errors."""
+        ctx = SerializationContext(topic, MessageField.VALUE)
+        try:
+            data = self._serializer(event, ctx)
+        except SchemaRegistryError as exc:
+            raise UnknownSchemaError(
+                f"{subject_name(self.event_type)} is not registered as shipped: {exc}"
+            ) from exc
+        except SerializationError as exc:
+            raise ConsentRelayError(f"cannot serialize {self.event_type.__name__}: {exc}") from exc
+        except OSError as exc:
+            raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
+        return bytes(data)
+
+
+def _to_avro_dict(obj: Any, _ctx: SerializationContext | None) -> dict[str, Any]:
+    return obj if isinstance(obj, dict) else to_dict(obj)
+
+
+def encode_single_object(event: Any) -> bytes:
+    """Avro single-object encoding of a record, for use without a registry."""
+    buf = io.BytesIO()
+    buf.write(SINGLE_OBJECT_MAGIC)
+    buf.write(SHIPPED[type(event)].fingerprint)
+    fastavro.schemaless_writer(buf, SHIPPED[type(event)].parsed, to_dict(event))
+    return buf.getvalue()
+
+
+class EventDecoder:
+    """Decodes wire-format or single-object bytes into (event type, Avro dict) or records.
+
+    Writer schemas are fetched from the registry by id once and cached; the shipped
+    schema is the reader schema, so older and newer writers resolve to what this code
+    understands.
+    """
+
+    def __init__(self, registry: SchemaRegistryClient | None) -> None:
+        self._registry = registry
+        self._by_id: dict[int, tuple[type[Any], Any, Any]] = {}
+        self._by_fingerprint = {s.fingerprint: t for t, s in SHIPPED.items()}
+
+    def decode_dict(self, data: bytes | None) -> tuple[type[Any], dict[str, Any]]:
+        """The event type and its Avro dict; raises DecodeError subclasses."""
+        if not data:
+            raise TruncatedMessageError("empty message")
+        if data[0] == WIRE_MAGIC:
+            if len(data) < 5:
+                raise TruncatedMessageError(f"{len(data)} bytes, shorter than the 5-byte header")
+            (schema_id,) = struct.unpack(">I", data[1:5])
+            event_type, writer, reader = self._writer_schema(schema_id)
+            return event_type, self._read(data, 5, writer, reader, event_type)
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise TruncatedMessageError(f"{len(data)} bytes, shorter than the 10-byte header")
+            known = self._by_fingerprint.get(data[2:10])
+            if known is None:
+                raise UnknownSchemaError(f"unknown schema fingerprint {data[2:10].hex()}")
+            return known, self._read(data, 10, SHIPPED[known].parsed, None, known)
+        raise BadMagicByteError(f"magic byte {data[0]:#04x} is neither 0x00 nor 0xc3 0x01")
+
+    def decode(self, data: bytes | None) -> Any:
+        """The validated record; raises DecodeError or ValidationError."""
+        event_type, record = self.decode_dict(data)
+        return from_dict(event_type, record)
+
+    def _read(
+        self, data: bytes, offset: int, writer: Any, reader: Any, event_type: type[Any]
+    ) -> Any:
+        buf = io.BytesIO(data)
+        buf.seek(offset)
+        try:
+            return fastavro.schemaless_reader(buf, writer, reader)
+        except (EOFError, StopIteration, IndexError, struct.error) as exc:
+            raise TruncatedMessageError(f"{event_type.__name__} body ends early") from exc
+        except (ValueError, UnicodeDecodeError, fastavro.read.SchemaResolutionError) as exc:
+            raise TruncatedMessageError(f"{event_type.__name__} body is corrupt: {exc}") from exc
+
+    def _writer_schema(self, schema_id: int) -> tuple[type[Any], Any, Any]:
+        cached = self._by_id.get(schema_id)
+        if cached is not None:
+            return cached
+        if self._registry is None:
+            raise UnknownSchemaError(f"schema id {schema_id}: no registry configured")
+        try:
+            schema: Schema = self._registry.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise UnknownSchemaError(f"schema id {schema_id} is not in the registry") from exc
+            raise RegistryUnavailableError(f"registry error for id {schema_id}: {exc}") from exc
+        except OSError as exc:
+            raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
+        assert schema.schema_str is not None
+        raw = json.loads(schema.schema_str)
+        name = str(raw.get("name", "")).rsplit(".", 1)[-1]
+        event_type = _BY_NAME.get(name)
+        if event_type is None:
+            raise UnknownSchemaError(
+                f"schema id {schema_id} is {name!r}, not a Consent Relay event"
+            )
+        writer = fastavro.parse_schema(raw)
+        shipped = SHIPPED[event_type].parsed
+        # Schema resolution costs as much again as the read; skip it when the writer
+        # used exactly the shipped schema.
+        same = fastavro.schema.to_parsing_canonical_form(
+            writer
+        ) == fastavro.schema.to_parsing_canonical_form(shipped)
+        entry = (event_type, writer, None if same else shipped)
+        self._by_id[schema_id] = entry
+        return entry

@@ -1,0 +1,288 @@
+"""The events Consent Relay carries: typed, frozen records named in the past tense.
+
+Every consent event shares an envelope (event id, subject, event time, recording time,
+source, regime, policy version, evidence reference). Each field's metadata holds its
+documentation and whether it is personal data; the `.avsc` files in ``schemas/avro``
+are generated from these records (``python -m schemas.generate``) and a test keeps
+them in step. Construction validates (see :mod:`schemas.validation`), so a record
+that exists is a record that may be published.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from schemas.taxonomy import (
+    Action,
+    Channel,
+    Choice,
+    CookieCategory,
+    Outcome,
+    PolicyVersion,
+    Purpose,
+    Recipient,
+    Regime,
+    Requester,
+    Right,
+    SinkFamily,
+    Source,
+    SubjectKind,
+)
+from schemas.validation import (
+    validate_consent_changed,
+    validate_cookie_preferences,
+    validate_envelope,
+    validate_rights_requested,
+    validate_subject,
+)
+
+NAMESPACE = "io.consentrelay.events"
+
+
+def doc(text: str, *, pii: bool = False, default: Any = None, factory: Any = None) -> Any:
+    """Declare a documented field; ``pii`` tags it ``"confluent:tags": ["PII"]``."""
+    meta = {"doc": text, "pii": pii}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    if default is not None or "optional" in text.lower():
+        return field(default=default, metadata=meta)
+    return field(metadata=meta)
+
+
+def new_event_id() -> str:
+    """A fresh random event id (UUID v4 text)."""
+    return str(uuid.uuid4())
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, at millisecond precision (what Avro timestamp-millis keeps)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subject:
+    """The person (account) or anonymous browser/device a choice belongs to."""
+
+    id: str = doc("Internal subject identifier; never leaves Consent Relay.", pii=True)
+    kind: SubjectKind = doc("ACCOUNT for a known user, DEVICE for a browser/device id.")
+
+    def __post_init__(self) -> None:
+        validate_subject(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentEvent:
+    """Fields every consent event carries (the envelope)."""
+
+    event_id: str = doc("UUID of this event; the idempotency key everywhere downstream.")
+    subject: Subject = doc("Whose choice this is.")
+    occurred_at: datetime = doc(
+        "When the person made the choice (event time, UTC ms; Kantara 'consent timestamp')."
+    )
+    recorded_at: datetime = doc("When the emitting service recorded it (UTC ms).")
+    source: Source = doc("How the choice was collected (Kantara 'collection method').")
+    regime: Regime = doc("Legal regime of the choice (Kantara 'jurisdiction').")
+    policy_version: PolicyVersion = doc(
+        "Privacy-policy version in force when given (Kantara 'policy reference')."
+    )
+    evidence_ref: str | None = doc(
+        "Optional reference to the stored proof of collection (form, log, recording)."
+    )
+
+    TOPIC_KIND: ClassVar[str] = "consent"
+
+    def __post_init__(self) -> None:
+        validate_envelope(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentChanged(ConsentEvent):
+    """A person granted or withdrew consent for one or more purposes."""
+
+    choice: Choice = doc("GRANTED or WITHDRAWN.")
+    purposes: tuple[Purpose, ...] = doc("Purposes the choice covers (Kantara 'purposes').")
+    recipients: tuple[Recipient, ...] = doc(
+        "Recipients the choice is limited to; empty means every recipient of the purposes.",
+        factory=tuple,
+    )
+    expires_at: datetime | None = doc("Optional end of a grant's validity (Kantara 'termination').")
+
+    def __post_init__(self) -> None:
+        validate_consent_changed(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RightsRequested(ConsentEvent):
+    """A person exercised a data-subject right (objection, restriction, erasure, ...)."""
+
+    right: Right = doc("The right exercised.")
+    purposes: tuple[Purpose, ...] = doc(
+        "Purposes the request is limited to; empty means every purpose the right reaches.",
+        factory=tuple,
+    )
+    channels: tuple[Channel, ...] = doc(
+        "Marketing channels a refusal of marketing names; empty means every channel.",
+        factory=tuple,
+    )
+    requested_by: Requester = doc(
+        "Who asked: the subject, a guardian (minor's erasure) or an authorised agent.",
+        default=Requester.SUBJECT,
+    )
+
+    def __post_init__(self) -> None:
+        validate_rights_requested(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CookiePreferencesSet(ConsentEvent):
+    """Cookie preferences saved in the Cookie Preferences Tool for one browser/device."""
+
+    device_id: str = doc("The browser/device the preferences apply to.", pii=True)
+    granted: tuple[CookieCategory, ...] = doc("Categories allowed.", factory=tuple)
+    refused: tuple[CookieCategory, ...] = doc(
+        "Categories refused; ESSENTIAL cannot be refused.", factory=tuple
+    )
+
+    def __post_init__(self) -> None:
+        validate_cookie_preferences(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstructionIssued:
+    """The stream told one destination what to do for one consent event."""
+
+    instruction_id: str = doc("Deterministic id of (event id, destination).")
+    event_id: str = doc("The consent event this instruction carries out.")
+    event_type: str = doc("Record name of that event (ConsentChanged, RightsRequested, ...).")
+    subject: Subject = doc("Whose data the instruction concerns.")
+    sink_family: SinkFamily = doc("Which kind of sink must act.")
+    destination: str = doc("The destination within the family (e.g. 'email', 'criteo').")
+    action: Action = doc("What to do.")
+    purposes: tuple[Purpose, ...] = doc("Purposes the action covers.")
+    channels: tuple[Channel, ...] = doc("Marketing channels concerned.", factory=tuple)
+    right: Right | None = doc("Optional right that triggered the instruction.")
+    regime: Regime = doc("Regime of the originating choice.")
+    occurred_at: datetime = doc("Event time of the originating choice (UTC ms).")
+    issued_at: datetime = doc("When the stream issued the instruction (UTC ms).")
+
+    TOPIC_KIND: ClassVar[str] = "instruction"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PropagationReceipt:
+    """A destination reports what it did with an instruction (proof of propagation)."""
+
+    receipt_id: str = doc("UUID of this receipt.")
+    instruction_id: str = doc("The instruction answered.")
+    event_id: str = doc("The consent event the instruction came from.")
+    subject: Subject = doc("Whose data it concerned.")
+    sink_family: SinkFamily = doc("Sink family that acted.")
+    destination: str = doc("Destination that acted.")
+    outcome: Outcome = doc("APPLIED, SKIPPED (with reason) or FAILED (with reason).")
+    occurred_at: datetime = doc("Event time of the originating choice (UTC ms).")
+    applied_at: datetime = doc("When the effect became durable downstream (UTC ms).")
+    reason: str | None = doc("Optional explanation for SKIPPED or FAILED.")
+
+    TOPIC_KIND: ClassVar[str] = "receipt"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DestinationStatus:
+    """One destination's part in a propagation."""
+
+    destination: str = doc("Destination name, '<family>/<destination>'.")
+    outcome: Outcome = doc("What the destination did.")
+    applied_at: datetime = doc("When it did it (UTC ms).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FullyPropagated:
+    """Every destination that had to honour a consent event has answered."""
+
+    event_id: str = doc("The consent event.")
+    subject: Subject = doc("Whose event it was.")
+    occurred_at: datetime = doc("Its event time (UTC ms).")
+    completed_at: datetime = doc("When the last receipt arrived (UTC ms).")
+    destinations: tuple[DestinationStatus, ...] = doc("Each destination's receipt.")
+
+    TOPIC_KIND: ClassVar[str] = "propagation"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentEntry:
+    """The current choice for one (purpose, regime) of a subject."""
+
+    purpose: Purpose = doc("The purpose.")
+    regime: Regime = doc("The regime the choice was made under.")
+    choice: Choice = doc("The winning choice.")
+    occurred_at: datetime = doc("Event time of the winning event (UTC ms).")
+    event_id: str = doc("The winning event.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentStateRecorded:
+    """A subject's whole current consent state (compacted topic, keyed by subject)."""
+
+    subject: Subject = doc("Whose state this is.")
+    entries: tuple[ConsentEntry, ...] = doc("Current choice per (purpose, regime).")
+    restricted: bool = doc("Processing is restricted until lifted.", default=False)
+    erased: bool = doc("The subject's data was erased.", default=False)
+    updated_at: datetime = doc("When this state was computed (UTC ms).")
+
+    TOPIC_KIND: ClassVar[str] = "state"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataEventCaptured:
+    """A piece of personal data on its way to a downstream system (the gate's input)."""
+
+    event_id: str = doc("UUID of the data event.")
+    subject: Subject = doc("Whose data it is.")
+    occurred_at: datetime = doc("When the data was produced (UTC ms).")
+    purpose: Purpose = doc("The processing the data is bound for.")
+    recipient: Recipient | None = doc("Optional recipient the data is bound for.")
+    payload: bytes = doc("The data itself, opaque to Consent Relay.", pii=True)
+
+    TOPIC_KIND: ClassVar[str] = "data"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLettered:
+    """Something that could not be processed, kept with why and where it came from."""
+
+    dead_letter_id: str = doc("UUID of this dead letter.")
+    stage: str = doc("The process that gave up (e.g. 'stream.intake', 'sink.marketing').")
+    source_topic: str = doc("Topic of the original message.")
+    source_partition: int = doc("Partition of the original message.")
+    source_offset: int = doc("Offset of the original message.")
+    original_key: bytes | None = doc("Optional original key bytes.", pii=True)
+    original_value: bytes | None = doc("Optional original value bytes.", pii=True)
+    error_class: str = doc("Exception class that stopped processing.")
+    field_name: str | None = doc("Optional name of the offending field.")
+    reason: str = doc("Human-readable reason.")
+    dead_lettered_at: datetime = doc("When it was dead-lettered (UTC ms).")
+
+    TOPIC_KIND: ClassVar[str] = "dead_letter"
+
+
+CONSENT_EVENT_TYPES: tuple[type[ConsentEvent], ...] = (
+    ConsentChanged,
+    RightsRequested,
+    CookiePreferencesSet,
+)
+"""Events services publish on the consent topic."""
+
+EVENT_TYPES: tuple[type[Any], ...] = (
+    *CONSENT_EVENT_TYPES,
+    InstructionIssued,
+    PropagationReceipt,
+    FullyPropagated,
+    ConsentStateRecorded,
+    DataEventCaptured,
+    DeadLettered,
+)
+"""Every top-level record with its own `.avsc` and registry subject."""

@@ -1,0 +1,68 @@
+"""Settings from the environment, validated at start.
+
+A process declares a frozen dataclass of its settings and calls :func:`load`; every
+field is read from ``<PREFIX><FIELD_NAME_UPPER>`` and converted to the field's type.
+An invalid value, a missing required one, or an unknown variable under the prefix
+stops the process with a :class:`~schemas.errors.ConfigError` that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from schemas.errors import ConfigError
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from variables named ``prefix + FIELD``; fail naming the bad key."""
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(cls)
+    names = {f.name: prefix + f.name.upper() for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(k for k in env if k.startswith(prefix) and k not in names.values())
+    if unknown:
+        raise ConfigError(
+            unknown[0], f"unknown setting (known: {', '.join(sorted(names.values()))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = names[f.name]
+        if key in env:
+            kwargs[f.name] = _convert(key, env[key], hints[f.name])
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(key, "is required")
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise ConfigError(prefix.rstrip("_"), str(exc)) from exc
+
+
+def _convert(key: str, raw: str, tp: Any) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if args and type(None) in typing.get_args(tp):
+        return None if raw == "" else _convert(key, raw, args[0])
+    if tp is bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ConfigError(key, f"{raw!r} is not a boolean")
+    if tp in (int, float):
+        try:
+            return tp(raw)
+        except ValueError as exc:
+            raise ConfigError(key, f"{raw!r} is not a {tp.__name__}") from exc
+    if tp is Path:
+        return Path(raw)
+    if tp is str:
+        return raw
+    raise ConfigError(key, f"unsupported setting type {tp!r}")

@@ -1,0 +1,187 @@
+"""The contract's rules: what makes an event impossible, named field by field.
+
+Records call these from ``__post_init__``; every failure is a
+:class:`~schemas.errors.ValidationError` carrying the field's dotted name and a reason a
+person can act on. Rules come from the privacy policy via :mod:`schemas.taxonomy`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final
+
+from schemas.errors import ValidationError
+from schemas.taxonomy import (
+    PURPOSE_SPECS,
+    RECIPIENT_SPECS,
+    RIGHT_SPECS,
+    Channel,
+    Choice,
+    CookieCategory,
+    PolicyVersion,
+    Purpose,
+    Recipient,
+    Requester,
+    Right,
+    Source,
+    SubjectKind,
+)
+
+if TYPE_CHECKING:
+    from schemas.events import (
+        ConsentChanged,
+        ConsentEvent,
+        CookiePreferencesSet,
+        RightsRequested,
+        Subject,
+    )
+
+MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+"""How far ahead of this machine's clock an event time may be."""
+
+MAX_SUBJECT_ID_LENGTH: Final = 256
+
+POLICY_IN_FORCE_FROM: Final = {
+    PolicyVersion.V2018_05_25: date(2018, 5, 25),
+    PolicyVersion.V2019_07_15: date(2019, 7, 15),
+}
+
+_CHANNEL_RIGHTS: Final = frozenset({Right.REFUSE_MARKETING, Right.OBJECT_TO_DIRECT_MARKETING})
+
+
+def validate_subject(subject: Subject) -> None:
+    """A subject needs a non-blank id of bounded length and a known kind."""
+    if not isinstance(subject.id, str) or not subject.id.strip():
+        raise ValidationError("subject.id", "must not be empty")
+    if len(subject.id) > MAX_SUBJECT_ID_LENGTH:
+        raise ValidationError("subject.id", f"longer than {MAX_SUBJECT_ID_LENGTH} characters")
+    _check_member("subject.kind", subject.kind, SubjectKind)
+
+
+def validate_envelope(event: ConsentEvent) -> None:
+    """Check the fields every consent event carries."""
+    _check_uuid("event_id", event.event_id)
+    _check_time("occurred_at", event.occurred_at)
+    _check_time("recorded_at", event.recorded_at)
+    _check_member("source", event.source, Source)
+    _check_policy_version(event)
+
+
+def validate_consent_changed(event: ConsentChanged) -> None:
+    """Purposes and recipients must exist; contract- and law-based ones cannot be withdrawn."""
+    validate_envelope(event)
+    _check_member("choice", event.choice, Choice)
+    _check_members("purposes", event.purposes, Purpose, non_empty=True)
+    _check_members("recipients", event.recipients, Recipient)
+    if event.choice is Choice.WITHDRAWN:
+        for purpose in event.purposes:
+            spec = PURPOSE_SPECS[purpose]
+            if not spec.refusable:
+                raise ValidationError(
+                    "purposes",
+                    f"{purpose} rests on {spec.basis} and cannot be withdrawn",
+                )
+        for recipient in event.recipients:
+            if not RECIPIENT_SPECS[recipient].consent_based:
+                raise ValidationError(
+                    "recipients",
+                    f"sharing with {recipient} is not based on consent and cannot be withdrawn",
+                )
+    if event.expires_at is not None:
+        _check_time("expires_at", event.expires_at, future_ok=True)
+        if event.expires_at <= event.occurred_at:
+            raise ValidationError("expires_at", "must be after occurred_at")
+
+
+def validate_rights_requested(event: RightsRequested) -> None:
+    """The right must suit the subject, the requester, the channels and the purposes."""
+    validate_envelope(event)
+    _check_member("right", event.right, Right)
+    _check_members("purposes", event.purposes, Purpose)
+    _check_members("channels", event.channels, Channel)
+    _check_member("requested_by", event.requested_by, Requester)
+    spec = RIGHT_SPECS[event.right]
+    if spec.account_only and event.subject.kind is SubjectKind.DEVICE:
+        raise ValidationError(
+            "subject.kind", f"{event.right} needs an ACCOUNT subject, not a DEVICE"
+        )
+    if event.right is Right.ERASURE_OF_MINOR and event.requested_by is not Requester.GUARDIAN:
+        raise ValidationError("requested_by", "erasure of a minor's data is asked by a GUARDIAN")
+    if event.channels and event.right not in _CHANNEL_RIGHTS:
+        raise ValidationError("channels", f"{event.right} does not take marketing channels")
+    for purpose in event.purposes:
+        if not PURPOSE_SPECS[purpose].refusable and event.right in {
+            Right.WITHDRAW_CONSENT,
+            Right.OBJECT_TO_LEGITIMATE_INTEREST,
+            Right.OBJECT_TO_DIRECT_MARKETING,
+            Right.REFUSE_MARKETING,
+        }:
+            raise ValidationError(
+                "purposes",
+                f"{purpose} rests on {PURPOSE_SPECS[purpose].basis}; {event.right} cannot stop it",
+            )
+
+
+def validate_cookie_preferences(event: CookiePreferencesSet) -> None:
+    """A device, at least one choice, no contradiction, and essential cookies stay on."""
+    validate_envelope(event)
+    if not isinstance(event.device_id, str) or not event.device_id.strip():
+        raise ValidationError("device_id", "must not be empty")
+    _check_members("granted", event.granted, CookieCategory)
+    _check_members("refused", event.refused, CookieCategory)
+    if CookieCategory.ESSENTIAL in event.refused:
+        raise ValidationError(
+            "refused", "ESSENTIAL cookies are strictly necessary and cannot be refused"
+        )
+    if not event.granted and not event.refused:
+        raise ValidationError("granted", "grant or refuse at least one category")
+    both = set(event.granted) & set(event.refused)
+    if both:
+        raise ValidationError("refused", f"{sorted(both)[0]} is both granted and refused")
+
+
+def _check_uuid(name: str, value: object) -> None:
+    try:
+        uuid.UUID(str(value))
+    except ValueError as exc:
+        raise ValidationError(name, f"{value!r} is not a UUID") from exc
+
+
+def _check_time(name: str, value: object, *, future_ok: bool = False) -> None:
+    if not isinstance(value, datetime):
+        raise ValidationError(name, "must be a datetime")
+    if value.tzinfo is None:
+        raise ValidationError(name, "must be timezone-aware (UTC)")
+    if not future_ok and value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        raise ValidationError(name, f"is more than {MAX_FUTURE_SKEW} in the future")
+
+
+def _check_policy_version(event: ConsentEvent) -> None:
+    _check_member("policy_version", event.policy_version, PolicyVersion)
+    since = POLICY_IN_FORCE_FROM[event.policy_version]
+    if event.occurred_at.date() < since:
+        raise ValidationError(
+            "policy_version",
+            f"{event.policy_version} was not yet in force on {event.occurred_at.date()}",
+        )
+
+
+def _check_member(name: str, value: object, enum: type[StrEnum]) -> None:
+    if not isinstance(value, enum):
+        raise ValidationError(name, f"unknown {enum.__name__} {value!r}")
+
+
+def _check_members(
+    name: str, values: Iterable[object], enum: type[StrEnum], *, non_empty: bool = False
+) -> None:
+    seen: set[object] = set()
+    for value in values:
+        _check_member(name, value, enum)
+        if value in seen:
+            raise ValidationError(name, f"{value} is listed twice")
+        seen.add(value)
+    if non_empty and not seen:
+        raise ValidationError(name, "must name at least one")
