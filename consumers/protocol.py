@@ -1,0 +1,65 @@
+"""The one protocol every sink implements, and the errors that tell the runner what to do.
+
+A sink only knows its downstream system. The runner owns everything else: consuming,
+retries with backoff, dead letters, receipts, offsets and metrics. ``apply`` must be
+idempotent per ``instruction.instruction_id`` (the runner may deliver an instruction
+again after a crash) and must return only once the effect is durable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+from schemas.errors import ConsentRelayError
+from schemas.events import ConsentStateRecorded, InstructionIssued
+from schemas.taxonomy import Outcome, SinkFamily
+
+
+class SinkError(ConsentRelayError):
+    """A sink could not apply an instruction."""
+
+
+class RetriableSinkError(SinkError):
+    """The downstream system is unavailable for now; the runner retries with backoff."""
+
+
+class PermanentSinkError(SinkError):
+    """The instruction can never be applied; the runner dead-letters it with the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkResult:
+    """What a sink did: APPLIED, or SKIPPED with a reason (e.g. no identifier known)."""
+
+    outcome: Outcome
+    reason: str | None = None
+
+
+APPLIED = SinkResult(Outcome.APPLIED)
+
+
+class Sink(Protocol):
+    """A downstream system that honours instructions of one sink family."""
+
+    family: ClassVar[SinkFamily]
+
+    def handles(self, instruction: InstructionIssued) -> bool:
+        """Whether this sink instance is responsible for the instruction's destination."""
+        ...
+
+    def apply(self, instruction: InstructionIssued) -> SinkResult:
+        """Make the instruction's effect durable, idempotently; raise a SinkError if not."""
+        ...
+
+    def needs_bootstrap(self) -> bool:
+        """True when the store is empty and must be seeded from the consent-state topic."""
+        ...
+
+    def bootstrap(self, state: ConsentStateRecorded) -> None:
+        """Seed the store from one subject's current consent state."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; called once after the runner has committed."""
+        ...
