@@ -8,9 +8,12 @@ again after a crash) and must return only once the effect is durable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from datetime import datetime
+from typing import ClassVar, Protocol, runtime_checkable
 
+from consumers.http import Route
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.taxonomy import Outcome, SinkFamily
@@ -34,6 +37,9 @@ class SinkResult:
 
     outcome: Outcome
     reason: str | None = None
+    applied_at: datetime | None = None
+    """When the effect first became durable, if the sink remembers (a redelivered
+    instruction keeps its original time); None means now."""
 
 
 APPLIED = SinkResult(Outcome.APPLIED)
@@ -62,4 +68,22 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections; called once after the runner has committed."""
+        ...
+
+
+@runtime_checkable
+class FinishesBootstrap(Protocol):
+    """Optional: a sink told when seeding is complete, so a crash mid-way seeds again."""
+
+    def bootstrap_finished(self) -> None:
+        """Record that every subject's state has been seeded."""
+        ...
+
+
+@runtime_checkable
+class ServesHttp(Protocol):
+    """Optional: a sink with its own HTTP API, served next to /metrics."""
+
+    def http_routes(self) -> Mapping[str, Route]:
+        """Path → GET handler."""
         ...

@@ -1,0 +1,113 @@
+"""Seeding an empty sink store from the compacted consent-state topic.
+
+Reads every partition of ``Topics.state`` from the beginning up to the end it had
+when seeding began, without joining a consumer group or committing anything, and
+hands each subject's :class:`~schemas.events.ConsentStateRecorded` to the sink.
+Compaction may not have run yet, so a subject can appear more than once; states are
+handed over in offset order, so the newest one is applied last.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+
+from consumers.decoding import decode_as
+from schemas.codec import EventDecoder
+from schemas.errors import ConsentRelayError, InvalidEventError
+from schemas.events import ConsentStateRecorded
+from schemas.kafka import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+
+class BootstrapError(ConsentRelayError):
+    """The consent-state topic could not be read to its end."""
+
+
+def bootstrap(
+    settings: KafkaSettings,
+    *,
+    group_id: str,
+    on_state: Callable[[ConsentStateRecorded], None],
+    on_invalid: Callable[[Message, InvalidEventError], None],
+    stop: threading.Event,
+    timeout: float = 300.0,
+) -> int:
+    """Feed every state record to ``on_state``; returns how many were applied.
+
+    ``on_invalid`` receives records that cannot be decoded (to dead-letter them).
+    Returns early, without finishing, when ``stop`` is set.
+    """
+    topic = settings.topics.state
+    consumer = Consumer(settings.consumer_config(f"{group_id}.bootstrap"))
+    decoder = EventDecoder(settings.registry_client())
+    applied = 0
+    try:
+        ends = _end_offsets(consumer, topic)
+        if not ends:
+            return 0
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        deadline = time.monotonic() + timeout
+        while ends and not stop.is_set():
+            if time.monotonic() > deadline:
+                raise BootstrapError(f"{topic} not read to its end within {timeout}s")
+            message = consumer.poll(0.5)
+            if message is None:
+                # Under read_committed a trailing transaction marker is never delivered:
+                # the position passing the end also means the partition is done.
+                _drop_finished(consumer, topic, ends)
+                continue
+            if message.error() is not None:
+                raise BootstrapError(f"reading {topic}: {message.error()}")
+            partition, offset = message.partition() or 0, message.offset() or 0
+            if message.value() is not None:
+                applied += _apply(on_state, decoder, message, on_invalid)
+            if offset + 1 >= ends.get(partition, 0):
+                ends.pop(partition, None)
+    except KafkaException as exc:
+        raise BootstrapError(f"reading {topic}: {exc}") from exc
+    finally:
+        consumer.close()
+    log.info("bootstrap read %d state record(s) from %s", applied, topic)
+    return applied
+
+
+def _apply(
+    on_state: Callable[[ConsentStateRecorded], None],
+    decoder: EventDecoder,
+    message: Message,
+    on_invalid: Callable[[Message, InvalidEventError], None],
+) -> int:
+    try:
+        state = decode_as(decoder, message.value(), ConsentStateRecorded)
+    except InvalidEventError as exc:
+        on_invalid(message, exc)
+        return 0
+    on_state(state)
+    return 1
+
+
+def _drop_finished(consumer: Consumer, topic: str, ends: dict[int, int]) -> None:
+    positions = consumer.position([TopicPartition(topic, p) for p in ends])
+    for tp in positions:
+        if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
+            ends.pop(tp.partition, None)
+
+
+def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+    """Partition → high watermark, for partitions that hold anything."""
+    metadata = consumer.list_topics(topic, timeout=30)
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None:
+        raise BootstrapError(f"topic {topic} is not available: {info and info.error}")
+    ends: dict[int, int] = {}
+    for partition in info.partitions:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        if high > low:
+            ends[partition] = high
+    return ends

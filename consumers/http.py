@@ -1,0 +1,122 @@
+"""A small HTTP server in a background thread for /metrics and a sink's own API.
+
+Routes map a path to a function of the query parameters returning a
+:class:`Response`; the standard library's threading server is enough for health
+checks, Prometheus scrapes and a lookup endpoint, and keeps sinks free of an event
+loop. Handlers must not log request parameters: they may hold personal identifiers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from schemas.errors import ConsentRelayError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """What a route answers."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+    @classmethod
+    def json(cls, status: int, payload: Any) -> Response:
+        """A JSON response."""
+        return cls(status, json.dumps(payload).encode())
+
+
+Route = Callable[[Mapping[str, str]], Response]
+"""A GET handler: single-valued query parameters in, a response out."""
+
+
+class BadRequestError(ConsentRelayError):
+    """A route's parameters are missing or invalid; answered with 400 and the reason."""
+
+
+def metrics_route(registry: CollectorRegistry) -> Route:
+    """A route serving ``registry`` in the Prometheus text format."""
+
+    def handle(_query: Mapping[str, str]) -> Response:
+        return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+
+    return handle
+
+
+def health_route(_query: Mapping[str, str]) -> Response:
+    """Liveness: the process is up and serving."""
+    return Response.json(200, {"status": "ok"})
+
+
+class HttpServer:
+    """Serves GET routes on ``host:port`` from a daemon thread until :meth:`stop`."""
+
+    def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
+        self._routes = dict(routes)
+        handler = _handler_class(self._routes)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"http-{port}", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        return int(self._server.server_address[1])
+
+    def start(self) -> HttpServer:
+        """Start serving in the background; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join()
+        self._server.server_close()
+
+
+def _handler_class(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            route = routes.get(url.path)
+            if route is None:
+                self._send(Response.json(404, {"error": "not found"}))
+                return
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            try:
+                response = route(query)
+            except BadRequestError as exc:
+                response = Response.json(400, {"error": str(exc)})
+            except ConsentRelayError as exc:
+                log.warning("route %s failed: %s", url.path, type(exc).__name__)
+                response = Response.json(503, {"error": type(exc).__name__})
+            self._send(response)
+
+        def _send(self, response: Response) -> None:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # The default writes every request line, query string (personal ids) included.
+            return
+
+    return Handler

@@ -1,0 +1,74 @@
+"""Every Prometheus collector a sink process exposes, built from one definition.
+
+Names and labels are the team's agreed conventions (dashboards and alerts depend on
+them). Labels are bounded: sink family, destination, outcome, stage and an error
+class, never a person's identifier. Each runner builds its own
+:class:`~prometheus_client.CollectorRegistry`, so several runners can live in one
+test process.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+"""Seconds; shared by every latency histogram of the project."""
+
+
+class SinkMetrics(NamedTuple):
+    """The collectors of one sink process."""
+
+    registry: CollectorRegistry
+    instructions: Counter
+    propagation_seconds: Histogram
+    retries: Counter
+    dead_letters: Counter
+    circuit_breaker_open: Gauge
+    consumer_lag: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> SinkMetrics:
+        """Register every collector in ``registry`` (a fresh one by default)."""
+        registry = CollectorRegistry() if registry is None else registry
+        return cls(
+            registry=registry,
+            instructions=Counter(
+                "consent_relay_sink_instructions_total",
+                "Instructions a sink finished, by outcome (APPLIED, SKIPPED, FAILED).",
+                ["sink_family", "destination", "outcome"],
+                registry=registry,
+            ),
+            propagation_seconds=Histogram(
+                "consent_relay_propagation_seconds",
+                "Event time of the consent choice to its effect being durable downstream.",
+                ["sink_family", "destination"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            retries=Counter(
+                "consent_relay_sink_retries_total",
+                "Retries after a retriable downstream failure.",
+                ["sink_family", "destination"],
+                registry=registry,
+            ),
+            dead_letters=Counter(
+                "consent_relay_dead_letters_total",
+                "Messages sent to the dead-letter topic, by stage and error class.",
+                ["stage", "reason"],
+                registry=registry,
+            ),
+            circuit_breaker_open=Gauge(
+                "consent_relay_circuit_breaker_open",
+                "1 while a destination keeps failing and instructions wait, else 0.",
+                ["destination"],
+                registry=registry,
+            ),
+            consumer_lag=Gauge(
+                "consent_relay_consumer_lag",
+                "Messages not yet committed by the group, summed over partitions.",
+                ["group", "topic"],
+                registry=registry,
+            ),
+        )

@@ -1,0 +1,463 @@
+"""The one runner behind every sink: consume instructions, apply, receipt, commit.
+
+For each message of ``Topics.instructions(family)``, in partition order: decode it
+(undecodable → dead letter), ask the sink to apply it, publish a
+:class:`~schemas.events.PropagationReceipt` (APPLIED, SKIPPED or FAILED), and only
+when every receipt and dead letter of the batch is acknowledged, store and commit the
+offsets (at-least-once; sinks are idempotent per instruction id). A retriable failure
+pauses consumption and retries the same instruction with jittered exponential backoff
+until it succeeds, so nothing later is committed past it; a permanent failure is
+dead-lettered with its coordinates and answered with a FAILED receipt. An empty store
+is first seeded from the consent-state topic. :meth:`SinkRunner.stop` (SIGTERM in
+:func:`run_sink`) finishes the instruction in flight, flushes, commits and closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from types import FrameType
+from typing import TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumers.backoff import Backoff
+from consumers.bootstrap import bootstrap
+from consumers.decoding import decode_as
+from consumers.http import HttpServer, Route, health_route, metrics_route
+from consumers.metrics import SinkMetrics
+from consumers.protocol import (
+    FinishesBootstrap,
+    PermanentSinkError,
+    RetriableSinkError,
+    ServesHttp,
+    Sink,
+    SinkResult,
+)
+from consumers.publisher import Publisher, build_dead_letter, build_receipt
+from consumers.settings import RunnerSettings
+from schemas.codec import EventDecoder
+from schemas.errors import ConfigError, InvalidEventError, RegistryUnavailableError
+from schemas.events import InstructionIssued, utc_now
+from schemas.kafka import KafkaSettings
+from schemas.settings import load
+from schemas.taxonomy import Outcome, SinkFamily
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+S = TypeVar("S", bound=RunnerSettings)
+
+DEFAULT_PORTS: Mapping[SinkFamily, int] = {
+    SinkFamily.MARKETING: 8091,
+    SinkFamily.ANALYTICS: 8092,
+    SinkFamily.PARTNER_SHARING: 8093,
+}
+"""Each family's default port for /metrics and its API."""
+
+RETRIABLE = (RetriableSinkError, RegistryUnavailableError)
+"""Failures that mean "not now": wait and try the same message again."""
+
+
+def default_group(family: SinkFamily) -> str:
+    """The consumer group of a family's sink when none is configured."""
+    return f"consent-relay.sink.{family.value.lower()}"
+
+
+class _AbandonedError(Exception):
+    """The message in flight must be left uncommitted (stopping, or partition revoked)."""
+
+
+class SinkRunner:
+    """Drives one sink from its instruction topic until :meth:`stop` is called."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        settings: KafkaSettings,
+        *,
+        group_id: str | None = None,
+        family: SinkFamily | None = None,
+        metrics_port: int | None = None,
+        options: RunnerSettings | None = None,
+        routes: Mapping[str, Route] | None = None,
+        serve_http: bool = True,
+        backoff: Backoff | None = None,
+    ) -> None:
+        """Build a runner; nothing connects until :meth:`run`.
+
+        ``metrics_port`` None means ``options.http_port`` or the family's default;
+        0 picks a free port (see :attr:`http_port`). ``routes`` are served next to
+        ``/metrics`` and ``/healthz``, as are the sink's own if it has
+        :class:`~consumers.protocol.ServesHttp`.
+        """
+        self.sink = sink
+        self.settings = settings
+        self.options = options or RunnerSettings()
+        self.family = family or sink.family
+        self.group_id = group_id or self.options.group_id or default_group(self.family)
+        self.topic = settings.topics.instructions(self.family)
+        self.stage = f"sink.{self.family.value.lower()}"
+        self.metrics = SinkMetrics.create()
+        self.backoff = backoff or Backoff(
+            self.options.backoff_initial_seconds, self.options.backoff_max_seconds
+        )
+        port = self.options.http_port or DEFAULT_PORTS[self.family]
+        self._port = port if metrics_port is None else metrics_port
+        self._routes: dict[str, Route] = {
+            "/metrics": metrics_route(self.metrics.registry),
+            "/healthz": health_route,
+        }
+        if isinstance(sink, ServesHttp):
+            self._routes.update(sink.http_routes())
+        self._routes.update(routes or {})
+        self._serve_http = serve_http
+        self._http: HttpServer | None = None
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+        self._publisher: Publisher | None = None
+        self._decoder = EventDecoder(settings.registry_client())
+        self._pending: deque[Message] = deque()
+        self._done: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
+        self._paused = False
+        self._failures: dict[str, int] = {}
+        self.ready = threading.Event()
+        """Set once bootstrap is over and the runner consumes instructions."""
+
+    @property
+    def http_port(self) -> int | None:
+        """The port /metrics is served on, once :meth:`run` has started it."""
+        return self._http.port if self._http is not None else None
+
+    def stop(self) -> None:
+        """Ask the runner to finish the instruction in flight, commit and return.
+
+        Safe to call from a signal handler or another thread.
+        """
+        self._stop.set()
+
+    def run(self) -> None:
+        """Consume and apply until :meth:`stop`; raises on a fatal error, uncommitted."""
+        if self._serve_http:
+            self._http = HttpServer(self.options.http_host, self._port, self._routes).start()
+        self._publisher = Publisher(self.settings)
+        clean = False
+        try:
+            if self.sink.needs_bootstrap():
+                self._bootstrap()
+            if not self._stop.is_set():
+                self._consume()
+            clean = True
+        finally:
+            self._shutdown(clean)
+
+    # -- bootstrap -----------------------------------------------------------------
+
+    def _bootstrap(self) -> None:
+        log.info("store is empty: seeding it from %s", self.settings.topics.state)
+        try:
+            count = bootstrap(
+                self.settings,
+                group_id=self.group_id,
+                on_state=lambda state: self._retrying(lambda: self.sink.bootstrap(state), "-"),
+                on_invalid=lambda message, exc: self._dead_letter(message, exc, "bootstrap"),
+                stop=self._stop,
+                timeout=self.options.bootstrap_timeout_seconds,
+            )
+            self._flush()
+            if self._stop.is_set():
+                log.info("stopped during bootstrap after %d state record(s)", count)
+                return
+            if isinstance(self.sink, FinishesBootstrap):
+                self._retrying(self.sink.bootstrap_finished, "-")
+        except _AbandonedError:
+            log.info("stopped during bootstrap")
+            return
+        log.info("bootstrap done: %d state record(s)", count)
+
+    # -- consuming -----------------------------------------------------------------
+
+    def _consume(self) -> None:
+        config = self.settings.consumer_config(
+            self.group_id, **{"statistics.interval.ms": 5000, "stats_cb": self._on_stats}
+        )
+        consumer = self._consumer = Consumer(config)
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self.ready.set()
+        log.info("consuming %s as group %s", self.topic, self.group_id)
+        while not self._stop.is_set():
+            if not self._pending:
+                batch = consumer.consume(self.options.batch_size, self.options.poll_timeout_seconds)
+                self._pending.extend(batch)
+            while self._pending and not self._stop.is_set():
+                message = self._pending.popleft()
+                try:
+                    self._handle(message)
+                except _AbandonedError:
+                    self._resume()
+            self._checkpoint()
+
+    def _handle(self, message: Message) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise KafkaException(error)
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+            return
+        key = (message.topic() or "", message.partition() or 0)
+        if key not in self._assigned:
+            return
+        try:
+            instruction = self._retrying(
+                lambda: decode_as(self._decoder, message.value(), InstructionIssued),
+                "-",
+                message,
+            )
+        except InvalidEventError as exc:
+            self._dead_letter(message, exc, "decode")
+            self._mark_done(message)
+            return
+        if self.sink.handles(instruction):
+            self._apply(message, instruction)
+        self._mark_done(message)
+
+    def _apply(self, message: Message, instruction: InstructionIssued) -> None:
+        destination = instruction.destination
+        try:
+            result = self._retrying(lambda: self.sink.apply(instruction), destination, message)
+        except (PermanentSinkError, InvalidEventError) as exc:
+            self._dead_letter(message, exc, "apply")
+            result = SinkResult(Outcome.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        applied_at = result.applied_at or utc_now()
+        receipt = build_receipt(instruction, result, applied_at)
+        publisher = self._require_publisher()
+        self._retrying(lambda: publisher.receipt(receipt), "-", message)
+        family = instruction.sink_family.value
+        self.metrics.instructions.labels(family, destination, result.outcome.value).inc()
+        if result.outcome is Outcome.APPLIED:
+            self.metrics.propagation_seconds.labels(family, destination).observe(
+                _seconds_between(instruction.occurred_at, applied_at)
+            )
+        log.debug("instruction %s: %s", instruction.instruction_id, result.outcome.value)
+
+    def _dead_letter(self, message: Message, error: Exception, step: str) -> None:
+        log.warning(
+            "dead-lettering %s[%s]@%s at %s: %s",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            step,
+            type(error).__name__,
+        )
+        dead = build_dead_letter(stage=self.stage, message=message, error=error)
+        publisher = self._require_publisher()
+        self._retrying(lambda: publisher.dead_letter(dead), "-", message)
+        self.metrics.dead_letters.labels(self.stage, type(error).__name__).inc()
+
+    # -- retries -------------------------------------------------------------------
+
+    def _retrying(
+        self, attempt: Callable[[], T], destination: str, message: Message | None = None
+    ) -> T:
+        """``attempt()`` until it stops raising a retriable error, waiting in between."""
+        failures = 0
+        while True:
+            try:
+                value = attempt()
+            except RETRIABLE as exc:
+                failures += 1
+                self._note_failure(destination, failures, exc)
+                if failures == 1:
+                    # Make what is already done durable before waiting, possibly long.
+                    self._checkpoint()
+                self._wait(self.backoff.delay(failures), message)
+                continue
+            if failures:
+                self._note_recovery(destination)
+            return value
+
+    def _note_failure(self, destination: str, failures: int, exc: Exception) -> None:
+        self.metrics.retries.labels(self.family.value, destination).inc()
+        if failures >= self.options.breaker_threshold:
+            self.metrics.circuit_breaker_open.labels(destination).set(1)
+        if failures == 1 or failures % 10 == 0:
+            log.warning(
+                "%s unavailable (%s), retry %d: %s",
+                destination,
+                type(exc).__name__,
+                failures,
+                exc,
+            )
+
+    def _note_recovery(self, destination: str) -> None:
+        self.metrics.circuit_breaker_open.labels(destination).set(0)
+        log.info("%s available again", destination)
+        self._resume()
+
+    def _resume(self) -> None:
+        consumer = self._consumer
+        if self._paused and consumer is not None:
+            consumer.resume(consumer.assignment())
+            self._paused = False
+
+    def _wait(self, delay: float, message: Message | None) -> None:
+        """Sleep ``delay`` seconds, staying in the group; abandon on stop or revoke."""
+        consumer = self._consumer
+        if consumer is None:
+            if self._stop.wait(delay):
+                raise _AbandonedError
+            return
+        deadline = time.monotonic() + delay
+        while True:
+            # Paused partitions deliver nothing, yet polling keeps the membership alive
+            # and runs rebalance callbacks; re-pausing covers newly assigned partitions.
+            consumer.pause(consumer.assignment())
+            self._paused = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            polled = consumer.poll(min(remaining, 0.5))
+            if polled is not None:
+                self._pending.append(polled)
+            if self._stop.is_set():
+                raise _AbandonedError
+            if message is not None and (message.topic(), message.partition()) not in self._assigned:
+                raise _AbandonedError
+
+    # -- offsets -------------------------------------------------------------------
+
+    def _mark_done(self, message: Message) -> None:
+        key = (message.topic() or "", message.partition() or 0)
+        if key in self._assigned:
+            self._done[key] = (message.offset() or 0) + 1
+
+    def _checkpoint(self) -> None:
+        """Flush receipts and dead letters, then store and commit finished offsets."""
+        self._flush()
+        consumer = self._consumer
+        done = {k: v for k, v in self._done.items() if k in self._assigned}
+        self._done.clear()
+        if consumer is None or not done:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]
+        try:
+            consumer.store_offsets(offsets=offsets)
+            consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            # Uncommitted work is redelivered and applied again idempotently.
+            log.warning("commit failed, will be redelivered: %s", exc)
+
+    def _flush(self) -> None:
+        if self._publisher is not None:
+            self._publisher.flush()
+
+    def _require_publisher(self) -> Publisher:
+        if self._publisher is None:
+            raise RuntimeError("runner is not running")
+        return self._publisher
+
+    # -- rebalancing and stats -------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._checkpoint()
+        self._forget(partitions)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._assigned -= gone
+        for key in gone:
+            self._done.pop(key, None)
+        kept = [m for m in self._pending if (m.topic(), m.partition()) not in gone]
+        self._pending = deque(kept)
+
+    def _on_stats(self, raw: str) -> None:
+        stats = json.loads(raw)
+        for topic, info in stats.get("topics", {}).items():
+            lags = [
+                int(p.get("consumer_lag", -1))
+                for name, p in info.get("partitions", {}).items()
+                if name != "-1"
+            ]
+            known = [lag for lag in lags if lag >= 0]
+            if known:
+                self.metrics.consumer_lag.labels(self.group_id, topic).set(sum(known))
+
+    # -- shutdown ------------------------------------------------------------------
+
+    def _shutdown(self, clean: bool) -> None:
+        try:
+            if clean:
+                self._checkpoint()
+        finally:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+            self.sink.close()
+            if self._http is not None:
+                self._http.stop()
+            log.info("sink runner stopped (%s)", "clean" if clean else "after an error")
+
+
+def _seconds_between(start: datetime, end: datetime) -> float:
+    return max(0.0, (end - start).total_seconds())
+
+
+def run_sink(
+    build: Callable[[S], Sink],
+    settings_cls: type[S],
+    *,
+    prefix: str,
+    family: SinkFamily,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Entrypoint body for ``python -m consumers.<sink>``; returns the exit status.
+
+    Reads :class:`~schemas.kafka.KafkaSettings` and ``settings_cls`` (a
+    :class:`~consumers.settings.RunnerSettings` subclass) from ``prefix``-ed variables,
+    builds the sink with ``build(settings)``, runs it until SIGTERM or SIGINT.
+    """
+    env = os.environ if env is None else env
+    try:
+        kafka = KafkaSettings.from_env(env)
+        options = load(settings_cls, prefix, env)
+    except ConfigError as exc:
+        logging.basicConfig(level=logging.INFO)
+        log.error("invalid setting %s: %s", exc.key, exc.reason)
+        return 2
+    logging.basicConfig(
+        level=options.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    runner = SinkRunner(build(options), kafka, family=family, options=options)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the instruction in flight", signum)
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.run()
+    return 0
+
+
+__all__ = ["DEFAULT_PORTS", "SinkRunner", "default_group", "run_sink"]

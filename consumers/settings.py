@@ -1,0 +1,41 @@
+"""Settings every sink process shares, read from ``<SINK>_SINK_*`` environment variables.
+
+A sink's own settings class extends :class:`RunnerSettings` (keyword-only fields),
+so one prefix holds both the runner's knobs and the sink's, and an unknown variable
+under the prefix still stops the process naming it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunnerSettings:
+    """Consumer group, HTTP port, batching and retry knobs of one sink process."""
+
+    group_id: str = ""
+    """Consumer group; empty means ``consent-relay.sink.<family>``."""
+    http_host: str = "0.0.0.0"  # noqa: S104 - metrics must be scrapable from outside the pod
+    http_port: int = 0
+    """Port of /metrics and the sink's API; 0 means the family's default port."""
+    batch_size: int = 500
+    poll_timeout_seconds: float = 0.5
+    backoff_initial_seconds: float = 0.1
+    backoff_max_seconds: float = 30.0
+    breaker_threshold: int = 3
+    """Consecutive retriable failures after which the circuit-breaker gauge shows 1."""
+    bootstrap_timeout_seconds: float = 300.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if not 0 <= self.http_port <= 65535:
+            raise ValueError("http_port must be a port number")
+        if self.backoff_initial_seconds <= 0 or (
+            self.backoff_max_seconds < self.backoff_initial_seconds
+        ):
+            raise ValueError("need 0 < backoff_initial_seconds <= backoff_max_seconds")
+        if self.breaker_threshold < 1:
+            raise ValueError("breaker_threshold must be at least 1")
