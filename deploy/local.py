@@ -752,6 +752,7 @@ def _registry_command(state: Path, jar: Path, port: int) -> list[str]:
         "-Xms64m",
         "-Xmx512m",
         "-Djava.awt.headless=true",
+        f"-Dvertx.cacheDirBase={state / 'registry' / 'vertx-cache'}",
         f"-Dquarkus.http.host={HOST}",
         f"-Dquarkus.http.port={port}",
         # Persistent H2 file instead of the default in-memory database.
