@@ -1,0 +1,84 @@
+"""The ANALYTICS sink: applies instructions to the analytics store, answers may-process.
+
+Store errors (a locked or unreachable database) are retriable: the runner waits and
+tries the same instruction again, so nothing is skipped while the store is down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+from consumers.analytics.store import AnalyticsStore, StoreUnavailableError
+from consumers.http import BadRequestError, Response, Route
+from consumers.protocol import RetriableSinkError, SinkResult
+from schemas.events import ConsentStateRecorded, InstructionIssued
+from schemas.taxonomy import Outcome, Purpose, SinkFamily
+
+DESTINATION = "analytics_store"
+
+
+class AnalyticsSink:
+    """Keeps the analytics store's opt-outs, restrictions and erasures up to date."""
+
+    family: ClassVar[SinkFamily] = SinkFamily.ANALYTICS
+
+    def __init__(self, store: AnalyticsStore) -> None:
+        self.store = store
+
+    def handles(self, instruction: InstructionIssued) -> bool:
+        """Instructions for the analytics store."""
+        return (
+            instruction.sink_family is SinkFamily.ANALYTICS
+            and instruction.destination == DESTINATION
+        )
+
+    def apply(self, instruction: InstructionIssued) -> SinkResult:
+        """Apply in one transaction with the instruction id; a redelivery changes nothing."""
+        try:
+            applied_at = self.store.apply(instruction)
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+        return SinkResult(Outcome.APPLIED, applied_at=applied_at)
+
+    def needs_bootstrap(self) -> bool:
+        """True until seeding from the consent state has finished once."""
+        try:
+            return not self.store.is_seeded()
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
+    def bootstrap(self, state: ConsentStateRecorded) -> None:
+        """Seed one person's opt-outs and restriction from their consent state."""
+        try:
+            self.store.seed(state)
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
+    def bootstrap_finished(self) -> None:
+        """Remember that seeding is complete, so a restart does not seed again."""
+        try:
+            self.store.mark_seeded()
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
+    def http_routes(self) -> Mapping[str, Route]:
+        """``GET /may-process?subject_id=...[&purpose=...]`` next to /metrics."""
+        return {"/may-process": self._may_process}
+
+    def close(self) -> None:
+        """Close the store's connection."""
+        self.store.close()
+
+    def _may_process(self, query: Mapping[str, str]) -> Response:
+        subject_id = query.get("subject_id", "")
+        if not subject_id:
+            raise BadRequestError("subject_id is required")
+        purpose = None
+        if query.get("purpose"):
+            try:
+                purpose = Purpose(query["purpose"])
+            except ValueError as exc:
+                raise BadRequestError("purpose is not a known purpose") from exc
+        allowed = self.store.may_process(subject_id, purpose)
+        return Response.json(200, {"may_process": allowed})

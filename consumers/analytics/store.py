@@ -1,0 +1,288 @@
+"""The analytics store (SQLite): apply instructions idempotently, answer ``may_process``.
+
+Every effect and the id of the instruction that caused it are written in one
+transaction, so a redelivered instruction is recognised and changes nothing. Choices
+carry their event time and an older one never overwrites a newer one, so even an
+out-of-order delivery cannot reopen processing that a later withdrawal closed.
+
+* SUPPRESS / ALLOW put a (person, purpose) on or off the opt-out list (no purposes
+  means every analytics purpose).
+* RESTRICT / LIFT_RESTRICTION isolate or release every record of the person: the
+  ``processable_events`` view leaves restricted people out.
+* ERASE deletes the person's records (or, in ``anonymise`` mode, strips the subject
+  and payload from them so only anonymous statistics remain).
+
+Database errors surface as :class:`StoreUnavailableError`; the sink makes them retriable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+from consumers.analytics.schema import SCHEMA
+from schemas.errors import ConsentRelayError
+from schemas.events import ConsentStateRecorded, InstructionIssued, Subject, utc_now
+from schemas.taxonomy import Action, Choice, Purpose
+
+ANALYTICS_PURPOSES: Final = (Purpose.RESEARCH_AND_STATISTICS, Purpose.COOKIES_STATISTICS)
+"""What an instruction with no purposes covers, and what bootstrap reads from the state."""
+
+_SEEDED = "seeded_at"
+
+
+class StoreUnavailableError(ConsentRelayError):
+    """The analytics database cannot be read or written right now."""
+
+
+class ErasureMode(StrEnum):
+    """What erasure does to a person's stored analytics records."""
+
+    DELETE = "delete"
+    ANONYMISE = "anonymise"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnalyticsRecord:
+    """One analytics event as the analytics side stores it."""
+
+    event_id: str
+    subject: Subject
+    purpose: Purpose
+    name: str
+    occurred_at: datetime
+    payload: str | None = None
+
+
+def epoch_ms(moment: datetime) -> int:
+    """A timezone-aware time as epoch milliseconds."""
+    return round(moment.timestamp() * 1000)
+
+
+def from_epoch_ms(value: int) -> datetime:
+    """Epoch milliseconds as a UTC time."""
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+class AnalyticsStore:
+    """The analytics database, seen by the sink (writes) and the analytics side (reads)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        erasure_mode: ErasureMode = ErasureMode.DELETE,
+        busy_timeout_seconds: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.erasure_mode = erasure_mode
+        self._timeout = busy_timeout_seconds
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def ensure_schema(self) -> None:
+        """Create the tables and the processing view if they are missing."""
+        with self._write() as conn:
+            # WAL lets the analytics side read while the sink writes.
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+
+    def apply(self, instruction: InstructionIssued) -> datetime:
+        """Apply once; returns when it was first applied (earlier, if a redelivery)."""
+        now = epoch_ms(utc_now())
+        with self._write() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            seen = conn.execute(
+                "SELECT applied_at FROM applied_instructions WHERE instruction_id = ?",
+                (instruction.instruction_id,),
+            ).fetchone()
+            if seen is not None:
+                conn.execute("ROLLBACK")
+                return from_epoch_ms(seen[0])
+            self._effect(conn, instruction)
+            conn.execute(
+                "INSERT INTO applied_instructions (instruction_id, action, applied_at) "
+                "VALUES (?, ?, ?)",
+                (instruction.instruction_id, instruction.action.value, now),
+            )
+            conn.execute("COMMIT")
+        return from_epoch_ms(now)
+
+    def is_seeded(self) -> bool:
+        """Whether seeding from the consent state has finished once."""
+        with self._read() as conn:
+            row = conn.execute("SELECT 1 FROM sink_state WHERE key = ?", (_SEEDED,)).fetchone()
+        return row is not None
+
+    def mark_seeded(self) -> None:
+        """Record that every subject's consent state has been seeded."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO sink_state (key, value) VALUES (?, ?)",
+                (_SEEDED, utc_now().isoformat()),
+            )
+
+    def seed(self, state: ConsentStateRecorded) -> None:
+        """Bring one person's opt-outs and restriction in line with their consent state."""
+        subject = state.subject
+        with self._write() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            for entry in state.entries:
+                if entry.purpose in ANALYTICS_PURPOSES:
+                    self._set_opt_out(
+                        conn,
+                        subject,
+                        entry.purpose,
+                        opted_out=entry.choice is Choice.WITHDRAWN,
+                        at=epoch_ms(entry.occurred_at),
+                    )
+            if state.restricted:
+                self._set_restricted(conn, subject, restricted=True, at=epoch_ms(state.updated_at))
+            if state.erased:
+                self._erase(conn, subject.id)
+            conn.execute("COMMIT")
+
+    def may_process(self, subject_id: str, purpose: Purpose | None = None) -> bool:
+        """Whether analytics may process this person (for ``purpose``, or for any purpose)."""
+        with self._read() as conn:
+            if conn.execute(
+                "SELECT 1 FROM analytics_restrictions WHERE subject_id = ? AND restricted = 1",
+                (subject_id,),
+            ).fetchone():
+                return False
+            if purpose is None:
+                opted_out = conn.execute(
+                    "SELECT 1 FROM analytics_opt_outs WHERE subject_id = ? AND opted_out = 1",
+                    (subject_id,),
+                ).fetchone()
+            else:
+                opted_out = conn.execute(
+                    "SELECT 1 FROM analytics_opt_outs "
+                    "WHERE subject_id = ? AND purpose = ? AND opted_out = 1",
+                    (subject_id, purpose.value),
+                ).fetchone()
+            return opted_out is None
+
+    def add_events(self, records: Iterable[AnalyticsRecord]) -> None:
+        """Store analytics events (what the analytics side does; tests use it to fill)."""
+        with self._write() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR IGNORE INTO analytics_events "
+                "(event_id, subject_id, subject_kind, purpose, name, occurred_at, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        r.event_id,
+                        r.subject.id,
+                        r.subject.kind.value,
+                        r.purpose.value,
+                        r.name,
+                        epoch_ms(r.occurred_at),
+                        r.payload,
+                    )
+                    for r in records
+                ),
+            )
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the writer connection."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _effect(self, conn: sqlite3.Connection, instruction: InstructionIssued) -> None:
+        subject, at = instruction.subject, epoch_ms(instruction.occurred_at)
+        action = instruction.action
+        if action in (Action.SUPPRESS, Action.ALLOW):
+            for purpose in instruction.purposes or ANALYTICS_PURPOSES:
+                self._set_opt_out(
+                    conn, subject, purpose, opted_out=action is Action.SUPPRESS, at=at
+                )
+        elif action in (Action.RESTRICT, Action.LIFT_RESTRICTION):
+            self._set_restricted(conn, subject, restricted=action is Action.RESTRICT, at=at)
+        elif action is Action.ERASE:
+            self._erase(conn, subject.id)
+        else:
+            raise ValueError(f"unknown action {action}")
+
+    @staticmethod
+    def _set_opt_out(
+        conn: sqlite3.Connection, subject: Subject, purpose: Purpose, *, opted_out: bool, at: int
+    ) -> None:
+        conn.execute(
+            "INSERT INTO analytics_opt_outs "
+            "(subject_id, subject_kind, purpose, opted_out, occurred_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (subject_id, purpose) DO UPDATE SET "
+            "opted_out = excluded.opted_out, occurred_at = excluded.occurred_at "
+            "WHERE excluded.occurred_at >= analytics_opt_outs.occurred_at",
+            (subject.id, subject.kind.value, purpose.value, int(opted_out), at),
+        )
+
+    @staticmethod
+    def _set_restricted(
+        conn: sqlite3.Connection, subject: Subject, *, restricted: bool, at: int
+    ) -> None:
+        conn.execute(
+            "INSERT INTO analytics_restrictions "
+            "(subject_id, subject_kind, restricted, occurred_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (subject_id) DO UPDATE SET "
+            "restricted = excluded.restricted, occurred_at = excluded.occurred_at "
+            "WHERE excluded.occurred_at >= analytics_restrictions.occurred_at",
+            (subject.id, subject.kind.value, int(restricted), at),
+        )
+
+    def _erase(self, conn: sqlite3.Connection, subject_id: str) -> None:
+        if self.erasure_mode is ErasureMode.DELETE:
+            conn.execute("DELETE FROM analytics_events WHERE subject_id = ?", (subject_id,))
+        else:
+            conn.execute(
+                "UPDATE analytics_events SET subject_id = NULL, subject_kind = NULL, "
+                "payload = NULL, anonymised = 1 WHERE subject_id = ?",
+                (subject_id,),
+            )
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                if self._conn is None:
+                    self._conn = self._connect()
+                conn = self._conn
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                # A broken connection is rebuilt on the next call.
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                raise StoreUnavailableError(f"analytics store: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with closing(self._connect(read_only=True)) as conn:
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"analytics store: {exc}") from exc
+
+    def _connect(self, *, read_only: bool = False) -> sqlite3.Connection:
+        # Readers must not create an empty database where the real one is missing.
+        uri = f"{self.path.resolve().as_uri()}?mode={'ro' if read_only else 'rwc'}"
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+        return conn
