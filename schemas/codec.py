@@ -21,6 +21,7 @@ from typing import Any
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
@@ -37,6 +38,16 @@ from schemas.events import EVENT_TYPES, NAMESPACE
 WIRE_MAGIC = 0
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _BY_NAME: dict[str, type[Any]] = {t.__name__: t for t in EVENT_TYPES}
+
+REGISTRY_TRANSPORT_ERRORS: tuple[type[Exception], ...] = (OSError, httpx.TransportError)
+"""What the registry client raises when the registry cannot be reached at all."""
+
+_BODY_ERRORS = (EOFError, StopIteration, IndexError, KeyError, struct.error)
+_CORRUPT_ERRORS = (
+    ValueError,  # includes UnicodeDecodeError
+    OverflowError,  # a timestamp-millis beyond datetime's range
+    fastavro.read.SchemaResolutionError,
+)
 
 
 def subject_name(event_type: type[Any]) -> str:
@@ -72,7 +83,12 @@ def schema_text(event_type: type[Any]) -> str:
 
 
 class EventSerializer:
-    """Serializes records (or their Avro dicts) of one type in the Confluent wire format."""
+    """Serializes records (or their Avro dicts) of one type in the Confluent wire format.
+
+    The shipped schema must already be registered under the event type's subject (or
+    ``subject``): production code never auto-registers, so an unregistered schema is an
+    :class:`~schemas.errors.UnknownSchemaError`, not a silent new version.
+    """
 
     def __init__(
         self,
@@ -80,8 +96,10 @@ class EventSerializer:
         event_type: type[Any],
         *,
         auto_register: bool = False,
+        subject: str | None = None,
     ) -> None:
         self.event_type = event_type
+        self.subject = subject or subject_name(event_type)
         self._serializer = AvroSerializer(
             registry,
             # A Schema, not a str: the serializer rewrites str schemas, and Apicurio's
@@ -91,7 +109,7 @@ class EventSerializer:
             conf={
                 "auto.register.schemas": auto_register,
                 "normalize.schemas": False,
-                "subject.name.strategy": lambda _ctx, _name: subject_name(event_type),
+                "subject.name.strategy": lambda _ctx, _name: self.subject,
             },
         )
 
@@ -101,13 +119,17 @@ class EventSerializer:
         try:
             data = self._serializer(event, ctx)
         except SchemaRegistryError as exc:
-            raise UnknownSchemaError(
-                f"{subject_name(self.event_type)} is not registered as shipped: {exc}"
-            ) from exc
+            if exc.http_status_code == 404:
+                raise UnknownSchemaError(
+                    f"{self.subject} has no version equal to the shipped schema: {exc}"
+                ) from exc
+            raise RegistryUnavailableError(f"{self.subject}: registry error: {exc}") from exc
         except SerializationError as exc:
             raise ConsentRelayError(f"cannot serialize {self.event_type.__name__}: {exc}") from exc
-        except OSError as exc:
+        except REGISTRY_TRANSPORT_ERRORS as exc:
             raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
+        if data is None:
+            raise ConsentRelayError(f"cannot serialize {self.event_type.__name__}: no bytes")
         return bytes(data)
 
 
@@ -168,9 +190,9 @@ class EventDecoder:
         buf.seek(offset)
         try:
             return fastavro.schemaless_reader(buf, writer, reader)
-        except (EOFError, StopIteration, IndexError, struct.error) as exc:
+        except _BODY_ERRORS as exc:
             raise TruncatedMessageError(f"{event_type.__name__} body ends early") from exc
-        except (ValueError, UnicodeDecodeError, fastavro.read.SchemaResolutionError) as exc:
+        except _CORRUPT_ERRORS as exc:
             raise TruncatedMessageError(f"{event_type.__name__} body is corrupt: {exc}") from exc
 
     def _writer_schema(self, schema_id: int) -> tuple[type[Any], Any, Any]:
@@ -185,17 +207,13 @@ class EventDecoder:
             if exc.http_status_code == 404:
                 raise UnknownSchemaError(f"schema id {schema_id} is not in the registry") from exc
             raise RegistryUnavailableError(f"registry error for id {schema_id}: {exc}") from exc
-        except OSError as exc:
+        except REGISTRY_TRANSPORT_ERRORS as exc:
             raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
-        assert schema.schema_str is not None
-        raw = json.loads(schema.schema_str)
-        name = str(raw.get("name", "")).rsplit(".", 1)[-1]
-        event_type = _BY_NAME.get(name)
-        if event_type is None:
-            raise UnknownSchemaError(
-                f"schema id {schema_id} is {name!r}, not a Consent Relay event"
-            )
-        writer = fastavro.parse_schema(raw)
+        event_type, raw = _event_schema(schema_id, schema)
+        try:
+            writer = fastavro.parse_schema(raw)
+        except (fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
+            raise UnknownSchemaError(f"schema id {schema_id} does not parse: {exc}") from exc
         shipped = SHIPPED[event_type].parsed
         # Schema resolution costs as much again as the read; skip it when the writer
         # used exactly the shipped schema.
@@ -205,3 +223,22 @@ class EventDecoder:
         entry = (event_type, writer, None if same else shipped)
         self._by_id[schema_id] = entry
         return entry
+
+
+def _event_schema(schema_id: int, schema: Schema) -> tuple[type[Any], dict[str, Any]]:
+    """The event type an Avro record schema from the registry describes, and its JSON."""
+    if (schema.schema_type or "AVRO") != "AVRO" or not schema.schema_str:
+        raise UnknownSchemaError(f"schema id {schema_id} is not an Avro schema")
+    try:
+        raw = json.loads(schema.schema_str)
+    except json.JSONDecodeError as exc:
+        raise UnknownSchemaError(f"schema id {schema_id} is not Avro JSON") from exc
+    if not isinstance(raw, dict) or raw.get("type") != "record":
+        raise UnknownSchemaError(f"schema id {schema_id} is not an Avro record")
+    name = str(raw.get("name", ""))
+    full = name if "." in name else f"{raw.get('namespace', '')}.{name}"
+    namespace, _, short = full.rpartition(".")
+    event_type = _BY_NAME.get(short)
+    if event_type is None or namespace != NAMESPACE:
+        raise UnknownSchemaError(f"schema id {schema_id} is {full!r}, not a Consent Relay event")
+    return event_type, raw

@@ -54,7 +54,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
                 raise ValidationError(dotted, "is required")
             continue
         kwargs[f.name] = f.decode(dotted, data[f.name])
-    unknown = set(data) - {f.name for f in _plan(cls)}
+    unknown = {str(k) for k in data} - {f.name for f in _plan(cls)}
     if unknown:
         raise ValidationError(prefix + sorted(unknown)[0], "is not a field of " + cls.__name__)
     try:
@@ -151,7 +151,10 @@ def _decode_time(name: str, value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, UTC)
+        try:
+            return datetime.fromtimestamp(value / 1000, UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise ValidationError(name, f"{value} ms is outside the supported time range") from exc
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

@@ -59,3 +59,7 @@ class UnknownSchemaError(DecodeError):
 
 class RegistryUnavailableError(ConsentRelayError):
     """The schema registry could not be reached; retry later."""
+
+
+class IncompatibleSchemaError(ConsentRelayError):
+    """The registry refused a schema: invalid, or incompatible with the subject's versions."""

@@ -11,7 +11,7 @@ that exists is a record that may be published.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,12 +42,16 @@ from schemas.validation import (
 NAMESPACE = "io.consentrelay.events"
 
 
-def doc(text: str, *, pii: bool = False, default: Any = None, factory: Any = None) -> Any:
-    """Declare a documented field; ``pii`` tags it ``"confluent:tags": ["PII"]``."""
+def doc(text: str, *, pii: bool = False, default: Any = MISSING, factory: Any = None) -> Any:
+    """Declare a documented field; ``pii`` tags it ``"confluent:tags": ["PII"]``.
+
+    A field with a ``default`` (``None`` for optional ones) or a ``factory`` gets the
+    same default in its Avro schema, which is what lets it be added compatibly.
+    """
     meta = {"doc": text, "pii": pii}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
-    if default is not None or "optional" in text.lower():
+    if default is not MISSING:
         return field(default=default, metadata=meta)
     return field(metadata=meta)
 
@@ -55,6 +59,15 @@ def doc(text: str, *, pii: bool = False, default: Any = None, factory: Any = Non
 def new_event_id() -> str:
     """A fresh random event id (UUID v4 text)."""
     return str(uuid.uuid4())
+
+
+def instruction_id(event_id: str, sink_family: SinkFamily, destination: str) -> str:
+    """The deterministic id of the instruction for one destination of one event.
+
+    ``uuid5(NAMESPACE_URL, "<event_id>/<SINK_FAMILY>/<destination>")``: re-processing the
+    same event issues the same id, so sinks and the receipt tracker deduplicate on it.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_id}/{sink_family.value}/{destination}"))
 
 
 def utc_now() -> datetime:
@@ -67,8 +80,14 @@ def utc_now() -> datetime:
 class Subject:
     """The person (account) or anonymous browser/device a choice belongs to."""
 
-    id: str = doc("Internal subject identifier; never leaves Consent Relay.", pii=True)
-    kind: SubjectKind = doc("ACCOUNT for a known user, DEVICE for a browser/device id.")
+    id: str = doc(
+        "Internal subject identifier (Kantara CR 'piiPrincipalId', ISO/IEC TS 27560 'PII"
+        " principal identifier'); never leaves Consent Relay, partners get a pseudonym.",
+        pii=True,
+    )
+    kind: SubjectKind = doc(
+        "ACCOUNT for a known user, DEVICE for a browser/device id (a visitor without an account)."
+    )
 
     def __post_init__(self) -> None:
         validate_subject(self)
@@ -78,19 +97,32 @@ class Subject:
 class ConsentEvent:
     """Fields every consent event carries (the envelope)."""
 
-    event_id: str = doc("UUID of this event; the idempotency key everywhere downstream.")
-    subject: Subject = doc("Whose choice this is.")
+    event_id: str = doc(
+        "Canonical UUID of this event (Kantara CR 'consentReceiptID', ISO/IEC TS 27560 'record"
+        " identifier'); the idempotency key everywhere downstream."
+    )
+    subject: Subject = doc("Whose choice this is (the PII principal).")
     occurred_at: datetime = doc(
-        "When the person made the choice (event time, UTC ms; Kantara 'consent timestamp')."
+        "When the person made the choice: event time, UTC ms (Kantara CR 'consentTimestamp',"
+        " ISO/IEC TS 27560 event time)."
     )
     recorded_at: datetime = doc("When the emitting service recorded it (UTC ms).")
-    source: Source = doc("How the choice was collected (Kantara 'collection method').")
-    regime: Regime = doc("Legal regime of the choice (Kantara 'jurisdiction').")
+    source: Source = doc(
+        "How the choice was collected (Kantara CR 'collectionMethod', ISO/IEC TS 27560"
+        " collection method)."
+    )
+    regime: Regime = doc(
+        "Legal regime of the choice (Kantara CR 'jurisdiction', ISO/IEC TS 27560 jurisdiction)."
+    )
     policy_version: PolicyVersion = doc(
-        "Privacy-policy version in force when given (Kantara 'policy reference')."
+        "Privacy-policy version in force when given (Kantara CR 'policyUrl', ISO/IEC TS 27560"
+        " notice reference); a material policy change may need fresh consent."
     )
     evidence_ref: str | None = doc(
-        "Optional reference to the stored proof of collection (form, log, recording)."
+        "Optional reference to the stored proof of collection, e.g. form, log or recording"
+        " (ISO/IEC TS 27560 evidence).",
+        pii=True,
+        default=None,
     )
 
     TOPIC_KIND: ClassVar[str] = "consent"
@@ -103,13 +135,22 @@ class ConsentEvent:
 class ConsentChanged(ConsentEvent):
     """A person granted or withdrew consent for one or more purposes."""
 
-    choice: Choice = doc("GRANTED or WITHDRAWN.")
-    purposes: tuple[Purpose, ...] = doc("Purposes the choice covers (Kantara 'purposes').")
+    choice: Choice = doc(
+        "GRANTED or WITHDRAWN (ISO/IEC TS 27560 consent state: given or withdrawn)."
+    )
+    purposes: tuple[Purpose, ...] = doc(
+        "Purposes the choice covers (Kantara CR 'purposes', ISO/IEC TS 27560 purposes)."
+    )
     recipients: tuple[Recipient, ...] = doc(
-        "Recipients the choice is limited to; empty means every recipient of the purposes.",
+        "Recipients the choice is limited to; empty means every recipient of the purposes"
+        " (Kantara CR 'thirdPartyName', ISO/IEC TS 27560 recipients).",
         factory=tuple,
     )
-    expires_at: datetime | None = doc("Optional end of a grant's validity (Kantara 'termination').")
+    expires_at: datetime | None = doc(
+        "Optional end of a grant's validity, UTC ms (Kantara CR 'termination', ISO/IEC TS 27560"
+        " duration).",
+        default=None,
+    )
 
     def __post_init__(self) -> None:
         validate_consent_changed(self)
@@ -155,16 +196,21 @@ class CookiePreferencesSet(ConsentEvent):
 class InstructionIssued:
     """The stream told one destination what to do for one consent event."""
 
-    instruction_id: str = doc("Deterministic id of (event id, destination).")
+    instruction_id: str = doc(
+        "Deterministic id: uuid5(NAMESPACE_URL, '<event_id>/<sink_family>/<destination>')."
+    )
     event_id: str = doc("The consent event this instruction carries out.")
     event_type: str = doc("Record name of that event (ConsentChanged, RightsRequested, ...).")
     subject: Subject = doc("Whose data the instruction concerns.")
     sink_family: SinkFamily = doc("Which kind of sink must act.")
-    destination: str = doc("The destination within the family (e.g. 'email', 'criteo').")
+    destination: str = doc(
+        "The destination within the family: 'suppression_list', 'analytics_store', or a"
+        " partner's lowercase Recipient (e.g. 'criteo')."
+    )
     action: Action = doc("What to do.")
     purposes: tuple[Purpose, ...] = doc("Purposes the action covers.")
     channels: tuple[Channel, ...] = doc("Marketing channels concerned.", factory=tuple)
-    right: Right | None = doc("Optional right that triggered the instruction.")
+    right: Right | None = doc("Optional right that triggered the instruction.", default=None)
     regime: Regime = doc("Regime of the originating choice.")
     occurred_at: datetime = doc("Event time of the originating choice (UTC ms).")
     issued_at: datetime = doc("When the stream issued the instruction (UTC ms).")
@@ -185,7 +231,7 @@ class PropagationReceipt:
     outcome: Outcome = doc("APPLIED, SKIPPED (with reason) or FAILED (with reason).")
     occurred_at: datetime = doc("Event time of the originating choice (UTC ms).")
     applied_at: datetime = doc("When the effect became durable downstream (UTC ms).")
-    reason: str | None = doc("Optional explanation for SKIPPED or FAILED.")
+    reason: str | None = doc("Optional explanation for SKIPPED or FAILED.", default=None)
 
     TOPIC_KIND: ClassVar[str] = "receipt"
 
@@ -216,9 +262,9 @@ class FullyPropagated:
 class ConsentEntry:
     """The current choice for one (purpose, regime) of a subject."""
 
-    purpose: Purpose = doc("The purpose.")
-    regime: Regime = doc("The regime the choice was made under.")
-    choice: Choice = doc("The winning choice.")
+    purpose: Purpose = doc("The purpose (Kantara CR 'purpose').")
+    regime: Regime = doc("The regime the choice was made under (Kantara CR 'jurisdiction').")
+    choice: Choice = doc("The winning choice (ISO/IEC TS 27560 consent state).")
     occurred_at: datetime = doc("Event time of the winning event (UTC ms).")
     event_id: str = doc("The winning event.")
 
@@ -243,8 +289,10 @@ class DataEventCaptured:
     event_id: str = doc("UUID of the data event.")
     subject: Subject = doc("Whose data it is.")
     occurred_at: datetime = doc("When the data was produced (UTC ms).")
-    purpose: Purpose = doc("The processing the data is bound for.")
-    recipient: Recipient | None = doc("Optional recipient the data is bound for.")
+    purpose: Purpose = doc("The processing the data is bound for (Kantara CR 'purpose').")
+    recipient: Recipient | None = doc(
+        "Optional recipient the data is bound for (Kantara CR 'thirdPartyName').", default=None
+    )
     payload: bytes = doc("The data itself, opaque to Consent Relay.", pii=True)
 
     TOPIC_KIND: ClassVar[str] = "data"
@@ -259,10 +307,10 @@ class DeadLettered:
     source_topic: str = doc("Topic of the original message.")
     source_partition: int = doc("Partition of the original message.")
     source_offset: int = doc("Offset of the original message.")
-    original_key: bytes | None = doc("Optional original key bytes.", pii=True)
-    original_value: bytes | None = doc("Optional original value bytes.", pii=True)
+    original_key: bytes | None = doc("Optional original key bytes.", pii=True, default=None)
+    original_value: bytes | None = doc("Optional original value bytes.", pii=True, default=None)
     error_class: str = doc("Exception class that stopped processing.")
-    field_name: str | None = doc("Optional name of the offending field.")
+    field_name: str | None = doc("Optional name of the offending field.", default=None)
     reason: str = doc("Human-readable reason.")
     dead_lettered_at: datetime = doc("When it was dead-lettered (UTC ms).")
 

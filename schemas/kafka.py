@@ -3,11 +3,16 @@ every process uses so that nothing is lost.
 
 Producers are idempotent with ``acks=all``; consumers never auto-commit and store
 offsets only after the work is done (``enable.auto.offset.store=False``).
-Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL`` and ``CONSENT_RELAY_TOPIC_PREFIX``.
+Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, ``CONSENT_RELAY_TOPIC_PREFIX`` and
+``CONSENT_RELAY_PARTITIONS``. Those families are shared with other tools (``KAFKA_HEAP_OPTS``,
+``CONSENT_RELAY_CACHE``), so an unknown key is refused only when it is evidently a misspelt
+one of ours (``KAFKA_BOOTSTRAP_SERVERS``, ``CONSENT_RELAY_PREFIX``) or any other
+``SCHEMA_REGISTRY_*`` key, which nothing here would read.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +26,17 @@ from schemas.errors import ConfigError
 from schemas.topics import DEFAULT_PARTITIONS, Topics
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
+MAX_PREFIX_LENGTH = 100
+"""Leaves room under Kafka's 249-character topic-name limit for the longest suffix."""
+
+KNOWN_KEYS = (
+    "KAFKA_BOOTSTRAP",
+    "SCHEMA_REGISTRY_URL",
+    "CONSENT_RELAY_TOPIC_PREFIX",
+    "CONSENT_RELAY_PARTITIONS",
+)
+_MISSPELLING_CUTOFF = 0.75
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +55,11 @@ class KafkaSettings:
         url = urlparse(self.registry_url)
         if url.scheme not in {"http", "https"} or not url.netloc:
             raise ConfigError("SCHEMA_REGISTRY_URL", f"{self.registry_url!r} is not an http(s) URL")
+        if not _TOPIC_CHARS.match(self.topic_prefix) or len(self.topic_prefix) > MAX_PREFIX_LENGTH:
+            raise ConfigError(
+                "CONSENT_RELAY_TOPIC_PREFIX",
+                f"{self.topic_prefix!r} must be at most {MAX_PREFIX_LENGTH} of A-Z a-z 0-9 . _ -",
+            )
         if self.partitions < 1:
             raise ConfigError("CONSENT_RELAY_PARTITIONS", "must be at least 1")
 
@@ -46,6 +67,7 @@ class KafkaSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
         """Read the settings; a missing or malformed one raises ConfigError naming it."""
         env = os.environ if env is None else env
+        _refuse_unknown(env)
         for key in ("KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL"):
             if not env.get(key):
                 raise ConfigError(key, "is required (see README: `make stack` prints it)")
@@ -99,3 +121,16 @@ class KafkaSettings:
     def registry_client(self) -> SchemaRegistryClient:
         """A client of the Confluent-compatible schema registry."""
         return SchemaRegistryClient({"url": self.registry_url})
+
+
+def _refuse_unknown(env: Mapping[str, str]) -> None:
+    """Stop on a key that is evidently meant to be one of ours but is not."""
+    for key in sorted(env):
+        if key in KNOWN_KEYS:
+            continue
+        if key.startswith("SCHEMA_REGISTRY_"):
+            raise ConfigError(key, f"unknown setting (known: {', '.join(KNOWN_KEYS)})")
+        if key.startswith(("KAFKA_", "CONSENT_RELAY_")):
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=_MISSPELLING_CUTOFF)
+            if close:
+                raise ConfigError(key, f"unknown setting; did you mean {close[0]}?")

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import typing
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,6 +64,11 @@ def _convert(key: str, raw: str, tp: Any) -> Any:
             raise ConfigError(key, f"{raw!r} is not a {tp.__name__}") from exc
     if tp is Path:
         return Path(raw)
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        try:
+            return tp(raw)
+        except ValueError as exc:
+            raise ConfigError(key, f"{raw!r} is not one of {', '.join(tp)}") from exc
     if tp is str:
         return raw
     raise ConfigError(key, f"unsupported setting type {tp!r}")

@@ -16,12 +16,17 @@ from typing import Final
 
 
 class LegalBasis(StrEnum):
-    """GDPR Art. 6 ground a processing rests on (Kantara/ISO 27560 "lawful basis")."""
+    """GDPR Art. 6 ground a processing rests on (ISO/IEC TS 27560 "lawful basis").
+
+    VITAL_INTERESTS covers disclosures to protect someone's vital interests (policy C).
+    Health data handled with explicit consent (Art. 9, policy A) still rests on CONSENT.
+    """
 
     CONSENT = "CONSENT"
     CONTRACT = "CONTRACT"
     LEGAL_OBLIGATION = "LEGAL_OBLIGATION"
     LEGITIMATE_INTEREST = "LEGITIMATE_INTEREST"
+    VITAL_INTERESTS = "VITAL_INTERESTS"
 
 
 class Channel(StrEnum):
@@ -73,6 +78,7 @@ class Purpose(StrEnum):
     ANTI_MONEY_LAUNDERING = "ANTI_MONEY_LAUNDERING"
     ACCOUNT_SECURITY_AND_FRAUD = "ACCOUNT_SECURITY_AND_FRAUD"
     LEGAL_COMPLIANCE = "LEGAL_COMPLIANCE"
+    HEALTH_DATA_FOR_DISPUTES = "HEALTH_DATA_FOR_DISPUTES"
 
 
 class RecipientKind(StrEnum):
@@ -119,6 +125,7 @@ class Recipient(StrEnum):
     AUTHORITIES = "AUTHORITIES"
     BUSINESS_ACQUIRER = "BUSINESS_ACQUIRER"
     OTHERS_BY_CONSENT = "OTHERS_BY_CONSENT"
+    INSURERS = "INSURERS"
 
 
 class Right(StrEnum):
@@ -139,7 +146,10 @@ class Right(StrEnum):
 
 
 class Regime(StrEnum):
-    """The legal regime a choice was made under (Kantara "jurisdiction")."""
+    """The legal regime a choice was made under (Kantara "jurisdiction").
+
+    GDPR covers the EEA and the United Kingdom (policy G; 2018 I).
+    """
 
     GDPR = "GDPR"
     CCPA = "CCPA"
@@ -147,7 +157,11 @@ class Regime(StrEnum):
 
 
 class Source(StrEnum):
-    """How the choice was collected (Kantara "collection method")."""
+    """How the choice was collected (Kantara "collection method").
+
+    DATA_PROTECTION_CONTACT is a request sent to the data-protection address the policy
+    gives for exercising rights and refusing postal or telephone marketing (H; 2018 J).
+    """
 
     UNSUBSCRIBE_LINK = "UNSUBSCRIBE_LINK"
     PRIVACY_SETTINGS = "PRIVACY_SETTINGS"
@@ -156,10 +170,15 @@ class Source(StrEnum):
     GPC_SIGNAL = "GPC_SIGNAL"
     API = "API"
     BULK_IMPORT = "BULK_IMPORT"
+    DATA_PROTECTION_CONTACT = "DATA_PROTECTION_CONTACT"
 
 
 class PolicyVersion(StrEnum):
-    """The privacy-policy version a choice was given under (Kantara "policy reference")."""
+    """The privacy-policy version a choice was given under (Kantara "policy reference").
+
+    Each names the policy by the date it came into force; where language versions
+    differ the English text prevails (policy I).
+    """
 
     V2018_05_25 = "V2018_05_25"
     V2019_07_15 = "V2019_07_15"
@@ -361,7 +380,16 @@ PURPOSE_SPECS: Final = MappingProxyType(
             _B.LEGAL_OBLIGATION, False, "Account security and fraud detection.", "B"
         ),
         _P.LEGAL_COMPLIANCE: PurposeSpec(
-            _B.LEGAL_OBLIGATION, False, "Disclosures to advisers, authorities, regulators.", "C"
+            _B.LEGAL_OBLIGATION,
+            False,
+            "Disclosures to advisers, insurers, authorities and regulators.",
+            "C",
+        ),
+        _P.HEALTH_DATA_FOR_DISPUTES: PurposeSpec(
+            _B.CONSENT,
+            True,
+            "End users' health data handled for a complaint or dispute, with explicit consent.",
+            "A",
         ),
     }
 )
@@ -432,6 +460,9 @@ RECIPIENT_SPECS: Final = MappingProxyType(
         _R.BUSINESS_ACQUIRER: RecipientSpec(_K.OTHER, False, "A buyer of the business.", "C"),
         _R.OTHERS_BY_CONSENT: RecipientSpec(
             _K.OTHER, True, "Any other person, with the subject's consent.", "C"
+        ),
+        _R.INSURERS: RecipientSpec(
+            _K.OTHER, False, "Insurers, where the law or legal claims need it.", "C; 2018 C"
         ),
     }
 )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from schemas.errors import ValidationError
 from schemas.taxonomy import (
+    DIRECT_MARKETING_PURPOSES,
     PURPOSE_SPECS,
     RECIPIENT_SPECS,
     RIGHT_SPECS,
@@ -24,6 +25,7 @@ from schemas.taxonomy import (
     PolicyVersion,
     Purpose,
     Recipient,
+    Regime,
     Requester,
     Right,
     Source,
@@ -43,6 +45,7 @@ MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 """How far ahead of this machine's clock an event time may be."""
 
 MAX_SUBJECT_ID_LENGTH: Final = 256
+"""Longest subject or device id accepted (ids are opaque keys, not free text)."""
 
 POLICY_IN_FORCE_FROM: Final = {
     PolicyVersion.V2018_05_25: date(2018, 5, 25),
@@ -50,6 +53,14 @@ POLICY_IN_FORCE_FROM: Final = {
 }
 
 _CHANNEL_RIGHTS: Final = frozenset({Right.REFUSE_MARKETING, Right.OBJECT_TO_DIRECT_MARKETING})
+_STOPPING_RIGHTS: Final = frozenset(
+    {
+        Right.WITHDRAW_CONSENT,
+        Right.OBJECT_TO_LEGITIMATE_INTEREST,
+        Right.OBJECT_TO_DIRECT_MARKETING,
+        Right.REFUSE_MARKETING,
+    }
+)
 
 
 def validate_subject(subject: Subject) -> None:
@@ -63,11 +74,20 @@ def validate_subject(subject: Subject) -> None:
 
 def validate_envelope(event: ConsentEvent) -> None:
     """Check the fields every consent event carries."""
+    from schemas.events import Subject  # noqa: PLC0415 - events imports this module
+
     _check_uuid("event_id", event.event_id)
+    if not isinstance(event.subject, Subject):
+        raise ValidationError("subject", "must be a Subject")
     _check_time("occurred_at", event.occurred_at)
     _check_time("recorded_at", event.recorded_at)
     _check_member("source", event.source, Source)
+    _check_member("regime", event.regime, Regime)
     _check_policy_version(event)
+    if event.evidence_ref is not None and (
+        not isinstance(event.evidence_ref, str) or not event.evidence_ref.strip()
+    ):
+        raise ValidationError("evidence_ref", "must be a non-blank string or absent")
 
 
 def validate_consent_changed(event: ConsentChanged) -> None:
@@ -113,15 +133,14 @@ def validate_rights_requested(event: RightsRequested) -> None:
     if event.channels and event.right not in _CHANNEL_RIGHTS:
         raise ValidationError("channels", f"{event.right} does not take marketing channels")
     for purpose in event.purposes:
-        if not PURPOSE_SPECS[purpose].refusable and event.right in {
-            Right.WITHDRAW_CONSENT,
-            Right.OBJECT_TO_LEGITIMATE_INTEREST,
-            Right.OBJECT_TO_DIRECT_MARKETING,
-            Right.REFUSE_MARKETING,
-        }:
+        if not PURPOSE_SPECS[purpose].refusable and event.right in _STOPPING_RIGHTS:
             raise ValidationError(
                 "purposes",
                 f"{purpose} rests on {PURPOSE_SPECS[purpose].basis}; {event.right} cannot stop it",
+            )
+        if event.right in _CHANNEL_RIGHTS and purpose not in DIRECT_MARKETING_PURPOSES:
+            raise ValidationError(
+                "purposes", f"{purpose} is not direct marketing; {event.right} does not reach it"
             )
 
 
@@ -130,6 +149,8 @@ def validate_cookie_preferences(event: CookiePreferencesSet) -> None:
     validate_envelope(event)
     if not isinstance(event.device_id, str) or not event.device_id.strip():
         raise ValidationError("device_id", "must not be empty")
+    if len(event.device_id) > MAX_SUBJECT_ID_LENGTH:
+        raise ValidationError("device_id", f"longer than {MAX_SUBJECT_ID_LENGTH} characters")
     _check_members("granted", event.granted, CookieCategory)
     _check_members("refused", event.refused, CookieCategory)
     if CookieCategory.ESSENTIAL in event.refused:
@@ -144,10 +165,15 @@ def validate_cookie_preferences(event: CookiePreferencesSet) -> None:
 
 
 def _check_uuid(name: str, value: object) -> None:
+    # Ids are idempotency keys compared as text, so only the canonical spelling is accepted.
+    if not isinstance(value, str):
+        raise ValidationError(name, f"{value!r} is not a UUID string")
     try:
-        uuid.UUID(str(value))
+        canonical = str(uuid.UUID(value))
     except ValueError as exc:
         raise ValidationError(name, f"{value!r} is not a UUID") from exc
+    if value != canonical:
+        raise ValidationError(name, f"{value!r} is not in canonical form {canonical!r}")
 
 
 def _check_time(name: str, value: object, *, future_ok: bool = False) -> None:
@@ -177,6 +203,9 @@ def _check_member(name: str, value: object, enum: type[StrEnum]) -> None:
 def _check_members(
     name: str, values: Iterable[object], enum: type[StrEnum], *, non_empty: bool = False
 ) -> None:
+    # A tuple keeps the frozen record hashable and stops a bare string being read as letters.
+    if not isinstance(values, tuple):
+        raise ValidationError(name, f"must be a tuple, got {type(values).__name__}")
     seen: set[object] = set()
     for value in values:
         _check_member(name, value, enum)
