@@ -1,0 +1,387 @@
+"""The main job: a real relay on a real broker, fed the privacy policy's own cases.
+
+``make demo`` runs this. It starts (or reuses) the local Kafka broker and schema
+registry, registers the contract, starts the stream worker and the sinks as separate
+processes, publishes demo consent events modelled on the policy (an unsubscribe link,
+an objection to direct marketing, a cookie banner, a GPC signal, a guardian's erasure
+request, ...), then prints what every destination did with each withdrawal and how long
+it took, from event time to the receipt and to fully propagated. The processes keep
+serving ``/metrics`` until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from confluent_kafka import Consumer
+
+from producers.client import ConsentClient
+from schemas.admin import ensure_topics
+from schemas.codec import EventDecoder
+from schemas.errors import ValidationError
+from schemas.events import FullyPropagated, PropagationReceipt
+from schemas.kafka import KafkaSettings
+from schemas.registry import register_all
+from schemas.taxonomy import Source
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var" / "demo"
+PARTNER_SECRET = "demo-partner-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """One relay process the demo starts."""
+
+    name: str
+    module: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _load_local() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("local_stack", ROOT / "deploy" / "local.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["local_stack"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def stack_endpoints() -> tuple[str, str]:
+    """The broker and registry to use: from the environment, or a local stack started now."""
+    if os.environ.get("KAFKA_BOOTSTRAP") and os.environ.get("SCHEMA_REGISTRY_URL"):
+        return os.environ["KAFKA_BOOTSTRAP"], os.environ["SCHEMA_REGISTRY_URL"]
+    local = _load_local()
+    say("starting the local Kafka broker and schema registry (deploy/local.py up)")
+    endpoints = local.start(state_dir=ROOT / "var" / "local")
+    return endpoints.bootstrap, endpoints.registry_url
+
+
+class PartnerReceiver(BaseHTTPRequestHandler):
+    """A local HTTP server standing in for every partner: verifies and records webhooks."""
+
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        stamp = self.headers.get("X-ConsentRelay-Timestamp", "")
+        expected = hmac.new(PARTNER_SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256)
+        signature = self.headers.get("X-ConsentRelay-Signature", "")
+        if not hmac.compare_digest(signature, "sha256=" + expected.hexdigest()):
+            self.send_response(401)
+            self.end_headers()
+            return
+        self.received.append({"path": self.path, **json.loads(body)})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the demo's output to the report."""
+
+
+def partner_config(port: int) -> Path:
+    """A partner-sink config sending every partner's webhooks to the local receiver."""
+    partners = [
+        "sellers",
+        "business_partners",
+        "group_companies",
+        "google",
+        "facebook",
+        "instagram",
+        "twitter",
+        "vkontakte",
+        "criteo",
+        "bing",
+        "yahoo",
+        "mail_ru",
+        "yandex",
+        "google_analytics",
+        "analytics_providers",
+        "others_by_consent",
+    ]
+    config = {
+        "partners": {
+            name: {
+                "url": f"http://127.0.0.1:{port}/hooks/{name}",
+                "secret": PARTNER_SECRET,
+                "pseudonym_key": f"demo-pseudonym-key-{name}",
+            }
+            for name in partners
+        }
+    }
+    path = VAR / "partners.json"
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def processes(receiver_port: int) -> list[Process]:
+    """The relay: one stream worker and the three sink families."""
+    return [
+        Process(
+            "stream worker",
+            "streams",
+            6066,
+            {
+                "STREAMS_WEB_PORT": "6066",
+                "STREAMS_DATA_DIR": str(VAR / "streams"),
+                "STREAMS_APP_ID": "consent-relay-demo",
+            },
+        ),
+        Process(
+            "marketing sink",
+            "consumers.marketing",
+            8091,
+            {
+                "MARKETING_SINK_HTTP_PORT": "8091",
+                "MARKETING_SINK_DATABASE_URL": f"sqlite:///{VAR / 'marketing.sqlite'}",
+                "MARKETING_SINK_HASH_KEY": "demo-hash-key",
+            },
+        ),
+        Process(
+            "analytics sink",
+            "consumers.analytics",
+            8092,
+            {
+                "ANALYTICS_SINK_HTTP_PORT": "8092",
+                "ANALYTICS_SINK_DATABASE_URL": f"sqlite:///{VAR / 'analytics.sqlite'}",
+            },
+        ),
+        Process(
+            "partner sink",
+            "consumers.partners",
+            8093,
+            {
+                "PARTNER_SINK_HTTP_PORT": "8093",
+                "PARTNER_SINK_CONFIG": str(partner_config(receiver_port)),
+            },
+        ),
+    ]
+
+
+@contextmanager
+def running(proc: Process, base_env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a relay process, wait for its /metrics, stop it with SIGTERM at the end."""
+    log = (VAR / f"{proc.module}.log").open("wb")
+    child = subprocess.Popen(
+        [sys.executable, "-m", proc.module],
+        env={**base_env, **proc.env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{proc.port}/metrics", proc, child)
+        say(f"  {proc.name:<15} up: http://127.0.0.1:{proc.port}/metrics (pid {child.pid})")
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+        log.close()
+
+
+def wait_http(url: str, proc: Process, child: subprocess.Popen[bytes], bound: float = 90) -> None:
+    """Wait until ``url`` answers; fail with the process's log tail if it dies or stalls."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    tail = (VAR / f"{proc.module}.log").read_text(errors="replace").splitlines()[-30:]
+    raise SystemExit(f"{proc.name} did not come up:\n" + "\n".join(tail))
+
+
+def publish_cases(client: ConsentClient) -> dict[str, str]:
+    """The policy's own cases; event id → what it is."""
+    cases: dict[str, str] = {}
+
+    def note(label: str, published: Any) -> None:
+        cases[published.event_id] = label
+        say(f"  published {label}")
+
+    note(
+        "buyer grants email marketing and product sharing (privacy settings)",
+        client.grant(
+            "buyer-ana",
+            ["MARKETING_EMAIL", "SHARE_VIEWED_PRODUCTS_WITH_SELLERS"],
+            source=Source.PRIVACY_SETTINGS,
+        ),
+    )
+    note(
+        "buyer clicks the unsubscribe link in a marketing email",
+        client.withdraw("buyer-ana", ["MARKETING_EMAIL"], source=Source.UNSUBSCRIBE_LINK),
+    )
+    note(
+        "buyer switches off sharing viewed products with sellers",
+        client.withdraw(
+            "buyer-ana", ["SHARE_VIEWED_PRODUCTS_WITH_SELLERS"], source=Source.PRIVACY_SETTINGS
+        ),
+    )
+    note(
+        "seller objects to direct marketing (absolute: every channel, targeted ads)",
+        client.object_to_direct_marketing("seller-ben", source=Source.CUSTOMER_SERVICE),
+    )
+    note(
+        "visitor's browser refuses marketing cookies, allows statistics (cookie tool)",
+        client.set_cookie_preferences(
+            "device-7f3a",
+            granted=["STATISTICS"],
+            refused=["MARKETING", "PERSONALISATION"],
+            source=Source.COOKIE_TOOL,
+        ),
+    )
+    note("Californian browser sends a GPC signal", client.record_gpc_signal("buyer-carla"))
+    note(
+        "buyer refuses telephone and postal marketing",
+        client.refuse_marketing("buyer-dan", channels=["TELEPHONE", "POSTAL_MAIL"]),
+    )
+    note(
+        "guardian asks for a minor's data to be erased",
+        client.request_erasure_of_minor("minor-eve"),
+    )
+    note("buyer asks for restriction of processing", client.restrict_processing("buyer-finn"))
+    try:
+        client.withdraw("buyer-ana", ["COOKIES_ESSENTIAL"])
+    except ValidationError as exc:
+        say(f"  rejected before sending, as it should be: {exc}")
+    return cases
+
+
+def collect(
+    settings: KafkaSettings, cases: dict[str, str], bound: float
+) -> tuple[dict[str, list[PropagationReceipt]], dict[str, FullyPropagated]]:
+    """Read receipts and FullyPropagated events for ``cases`` until all are complete."""
+    decoder = EventDecoder(settings.registry_client())
+    consumer = Consumer(settings.consumer_config(f"demo-report-{time.time_ns()}"))
+    consumer.subscribe([settings.topics.receipts, settings.topics.propagated])
+    receipts: dict[str, list[PropagationReceipt]] = {}
+    done: dict[str, FullyPropagated] = {}
+    withdrawals = set(cases) - {next(iter(cases))}  # the first case is a grant
+    deadline = time.monotonic() + bound
+    try:
+        while time.monotonic() < deadline and not withdrawals <= set(done):
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            event = decoder.decode(msg.value())
+            if event.event_id not in cases:
+                continue
+            if isinstance(event, PropagationReceipt):
+                receipts.setdefault(event.event_id, []).append(event)
+            elif isinstance(event, FullyPropagated):
+                done[event.event_id] = event
+    finally:
+        consumer.close()
+    return receipts, done
+
+
+def report(
+    cases: dict[str, str],
+    receipts: dict[str, list[PropagationReceipt]],
+    done: dict[str, FullyPropagated],
+) -> None:
+    """Print what each destination did with each event, and how long it took."""
+    say("\nWhat every sink did, and how long each withdrawal took (event time → applied):")
+    for event_id, label in cases.items():
+        say(f"\n• {label}\n  event {event_id}")
+        seen: set[str] = set()
+        for r in sorted(receipts.get(event_id, []), key=lambda r: r.applied_at):
+            key = f"{r.sink_family}/{r.destination}"
+            if key in seen:
+                continue
+            seen.add(key)
+            reason = f" ({r.reason})" if r.reason else ""
+            say(f"    {key:<36} {r.outcome:<8} after {_ms(r.occurred_at, r.applied_at):>7}{reason}")
+        full = done.get(event_id)
+        if full is not None:
+            say(
+                f"    fully propagated to {len(full.destinations)} destinations after "
+                f"{_ms(full.occurred_at, full.completed_at)}"
+            )
+        elif not seen:
+            say("    no destination had to act")
+        else:
+            say("    NOT fully propagated yet")
+
+
+def _ms(start: datetime, end: datetime) -> str:
+    return f"{(end - start).total_seconds() * 1000:.0f} ms"
+
+
+def say(text: str) -> None:
+    """The demo's output."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; ``--once`` exits after the report instead of serving /metrics."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--once", action="store_true", help="stop after the report")
+    parser.add_argument("--bound", type=float, default=120.0, help="seconds to wait for receipts")
+    args = parser.parse_args(argv)
+    VAR.mkdir(parents=True, exist_ok=True)
+    bootstrap, registry_url = stack_endpoints()
+    settings = KafkaSettings(bootstrap=bootstrap, registry_url=registry_url, topic_prefix="demo.")
+    register_all(settings.registry_client())
+    ensure_topics(settings)
+    base_env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "SCHEMA_REGISTRY_URL": registry_url,
+        "CONSENT_RELAY_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), PartnerReceiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    say(f"broker {bootstrap}, registry {registry_url}; starting the relay:")
+    with ExitStack() as stack:
+        for proc in processes(receiver.server_address[1]):
+            stack.enter_context(running(proc, base_env))
+        say("\npublishing the policy's cases through the Python client:")
+        with ConsentClient(settings) as client:
+            cases = publish_cases(client)
+        receipts, done = collect(settings, cases, args.bound)
+        report(cases, receipts, done)
+        say(
+            f"\npartner receiver got {len(PartnerReceiver.received)} signed webhooks "
+            "(pseudonymous ids only)"
+        )
+        if not args.once:
+            say("\n/metrics stays up on ports 6066, 8091, 8092, 8093; Ctrl-C to stop.")
+            try:
+                signal.pause()
+            except KeyboardInterrupt:
+                say("stopping")
+    receiver.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
