@@ -1,0 +1,43 @@
+"""Error responses as RFC 9457 problem details, and the exception that carries one."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from schemas.errors import ConsentRelayError
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemError(ConsentRelayError):
+    """Stop handling a request and answer with this problem."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+
+    def response(self) -> web.Response:
+        """The problem as an HTTP response."""
+        body: dict[str, Any] = {
+            "title": HTTPStatus(self.status).phrase,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.field is not None:
+            body["field"] = self.field
+        return web.json_response(
+            body, status=self.status, content_type=PROBLEM_JSON, headers=self.headers
+        )

@@ -1,0 +1,107 @@
+"""Per-service bearer tokens: who is calling, and which actions it may take.
+
+``GATEWAY_TOKENS_FILE`` is JSON or TOML with one table, ``tokens``, mapping either a
+token's SHA-256 (``"sha256:<hex>"``, preferred: the file then holds no secret) or the
+token itself to ``{"service": "...", "actions": [...]}``. Actions are ``grant``,
+``withdraw``, ``cookies``, a right in lower case (``erasure``, ``refuse_marketing``, ...)
+or ``*``. Tokens are only ever held hashed in memory and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from schemas.errors import ConfigError
+from schemas.events import ConsentChanged, ConsentEvent, CookiePreferencesSet, RightsRequested
+from schemas.taxonomy import Choice, Right
+
+SETTING: Final = "GATEWAY_TOKENS_FILE"
+ANY_ACTION: Final = "*"
+ACTIONS: Final = frozenset({"grant", "withdraw", "cookies", *(r.value.lower() for r in Right)})
+_HASH_PREFIX: Final = "sha256:"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated service."""
+
+    service: str
+    actions: frozenset[str]
+
+    def may(self, action: str) -> bool:
+        """Whether this service may take ``action``."""
+        return ANY_ACTION in self.actions or action in self.actions
+
+
+def token_hash(token: str) -> str:
+    """The ``sha256:<hex>`` form a tokens file may store instead of the token."""
+    return _HASH_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+def action_of(event: ConsentEvent) -> str:
+    """The action name an event needs permission for."""
+    if isinstance(event, ConsentChanged):
+        return "grant" if event.choice is Choice.GRANTED else "withdraw"
+    if isinstance(event, RightsRequested):
+        return event.right.value.lower()
+    if isinstance(event, CookiePreferencesSet):
+        return "cookies"
+    raise TypeError(f"not a consent event: {type(event).__name__}")
+
+
+class TokenBook:
+    """Token → caller, looked up by the token's hash."""
+
+    def __init__(self, callers: Mapping[str, Caller]) -> None:
+        self._by_hash = dict(callers)
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def caller(self, token: str) -> Caller | None:
+        """The service a presented token belongs to, or None."""
+        return self._by_hash.get(token_hash(token))
+
+    @classmethod
+    def load(cls, path: Path) -> TokenBook:
+        """Read a tokens file; anything malformed raises ConfigError naming the setting."""
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(SETTING, f"cannot read {path}: {exc.strerror}") from exc
+        try:
+            document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(SETTING, f"{path} is not valid {path.suffix[1:] or 'JSON'}") from exc
+        return cls.parse(document)
+
+    @classmethod
+    def parse(cls, document: Any) -> TokenBook:
+        """Build from a parsed tokens document."""
+        entries = document.get("tokens") if isinstance(document, dict) else None
+        if not isinstance(entries, dict) or not entries:
+            raise ConfigError(SETTING, 'needs a non-empty "tokens" table')
+        callers: dict[str, Caller] = {}
+        for number, (key, entry) in enumerate(entries.items(), start=1):
+            where = f"tokens entry #{number}"  # never the key: it may be a token
+            if not isinstance(key, str) or not key:
+                raise ConfigError(SETTING, f"{where}: empty token")
+            if not isinstance(entry, dict) or not isinstance(entry.get("service"), str):
+                raise ConfigError(SETTING, f'{where}: needs "service" (text)')
+            actions = entry.get("actions")
+            if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+                raise ConfigError(SETTING, f'{where}: needs "actions" (a list of names)')
+            unknown = sorted(set(actions) - ACTIONS - {ANY_ACTION})
+            if unknown:
+                raise ConfigError(SETTING, f"{where}: unknown action {unknown[0]!r}")
+            hashed = key.lower() if key.startswith(_HASH_PREFIX) else token_hash(key)
+            if hashed in callers:
+                raise ConfigError(SETTING, f"{where}: the same token is listed twice")
+            callers[hashed] = Caller(entry["service"], frozenset(actions))
+        return cls(callers)
