@@ -1,0 +1,44 @@
+"""The marketing sink's HTTP API: ``GET /v1/may-contact?subject=&channel=&purpose=``.
+
+Answers ``{"allowed": bool, "reason": str}`` from the same database the sink writes,
+so the answer is right the moment a receipt says APPLIED. Bad parameters get 400, a
+database that is down 503. Parameters are never logged (they hold a subject id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TypeVar
+
+from consumers.http import BadRequestError, Response, Route
+from consumers.marketing.store import MarketingStore
+from schemas.taxonomy import Channel, Purpose
+
+E = TypeVar("E", Channel, Purpose)
+
+
+def routes(store: MarketingStore) -> dict[str, Route]:
+    """Path → handler for the marketing API."""
+
+    def may_contact(query: Mapping[str, str]) -> Response:
+        subject = _required(query, "subject")
+        channel = _member(Channel, _required(query, "channel"), "channel")
+        purpose = _member(Purpose, _required(query, "purpose"), "purpose")
+        decision = store.may_contact(subject, channel, purpose)
+        return Response.json(200, {"allowed": decision.allowed, "reason": decision.reason})
+
+    return {"/v1/may-contact": may_contact}
+
+
+def _required(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name, "").strip()
+    if not value:
+        raise BadRequestError(f"query parameter {name!r} is required")
+    return value
+
+
+def _member(enum: type[E], value: str, name: str) -> E:
+    try:
+        return enum(value.upper())
+    except ValueError as exc:
+        raise BadRequestError(f"{name} {value!r} is not one of {', '.join(enum)}") from exc

@@ -1,0 +1,380 @@
+"""The marketing database: suppression list, restrictions, contacts and erasure hashes.
+
+Each (subject, channel, purpose) cell holds the latest decision by event time: a
+withdrawal suppresses, a grant lifts a suppression only when it is strictly newer
+(equal times: the withdrawal wins), so replays and out-of-order deliveries converge
+on the same list. Every instruction is applied in one transaction together with its
+row in ``applied_instructions``: a redelivered instruction changes nothing and gets
+its first answer back. Erasure deletes the person's contact data and keeps only
+keyed hashes of their addresses (and of their subject id), which keep suppressing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from consumers.marketing.database import Database, Executor
+from consumers.marketing.hashing import AddressHasher, AddressKind
+from consumers.marketing.scope import Cell, cells
+from consumers.protocol import SinkResult
+from schemas.events import ConsentStateRecorded, InstructionIssued, utc_now
+from schemas.taxonomy import DIRECT_MARKETING_PURPOSES, Action, Channel, Choice, Outcome, Purpose
+
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS suppressions (
+        subject_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        suppressed INTEGER NOT NULL,
+        changed_at BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        PRIMARY KEY (subject_id, channel, purpose))""",
+    """CREATE TABLE IF NOT EXISTS restrictions (
+        subject_id TEXT PRIMARY KEY,
+        restricted INTEGER NOT NULL,
+        changed_at BIGINT NOT NULL,
+        event_id TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS contacts (
+        subject_id TEXT PRIMARY KEY,
+        email TEXT,
+        phone TEXT,
+        postal_address TEXT)""",
+    """CREATE TABLE IF NOT EXISTS erased_subjects (
+        subject_hash TEXT PRIMARY KEY,
+        erased_at BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS erased_addresses (
+        address_hash TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        erased_at BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS applied_instructions (
+        instruction_id TEXT PRIMARY KEY,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        applied_at BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS store_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL)""",
+)
+
+# A newer decision replaces an older one; at the same event time suppression (1)
+# replaces permission (0) but never the other way round.
+_UPSERT_CELL = """
+INSERT INTO suppressions (subject_id, channel, purpose, suppressed, changed_at, event_id)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (subject_id, channel, purpose) DO UPDATE SET
+    suppressed = excluded.suppressed, changed_at = excluded.changed_at,
+    event_id = excluded.event_id
+WHERE excluded.changed_at > suppressions.changed_at
+   OR (excluded.changed_at = suppressions.changed_at
+       AND excluded.suppressed >= suppressions.suppressed)"""
+
+_UPSERT_RESTRICTION = """
+INSERT INTO restrictions (subject_id, restricted, changed_at, event_id) VALUES (?, ?, ?, ?)
+ON CONFLICT (subject_id) DO UPDATE SET
+    restricted = excluded.restricted, changed_at = excluded.changed_at,
+    event_id = excluded.event_id
+WHERE excluded.changed_at > restrictions.changed_at
+   OR (excluded.changed_at = restrictions.changed_at
+       AND excluded.restricted >= restrictions.restricted)"""
+
+CHANNEL_ADDRESS: dict[Channel, AddressKind] = {
+    Channel.EMAIL: AddressKind.EMAIL,
+    Channel.SMS: AddressKind.PHONE,
+    Channel.TELEPHONE: AddressKind.PHONE,
+    Channel.POSTAL_MAIL: AddressKind.POSTAL,
+}
+"""The contact field each channel reaches a person through (PUSH uses none)."""
+
+_CONTACT_COLUMNS = {
+    AddressKind.EMAIL: "email",
+    AddressKind.PHONE: "phone",
+    AddressKind.POSTAL: "postal_address",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to "may I contact this person on this channel for this purpose?"."""
+
+    allowed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person's contact data as the marketing database holds it."""
+
+    subject_id: str
+    email: str | None = None
+    phone: str | None = None
+    postal_address: str | None = None
+
+    def address(self, kind: AddressKind) -> str | None:
+        """The address of ``kind``, if known."""
+        value = getattr(self, _CONTACT_COLUMNS[kind])
+        return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRow:
+    """One line of the suppression export for email service providers."""
+
+    email_hash: str
+    channel: str
+    purpose: str
+    suppressed_at: datetime
+
+
+def to_ms(moment: datetime) -> int:
+    """Epoch milliseconds of an aware datetime."""
+    return int(moment.timestamp() * 1000)
+
+
+def from_ms(value: int) -> datetime:
+    """The UTC datetime of epoch milliseconds."""
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+class MarketingStore:
+    """Suppression list and contacts over one :class:`Database`."""
+
+    def __init__(self, database: Database, hasher: AddressHasher) -> None:
+        self.database = database
+        self._hash = hasher
+        with database.transaction() as tx:
+            for ddl in TABLES:
+                tx.run(ddl)
+
+    # -- instructions --------------------------------------------------------------
+
+    def apply(self, instruction: InstructionIssued) -> SinkResult:
+        """Apply ``instruction`` once; a repeat returns the first result unchanged."""
+        with self.database.transaction() as tx:
+            seen = tx.rows(
+                "SELECT outcome, reason, applied_at FROM applied_instructions"
+                " WHERE instruction_id = ?",
+                (instruction.instruction_id,),
+            )
+            if seen:
+                outcome, reason, applied_at = seen[0]
+                return SinkResult(Outcome(outcome), reason, from_ms(applied_at))
+            result = self._act(tx, instruction)
+            now = utc_now()
+            tx.run(
+                "INSERT INTO applied_instructions (instruction_id, outcome, reason, applied_at)"
+                " VALUES (?, ?, ?, ?)",
+                (instruction.instruction_id, result.outcome.value, result.reason, to_ms(now)),
+            )
+        return SinkResult(result.outcome, result.reason, now)
+
+    def _act(self, tx: Executor, instruction: InstructionIssued) -> SinkResult:
+        subject = instruction.subject.id
+        at = to_ms(instruction.occurred_at)
+        action = instruction.action
+        if action is Action.ERASE:
+            self._erase(tx, subject, at)
+            return SinkResult(Outcome.APPLIED)
+        if self._erased(tx, subject):
+            if action in (Action.SUPPRESS, Action.RESTRICT):
+                return SinkResult(Outcome.APPLIED)  # an erased subject is suppressed everywhere
+            return SinkResult(Outcome.SKIPPED, "subject was erased; nothing to lift")
+        if action in (Action.RESTRICT, Action.LIFT_RESTRICTION):
+            restrict = action is Action.RESTRICT
+            changed = tx.run(
+                _UPSERT_RESTRICTION, (subject, int(restrict), at, instruction.event_id)
+            )
+            if changed:
+                return SinkResult(Outcome.APPLIED)
+            return SinkResult(Outcome.SKIPPED, "a newer restriction decision stands")
+        covered = cells(instruction.purposes, instruction.channels)
+        if not covered:
+            return SinkResult(Outcome.SKIPPED, "no marketing channel and purpose in scope")
+        suppress = action is Action.SUPPRESS
+        changed = self._set_cells(
+            tx, subject, covered, suppress=suppress, at=at, event_id=instruction.event_id
+        )
+        if changed:
+            return SinkResult(Outcome.APPLIED)
+        if suppress:
+            return SinkResult(Outcome.SKIPPED, "a newer grant stands")
+        return SinkResult(Outcome.SKIPPED, "a withdrawal at the same time or later stands")
+
+    def _set_cells(
+        self,
+        tx: Executor,
+        subject: str,
+        covered: Iterable[Cell],
+        *,
+        suppress: bool,
+        at: int,
+        event_id: str,
+    ) -> int:
+        changed = 0
+        for channel, purpose in sorted(covered):
+            changed += tx.run(
+                _UPSERT_CELL, (subject, channel.value, purpose.value, int(suppress), at, event_id)
+            )
+        return changed
+
+    def _erase(self, tx: Executor, subject: str, at: int) -> None:
+        for row in tx.rows(
+            "SELECT email, phone, postal_address FROM contacts WHERE subject_id = ?", (subject,)
+        ):
+            contact = Contact(subject, *row)
+            for kind in _CONTACT_COLUMNS:
+                address = contact.address(kind)
+                if address is not None:
+                    tx.run(
+                        "INSERT INTO erased_addresses (address_hash, kind, erased_at)"
+                        " VALUES (?, ?, ?) ON CONFLICT (address_hash) DO NOTHING",
+                        (self._hash(kind, address), kind.value, at),
+                    )
+        tx.run(
+            "INSERT INTO erased_subjects (subject_hash, erased_at) VALUES (?, ?)"
+            " ON CONFLICT (subject_hash) DO NOTHING",
+            (self._hash(AddressKind.SUBJECT, subject), at),
+        )
+        for table in ("contacts", "suppressions", "restrictions"):
+            tx.run(f"DELETE FROM {table} WHERE subject_id = ?", (subject,))  # noqa: S608
+
+    def _erased(self, tx: Executor, subject: str) -> bool:
+        return bool(
+            tx.rows(
+                "SELECT 1 FROM erased_subjects WHERE subject_hash = ?",
+                (self._hash(AddressKind.SUBJECT, subject),),
+            )
+        )
+
+    # -- bootstrap -----------------------------------------------------------------
+
+    def needs_bootstrap(self) -> bool:
+        """True until a bootstrap from the consent-state topic has finished."""
+        with self.database.reading() as tx:
+            return not tx.rows("SELECT 1 FROM store_meta WHERE key = 'bootstrapped'")
+
+    def bootstrap(self, state: ConsentStateRecorded) -> None:
+        """Seed one subject's suppressions and restriction from its current state."""
+        subject = state.subject.id
+        with self.database.transaction() as tx:
+            if state.erased:
+                self._erase(tx, subject, to_ms(state.updated_at))
+                return
+            if self._erased(tx, subject):
+                return
+            if state.restricted:
+                tx.run(_UPSERT_RESTRICTION, (subject, 1, to_ms(state.updated_at), "bootstrap"))
+            for entry in state.entries:
+                if entry.purpose not in DIRECT_MARKETING_PURPOSES:
+                    continue
+                self._set_cells(
+                    tx,
+                    subject,
+                    cells([entry.purpose], []),
+                    suppress=entry.choice is Choice.WITHDRAWN,
+                    at=to_ms(entry.occurred_at),
+                    event_id=entry.event_id,
+                )
+
+    def mark_bootstrapped(self) -> None:
+        """Record that the bootstrap finished (a crash before this bootstraps again)."""
+        with self.database.transaction() as tx:
+            tx.run(
+                "INSERT INTO store_meta (key, value) VALUES ('bootstrapped', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (utc_now().isoformat(),),
+            )
+
+    # -- questions -----------------------------------------------------------------
+
+    def may_contact(self, subject_id: str, channel: Channel, purpose: Purpose) -> Decision:
+        """Whether marketing may reach ``subject_id`` on ``channel`` for ``purpose``."""
+        with self.database.reading() as tx:
+            if self._erased(tx, subject_id):
+                return Decision(False, "erased")
+            restricted = tx.rows(
+                "SELECT restricted FROM restrictions WHERE subject_id = ?", (subject_id,)
+            )
+            if restricted and restricted[0][0]:
+                return Decision(False, "restricted")
+            cell = tx.rows(
+                "SELECT suppressed FROM suppressions"
+                " WHERE subject_id = ? AND channel = ? AND purpose = ?",
+                (subject_id, channel.value, purpose.value),
+            )
+            if cell and cell[0][0]:
+                return Decision(False, "suppressed")
+            kind = CHANNEL_ADDRESS.get(channel)
+            contact = self._contact(tx, subject_id)
+            address = contact.address(kind) if contact is not None and kind else None
+            if address is not None and self._address_erased(tx, kind, address):
+                return Decision(False, "address erased")
+            return Decision(True, "granted" if cell else "not suppressed")
+
+    def address_suppressed(self, kind: AddressKind, address: str) -> bool:
+        """Whether ``address`` belonged to an erased person (and so stays suppressed)."""
+        with self.database.reading() as tx:
+            return self._address_erased(tx, kind, address)
+
+    def _address_erased(self, tx: Executor, kind: AddressKind | None, address: str) -> bool:
+        if kind is None:
+            return False
+        return bool(
+            tx.rows(
+                "SELECT 1 FROM erased_addresses WHERE address_hash = ?",
+                (self._hash(kind, address),),
+            )
+        )
+
+    # -- contacts and export ---------------------------------------------------------
+
+    def upsert_contact(self, contact: Contact) -> None:
+        """Insert or replace a person's contact data (the CRM's import)."""
+        with self.database.transaction() as tx:
+            tx.run(
+                "INSERT INTO contacts (subject_id, email, phone, postal_address)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (subject_id) DO UPDATE SET"
+                " email = excluded.email, phone = excluded.phone,"
+                " postal_address = excluded.postal_address",
+                (contact.subject_id, contact.email, contact.phone, contact.postal_address),
+            )
+
+    def contact(self, subject_id: str) -> Contact | None:
+        """The contact data held for ``subject_id``, if any."""
+        with self.database.reading() as tx:
+            return self._contact(tx, subject_id)
+
+    def _contact(self, tx: Executor, subject_id: str) -> Contact | None:
+        rows = tx.rows(
+            "SELECT email, phone, postal_address FROM contacts WHERE subject_id = ?",
+            (subject_id,),
+        )
+        return Contact(subject_id, *rows[0]) if rows else None
+
+    def export_rows(self) -> list[ExportRow]:
+        """Suppressed (email, channel, purpose) cells, restrictions and erased emails."""
+        with self.database.reading() as tx:
+            cells_ = tx.rows(
+                "SELECT c.email, s.channel, s.purpose, s.changed_at FROM suppressions s"
+                " JOIN contacts c ON c.subject_id = s.subject_id"
+                " WHERE s.suppressed = 1 AND c.email IS NOT NULL AND c.email <> ''"
+            )
+            restricted = tx.rows(
+                "SELECT c.email, r.changed_at FROM restrictions r"
+                " JOIN contacts c ON c.subject_id = r.subject_id"
+                " WHERE r.restricted = 1 AND c.email IS NOT NULL AND c.email <> ''"
+            )
+            erased = tx.rows(
+                "SELECT address_hash, erased_at FROM erased_addresses WHERE kind = ?",
+                (AddressKind.EMAIL.value,),
+            )
+        email = AddressKind.EMAIL
+        rows = [ExportRow(self._hash(email, e), c, p, from_ms(t)) for e, c, p, t in cells_]
+        rows += [ExportRow(self._hash(email, e), "ALL", "ALL", from_ms(t)) for e, t in restricted]
+        rows += [ExportRow(h, "ALL", "ALL", from_ms(t)) for h, t in erased]
+        return sorted(rows, key=lambda r: (r.email_hash, r.channel, r.purpose))
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.database.close()
