@@ -39,7 +39,8 @@ class CircuitBreaker:
         self._threshold = failure_threshold
         self._reset = reset_seconds
         self._clock = clock
-        self._on_change = on_change
+        self.on_change = on_change
+        """Called with the new state on every transition (e.g. to set a gauge)."""
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failures = 0
@@ -95,5 +96,5 @@ class CircuitBreaker:
     def _set(self, state: BreakerState) -> None:
         if state is not self._state:
             self._state = state
-            if self._on_change is not None:
-                self._on_change(state)
+            if self.on_change is not None:
+                self.on_change(state)

@@ -1,0 +1,128 @@
+"""Every configured partner as its own pipeline, in one process with one /metrics page.
+
+Each partner gets a :class:`~consumers.runner.SinkRunner` in its own thread, with its
+own consumer group (``<base>.<partner>``) over the partner-sharing instruction topic,
+its own webhook client, retries and circuit breaker. A partner that is down or hangs
+only holds up its own group's offsets; the others keep applying. The breaker's state
+is exported as ``consent_relay_circuit_breaker_open{destination}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+
+from consumers.http import HttpServer, health_route, metrics_route
+from consumers.partners.breaker import BreakerState, CircuitBreaker
+from consumers.partners.config import PartnerConfig, PartnersConfig
+from consumers.partners.identities import IdentityMap
+from consumers.partners.metrics import merged_registry
+from consumers.partners.settings import PartnerSinkSettings
+from consumers.partners.sink import PartnerSink
+from consumers.partners.webhook import WebhookClient
+from consumers.runner import DEFAULT_PORTS, SinkRunner, default_group
+from schemas.kafka import KafkaSettings
+from schemas.taxonomy import SinkFamily
+
+log = logging.getLogger(__name__)
+
+FAMILY = SinkFamily.PARTNER_SHARING
+
+
+class PartnerSinkProcess:
+    """Runs one sink runner per partner until :meth:`stop`."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: PartnerSinkSettings,
+        config: PartnersConfig,
+        *,
+        metrics_port: int | None = None,
+    ) -> None:
+        """Build every partner's pipeline; nothing connects until :meth:`run`.
+
+        ``metrics_port`` None means ``settings.http_port`` or 8093; 0 picks a free port.
+        """
+        self.settings = settings
+        identities = IdentityMap(config.identity_map) if config.identity_map else None
+        base = settings.group_id or default_group(FAMILY)
+        self.runners: dict[str, SinkRunner] = {}
+        for partner in config.partners:
+            self.runners[partner.name] = self._runner(partner, kafka, identities, base)
+        self._registry = merged_registry([r.metrics.registry for r in self.runners.values()])
+        default = settings.http_port or DEFAULT_PORTS[FAMILY]
+        self._port = default if metrics_port is None else metrics_port
+        self._http: HttpServer | None = None
+        self._stop = threading.Event()
+
+    @property
+    def http_port(self) -> int | None:
+        """The port /metrics is served on, once :meth:`run` has started it."""
+        return self._http.port if self._http is not None else None
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every partner's runner consumes instructions."""
+        return all(r.ready.wait(timeout) for r in self.runners.values())
+
+    def stop(self) -> None:
+        """Ask every pipeline to finish its instruction in flight, commit and return."""
+        self._stop.set()
+        for runner in self.runners.values():
+            runner.stop()
+
+    def run(self) -> None:
+        """Run every pipeline until :meth:`stop`; re-raises the first pipeline's failure."""
+        routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
+        self._http = HttpServer(self.settings.http_host, self._port, routes).start()
+        try:
+            with ThreadPoolExecutor(len(self.runners), thread_name_prefix="partner") as pool:
+                futures: list[Future[None]] = [
+                    pool.submit(runner.run) for runner in self.runners.values()
+                ]
+                wait(futures, return_when=FIRST_EXCEPTION)
+                # One pipeline ended: by stop(), or by a fatal error; end the others too.
+                self.stop()
+                for future in futures:
+                    future.result()
+        finally:
+            self._http.stop()
+
+    def _runner(
+        self,
+        partner: PartnerConfig,
+        kafka: KafkaSettings,
+        identities: IdentityMap | None,
+        base: str,
+    ) -> SinkRunner:
+        breaker = CircuitBreaker(
+            failure_threshold=partner.failure_threshold, reset_seconds=partner.reset_seconds
+        )
+        sink = PartnerSink(
+            partner,
+            client=WebhookClient(
+                partner.url, partner.secret, timeout_seconds=partner.timeout_seconds
+            ),
+            breaker=breaker,
+            identities=identities,
+        )
+        runner = SinkRunner(
+            sink,
+            kafka,
+            group_id=f"{base}.{partner.name}",
+            family=FAMILY,
+            # The runner's own "keeps failing" gauge agrees with the breaker's threshold.
+            options=replace(self.settings, breaker_threshold=partner.failure_threshold),
+            serve_http=False,
+        )
+        gauge = runner.metrics.circuit_breaker_open.labels(partner.name)
+        gauge.set(0)
+
+        def on_change(state: BreakerState) -> None:
+            gauge.set(0 if state is BreakerState.CLOSED else 1)
+            log.warning("partner %s: circuit %s", partner.name, state.value)
+
+        breaker.on_change = on_change
+        return runner
