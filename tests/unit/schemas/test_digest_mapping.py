@@ -60,7 +60,7 @@ ROWS: tuple[Row, ...] = (
     # --- versions (digest preamble) ---
     Row(
         VERSIONS,
-        "Two versions: in force from 2019-07-15 (A–I) and from 2018-05-25 (A–J)",
+        "Two versions: in force from 2019-07-15 (sections A-I) and from 2018-05-25 (A-J)",
         (
             "PolicyVersion.V2019_07_15",
             "PolicyVersion.V2018_05_25",
@@ -516,7 +516,8 @@ def render(rows: tuple[Row, ...] = ROWS) -> str:
     for number, row in enumerate(rows, 1):
         if row.section != section:
             section = row.section
-            out += ["", f"## {section}", "", "| # | promise | symbols | notes |", "|---|---|---|---|"]
+            out += ["", f"## {section}", "", "| # | promise | symbols | notes |"]
+            out.append("|---|---|---|---|")
         symbols = "<br>".join(f"`{s}`" for s in row.symbols)
         out.append(f"| {number} | {row.promise} | {symbols} | {_notes(row)} |")
     out += [
