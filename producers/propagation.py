@@ -1,0 +1,52 @@
+"""Asking the stream worker how far an event has propagated (``consent-relay propagation``).
+
+The worker serves ``GET /propagation/<event_id>`` and ``GET /propagation?subject=<id>``
+as JSON on its web port (``STREAMS_URL``, default ``http://127.0.0.1:6066``).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Final
+from urllib.parse import quote, urlencode
+
+from schemas.errors import ConsentRelayError
+
+DEFAULT_STREAMS_URL: Final = "http://127.0.0.1:6066"
+
+
+class StreamsUnavailableError(ConsentRelayError):
+    """The stream worker's web view did not answer."""
+
+
+def event_url(base_url: str, event_id: str) -> str:
+    """The view of one event's propagation."""
+    return f"{base_url.rstrip('/')}/propagation/{quote(event_id, safe='')}"
+
+
+def subject_url(base_url: str, subject_id: str) -> str:
+    """The view of a subject's events' propagation."""
+    return f"{base_url.rstrip('/')}/propagation?{urlencode({'subject': subject_id})}"
+
+
+def fetch(url: str, timeout: float = 10.0) -> tuple[int, Any]:
+    """(HTTP status, decoded JSON body or text) of a GET on the stream worker."""
+    if not url.startswith(("http://", "https://")):
+        raise StreamsUnavailableError(f"STREAMS_URL must be http(s), got {url!r}")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, _body(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, _body(exc.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise StreamsUnavailableError(f"the stream worker at {url} does not answer: {exc}") from exc
+
+
+def _body(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
