@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, Protocol
 
 from producers import checkpoint, drafts
-from producers.client import ConsentClient
 from producers.progress import Progress
 from producers.publisher import Published
 from schemas.errors import ConsentRelayError, ValidationError
@@ -58,6 +57,14 @@ LIST_COLUMNS: Final = frozenset({"purposes", "recipients", "channels", "granted"
 DEFAULT_TYPE: Final = "ConsentChanged"
 DEFAULT_BATCH: Final = 500
 _ID_NAMESPACE: Final = uuid.UUID("8f6c3f0e-5b1a-4d43-9a57-3c1f2a0e6b21")
+
+
+class Sender(Protocol):
+    """What the import publishes through (a :class:`~producers.client.ConsentClient`)."""
+
+    def send(self, event: ConsentEvent) -> Future[Published]:
+        """Queue an event; the future resolves to its acknowledgement."""
+        ...
 
 
 class ImportFileError(ConsentRelayError):
@@ -220,7 +227,7 @@ class LineReader:
 
 def run_import(
     path: Path,
-    client: ConsentClient,
+    client: Sender,
     *,
     checkpoint_path: Path,
     fmt: str | None = None,
