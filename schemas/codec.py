@@ -115,6 +115,10 @@ class EventSerializer:
 
     def __call__(self, event: Any, topic: str) -> bytes:
         """Bytes for ``event`` on ``topic``; registry problems raise typed errors."""
+        if not isinstance(event, dict | self.event_type):
+            raise ConsentRelayError(
+                f"{self.event_type.__name__} serializer got a {type(event).__name__}"
+            )
         ctx = SerializationContext(topic, MessageField.VALUE)
         try:
             data = self._serializer(event, ctx)
@@ -124,7 +128,8 @@ class EventSerializer:
                     f"{self.subject} has no version equal to the shipped schema: {exc}"
                 ) from exc
             raise RegistryUnavailableError(f"{self.subject}: registry error: {exc}") from exc
-        except SerializationError as exc:
+        except (SerializationError, ValueError, TypeError, KeyError) as exc:
+            # fastavro says which field does not fit the schema (an Avro dict's mistake).
             raise ConsentRelayError(f"cannot serialize {self.event_type.__name__}: {exc}") from exc
         except REGISTRY_TRANSPORT_ERRORS as exc:
             raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc

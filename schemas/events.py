@@ -162,7 +162,8 @@ class RightsRequested(ConsentEvent):
 
     right: Right = doc("The right exercised.")
     purposes: tuple[Purpose, ...] = doc(
-        "Purposes the request is limited to; empty means every purpose the right reaches.",
+        "Purposes the request is limited to (Kantara CR 'purposes', ISO/IEC TS 27560"
+        " purposes); empty means every purpose the right reaches.",
         factory=tuple,
     )
     channels: tuple[Channel, ...] = doc(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from collections.abc import Mapping
 from enum import StrEnum
@@ -44,7 +45,18 @@ def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
     try:
         return cls(**kwargs)
     except ValueError as exc:
-        raise ConfigError(prefix.rstrip("_"), str(exc)) from exc
+        raise ConfigError(_blamed(str(exc), names, prefix), str(exc)) from exc
+
+
+def _blamed(message: str, names: Mapping[str, str], prefix: str) -> str:
+    """The key a cross-field check's message is about: its variable or field name, if named."""
+    for key in sorted(names.values(), key=len, reverse=True):
+        if key in message:
+            return key
+    for name in sorted(names, key=len, reverse=True):
+        if re.search(rf"\b{re.escape(name)}\b", message):
+            return names[name]
+    return prefix.rstrip("_")
 
 
 def _convert(key: str, raw: str, tp: Any) -> Any:

@@ -1,0 +1,221 @@
+"""Settings validated at start: schemas.settings.load and KafkaSettings.from_env refuse
+unknown and invalid keys with a ConfigError that names the key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import ConfigError, ConsentRelayError
+from schemas.kafka import KNOWN_KEYS, KafkaSettings
+from schemas.settings import load
+from schemas.taxonomy import Regime
+from schemas.topics import DEFAULT_PARTITIONS
+
+GOOD = {"KAFKA_BOOTSTRAP": "127.0.0.1:9092", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081"}
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A process's settings."""
+
+    name: str
+    port: int = 8080
+    ratio: float = 0.5
+    verbose: bool = False
+    data_dir: Path = Path("var")
+    routing_file: Path | None = None
+    label: str | None = "x"
+    regime: Regime = Regime.GDPR
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError("EX_PORT is not a TCP port")
+        if self.ratio > 1:
+            raise ValueError("ratio must be at most 1")
+        if self.label and " " in self.label:
+            raise ValueError("no spaces anywhere")
+
+
+def refused(env: dict[str, str], key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(Example, "EX_", env)
+    assert caught.value.key == key, caught.value
+    assert reason in caught.value.reason, caught.value
+    assert str(caught.value).startswith(f"{key}: ")
+    assert isinstance(caught.value, ConsentRelayError)
+
+
+def test_load_reads_and_converts_every_type() -> None:
+    settings = load(
+        Example,
+        "EX_",
+        {
+            "EX_NAME": "gate",
+            "EX_PORT": "9000",
+            "EX_RATIO": "0.25",
+            "EX_VERBOSE": "yes",
+            "EX_DATA_DIR": "/tmp/x",
+            "EX_ROUTING_FILE": "",
+            "EX_LABEL": "",
+            "EX_REGIME": "CCPA",
+            "OTHER_THING": "ignored",
+        },
+    )
+    assert settings == Example(
+        name="gate",
+        port=9000,
+        ratio=0.25,
+        verbose=True,
+        data_dir=Path("/tmp/x"),
+        routing_file=None,
+        label=None,
+        regime=Regime.CCPA,
+    )
+
+
+def test_load_keeps_defaults() -> None:
+    assert load(Example, "EX_", {"EX_NAME": "n"}) == Example(name="n")
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "YES", "on"])
+def test_true_spellings(raw: str) -> None:
+    assert load(Example, "EX_", {"EX_NAME": "n", "EX_VERBOSE": raw}).verbose is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "No", "off"])
+def test_false_spellings(raw: str) -> None:
+    assert load(Example, "EX_", {"EX_NAME": "n", "EX_VERBOSE": raw}).verbose is False
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "reason"),
+    [
+        ({"EX_NAME": "n", "EX_PROT": "1"}, "EX_PROT", "unknown setting (known: EX_DATA_DIR"),
+        ({}, "EX_NAME", "is required"),
+        ({"EX_NAME": "n", "EX_PORT": "eighty"}, "EX_PORT", "'eighty' is not a int"),
+        ({"EX_NAME": "n", "EX_PORT": "8.5"}, "EX_PORT", "is not a int"),
+        ({"EX_NAME": "n", "EX_RATIO": "half"}, "EX_RATIO", "'half' is not a float"),
+        ({"EX_NAME": "n", "EX_VERBOSE": "maybe"}, "EX_VERBOSE", "'maybe' is not a boolean"),
+        ({"EX_NAME": "n", "EX_VERBOSE": ""}, "EX_VERBOSE", "is not a boolean"),
+        ({"EX_NAME": "n", "EX_REGIME": "MARS"}, "EX_REGIME", "'MARS' is not one of GDPR"),
+        ({"EX_NAME": "n", "EX_PORT": "0"}, "EX_PORT", "EX_PORT is not a TCP port"),
+        ({"EX_NAME": "n", "EX_RATIO": "2"}, "EX_RATIO", "ratio must be at most 1"),
+        ({"EX_NAME": "n", "EX_LABEL": "a b"}, "EX", "no spaces anywhere"),
+    ],
+)
+def test_load_refuses_unknown_and_invalid_keys(env: dict[str, str], key: str, reason: str) -> None:
+    refused(env, key, reason)
+
+
+def test_unsupported_setting_types_are_named() -> None:
+    @dataclass(frozen=True)
+    class Odd:
+        items: list[str]
+
+    with pytest.raises(ConfigError, match="EX_ITEMS: unsupported setting type"):
+        load(Odd, "EX_", {"EX_ITEMS": "a,b"})
+
+
+def test_load_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXENV_NAME", "from-env")
+    assert load(Example, "EXENV_").name == "from-env"
+
+
+# --- KafkaSettings -----------------------------------------------------------------------
+
+
+def kafka_refused(env: dict[str, str], key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        KafkaSettings.from_env(env)
+    assert caught.value.key == key, caught.value
+    assert reason in caught.value.reason, caught.value
+
+
+def test_from_env_reads_every_key() -> None:
+    settings = KafkaSettings.from_env(
+        {
+            **GOOD,
+            "KAFKA_BOOTSTRAP": "a:1,b:2",
+            "CONSENT_RELAY_TOPIC_PREFIX": "t-1.",
+            "CONSENT_RELAY_PARTITIONS": "3",
+        }
+    )
+    assert settings == KafkaSettings("a:1,b:2", GOOD["SCHEMA_REGISTRY_URL"], "t-1.", 3)
+    assert settings.topics.consent == "t-1.consent.events"
+    assert KafkaSettings.from_env(GOOD).partitions == DEFAULT_PARTITIONS
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "reason"),
+    [
+        ({"KAFKA_BOOTSTRAP": ""}, "KAFKA_BOOTSTRAP", "is required"),
+        ({"SCHEMA_REGISTRY_URL": ""}, "SCHEMA_REGISTRY_URL", "is required"),
+        ({"KAFKA_BOOTSTRAP": "localhost"}, "KAFKA_BOOTSTRAP", "'localhost' is not host:port"),
+        ({"KAFKA_BOOTSTRAP": "a:1,b"}, "KAFKA_BOOTSTRAP", "'b' is not host:port"),
+        ({"KAFKA_BOOTSTRAP": "a b:1"}, "KAFKA_BOOTSTRAP", "is not host:port"),
+        ({"SCHEMA_REGISTRY_URL": "127.0.0.1:8081"}, "SCHEMA_REGISTRY_URL", "not an http(s) URL"),
+        ({"SCHEMA_REGISTRY_URL": "ftp://r"}, "SCHEMA_REGISTRY_URL", "not an http(s) URL"),
+        ({"CONSENT_RELAY_PARTITIONS": "six"}, "CONSENT_RELAY_PARTITIONS", "is not an integer"),
+        ({"CONSENT_RELAY_PARTITIONS": "0"}, "CONSENT_RELAY_PARTITIONS", "at least 1"),
+        ({"CONSENT_RELAY_TOPIC_PREFIX": "a/b"}, "CONSENT_RELAY_TOPIC_PREFIX", "'a/b' must be"),
+        ({"CONSENT_RELAY_TOPIC_PREFIX": "p" * 101}, "CONSENT_RELAY_TOPIC_PREFIX", "at most 100"),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "a:1"},
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "unknown setting; did you mean KAFKA_BOOTSTRAP?",
+        ),
+        (
+            {"CONSENT_RELAY_PREFIX": "t."},
+            "CONSENT_RELAY_PREFIX",
+            "did you mean CONSENT_RELAY_TOPIC_PREFIX?",
+        ),
+        (
+            {"CONSENT_RELAY_PARTITION": "3"},
+            "CONSENT_RELAY_PARTITION",
+            "did you mean CONSENT_RELAY_PARTITIONS?",
+        ),
+        ({"SCHEMA_REGISTRY_URI": "http://x"}, "SCHEMA_REGISTRY_URI", "unknown setting"),
+        ({"SCHEMA_REGISTRY_BASIC_AUTH": "u:p"}, "SCHEMA_REGISTRY_BASIC_AUTH", "unknown setting"),
+    ],
+)
+def test_from_env_refuses_unknown_and_invalid_keys(
+    changes: dict[str, str], key: str, reason: str
+) -> None:
+    kafka_refused({**GOOD, **changes}, key, reason)
+
+
+def test_from_env_leaves_other_tools_keys_alone() -> None:
+    env = {
+        **GOOD,
+        "KAFKA_HEAP_OPTS": "-Xmx512m",
+        "KAFKA_OPTS": "-Dx=y",
+        "KAFKA_LOG4J_OPTS": "-Dlog4j=x",
+        "CONSENT_RELAY_CACHE": "/tmp/cache",
+        "STREAMS_WEB_PORT": "6066",
+    }
+    assert KafkaSettings.from_env(env).bootstrap == GOOD["KAFKA_BOOTSTRAP"]
+
+
+def test_known_keys_are_the_documented_ones() -> None:
+    assert set(KNOWN_KEYS) == {
+        "KAFKA_BOOTSTRAP",
+        "SCHEMA_REGISTRY_URL",
+        "CONSENT_RELAY_TOPIC_PREFIX",
+        "CONSENT_RELAY_PARTITIONS",
+    }
+
+
+def test_client_configs_lose_nothing() -> None:
+    settings = KafkaSettings.from_env(GOOD)
+    producer = settings.producer_config()
+    assert producer["enable.idempotence"] is True
+    assert producer["acks"] == "all"
+    assert producer["partitioner"] == "murmur2_random"
+    consumer = settings.consumer_config("g")
+    assert consumer["group.id"] == "g"
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["enable.auto.offset.store"] is False
+    assert settings.producer_config(acks="1")["acks"] == "1"
