@@ -33,6 +33,7 @@ def bootstrap(
     settings: KafkaSettings,
     *,
     group_id: str,
+    decoder: EventDecoder,
     on_state: Callable[[ConsentStateRecorded], None],
     on_invalid: Callable[[Message, InvalidEventError], None],
     stop: threading.Event,
@@ -45,7 +46,6 @@ def bootstrap(
     """
     topic = settings.topics.state
     consumer = Consumer(settings.consumer_config(f"{group_id}.bootstrap"))
-    decoder = EventDecoder(settings.registry_client())
     applied = 0
     try:
         ends = _end_offsets(consumer, topic)

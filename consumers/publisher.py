@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.protocol import SinkResult
 from schemas.codec import EventSerializer
@@ -74,8 +75,7 @@ def build_dead_letter(
 class Publisher:
     """Writes receipts and dead letters; :meth:`flush` confirms every one was acknowledged."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
-        registry = settings.registry_client()
+    def __init__(self, settings: KafkaSettings, registry: SchemaRegistryClient) -> None:
         self._topics = settings.topics
         self._producer = Producer(settings.producer_config())
         self._receipts = EventSerializer(registry, PropagationReceipt)

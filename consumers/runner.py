@@ -27,6 +27,7 @@ from types import FrameType
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.backoff import Backoff
 from consumers.bootstrap import bootstrap
@@ -64,6 +65,11 @@ DEFAULT_PORTS: Mapping[SinkFamily, int] = {
 
 RETRIABLE = (RetriableSinkError, RegistryUnavailableError)
 """Failures that mean "not now": wait and try the same message again."""
+
+STORE = "store"
+"""Destination label of retries while bootstrapping (no instruction, the sink's store)."""
+REGISTRY = "schema_registry"
+"""Destination label of retries while the schema registry is unreachable."""
 
 
 def default_group(family: SinkFamily) -> str:
@@ -123,7 +129,8 @@ class SinkRunner:
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._publisher: Publisher | None = None
-        self._decoder = EventDecoder(settings.registry_client())
+        self._registry: SchemaRegistryClient | None = None
+        self._decoder = EventDecoder(None)
         self._pending: deque[Message] = deque()
         self._done: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
@@ -148,13 +155,18 @@ class SinkRunner:
         """Consume and apply until :meth:`stop`; raises on a fatal error, uncommitted."""
         if self._serve_http:
             self._http = HttpServer(self.options.http_host, self._port, self._routes).start()
-        self._publisher = Publisher(self.settings)
         clean = False
         try:
-            if self.sink.needs_bootstrap():
-                self._bootstrap()
-            if not self._stop.is_set():
-                self._consume()
+            self._registry = self.settings.registry_client()
+            self._decoder = EventDecoder(self._registry)
+            self._publisher = Publisher(self.settings, self._registry)
+            try:
+                if self._retrying(self.sink.needs_bootstrap, STORE):
+                    self._bootstrap()
+                if not self._stop.is_set():
+                    self._consume()
+            except _AbandonedError:
+                log.info("stopped while waiting for a retry")
             clean = True
         finally:
             self._shutdown(clean)
@@ -167,7 +179,8 @@ class SinkRunner:
             count = bootstrap(
                 self.settings,
                 group_id=self.group_id,
-                on_state=lambda state: self._retrying(lambda: self.sink.bootstrap(state), "-"),
+                decoder=self._decoder,
+                on_state=lambda state: self._retrying(lambda: self.sink.bootstrap(state), STORE),
                 on_invalid=lambda message, exc: self._dead_letter(message, exc, "bootstrap"),
                 stop=self._stop,
                 timeout=self.options.bootstrap_timeout_seconds,
@@ -177,7 +190,7 @@ class SinkRunner:
                 log.info("stopped during bootstrap after %d state record(s)", count)
                 return
             if isinstance(self.sink, FinishesBootstrap):
-                self._retrying(self.sink.bootstrap_finished, "-")
+                self._retrying(self.sink.bootstrap_finished, STORE)
         except _AbandonedError:
             log.info("stopped during bootstrap")
             return
@@ -224,7 +237,7 @@ class SinkRunner:
         try:
             instruction = self._retrying(
                 lambda: decode_as(self._decoder, message.value(), InstructionIssued),
-                "-",
+                REGISTRY,
                 message,
             )
         except InvalidEventError as exc:
@@ -245,7 +258,7 @@ class SinkRunner:
         applied_at = result.applied_at or utc_now()
         receipt = build_receipt(instruction, result, applied_at)
         publisher = self._require_publisher()
-        self._retrying(lambda: publisher.receipt(receipt), "-", message)
+        self._retrying(lambda: publisher.receipt(receipt), REGISTRY, message)
         family = instruction.sink_family.value
         self.metrics.instructions.labels(family, destination, result.outcome.value).inc()
         if result.outcome is Outcome.APPLIED:
@@ -265,7 +278,7 @@ class SinkRunner:
         )
         dead = build_dead_letter(stage=self.stage, message=message, error=error)
         publisher = self._require_publisher()
-        self._retrying(lambda: publisher.dead_letter(dead), "-", message)
+        self._retrying(lambda: publisher.dead_letter(dead), REGISTRY, message)
         self.metrics.dead_letters.labels(self.stage, type(error).__name__).inc()
 
     # -- retries -------------------------------------------------------------------
@@ -413,6 +426,8 @@ class SinkRunner:
                 self._consumer.close()
                 self._consumer = None
             self.sink.close()
+            if self._registry is not None:
+                self._registry.close()
             if self._http is not None:
                 self._http.stop()
             log.info("sink runner stopped (%s)", "clean" if clean else "after an error")
