@@ -1,0 +1,67 @@
+"""The stream processor's one entrypoint.
+
+``python -m streams`` or ``python -m streams worker`` runs a worker: settings are read
+from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``,
+``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``STREAMS_*``) and
+validated before anything starts; SIGTERM finishes the batch in flight, commits and
+stops. ``python -m streams propagation --event-id ID | --subject ID`` prints what the
+propagation changelogs say, without a worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from schemas.errors import ConsentRelayError
+from schemas.kafka import KafkaSettings
+from streams.config import StreamSettings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command in ``argv`` (default: a worker); the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m streams")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("worker", help="run a stream worker (the default)")
+    ask = commands.add_parser("propagation", help="show propagation from the changelogs")
+    which = ask.add_mutually_exclusive_group(required=True)
+    which.add_argument("--event-id")
+    which.add_argument("--subject")
+    args = parser.parse_args(argv)
+    try:
+        kafka = KafkaSettings.from_env()
+        settings = StreamSettings.from_env()
+        if args.command == "propagation":
+            return _propagation(kafka, settings, args.event_id, args.subject)
+        return _worker(kafka, settings)
+    except ConsentRelayError as exc:
+        sys.stderr.write(f"streams: {exc}\n")
+        return 2
+
+
+def _worker(kafka: KafkaSettings, settings: StreamSettings) -> int:
+    import faust  # noqa: PLC0415 - keeps `propagation` free of Faust's start-up
+
+    from streams.app import build  # noqa: PLC0415
+
+    stream_app = build(kafka, settings)
+    worker = faust.Worker(stream_app.app, loglevel=settings.log_level.lower(), quiet=True)
+    worker.execute_from_commandline()
+    return 0  # pragma: no cover - execute_from_commandline exits
+
+
+def _propagation(
+    kafka: KafkaSettings, settings: StreamSettings, event_id: str | None, subject: str | None
+) -> int:
+    from streams import query  # noqa: PLC0415
+
+    pending, done = query.read_changelogs(kafka, settings.faust_app_id(kafka.topic_prefix))
+    answers = list(query.find(pending, done, event_id=event_id, subject=subject))
+    sys.stdout.write(json.dumps(answers, indent=2) + "\n")
+    return 0 if answers else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

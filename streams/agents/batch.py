@@ -1,0 +1,167 @@
+"""One batch's work area and the publish-or-retry loop every processor uses.
+
+A :class:`Batch` stages table writes, collects output in an :class:`~streams.outbox.Outbox`
+and counts metrics. :func:`run` processes the messages, publishes the output with
+every delivery awaited, and only then commits the staged writes and the counts. If the
+registry or the broker fails while publishing, the staged work is thrown away and the
+batch is processed again from the unchanged tables after a backoff, for as long as it
+takes: the stream stalls rather than drop or half-apply anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiokafka.errors import KafkaError
+
+from schemas.errors import ConsentRelayError, InvalidEventError, RegistryUnavailableError
+from schemas.events import DeadLettered, FullyPropagated, InstructionIssued
+from streams import records
+from streams.agents.context import RETRY_BACKOFF_SECONDS, RawMessage, StreamContext, log
+from streams.metrics import Tally
+from streams.outbox import Outbox
+from streams.propagation import Propagation
+from streams.staging import Staged
+from streams.times import now_ms
+
+
+class PublishError(ConsentRelayError):
+    """Output could not be encoded or delivered; the batch is retried."""
+
+
+class UnexpectedEventError(InvalidEventError):
+    """A well-formed event of a type that does not belong on this topic."""
+
+    def __init__(self, event_type: str, topic_kind: str) -> None:
+        super().__init__(f"{event_type} does not belong on the {topic_kind} topic")
+        self.field_name = None
+        self.reason = f"{event_type} does not belong on the {topic_kind} topic"
+
+
+RETRIABLE = (PublishError, RegistryUnavailableError, KafkaError, OSError, TimeoutError)
+
+
+class Batch:
+    """Staged tables, output and counts of one attempt at a batch."""
+
+    stage = "stream"
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self.ctx = ctx
+        self.now = now_ms()
+        self.outbox = Outbox()
+        self.tally = Tally()
+        self.pending = Staged(ctx.pending)
+        self.done = Staged(ctx.done)
+        self.completions: list[float] = []
+
+    def add(self, message: RawMessage) -> None:
+        """Process one message into the staged state and the outbox."""
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called after the last message, before publishing."""
+
+    def commit(self) -> None:
+        """Apply the staged writes and counts; the output is durable by now."""
+        self.pending.commit()
+        self.done.commit()
+        self.tally.flush(self.ctx.metrics)
+        for seconds in self.completions:
+            self.ctx.metrics.fully_propagated.observe(seconds)
+
+    def publish(
+        self,
+        event_type: type[Any],
+        avro: dict[str, Any],
+        topic: str,
+        key: bytes | None,
+        partition: int | None,
+    ) -> None:
+        """Encode and queue one output message."""
+        try:
+            value = self.ctx.encode(event_type, avro, topic)
+        except ConsentRelayError as exc:
+            raise PublishError(f"cannot encode {event_type.__name__}: {exc}") from exc
+        self.outbox.add(topic, key, value, partition)
+
+    def instruction(self, avro: dict[str, Any], key: bytes, source_partition: int) -> None:
+        """Queue an InstructionIssued on its family's topic."""
+        topic = self.ctx.instruction_topics[avro["sink_family"]]
+        self.publish(
+            InstructionIssued, avro, topic, key, self.ctx.partition_for(topic, source_partition)
+        )
+        self.tally.instructions[(avro["sink_family"], avro["destination"], avro["action"])] += 1
+
+    def dead_letter(self, message: RawMessage, error: BaseException) -> None:
+        """Queue a DeadLettered for a message this stage cannot process."""
+        avro = records.dead_letter(
+            stage=self.stage,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            value=message.value,
+            error=error,
+            now_ms=self.now,
+        )
+        self.publish(DeadLettered, avro, self.ctx.topics.dead_letters, message.key, None)
+        reason = type(error).__name__
+        self.tally.dead_letters[(self.stage, reason)] += 1
+        self.tally.events[("unknown", "dead_lettered")] += 1
+        log.warning(
+            "%s: dead-lettered %s[%d]@%d: %s (field %s)",
+            self.stage,
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            getattr(error, "field_name", None),
+        )
+
+    def complete(
+        self, key: bytes, subject: dict[str, Any], record: Propagation, source_partition: int
+    ) -> None:
+        """Keep a completed propagation for queries and publish FullyPropagated."""
+        kept = (*(self.done.get(key) or ()), record)[-self.ctx.completed_per_subject :]
+        self.done[key] = kept
+        topic = self.ctx.topics.propagated
+        self.publish(
+            FullyPropagated,
+            records.fully_propagated(subject, record),
+            topic,
+            key,
+            self.ctx.partition_for(topic, source_partition),
+        )
+        assert record.completed_at_ms is not None
+        self.completions.append(max(0.0, (record.completed_at_ms - record.occurred_at_ms) / 1000))
+
+
+async def run(
+    ctx: StreamContext, messages: Sequence[RawMessage], make: Callable[[], Batch]
+) -> Batch:
+    """Process ``messages`` until their output is published, then commit; the batch."""
+    attempt = 0
+    while True:
+        batch = make()
+        try:
+            for message in messages:
+                batch.add(message)
+            batch.finish()
+            await batch.outbox.flush(ctx.sender)
+        except RETRIABLE as exc:
+            delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+            log.warning(
+                "%s: batch of %d not published (%s: %s); retrying in %.1fs",
+                batch.stage,
+                len(messages),
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            attempt += 1
+            await ctx.sleep(delay)
+            continue
+        batch.commit()
+        return batch

@@ -1,0 +1,71 @@
+"""What the batch processors share: policy, topics, codecs, producer, tables, metrics.
+
+One :class:`StreamContext` is built per worker. Intake and receipts both write the
+propagation tables, so they take :attr:`StreamContext.lock` for a whole batch
+(process, publish, commit): no batch ever sees another's half-written state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.taxonomy import SinkFamily
+from schemas.topics import Topics
+from streams.gate import GatePolicy
+from streams.metrics import StreamMetrics
+from streams.outbox import Sender
+from streams.propagation import Propagation, SubjectPropagations
+from streams.resolution import SubjectState
+from streams.routing import RoutingPolicy
+from streams.wire import Decoder, Encoder
+
+log = logging.getLogger("streams")
+
+RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+"""Waits between attempts at a batch whose output could not be published."""
+
+
+class RawMessage(Protocol):
+    """The parts of a Kafka message the processors read (Faust's ``event.message``)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class StreamContext:
+    """Everything a batch processor needs."""
+
+    policy: RoutingPolicy
+    topics: Topics
+    decoder: Decoder
+    encode: Encoder
+    sender: Sender
+    metrics: StreamMetrics
+    state: MutableMapping[bytes, SubjectState]
+    pending: MutableMapping[bytes, SubjectPropagations]
+    done: MutableMapping[bytes, tuple[Propagation, ...]]
+    gate_policy: GatePolicy = field(default_factory=GatePolicy)
+    copartitioned: frozenset[str] = frozenset()
+    """Output topics with as many partitions as the input: the input partition is theirs."""
+    completed_per_subject: int = 50
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    intake_progress: dict[int, int] = field(default_factory=dict)
+    """Consent partition → last offset whose effects are committed (the gate waits on it)."""
+    sleep: Any = asyncio.sleep
+    instruction_topics: dict[str, str] = field(init=False)
+    """Sink family value → its instruction topic."""
+
+    def __post_init__(self) -> None:
+        self.instruction_topics = {f.value: self.topics.instructions(f) for f in SinkFamily}
+
+    def partition_for(self, topic: str, source_partition: int) -> int | None:
+        """The explicit partition for a subject-keyed output, when known."""
+        return source_partition if topic in self.copartitioned else None

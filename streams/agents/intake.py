@@ -1,0 +1,184 @@
+"""Intake: consent events in; state, instructions and propagation records out.
+
+For each message of the consent topic: decode and validate (anything else is
+dead-lettered with the reason and its coordinates), turn the event into its effect on
+the subject's consent (:mod:`streams.claims`), fold it into the subject's state
+(:mod:`streams.resolution`), route what is now in force (:mod:`streams.fanout`) as
+InstructionIssued, and for a withdrawal or a rights request record which destinations
+must honour it (:mod:`streams.propagation`). Each touched subject's state is published
+once per batch to the compacted state topic.
+
+A message whose key is not its subject's id would put the subject's events on two
+partitions (and two workers); it is re-published keyed by the subject instead, so it
+still takes effect, in order with that subject's other events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.errors import InvalidEventError
+from schemas.events import (
+    CONSENT_EVENT_TYPES,
+    ConsentEvent,
+    ConsentStateRecorded,
+    RightsRequested,
+)
+from schemas.taxonomy import Choice
+from streams import fanout, propagation, records
+from streams.agents.batch import Batch, UnexpectedEventError, run
+from streams.agents.context import RawMessage, StreamContext
+from streams.claims import effect_of
+from streams.propagation import SubjectPropagations
+from streams.resolution import Effect, apply
+from streams.staging import Staged
+from streams.times import to_ms
+
+STAGE = "stream.intake"
+
+
+class Intake:
+    """Processes batches of the consent topic."""
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self.ctx = ctx
+
+    async def handle(self, messages: Sequence[RawMessage]) -> None:
+        """Process, publish and commit one batch (holding the tables' lock)."""
+        async with self.ctx.lock:
+            await run(self.ctx, messages, lambda: IntakeBatch(self.ctx))
+        progress = self.ctx.intake_progress
+        for message in messages:
+            if message.offset > progress.get(message.partition, -1):
+                progress[message.partition] = message.offset
+
+
+def is_tracked(effect: Effect) -> bool:
+    """A withdrawal or a rights request: its propagation must be proven."""
+    return (
+        effect.erase
+        or effect.restrict is not None
+        or any(c.choice is Choice.WITHDRAWN for c in effect.claims)
+    )
+
+
+class IntakeBatch(Batch):
+    """One attempt at an intake batch."""
+
+    stage = STAGE
+
+    def __init__(self, ctx: StreamContext) -> None:
+        super().__init__(ctx)
+        self.state = Staged(ctx.state)
+        self.touched: dict[bytes, tuple[dict[str, Any], int]] = {}
+
+    def add(self, message: RawMessage) -> None:
+        """Decode, resolve, route and track one consent event."""
+        try:
+            event = self.ctx.decoder.decode(message.value)
+            if not isinstance(event, CONSENT_EVENT_TYPES):
+                raise UnexpectedEventError(type(event).__name__, "consent")
+        except InvalidEventError as exc:
+            self.dead_letter(message, exc)
+            return
+        event_type = type(event).__name__
+        key = event.subject.id.encode()
+        if message.key != key:
+            self.outbox.add(self.ctx.topics.consent, key, message.value or b"", None)
+            self.tally.events[(event_type, "rekeyed")] += 1
+            return
+        effect = effect_of(event, self.ctx.policy)
+        if not effect.claims and not effect.erase and effect.restrict is None:
+            self.tally.events[(event_type, "not_propagated")] += 1
+            return
+        self._apply(event, event_type, key, effect, message.partition)
+
+    def _apply(
+        self, event: ConsentEvent, event_type: str, key: bytes, effect: Effect, partition: int
+    ) -> None:
+        at_ms = to_ms(event.occurred_at)
+        applied = apply(self.state.get(key), event.subject.kind, event.event_id, at_ms, effect)
+        if applied.changed:
+            self.state[key] = applied.state
+        subject = records.subject_dict(event.subject)
+        self.touched[key] = (subject, partition)
+        routes = fanout.routes(self.ctx.policy, event.event_id, effect, applied)
+        right = event.right if isinstance(event, RightsRequested) else None
+        for route in routes:
+            avro = records.instruction(
+                route,
+                event_id=event.event_id,
+                event_type=event_type,
+                subject=subject,
+                regime=event.regime.value,
+                right=right,
+                occurred_at_ms=at_ms,
+                issued_at_ms=self.now,
+            )
+            self.instruction(avro, key, partition)
+        if is_tracked(effect):
+            self._track(
+                event=event,
+                event_type=event_type,
+                key=key,
+                subject=subject,
+                at_ms=at_ms,
+                routes=routes,
+                partition=partition,
+            )
+        status = "applied" if applied.changed else "unchanged"
+        self.tally.events[(event_type, status)] += 1
+
+    def _track(
+        self,
+        *,
+        event: ConsentEvent,
+        event_type: str,
+        key: bytes,
+        subject: dict[str, Any],
+        at_ms: int,
+        routes: tuple[fanout.Route, ...],
+        partition: int,
+    ) -> None:
+        holder = self.pending.get(key) or SubjectPropagations()
+        if holder.find(event.event_id) is not None:
+            return
+        if any(r.event_id == event.event_id for r in self.done.get(key) or ()):
+            return
+        record = propagation.start(
+            event_id=event.event_id,
+            event_type=event_type,
+            subject_kind=event.subject.kind,
+            occurred_at_ms=at_ms,
+            now_ms=self.now,
+            routes=routes,
+        )
+        record, holder = holder.adopting(record, self.now)
+        holder = holder.replacing(record)
+        if holder:
+            self.pending[key] = holder
+        else:
+            self.pending.delete(key)
+        if record.complete:
+            self.complete(key, subject, record, partition)
+
+    def finish(self) -> None:
+        """Publish each touched subject's state once."""
+        topic = self.ctx.topics.state
+        for key, (subject, partition) in self.touched.items():
+            state = self.state.get(key)
+            if state is None:
+                continue
+            self.publish(
+                ConsentStateRecorded,
+                records.consent_state(subject, state, self.now),
+                topic,
+                key,
+                self.ctx.partition_for(topic, partition),
+            )
+
+    def commit(self) -> None:
+        """Apply the staged state too."""
+        self.state.commit()
+        super().commit()

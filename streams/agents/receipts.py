@@ -1,0 +1,79 @@
+"""Receipts: sinks' PropagationReceipts in; FullyPropagated out.
+
+Each receipt answers one instruction of a pending propagation. When the last
+destination has honoured the event, the propagation moves to the subject's completed
+records and FullyPropagated is published. A receipt whose propagation is not known yet
+(its consent event is being processed again after a crash) is parked and applied when
+the record appears; one for an instruction that is not tracked (a grant) expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from schemas.errors import InvalidEventError
+from schemas.events import PropagationReceipt
+from streams import propagation, records
+from streams.agents.batch import Batch, UnexpectedEventError, run
+from streams.agents.context import RawMessage, StreamContext
+from streams.propagation import Orphan, SubjectPropagations
+from streams.times import to_ms
+
+STAGE = "stream.receipts"
+EVENT_TYPE = PropagationReceipt.__name__
+
+
+class Receipts:
+    """Processes batches of the receipts topic."""
+
+    def __init__(self, ctx: StreamContext) -> None:
+        self.ctx = ctx
+
+    async def handle(self, messages: Sequence[RawMessage]) -> None:
+        """Process, publish and commit one batch (holding the tables' lock)."""
+        async with self.ctx.lock:
+            await run(self.ctx, messages, lambda: ReceiptsBatch(self.ctx))
+
+
+class ReceiptsBatch(Batch):
+    """One attempt at a receipts batch."""
+
+    stage = STAGE
+
+    def add(self, message: RawMessage) -> None:
+        """Apply one receipt to its propagation."""
+        try:
+            receipt = self.ctx.decoder.decode(message.value)
+            if not isinstance(receipt, PropagationReceipt):
+                raise UnexpectedEventError(type(receipt).__name__, "receipts")
+        except InvalidEventError as exc:
+            self.dead_letter(message, exc)
+            return
+        key = receipt.subject.id.encode()
+        holder = self.pending.get(key) or SubjectPropagations()
+        record = holder.find(receipt.event_id)
+        applied_ms = to_ms(receipt.applied_at)
+        if record is None:
+            if any(r.event_id == receipt.event_id for r in self.done.get(key) or ()):
+                self.tally.events[(EVENT_TYPE, "duplicate")] += 1
+                return
+            orphan = Orphan(
+                receipt.event_id, receipt.instruction_id, receipt.outcome, applied_ms, self.now
+            )
+            self.pending[key] = holder.with_orphan(orphan, self.now)
+            self.tally.events[(EVENT_TYPE, "parked")] += 1
+            return
+        updated = propagation.answer(
+            record, receipt.instruction_id, receipt.outcome, applied_ms, self.now
+        )
+        if updated is None:
+            self.tally.events[(EVENT_TYPE, "unchanged")] += 1
+            return
+        holder = holder.replacing(updated)
+        if holder:
+            self.pending[key] = holder
+        else:
+            self.pending.delete(key)
+        if updated.complete:
+            self.complete(key, records.subject_dict(receipt.subject), updated, message.partition)
+        self.tally.events[(EVENT_TYPE, "applied")] += 1

@@ -1,0 +1,209 @@
+"""Wiring: the Faust app with its topics, tables, agents, timer and views.
+
+:func:`build` makes everything from validated settings. Input topics are read as raw
+bytes (one fastavro decode per message in the processors), in batches
+(``take_events``) whose output goes straight to the app's producer with every delivery
+awaited before the batch is acknowledged. Tables are keyed by subject with the
+producer's partitioner, so the consent, receipts and data topics and the tables are
+co-partitioned: Faust gives one worker the same partition number of all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from schemas.admin import ensure_topics
+from schemas.kafka import KafkaSettings
+from streams import tables, views
+from streams.agents.context import StreamContext, log
+from streams.agents.gate import Gate
+from streams.agents.intake import Intake
+from streams.agents.receipts import Receipts
+from streams.config import StreamSettings
+from streams.gate import GatePolicy
+from streams.metrics import StreamMetrics
+from streams.routing import load_policy
+from streams.table_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
+from streams.times import now_ms
+from streams.wire import registry_wire
+
+FAUST_METRICS_PREFIX = "consent_relay_faust"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamApp:
+    """The built app and what tests and the entrypoint need to reach."""
+
+    app: faust.App
+    context: StreamContext
+    registry: CollectorRegistry
+    settings: StreamSettings
+    kafka: KafkaSettings
+
+
+class _ProducerSender:
+    """The app's producer as an outbox sender (the producer exists once the app runs)."""
+
+    def __init__(self, app: faust.App) -> None:
+        self._app = app
+
+    async def send(  # noqa: PLR0917 - Faust's producer signature
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Any]:
+        sent: Awaitable[Any] = await self._app.producer.send(
+            topic, key, value, partition, timestamp, headers
+        )
+        return sent
+
+
+def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
+    """The worker's Faust app, ready for ``faust.Worker``; creates missing relay topics."""
+    register_codecs()
+    policy = load_policy(settings.routing_file)
+    topics = kafka.topics
+    ensure_topics(kafka)
+    app = faust.App(
+        settings.faust_app_id(kafka.topic_prefix),
+        broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap.split(",")],
+        autodiscover=False,
+        store="memory://",
+        datadir=str(settings.data_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=kafka.partitions,
+        table_standby_replicas=settings.standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
+        producer_acks=-1,
+        stream_wait_empty=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_bind,
+        web_host=settings.advertised_host,
+    )
+    registry = CollectorRegistry()
+    metrics = StreamMetrics.create(registry)
+    setup_prometheus_sensors(app, registry=registry, name_prefix=FAUST_METRICS_PREFIX)
+
+    def table(name: str, codec: str, doc: str) -> Any:
+        return app.Table(
+            name,
+            partitions=kafka.partitions,
+            key_serializer="raw",
+            value_serializer=codec,
+            use_partitioner=True,
+            help=doc,
+        )
+
+    state = table(tables.STATE, STATE_CODEC, "Consent state per subject.")
+    pending = table(tables.PENDING, PENDING_CODEC, "Propagations not yet honoured everywhere.")
+    done = table(tables.DONE, DONE_CODEC, "Recently completed propagations per subject.")
+    decoder, encode = registry_wire(kafka.registry_client())
+    ctx = StreamContext(
+        policy=policy,
+        topics=topics,
+        decoder=decoder,
+        encode=encode,
+        sender=_ProducerSender(app),
+        metrics=metrics,
+        state=state,
+        pending=pending,
+        done=done,
+        gate_policy=GatePolicy(settings.gate_opt_out_default_allow, settings.default_regime),
+        copartitioned=_copartitioned(kafka),
+        completed_per_subject=settings.completed_per_subject,
+    )
+    _add_agents(app, ctx, settings)
+    _add_housekeeping(app, ctx, settings)
+    views.register(app, pending, done)
+    return StreamApp(app, ctx, registry, settings, kafka)
+
+
+def _copartitioned(kafka: KafkaSettings) -> frozenset[str]:
+    """Output topics with as many partitions as the consent topic."""
+    topics = kafka.topics
+    metadata = AdminClient(kafka.admin_config()).list_topics(timeout=30).topics
+    wanted = metadata[topics.consent].partitions
+    return frozenset(name for name, meta in metadata.items() if len(meta.partitions) == len(wanted))
+
+
+def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) -> None:
+    topics = ctx.topics
+    size, within = settings.batch_size, settings.batch_within_seconds
+    intake, receipts = Intake(ctx), Receipts(ctx)
+
+    async def end_offsets(partitions: set[int]) -> dict[int, int | None]:
+        tps = [TP(topics.consent, p) for p in partitions]
+        found = await app.consumer.highwaters(*tps)
+        return {tp.partition: found.get(tp) for tp in tps}
+
+    gate = Gate(ctx, end_offsets)
+
+    def raw_topic(name: str) -> Any:
+        return app.topic(name, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(raw_topic(topics.consent), name="intake")
+    async def intake_agent(stream: Any) -> None:
+        async for events in stream.take_events(size, within=within):
+            await intake.handle([e.message for e in events])
+
+    @app.agent(raw_topic(topics.receipts), name="receipts")
+    async def receipts_agent(stream: Any) -> None:
+        async for events in stream.take_events(size, within=within):
+            await receipts.handle([e.message for e in events])
+
+    @app.agent(raw_topic(topics.data_events), name="gate")
+    async def gate_agent(stream: Any) -> None:
+        async for events in stream.take_events(size, within=within):
+            await gate.handle([e.message for e in events])
+
+
+def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettings) -> None:
+    level = getattr(logging, settings.log_level.upper())
+
+    async def reset_root_log_level() -> None:
+        # Faust's start-up spinner can leave the root logger at DEBUG, and every
+        # debug call in Faust and aiokafka then builds a record (~10% of CPU).
+        logging.getLogger().setLevel(level)
+
+    async def pending_gauges() -> None:
+        count, oldest = pending_summary(app, ctx)
+        ctx.metrics.pending_withdrawals.set(count)
+        age = 0.0 if oldest is None else max(0.0, (now_ms() - oldest) / 1000)
+        ctx.metrics.oldest_pending_age.set(age)
+
+    app.task(reset_root_log_level)
+    app.timer(settings.metrics_interval_seconds)(pending_gauges)
+
+
+def pending_summary(app: faust.App, ctx: StreamContext) -> tuple[int, int | None]:
+    """Pending propagations on this worker's active partitions, and the oldest event time."""
+    topics = ctx.topics
+    active = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.consent}
+    partitions = topics.partitions
+    count, oldest = 0, None
+    for key, holder in list(ctx.pending.items()):
+        if not holder.pending or (murmur2(key) & 0x7FFFFFFF) % partitions not in active:
+            continue
+        count += len(holder.pending)
+        first = min(r.occurred_at_ms for r in holder.pending)
+        oldest = first if oldest is None else min(oldest, first)
+    if count:
+        log.debug("pending propagations: %d", count)
+    return count, oldest

@@ -1,0 +1,85 @@
+"""The stream worker's settings, read from ``STREAMS_*`` variables and validated at start.
+
+Kafka and registry coordinates come from :class:`schemas.kafka.KafkaSettings`; these are
+the worker's own knobs. The Faust app id is prefixed with the topic prefix so that test
+runs (and tenants) sharing a broker never share consumer groups or changelog topics.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.settings import load
+from schemas.taxonomy import Regime
+
+PREFIX = "STREAMS_"
+LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Everything the worker reads from ``STREAMS_<FIELD>``."""
+
+    app_id: str = "consent-relay-streams"
+    web_port: int = 6066
+    web_bind: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from other hosts
+    web_host: str = ""
+    """Host name other workers use to reach this one; empty means this machine's name."""
+    data_dir: Path = Path("var/streams")
+    routing_file: Path | None = None
+    """The routing policy; empty means the packaged ``streams/routing.toml``."""
+    gate_opt_out_default_allow: bool = True
+    """For opt-out regimes (CCPA): let data through when no choice is recorded."""
+    gate_default_regime: str = Regime.GDPR.value
+    """Regime assumed for a subject the stream knows nothing about."""
+    batch_size: int = 2000
+    batch_within_seconds: float = 0.05
+    session_timeout_seconds: float = 30.0
+    standby_replicas: int = 1
+    completed_per_subject: int = 50
+    """Completed propagations kept per subject for queries (FullyPropagated keeps all)."""
+    metrics_interval_seconds: float = 5.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not self.app_id.strip():
+            raise ValueError("STREAMS_APP_ID must not be empty")
+        if not 0 < self.web_port < 65536:
+            raise ValueError(f"STREAMS_WEB_PORT {self.web_port} is not a TCP port")
+        if self.gate_default_regime not in Regime.__members__:
+            raise ValueError(
+                f"STREAMS_GATE_DEFAULT_REGIME {self.gate_default_regime!r} is not one of "
+                + ", ".join(Regime.__members__)
+            )
+        if self.batch_size < 1 or self.batch_within_seconds <= 0:
+            raise ValueError("STREAMS_BATCH_SIZE and STREAMS_BATCH_WITHIN_SECONDS must be > 0")
+        if not 6 <= self.session_timeout_seconds <= 300:
+            raise ValueError("STREAMS_SESSION_TIMEOUT_SECONDS must be within 6..300")
+        if self.standby_replicas < 0 or self.completed_per_subject < 1:
+            raise ValueError("STREAMS_STANDBY_REPLICAS >= 0, STREAMS_COMPLETED_PER_SUBJECT >= 1")
+        if self.metrics_interval_seconds <= 0:
+            raise ValueError("STREAMS_METRICS_INTERVAL_SECONDS must be > 0")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ValueError(f"STREAMS_LOG_LEVEL must be one of {sorted(LOG_LEVELS)}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StreamSettings:
+        """Read and validate; an unknown or bad ``STREAMS_*`` key raises ConfigError."""
+        return load(cls, PREFIX, env)
+
+    @property
+    def default_regime(self) -> Regime:
+        """:attr:`gate_default_regime` as a Regime."""
+        return Regime(self.gate_default_regime)
+
+    @property
+    def advertised_host(self) -> str:
+        """The host in this worker's canonical URL."""
+        return self.web_host or socket.gethostname()
+
+    def faust_app_id(self, topic_prefix: str) -> str:
+        """The Faust app id (consumer group, changelog topic prefix) for a deployment."""
+        return f"{topic_prefix}{self.app_id}"

@@ -1,0 +1,131 @@
+"""The Avro dicts of what the stream publishes: instructions, consent state, proofs of
+propagation and dead letters.
+
+They are built straight as the dicts the codec writes (field names from
+``schemas/avro``), not as records first: the stream makes them from already validated
+data, and skipping the record round trip is one less object per event on the hot path.
+Times are epoch milliseconds, which Avro's timestamp-millis takes as is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from schemas.events import Subject
+from schemas.taxonomy import PURPOSE_SPECS, Right
+from streams.fanout import Route
+from streams.propagation import HONOURING, Propagation
+from streams.resolution import SubjectState
+
+
+def subject_dict(subject: Subject) -> dict[str, Any]:
+    """The Avro dict of a subject."""
+    return {"id": subject.id, "kind": subject.kind.value}
+
+
+def instruction(
+    route: Route,
+    *,
+    event_id: str,
+    event_type: str,
+    subject: dict[str, Any],
+    regime: str,
+    right: Right | None,
+    occurred_at_ms: int,
+    issued_at_ms: int,
+) -> dict[str, Any]:
+    """An InstructionIssued for one route."""
+    channels = []
+    for purpose in route.purposes:
+        channel = PURPOSE_SPECS[purpose].channel
+        if channel is not None and channel.value not in channels:
+            channels.append(channel.value)
+    return {
+        "instruction_id": route.instruction_id,
+        "event_id": event_id,
+        "event_type": event_type,
+        "subject": subject,
+        "sink_family": route.destination.family.value,
+        "destination": route.destination.name,
+        "action": route.action.value,
+        "purposes": [p.value for p in route.purposes],
+        "channels": channels,
+        "right": None if right is None else right.value,
+        "regime": regime,
+        "occurred_at": occurred_at_ms,
+        "issued_at": issued_at_ms,
+    }
+
+
+def consent_state(subject: dict[str, Any], state: SubjectState, now_ms: int) -> dict[str, Any]:
+    """A ConsentStateRecorded: the current choice per (purpose, regime).
+
+    Choices limited to named recipients have no place in the contract's ConsentEntry
+    yet, so only choices covering every recipient are published.
+    """
+    entries = []
+    for (purpose, regime, recipient), history in state.decisions.items():
+        if recipient is not None or not history:
+            continue
+        current = history[-1]
+        entries.append(
+            {
+                "purpose": purpose.value,
+                "regime": regime.value,
+                "choice": current.choice.value,
+                "occurred_at": current.at_ms,
+                "event_id": current.event_id,
+            }
+        )
+    entries.sort(key=lambda e: (e["purpose"], e["regime"]))
+    return {
+        "subject": subject,
+        "entries": entries,
+        "restricted": state.restricted,
+        "erased": state.erasure is not None,
+        "updated_at": now_ms,
+    }
+
+
+def fully_propagated(subject: dict[str, Any], record: Propagation) -> dict[str, Any]:
+    """A FullyPropagated for a complete propagation."""
+    assert record.completed_at_ms is not None
+    return {
+        "event_id": record.event_id,
+        "subject": subject,
+        "occurred_at": record.occurred_at_ms,
+        "completed_at": record.completed_at_ms,
+        "destinations": [
+            {"destination": label, "outcome": a.outcome.value, "applied_at": a.applied_at_ms}
+            for label, a in sorted(record.answers.items())
+            if a.outcome in HONOURING
+        ],
+    }
+
+
+def dead_letter(
+    *,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error: BaseException,
+    now_ms: int,
+) -> dict[str, Any]:
+    """A DeadLettered for a message that could not be processed."""
+    return {
+        "dead_letter_id": str(uuid.uuid4()),
+        "stage": stage,
+        "source_topic": topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "original_key": key,
+        "original_value": value,
+        "error_class": type(error).__name__,
+        "field_name": getattr(error, "field_name", None),
+        "reason": getattr(error, "reason", "") or str(error) or type(error).__name__,
+        "dead_lettered_at": now_ms,
+    }

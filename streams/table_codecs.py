@@ -1,0 +1,162 @@
+"""How the stream's table values are written to their compacted changelog topics.
+
+Table values are compact JSON (short keys, epoch-millisecond times), registered as
+Faust codecs so tables hold Python objects in memory and encode only on write. The
+same functions let :mod:`streams.query` read the changelog topics without Faust.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from faust.serializers import codecs
+
+from schemas.taxonomy import Choice, Outcome, Purpose, Recipient, Regime, SubjectKind
+from streams.propagation import Answer, Orphan, Propagation, SubjectPropagations
+from streams.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
+
+STATE_CODEC = "consent_relay_state"
+PENDING_CODEC = "consent_relay_pending"
+DONE_CODEC = "consent_relay_done"
+
+_W, _G = "W", "G"
+
+
+def encode_state(state: SubjectState) -> bytes:
+    """Changelog bytes of a subject's state."""
+    doc = {
+        "k": state.kind.value,
+        "d": [
+            [
+                p.value,
+                g.value,
+                None if r is None else r.value,
+                [
+                    [d.at_ms, _W if d.choice is Choice.WITHDRAWN else _G, d.event_id, d.expires_ms]
+                    for d in history
+                ],
+            ]
+            for (p, g, r), history in state.decisions.items()
+        ],
+        "r": [[t.at_ms, t.on, t.event_id] for t in state.restrictions],
+        "e": None if state.erasure is None else [state.erasure.at_ms, state.erasure.event_id],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_state(data: bytes) -> SubjectState:
+    """A subject's state from changelog bytes."""
+    doc = json.loads(data)
+    decisions: dict[ConsentKey, tuple[Decision, ...]] = {}
+    for purpose, regime, recipient, history in doc["d"]:
+        key = (
+            Purpose(purpose),
+            Regime(regime),
+            None if recipient is None else Recipient(recipient),
+        )
+        decisions[key] = tuple(
+            Decision(at, Choice.WITHDRAWN if c == _W else Choice.GRANTED, eid, exp)
+            for at, c, eid, exp in history
+        )
+    erasure = doc["e"]
+    return SubjectState(
+        SubjectKind(doc["k"]),
+        decisions,
+        tuple(Toggle(at, on, eid) for at, on, eid in doc["r"]),
+        None if erasure is None else Erasure(erasure[0], erasure[1]),
+    )
+
+
+def encode_done(records: tuple[Propagation, ...]) -> bytes:
+    """Changelog bytes of one subject's completed propagations."""
+    return json.dumps([_prop_doc(r) for r in records], separators=(",", ":")).encode()
+
+
+def decode_done(data: bytes) -> tuple[Propagation, ...]:
+    """One subject's completed propagations from changelog bytes."""
+    return tuple(_prop_from_doc(d) for d in json.loads(data))
+
+
+def encode_pending(value: SubjectPropagations) -> bytes:
+    """Changelog bytes of one subject's pending propagations and early receipts."""
+    doc = {
+        "p": [_prop_doc(r) for r in value.pending],
+        "o": [
+            [o.event_id, o.instruction_id, o.outcome.value, o.applied_at_ms, o.received_at_ms]
+            for o in value.orphans
+        ],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_pending(data: bytes) -> SubjectPropagations:
+    """One subject's pending propagations from changelog bytes."""
+    doc = json.loads(data)
+    return SubjectPropagations(
+        tuple(_prop_from_doc(d) for d in doc["p"]),
+        tuple(
+            Orphan(eid, iid, Outcome(outcome), applied, received)
+            for eid, iid, outcome, applied, received in doc["o"]
+        ),
+    )
+
+
+def _prop_doc(record: Propagation) -> dict[str, Any]:
+    return {
+        "e": record.event_id,
+        "t": record.event_type,
+        "k": record.subject_kind.value,
+        "o": record.occurred_at_ms,
+        "i": record.issued_at_ms,
+        "r": dict(record.required),
+        "a": {
+            label: [a.outcome.value, a.applied_at_ms, a.instruction_id]
+            for label, a in record.answers.items()
+        },
+        "c": record.completed_at_ms,
+    }
+
+
+def _prop_from_doc(doc: dict[str, Any]) -> Propagation:
+    return Propagation(
+        event_id=doc["e"],
+        event_type=doc["t"],
+        subject_kind=SubjectKind(doc["k"]),
+        occurred_at_ms=doc["o"],
+        issued_at_ms=doc["i"],
+        required=dict(doc["r"]),
+        answers={label: Answer(Outcome(o), at, iid) for label, (o, at, iid) in doc["a"].items()},
+        completed_at_ms=doc["c"],
+    )
+
+
+class _StateCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_state(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_state(s)
+
+
+class _PendingCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_pending(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_pending(s)
+
+
+class _DoneCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return encode_done(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return decode_done(s)
+
+
+def register_codecs() -> None:
+    """Make the table codecs known to Faust (idempotent)."""
+    codecs.register(STATE_CODEC, _StateCodec())
+    codecs.register(PENDING_CODEC, _PendingCodec())
+    codecs.register(DONE_CODEC, _DoneCodec())
