@@ -232,9 +232,12 @@ def vars_of(settings: Any) -> dict[str, Any]:
 
 
 def routes_exist(process_module: str, path: str) -> bool:
-    """Whether the process's top-level package serves ``path`` (a route literal)."""
+    """Whether the process's top-level package serves ``path``: a route literal, or, for
+    /metrics, Faust's Prometheus sensor (which adds that page to the worker's web)."""
     package = REPO / process_module.split(".", maxsplit=1)[0]
-    return any(f'"{path}"' in p.read_text() for p in package.rglob("*.py"))
+    sources = [p.read_text() for p in package.rglob("*.py")]
+    faust_metrics = path == "/metrics" and any("setup_prometheus_sensors(" in s for s in sources)
+    return faust_metrics or any(f'"{path}"' in s for s in sources)
 
 
 # --- compose ------------------------------------------------------------------------
