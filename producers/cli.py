@@ -268,7 +268,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_schemas_register(_args: argparse.Namespace) -> int:
 
-    out(dumps(register_all(KafkaSettings.from_env().registry_client()), pretty=True))
+    with KafkaSettings.from_env().registry_client() as registry:
+        out(dumps(register_all(registry), pretty=True))
     return EXIT_OK
 
 

@@ -72,8 +72,8 @@ class Publisher:
         self.topic = settings.topics.consent
         self.delivery_timeout_s = delivery_timeout_s
         self._metrics = metrics
-        registry = settings.registry_client()
-        self._serializers = {t: EventSerializer(registry, t) for t in CONSENT_EVENT_TYPES}
+        self._registry = settings.registry_client()
+        self._serializers = {t: EventSerializer(self._registry, t) for t in CONSENT_EVENT_TYPES}
         timeout_ms = max(1, int(delivery_timeout_s * 1000))
         self._producer = Producer(
             settings.producer_config(
@@ -192,6 +192,7 @@ class Publisher:
             log.warning("closing with %d unacknowledged message(s); failing them", remaining)
             self._producer.purge()
             self._producer.flush(0)
+        self._registry.close()
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():

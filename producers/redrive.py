@@ -56,9 +56,10 @@ def redrive(
     topic = settings.topics.dead_letters
     summary = RedriveSummary()
     consumer = Consumer(settings.consumer_config(group))
+    registry = settings.registry_client()
     driver = _Redriver(
         publisher,
-        EventDecoder(settings.registry_client()),
+        EventDecoder(registry),
         allowed={spec.name for spec in settings.topics.all()} - {topic},
         stage=stage,
         dry_run=dry_run,
@@ -83,6 +84,7 @@ def redrive(
             progress.finish()
     finally:
         consumer.close()
+        registry.close()
     return summary
 
 

@@ -38,7 +38,8 @@ def current_state(
         consumer.close()
     if latest is None:
         return None
-    record = EventDecoder(settings.registry_client()).decode(latest)
+    with settings.registry_client() as registry:
+        record = EventDecoder(registry).decode(latest)
     if not isinstance(record, ConsentStateRecorded):
         raise DecodeError(f"the state topic holds a {type(record).__name__}, not a state")
     return record

@@ -57,7 +57,8 @@ def tail(
 ) -> int:
     """Write decoded messages as JSON lines until ``max_messages`` or ``idle_timeout``."""
     topic = resolve(settings.topics, name)
-    decoder = EventDecoder(settings.registry_client())
+    registry = settings.registry_client()
+    decoder = EventDecoder(registry)
     consumer = Consumer(settings.consumer_config(f"consent-relay-cli-tail-{uuid.uuid4().hex[:8]}"))
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     count = 0
@@ -93,4 +94,5 @@ def tail(
             count += 1
     finally:
         consumer.close()
+        registry.close()
     return count
