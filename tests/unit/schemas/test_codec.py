@@ -12,6 +12,7 @@ from typing import Any
 import fastavro
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,6 +31,7 @@ from schemas.errors import (
     ConsentRelayError,
     DecodeError,
     InvalidEventError,
+    RegistryUnavailableError,
     TruncatedMessageError,
     UnknownSchemaError,
     ValidationError,
@@ -201,3 +203,50 @@ def test_an_event_name_in_another_namespace_is_not_ours() -> None:
     schema_id = registry.register_schema("io.other.ConsentChanged", Schema(lookalike, "AVRO"))
     with pytest.raises(UnknownSchemaError, match=r"'io\.other\.ConsentChanged'"):
         EventDecoder(registry).decode(b"\x00" + struct.pack(">I", schema_id))
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ('{"type": "object"}', "JSON", "is not an Avro schema"),
+        ('"string"', "AVRO", "is not an Avro record"),
+        ('["null", "string"]', "AVRO", "is not an Avro record"),
+        (
+            '{"type": "record", "name": "ConsentChanged", "namespace": "io.consentrelay.events",'
+            ' "fields": [{"name": "x", "type": "NoSuchType"}]}',
+            "AVRO",
+            "does not parse",
+        ),
+    ],
+)
+def test_registry_schemas_that_are_not_relay_records_are_typed(
+    text: str, kind: str, message: str
+) -> None:
+    registry = mock_registry()
+    schema_id = registry.register_schema("odd", Schema(text, kind))
+    with pytest.raises(UnknownSchemaError, match=message):
+        EventDecoder(registry).decode(b"\x00" + struct.pack(">I", schema_id) + b"\x00")
+
+
+class FailingRegistry:
+    """A registry whose every call answers HTTP 500 (the server's fault, not the schema's)."""
+
+    def get_schema(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise SchemaRegistryError(500, 50001, "boom")
+
+    def lookup_schema(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise SchemaRegistryError(500, 50001, "boom")
+
+    def register_schema(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise SchemaRegistryError(500, 50001, "boom")
+
+    def get_latest_version(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise SchemaRegistryError(500, 50001, "boom")
+
+
+def test_registry_server_errors_are_retriable_not_unknown_schemas() -> None:
+    failing: Any = FailingRegistry()
+    with pytest.raises(RegistryUnavailableError, match="registry error for id 9"):
+        EventDecoder(failing).decode(b"\x00" + struct.pack(">I", 9) + b"\x00")
+    with pytest.raises(RegistryUnavailableError, match="registry error"):
+        EventSerializer(failing, ConsentChanged)(example(ConsentChanged), "t")
