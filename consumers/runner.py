@@ -199,9 +199,14 @@ class SinkRunner:
     # -- consuming -----------------------------------------------------------------
 
     def _consume(self) -> None:
-        config = self.settings.consumer_config(
-            self.group_id, **{"statistics.interval.ms": 5000, "stats_cb": self._on_stats}
-        )
+        overrides: dict[str, object] = {
+            "statistics.interval.ms": 5000,
+            "stats_cb": self._on_stats,
+            "session.timeout.ms": int(self.options.session_timeout_seconds * 1000),
+        }
+        if self.options.group_instance_id:
+            overrides["group.instance.id"] = self.options.group_instance_id
+        config = self.settings.consumer_config(self.group_id, **overrides)
         consumer = self._consumer = Consumer(config)
         consumer.subscribe(
             [self.topic],

@@ -16,6 +16,11 @@ class RunnerSettings:
 
     group_id: str = ""
     """Consumer group; empty means ``consent-relay.sink.<family>``."""
+    group_instance_id: str = ""
+    """Static group membership (e.g. the pod name): a restarted instance gets its
+    partitions back at once instead of after the session timeout."""
+    session_timeout_seconds: float = 45.0
+    """How long the group waits for a silent member (crashed) before reassigning."""
     http_host: str = "0.0.0.0"  # noqa: S104 - metrics must be scrapable from outside the pod
     http_port: int = 0
     """Port of /metrics and the sink's API; 0 means the family's default port."""
@@ -37,5 +42,7 @@ class RunnerSettings:
             self.backoff_max_seconds < self.backoff_initial_seconds
         ):
             raise ValueError("need 0 < backoff_initial_seconds <= backoff_max_seconds")
+        if not 1 <= self.session_timeout_seconds <= 1800:
+            raise ValueError("session_timeout_seconds must be between 1 and 1800")
         if self.breaker_threshold < 1:
             raise ValueError("breaker_threshold must be at least 1")

@@ -130,35 +130,39 @@ class SinkKit:
         )
 
     def publish(self, records: list[Any], topic: str | None = None) -> list[Delivered]:
-        """Publish records keyed by subject id; returns where each landed."""
-        out: list[Delivered] = []
+        """Publish records keyed by subject id, in order; returns where each landed."""
+        target = topic or self.instruction_topic
+        batch = []
         for record in records:
             kind = type(record)
             serializer = self._serializers.setdefault(kind, EventSerializer(self._registry, kind))
-            target = topic or self.instruction_topic
-            out.extend(
-                self.publish_raw(record.subject.id.encode(), serializer(record, target), target)
-            )
-        return out
+            batch.append((record.subject.id.encode(), serializer(record, target)))
+        return self._send(batch, target)
 
     def publish_raw(
         self, key: bytes | None, value: bytes, topic: str | None = None
     ) -> list[Delivered]:
         """Publish raw bytes (e.g. garbage); returns where it landed once acknowledged."""
+        return self._send([(key, value)], topic or self.instruction_topic)
+
+    def _send(self, batch: list[tuple[bytes | None, bytes]], topic: str) -> list[Delivered]:
         assert self._producer is not None
-        landed: list[Delivered] = []
+        landed: dict[int, Delivered] = {}
 
-        def delivered(error: Any, message: Message) -> None:
-            assert error is None, error
-            landed.append(
-                Delivered(message.topic() or "", message.partition() or 0, message.offset() or 0)
-            )
+        def delivered(index: int) -> Callable[[Any, Message], None]:
+            def report(error: Any, message: Message) -> None:
+                assert error is None, error
+                landed[index] = Delivered(
+                    message.topic() or "", message.partition() or 0, message.offset() or 0
+                )
 
-        self._producer.produce(
-            topic or self.instruction_topic, value=value, key=key, on_delivery=delivered
-        )
-        self._producer.flush(30)
-        return landed
+            return report
+
+        for index, (key, value) in enumerate(batch):
+            self._producer.produce(topic, value=value, key=key, on_delivery=delivered(index))
+            self._producer.poll(0)
+        assert self._producer.flush(60) == 0
+        return [landed[i] for i in range(len(batch))]
 
     def reader(self, topic: str) -> TopicReader:
         """A reader of ``topic`` from its beginning (closed after the test)."""
