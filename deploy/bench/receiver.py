@@ -1,0 +1,79 @@
+"""``python -m deploy.bench.receiver``: every partner's webhook endpoint, on one local port.
+
+A threading HTTP server that checks each webhook's HMAC signature (401 if wrong) and
+answers 200, counting requests per partner path. It runs as its own process so its
+CPU is measured apart from the relay and the load generator. It writes its port to
+``--port-file`` once listening and its counts to ``--stats-file`` on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import json
+import signal
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any, ClassVar
+
+SIGNATURE_HEADER = "X-ConsentRelay-Signature"
+TIMESTAMP_HEADER = "X-ConsentRelay-Timestamp"
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # sixteen partner pipelines connect at once
+
+
+class _Handler(BaseHTTPRequestHandler):
+    secret: ClassVar[bytes] = b""
+    counts: ClassVar[Counter[str]] = Counter()
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        stamp = self.headers.get(TIMESTAMP_HEADER, "")
+        expected = hmac.new(self.secret, stamp.encode() + b"." + body, hashlib.sha256)
+        good = hmac.compare_digest(
+            self.headers.get(SIGNATURE_HEADER, ""), "sha256=" + expected.hexdigest()
+        )
+        with self.lock:
+            self.counts[self.path if good else "unsigned"] += 1
+        self.send_response(200 if good else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No per-request log: bodies carry pseudonyms, and it would cost CPU."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGTERM, then write the counts."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.bench.receiver")
+    parser.add_argument("--secret", required=True)
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--stats-file", type=Path, required=True)
+    args = parser.parse_args(argv)
+    _Handler.secret = args.secret.encode()
+    server = _Server(("127.0.0.1", 0), _Handler)
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    args.port_file.write_text(str(server.server_address[1]))
+    server.serve_forever()
+    server.server_close()
+    with _Handler.lock:
+        args.stats_file.write_text(json.dumps(dict(_Handler.counts), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The benchmark's output: ``bench.json``, ``bench.md`` and ``latency.png`` in one directory.
+
+The markdown holds the summary per phase, the latency per destination, CPU and peak
+memory per process, consumer lag at the end, the baseline ratio and the targets; the
+same text is printed at the end of a run. The plot shows, per phase, each destination's
+latency distribution (event time → applied, and → fully propagated) on a log scale.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from deploy.bench.analysis import FULLY
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _rate(value: Any) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    """The human-readable report."""
+    phases: list[dict[str, Any]] = result["phases"]
+    out = [
+        f"# Propagation benchmark {result['run']}",
+        "",
+        f"{result['machine']['cpus']} CPUs, load average before the run "
+        f"{result['machine']['load_before']}; broker {result['stack']['bootstrap']} "
+        f"({'reused' if result['stack']['reused'] else 'started for the run'}); "
+        f"{result['config']['partitions']} partitions; {result['config']['workers']} stream "
+        f"worker(s); warm-up {result['config']['warmup']:g} s, measured "
+        f"{result['config']['duration']:g} s per fixed-rate phase.",
+        "",
+        "## Phases (latencies: withdrawal event time → FullyPropagated, ms)",
+        "",
+    ]
+    rows = []
+    for phase in phases:
+        rec = phase["reconciliation"]
+        full = rec["latency_ms"].get(FULLY, {})
+        rows.append(
+            [
+                phase["name"],
+                _rate(phase["achieved_rate"]),
+                _rate(phase["stream_events_per_second"]),
+                f"{rec['withdrawals_sent']:,} ({rec['withdrawals_measured']:,})",
+                f"{rec['expected_receipts']:,}",
+                str(rec["lost"]),
+                _ms(full.get("p50")),
+                _ms(full.get("p90")),
+                _ms(full.get("p99")),
+                _ms(full.get("max")),
+                f"{phase['drain_seconds']:.1f}" + ("" if phase["drained"] else " (timeout)"),
+            ]
+        )
+    out += _table(
+        [
+            "phase",
+            "offered ev/s",
+            "stream ev/s",
+            "withdrawals sent (measured)",
+            "expected receipts",
+            "lost",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "catch-up s",
+        ],
+        rows,
+    )
+    out += ["", "## Per destination: event time → receipt applied_at, p50 / p99 ms", ""]
+    labels = sorted({label for p in phases for label in p["reconciliation"]["latency_ms"]})
+    labels = [label for label in labels if label != FULLY] + [FULLY]
+    dest_rows = []
+    for label in labels:
+        row = [label]
+        for phase in phases:
+            stats = phase["reconciliation"]["latency_ms"].get(label, {})
+            row.append(
+                f"{_ms(stats.get('p50'))} / {_ms(stats.get('p99'))} (n={stats.get('count', 0)})"
+            )
+        dest_rows.append(row)
+    out += _table(["destination", *[p["name"] for p in phases]], dest_rows)
+    out += ["", "## CPU (% of one core during the phase) and peak memory", ""]
+    names = list(result["processes"])
+    cpu_rows = []
+    for name in names:
+        row = [name]
+        for phase in phases:
+            cpu = phase["cpu_percent"].get(name)
+            row.append("-" if cpu is None else f"{cpu:.0f}%")
+        peak = result["processes"][name].get("peak_rss_mb")
+        row.append("-" if peak is None else f"{peak:.0f}")
+        cpu_rows.append(row)
+    out += _table(["process", *[p["name"] for p in phases], "peak RSS MB"], cpu_rows)
+    gate = result.get("gate") or {}
+    out += ["", "## Consent gate", ""]
+    if gate.get("ran"):
+        delay = gate["delay_ms"]
+        out.append(
+            f"{gate['offered_rate']:,} data events/s offered for {gate['seconds']:g} s: gate "
+            f"delay (data event time → allowed message written) p50 {_ms(delay.get('p50'))} ms, "
+            f"p99 {_ms(delay.get('p99'))} ms, max {_ms(delay.get('max'))} ms; "
+            f"{gate['allowed']:,} of {gate['sent']:,} allowed. Backlog of "
+            f"{gate['backlog']:,}: {_rate(gate['events_per_second'])} data events/s."
+        )
+    else:
+        out.append(f"not run: {gate.get('reason', 'disabled')}")
+    base = result.get("baseline") or {}
+    out += ["", "## Baseline (bare consume → decode → route → produce loop)", ""]
+    if base.get("events_per_second"):
+        out.append(
+            f"{base['events']:,} events in {base['seconds']:g} s = "
+            f"{_rate(base['events_per_second'])} events/s "
+            f"({base['cpu_us_per_event']} µs CPU per event); relay stream worker / baseline = "
+            f"{result['ratio']}."
+        )
+    else:
+        out.append(f"not run: {base.get('reason', 'disabled')}")
+    out += ["", "## Consumer lag at the end", ""]
+    lag_rows = [
+        [group, str(sum(topics.values()))] for group, topics in sorted(result["final_lag"].items())
+    ]
+    out += _table(["group", "lag"], lag_rows)
+    out += ["", "## Targets (reported, not asserted)", ""]
+    out += _table(
+        ["target", "measured", "met"],
+        [[t["target"], t["measured"], t["met"]] for t in result["targets"]],
+    )
+    out += ["", f"Lost instructions over the run: **{result['lost_total']}**.", ""]
+    return "\n".join(out)
+
+
+def plot(
+    result: Mapping[str, Any], latencies: Mapping[str, Mapping[str, list[int]]], path: Path
+) -> None:
+    """Box plots of each destination's latencies, one panel per phase (log scale)."""
+    import matplotlib  # noqa: PLC0415 - only the report needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    phases = [p for p in latencies if any(latencies[p].values())]
+    if not phases:
+        return
+    labels = [*sorted({label for p in phases for label in latencies[p]} - {FULLY}), FULLY]
+    fig, axes = plt.subplots(
+        1, len(phases), figsize=(5 * len(phases) + 3, 0.32 * len(labels) + 2), sharey=True
+    )
+    axes_list = list(axes) if len(phases) > 1 else [axes]
+    for ax, phase in zip(axes_list, phases, strict=True):
+        data: list[list[float]] = [
+            [float(max(v, 1)) for v in latencies[phase].get(label, [])] or [float("nan")]
+            for label in labels
+        ]
+        ax.boxplot(data, vert=False, whis=(1, 99), showfliers=False)
+        ax.set_xscale("log")
+        ax.set_title(f"{phase}")
+        ax.set_xlabel("ms from event time (box: p25-p75, whiskers: p1-p99)")
+        ax.grid(axis="x", which="both", alpha=0.3)
+    axes_list[0].set_yticks(range(1, len(labels) + 1), labels, fontsize=8)
+    fig.suptitle(f"Withdrawal latency per destination — {result['run']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(
+    directory: Path,
+    result: Mapping[str, Any],
+    latencies: Mapping[str, Mapping[str, list[int]]],
+) -> str:
+    """Write the three files; returns the markdown."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+    text = markdown(result)
+    (directory / "bench.md").write_text(text)
+    plot(result, latencies, directory / "latency.png")
+    return text
