@@ -19,7 +19,6 @@ class LegalBasis(StrEnum):
     """GDPR Art. 6 ground a processing rests on (ISO/IEC TS 27560 "lawful basis").
 
     VITAL_INTERESTS covers disclosures to protect someone's vital interests (policy C).
-    Health data handled with explicit consent (Art. 9, policy A) still rests on CONSENT.
     """
 
     CONSENT = "CONSENT"
@@ -78,7 +77,6 @@ class Purpose(StrEnum):
     ANTI_MONEY_LAUNDERING = "ANTI_MONEY_LAUNDERING"
     ACCOUNT_SECURITY_AND_FRAUD = "ACCOUNT_SECURITY_AND_FRAUD"
     LEGAL_COMPLIANCE = "LEGAL_COMPLIANCE"
-    HEALTH_DATA_FOR_DISPUTES = "HEALTH_DATA_FOR_DISPUTES"
 
 
 class RecipientKind(StrEnum):
@@ -384,12 +382,6 @@ PURPOSE_SPECS: Final = MappingProxyType(
             False,
             "Disclosures to advisers, insurers, authorities and regulators.",
             "C",
-        ),
-        _P.HEALTH_DATA_FOR_DISPUTES: PurposeSpec(
-            _B.CONSENT,
-            True,
-            "End users' health data handled for a complaint or dispute, with explicit consent.",
-            "A",
         ),
     }
 )

@@ -161,14 +161,6 @@ ROWS: tuple[Row, ...] = (
     ),
     Row(
         PURPOSES,
-        "FR A: end users' health data in complaints or disputes, only with explicit consent",
-        ("Purpose.HEALTH_DATA_FOR_DISPUTES",),
-        refusable=True,
-        bases=frozenset({_B.CONSENT}),
-        note="Art. 9 explicit consent; withdrawable like any consent",
-    ),
-    Row(
-        PURPOSES,
         "FR B: further compatible purposes (archiving in the public interest, scientific "
         "or historical research, statistics)",
         ("Purpose.RESEARCH_AND_STATISTICS",),
@@ -450,6 +442,17 @@ ROWS: tuple[Row, ...] = (
     ),
 )
 
+NOT_YET_IN_THE_CONTRACT: dict[str, str] = {
+    "Purpose.HEALTH_DATA_FOR_DISPUTES": (
+        "FR A: end users' health data handled in complaints or disputes, only with explicit "
+        "consent (Art. 9). A refusable purpose needs a destination that hears its "
+        "withdrawal (streams/routing.py refuses to start otherwise), and no sink holds "
+        "dispute files yet: add the symbol together with that destination."
+    ),
+}
+"""Promises of the French original the contract does not carry yet, and why; each must
+not resolve (when someone adds it, the test asks for a real row instead)."""
+
 NOT_FROM_THE_POLICY: dict[str, str] = {
     "Channel.SMS": "channel the platform may add; not named by the policy",
     "Channel.PUSH": "channel the platform may add; not named by the policy",
@@ -528,6 +531,14 @@ def render(rows: tuple[Row, ...] = ROWS) -> str:
         "|---|---|",
     ]
     out += [f"| `{s}` | {why} |" for s, why in NOT_FROM_THE_POLICY.items()]
+    out += [
+        "",
+        "## Promises not yet in the contract",
+        "",
+        "| proposed symbol | promise and what it waits for |",
+        "|---|---|",
+    ]
+    out += [f"| `{s}` | {why} |" for s, why in NOT_YET_IN_THE_CONTRACT.items()]
     return "\n".join(out) + "\n"
 
 
@@ -595,6 +606,12 @@ def test_symbols_not_from_the_policy_exist_and_are_really_unmapped() -> None:
     for name in NOT_FROM_THE_POLICY:
         resolve(name)
         assert name not in mapped, f"{name} is mapped by a row; drop it from the exceptions"
+
+
+def test_promises_not_yet_in_the_contract_are_really_missing() -> None:
+    for name in NOT_YET_IN_THE_CONTRACT:
+        with pytest.raises(AttributeError):
+            resolve(name)
 
 
 def test_every_digest_table_row_is_present() -> None:
