@@ -57,6 +57,7 @@ class BenchConfig:
     baseline: bool = True
     gate: str = "auto"
     gate_events: int = 50_000
+    gate_rate: int = 2000
     profile: bool = False
 
     def __post_init__(self) -> None:
@@ -64,8 +65,8 @@ class BenchConfig:
             raise BenchConfigError("--rates needs at least one phase")
         if self.duration <= 0 or self.warmup < 0:
             raise BenchConfigError("--duration must be > 0 and --warmup >= 0")
-        if self.max_events < 1 or self.gate_events < 1:
-            raise BenchConfigError("--max-events and --gate-events must be >= 1")
+        if self.max_events < 1 or self.gate_events < 1 or self.gate_rate < 1:
+            raise BenchConfigError("--max-events, --gate-events and --gate-rate must be >= 1")
         if self.workers < 1 or self.partitions < self.workers:
             raise BenchConfigError("need 1 <= --workers <= --partitions")
         if self.subjects < 10 or self.zipf < 0:
@@ -114,7 +115,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gate", choices=("auto", "on", "off"), default="auto", help="consent-gate phase"
     )
-    p.add_argument("--gate-events", type=int, default=50_000, help="data events of the gate phase")
+    p.add_argument("--gate-rate", type=int, default=2000, help="data events/s for the gate delay")
+    p.add_argument("--gate-events", type=int, default=50_000, help="data-event backlog of the gate")
     p.add_argument(
         "--profile", action="store_true", help="run the stream worker under pyinstrument"
     )
@@ -140,6 +142,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         baseline=not args.no_baseline,
         gate=args.gate,
         gate_events=args.gate_events,
+        gate_rate=args.gate_rate,
         profile=args.profile,
     )
 

@@ -141,7 +141,7 @@ class Relay:
 
     def _start_receiver(self, timeout: float) -> int:
         port_file = self.state_dir / "receiver.port"
-        self.receiver_stats = self.state_dir / "receiver.json"
+        self.receiver_stats = self.log_dir / "partner-receiver.json"
         child = self._spawn(
             "partner-receiver",
             [

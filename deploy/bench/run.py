@@ -25,6 +25,7 @@ import importlib.util
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -58,8 +59,6 @@ from schemas.topics import TopicSpec
 
 CONSENT_TYPES = frozenset({"ConsentChanged", "RightsRequested", "CookiePreferencesSet"})
 DATA_TYPE = "DataEventCaptured"
-GATE_RATE = 2000
-"""Offered data events/s of the gate's delay measurement."""
 SAMPLE_EVERY_S = 1.0
 
 
@@ -411,14 +410,14 @@ def run_gate(
         return {"ran": False, "reason": "--gate off"}
     if topics.data_events not in offsets.assigned_topics(relay.stream_group):
         return {"ran": False, "reason": "the stream workers do not consume the data-events topic"}
-    paced = workload.prepare_data(int(GATE_RATE * config.duration))
+    paced = workload.prepare_data(int(config.gate_rate * config.duration))
     backlog = workload.prepare_data(config.gate_events)
     gen = LoadGenerator(settings, topics.data_events)
     cpu: dict[str, float | None] = {}
     try:
         with meter.measure(cpu):
-            say(f"gate: {len(paced):,} data events at {GATE_RATE}/s")
-            gen.send(paced, GATE_RATE, measured=True)
+            say(f"gate: {len(paced):,} data events at {config.gate_rate}/s")
+            gen.send(paced, config.gate_rate, measured=True)
             wait_caught_up(offsets, relay, settings.topic_prefix, config.drain_timeout)
             say(f"gate: backlog of {len(backlog):,} data events")
             sent = gen.send(backlog, None, measured=True)
@@ -442,7 +441,7 @@ def run_gate(
     say(f"gate: {rate or 0:,.0f} data events/s on the backlog; {allowed:,} allowed in all")
     return {
         "ran": True,
-        "offered_rate": GATE_RATE,
+        "offered_rate": config.gate_rate,
         "seconds": config.duration,
         "sent": len(paced) + len(backlog),
         "allowed": allowed,
@@ -556,8 +555,10 @@ def targets(
 def main(config: BenchConfig) -> int:
     """Run the benchmark; 0 when it produced its report (whatever the figures)."""
     run = run_id()
+    if (config.out / run).exists():
+        run = f"{run}-{uuid.uuid4().hex[:4]}"
     out_dir = config.out / run
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True)
     state_dir = ROOT / "var" / "bench" / run
     load_before = [round(x, 2) for x in os.getloadavg()]
     the_stack = stack()
@@ -641,6 +642,7 @@ def main(config: BenchConfig) -> int:
         say("stopping the relay")
         gen.close()
         relay.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
     say("reading back instructions, receipts and completions")
     withdrawals = {e: w for r in runs for e, w in r.withdrawals.items()}
     got = collect(settings, offsets, withdrawals, f"{prefix}bench.collect.")
