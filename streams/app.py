@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import faust
+from aiokafka import codec as aiokafka_codec
 from aiokafka.partitioner import murmur2
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -23,6 +25,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from schemas.admin import ensure_topics
+from schemas.errors import ConfigError
 from schemas.kafka import KafkaSettings
 from streams import tables, views
 from streams.agents.context import StreamContext, log
@@ -74,6 +77,10 @@ class _ProducerSender:
 
 def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     """The worker's Faust app, ready for ``faust.Worker``; creates missing relay topics."""
+    if not aiokafka_codec.has_lz4():
+        # The producers compress with lz4 (schemas.kafka); without cramjam aiokafka
+        # crashes on the first fetched batch instead of failing here.
+        raise ConfigError("cramjam", "is not installed: aiokafka cannot read lz4 batches")
     register_codecs()
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
@@ -105,8 +112,8 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         return app.Table(
             name,
             partitions=kafka.partitions,
-            key_serializer="raw",
-            value_serializer=codec,
+            key_type=bytes,
+            value_type=_serialized_by(codec),
             use_partitioner=True,
             help=doc,
         )
@@ -133,6 +140,11 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     _add_housekeeping(app, ctx, settings)
     views.register(app, pending, done)
     return StreamApp(app, ctx, registry, settings, kafka)
+
+
+def _serialized_by(codec: str) -> Any:
+    """A value type Faust reads its changelog serializer from (``_options.serializer``)."""
+    return type(f"Serialized_{codec}", (), {"_options": SimpleNamespace(serializer=codec)})
 
 
 def _copartitioned(kafka: KafkaSettings) -> frozenset[str]:

@@ -6,16 +6,17 @@ read and validated once when the worker starts; any bad entry raises
 shape, the loader enforces the privacy policy's rules: nothing resting on contract or
 law is ever withdrawn, an objection to direct marketing covers every direct-marketing
 purpose absolutely, an opt-out of sale/sharing covers every sale/sharing purpose, and
-every refusable purpose reaches some destination.
+every refusable purpose reaches some destination or is listed under ``[unrouted]``
+with the reason (so a purpose added to the taxonomy stops the worker until someone
+decides where it goes).
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
@@ -87,6 +88,9 @@ class RoutingPolicy:
     version: str
     rights: dict[Right, RightScope]
     destinations: tuple[Destination, ...]
+    unrouted: dict[Purpose, str] = field(default_factory=dict)
+    """Refusable purposes deliberately heard by no sink, with the reason (the consent
+    state and the gate still enforce them)."""
 
     def destination(self, family: SinkFamily, name: str) -> Destination | None:
         """The destination called ``name`` in ``family``, if routed."""
@@ -101,23 +105,21 @@ DEFAULT_FILE: Final = "routing.toml"
 
 def load_policy(path: Path | None = None) -> RoutingPolicy:
     """Read and validate the routing file (the packaged one when ``path`` is None)."""
+    path = path or Path(__file__).with_name(DEFAULT_FILE)
     try:
-        if path is None:
-            text = resources.files("streams").joinpath(DEFAULT_FILE).read_text()
-        else:
-            text = path.read_text()
+        text = path.read_text()
     except OSError as exc:
         raise RoutingError(str(path), f"cannot be read: {exc}") from exc
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RoutingError(str(path or DEFAULT_FILE), f"is not TOML: {exc}") from exc
+        raise RoutingError(str(path), f"is not TOML: {exc}") from exc
     return parse_policy(raw)
 
 
 def parse_policy(raw: dict[str, Any]) -> RoutingPolicy:
     """Validate a parsed routing document."""
-    unknown = set(raw) - {"version", "rights", "destinations"}
+    unknown = set(raw) - {"version", "rights", "destinations", "unrouted"}
     if unknown:
         raise RoutingError(sorted(unknown)[0], "is not a routing key")
     version = raw.get("version")
@@ -126,12 +128,31 @@ def parse_policy(raw: dict[str, Any]) -> RoutingPolicy:
     rights = _parse_rights(raw.get("rights", {}))
     destinations = _parse_destinations(raw.get("destinations", []))
     routed = set().union(*(d.purposes for d in destinations))
+    unrouted = _parse_unrouted(raw.get("unrouted", {}), routed)
     for purpose in sorted(REFUSABLE_PURPOSES):
-        if purpose not in routed:
+        if purpose not in routed and purpose not in unrouted:
             raise RoutingError(
-                "destinations", f"no destination hears {purpose}; its withdrawals would go nowhere"
+                "destinations",
+                f"no destination hears {purpose}; route it, or list it under [unrouted] "
+                "with the reason no sink needs it",
             )
-    return RoutingPolicy(str(version), rights, destinations)
+    return RoutingPolicy(str(version), rights, destinations, unrouted)
+
+
+def _parse_unrouted(raw: Any, routed: set[Purpose]) -> dict[Purpose, str]:
+    if not isinstance(raw, dict):
+        raise RoutingError("unrouted", "must be a table of purpose = reason")
+    unrouted = {}
+    for name, reason in raw.items():
+        entry = f"unrouted.{name}"
+        if name not in Purpose.__members__:
+            raise RoutingError(entry, "is not a Purpose")
+        if not isinstance(reason, str) or not reason.strip():
+            raise RoutingError(entry, "needs the reason no sink hears it")
+        if Purpose(name) in routed:
+            raise RoutingError(entry, "is routed to a destination; remove it here")
+        unrouted[Purpose(name)] = reason
+    return unrouted
 
 
 def _parse_rights(raw: Any) -> dict[Right, RightScope]:
