@@ -1,17 +1,23 @@
 """The ANALYTICS sink: applies instructions to the analytics store, answers may-process.
 
-Store errors (a locked or unreachable database) are retriable: the runner waits and
-tries the same instruction again, so nothing is skipped while the store is down.
+A batch of instructions is applied in one transaction (``apply_batch``), which keeps a
+backlog fast on SQLite. Store errors (a locked or unreachable database) are retriable:
+the runner waits and tries again, so nothing is skipped while the store is down. An
+action the store does not know is permanent (dead-lettered, FAILED receipt).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
-from consumers.analytics.store import AnalyticsStore, StoreUnavailableError
+from consumers.analytics.store import (
+    AnalyticsStore,
+    StoreUnavailableError,
+    UnsupportedInstructionError,
+)
 from consumers.http import BadRequestError, Response, Route
-from consumers.protocol import RetriableSinkError, SinkResult
+from consumers.protocol import PermanentSinkError, RetriableSinkError, SinkResult
 from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.taxonomy import Outcome, Purpose, SinkFamily
 
@@ -35,11 +41,17 @@ class AnalyticsSink:
 
     def apply(self, instruction: InstructionIssued) -> SinkResult:
         """Apply in one transaction with the instruction id; a redelivery changes nothing."""
+        return self.apply_batch([instruction])[0]
+
+    def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
+        """Apply many in order in one transaction (all or nothing), one result each."""
         try:
-            applied_at = self.store.apply(instruction)
+            times = self.store.apply_many(instructions)
         except StoreUnavailableError as exc:
             raise RetriableSinkError(str(exc)) from exc
-        return SinkResult(Outcome.APPLIED, applied_at=applied_at)
+        except UnsupportedInstructionError as exc:
+            raise PermanentSinkError(str(exc)) from exc
+        return [SinkResult(Outcome.APPLIED, applied_at=at) for at in times]
 
     def needs_bootstrap(self) -> bool:
         """True until seeding from the consent state has finished once."""

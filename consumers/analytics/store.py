@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +40,10 @@ _SEEDED = "seeded_at"
 
 class StoreUnavailableError(ConsentRelayError):
     """The analytics database cannot be read or written right now."""
+
+
+class UnsupportedInstructionError(ConsentRelayError):
+    """An instruction this store cannot carry out (e.g. an action added after it was built)."""
 
 
 class ErasureMode(StrEnum):
@@ -96,24 +100,31 @@ class AnalyticsStore:
 
     def apply(self, instruction: InstructionIssued) -> datetime:
         """Apply once; returns when it was first applied (earlier, if a redelivery)."""
+        return self.apply_many([instruction])[0]
+
+    def apply_many(self, instructions: Sequence[InstructionIssued]) -> list[datetime]:
+        """Apply in order in one transaction, each once; when each was first applied."""
         now = epoch_ms(utc_now())
+        applied_at: list[datetime] = []
         with self._write() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            seen = conn.execute(
-                "SELECT applied_at FROM applied_instructions WHERE instruction_id = ?",
-                (instruction.instruction_id,),
-            ).fetchone()
-            if seen is not None:
-                conn.execute("ROLLBACK")
-                return from_epoch_ms(seen[0])
-            self._effect(conn, instruction)
-            conn.execute(
-                "INSERT INTO applied_instructions (instruction_id, action, applied_at) "
-                "VALUES (?, ?, ?)",
-                (instruction.instruction_id, instruction.action.value, now),
-            )
+            for instruction in instructions:
+                seen = conn.execute(
+                    "SELECT applied_at FROM applied_instructions WHERE instruction_id = ?",
+                    (instruction.instruction_id,),
+                ).fetchone()
+                if seen is not None:
+                    applied_at.append(from_epoch_ms(seen[0]))
+                    continue
+                self._effect(conn, instruction)
+                conn.execute(
+                    "INSERT INTO applied_instructions (instruction_id, action, applied_at) "
+                    "VALUES (?, ?, ?)",
+                    (instruction.instruction_id, instruction.action.value, now),
+                )
+                applied_at.append(from_epoch_ms(now))
             conn.execute("COMMIT")
-        return from_epoch_ms(now)
+        return applied_at
 
     def is_seeded(self) -> bool:
         """Whether seeding from the consent state has finished once."""
@@ -213,7 +224,7 @@ class AnalyticsStore:
         elif action is Action.ERASE:
             self._erase(conn, subject.id)
         else:
-            raise ValueError(f"unknown action {action}")
+            raise UnsupportedInstructionError(f"the analytics store cannot {action}")
 
     @staticmethod
     def _set_opt_out(

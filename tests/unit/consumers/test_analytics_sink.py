@@ -6,6 +6,7 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,12 @@ from consumers.analytics.__main__ import build
 from consumers.analytics.settings import AnalyticsSinkSettings
 from consumers.analytics.sink import AnalyticsSink
 from consumers.http import BadRequestError
-from consumers.protocol import FinishesBootstrap, RetriableSinkError, ServesHttp
+from consumers.protocol import (
+    FinishesBootstrap,
+    PermanentSinkError,
+    RetriableSinkError,
+    ServesHttp,
+)
 from schemas.events import InstructionIssued, Subject
 from schemas.taxonomy import Action, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 
@@ -98,3 +104,32 @@ def test_may_process_route(sink: AnalyticsSink) -> None:
         route({})
     with pytest.raises(BadRequestError):
         route({"subject_id": "x", "purpose": "NOPE"})
+
+
+def test_a_batch_is_applied_in_order_in_one_transaction(sink: AnalyticsSink) -> None:
+    suppress, allow = instruction(Action.SUPPRESS), instruction(Action.ALLOW)
+    later = allow.occurred_at.replace(second=1)
+    allow = replace(allow, occurred_at=later)
+    results = sink.apply_batch([suppress, allow, suppress])
+    assert [r.outcome for r in results] == [Outcome.APPLIED] * 3
+    assert results[2].applied_at == results[0].applied_at
+    assert sink.store.may_process(ALICE.id)
+
+
+def test_a_locked_store_applies_none_of_the_batch(sink: AnalyticsSink) -> None:
+    blocker = sqlite3.connect(sink.store.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RetriableSinkError):
+            sink.apply_batch([instruction(Action.SUPPRESS), instruction(Action.RESTRICT)])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert sink.store.may_process(ALICE.id)
+
+
+def test_an_action_the_store_cannot_carry_out_is_permanent(sink: AnalyticsSink) -> None:
+    odd = instruction(Action.SUPPRESS)
+    object.__setattr__(odd, "action", "FORGET_EVERYTHING")
+    with pytest.raises(PermanentSinkError, match="cannot"):
+        sink.apply(odd)
