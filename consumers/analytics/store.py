@@ -32,8 +32,13 @@ from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded, InstructionIssued, Subject, utc_now
 from schemas.taxonomy import Action, Choice, Purpose
 
-ANALYTICS_PURPOSES: Final = (Purpose.RESEARCH_AND_STATISTICS, Purpose.COOKIES_STATISTICS)
-"""What an instruction with no purposes covers, and what bootstrap reads from the state."""
+ANALYTICS_PURPOSES: Final = (
+    Purpose.RESEARCH_AND_STATISTICS,
+    Purpose.COOKIES_STATISTICS,
+    Purpose.COOKIES_PERSONALISATION,
+)
+"""The purposes the stream routes to the analytics store (streams/routing.toml): what an
+instruction with no purposes covers, and what bootstrap reads from the consent state."""
 
 _SEEDED = "seeded_at"
 
