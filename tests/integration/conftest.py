@@ -16,7 +16,8 @@ from schemas.registry import register_all
 def registered_schemas(kafka: Any) -> dict[str, int]:
     """Every shipped schema registered (subject → id) in the session's registry."""
     settings = KafkaSettings(bootstrap=kafka.bootstrap, registry_url=kafka.registry_url)
-    return register_all(settings.registry_client())
+    with settings.registry_client() as client:
+        return register_all(client)
 
 
 @pytest.fixture
