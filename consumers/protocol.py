@@ -8,7 +8,7 @@ again after a crash) and must return only once the effect is durable.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol, runtime_checkable
@@ -68,6 +68,20 @@ class Sink(Protocol):
 
     def close(self) -> None:
         """Release connections; called once after the runner has committed."""
+        ...
+
+
+@runtime_checkable
+class AppliesBatches(Protocol):
+    """Optional: a sink that makes many instructions durable in one step (one database
+    transaction instead of one per instruction)."""
+
+    def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
+        """Apply every instruction in order, all or nothing, idempotently; one result each.
+
+        Raise a SinkError for the whole batch: retriable (the runner retries it) or
+        permanent (the runner then applies one by one to find the culprit).
+        """
         ...
 
 

@@ -22,7 +22,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from types import FrameType
 from typing import TypeVar
 
@@ -35,6 +37,7 @@ from consumers.decoding import decode_as
 from consumers.http import HttpServer, Route, health_route, metrics_route
 from consumers.metrics import SinkMetrics
 from consumers.protocol import (
+    AppliesBatches,
     FinishesBootstrap,
     PermanentSinkError,
     RetriableSinkError,
@@ -75,6 +78,24 @@ REGISTRY = "schema_registry"
 def default_group(family: SinkFamily) -> str:
     """The consumer group of a family's sink when none is configured."""
     return f"consent-relay.sink.{family.value.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """One accepted message of a chunk: its instruction if this sink handles it, or
+    the reason it cannot be decoded."""
+
+    message: Message
+    instruction: InstructionIssued | None
+    error: InvalidEventError | None
+
+
+def _partition(message: Message) -> tuple[str, int]:
+    return message.topic() or "", message.partition() or 0
+
+
+def _coordinates(message: Message) -> tuple[str, int, int]:
+    return message.topic() or "", message.partition() or 0, message.offset() or 0
 
 
 class _AbandonedError(Exception):
@@ -133,6 +154,7 @@ class SinkRunner:
         self._decoder = EventDecoder(None)
         self._pending: deque[Message] = deque()
         self._done: dict[tuple[str, int], int] = {}
+        self._finished: set[tuple[str, int, int]] = set()
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
         self._failures: dict[str, int] = {}
@@ -220,59 +242,111 @@ class SinkRunner:
             if not self._pending:
                 batch = consumer.consume(self.options.batch_size, self.options.poll_timeout_seconds)
                 self._pending.extend(batch)
-            while self._pending and not self._stop.is_set():
-                message = self._pending.popleft()
-                try:
-                    self._handle(message)
-                except _AbandonedError:
-                    self._resume()
+            chunk = [
+                self._pending.popleft()
+                for _ in range(min(len(self._pending), self.options.batch_size))
+            ]
+            self._finished.clear()
+            try:
+                self._process(chunk)
+            except _AbandonedError:
+                # Put back what is unfinished on partitions still ours, ahead of later
+                # messages, so nothing is skipped and per-partition order holds.
+                keep = [
+                    m
+                    for m in chunk
+                    if _coordinates(m) not in self._finished and _partition(m) in self._assigned
+                ]
+                self._pending.extendleft(reversed(keep))
+                self._resume()
             self._checkpoint()
 
-    def _handle(self, message: Message) -> None:
+    def _process(self, chunk: list[Message]) -> None:
+        """Decode, apply (as one batch when the sink can), then answer each in order."""
+        items: list[_Item] = []
+        for message in chunk:
+            if not self._accept(message):
+                continue
+            try:
+                instruction = self._retrying(partial(self._decode, message), REGISTRY, chunk)
+            except InvalidEventError as exc:
+                items.append(_Item(message, None, exc))
+                continue
+            handled = instruction if self.sink.handles(instruction) else None
+            items.append(_Item(message, handled, None))
+        todo = [item.instruction for item in items if item.instruction is not None]
+        outcomes = iter(self._apply_all(todo, chunk))
+        for item in items:
+            if item.error is not None:
+                self._dead_letter(item.message, item.error, "decode", chunk)
+            elif item.instruction is not None:
+                result, error = next(outcomes)
+                if error is not None:
+                    self._dead_letter(item.message, error, "apply", chunk)
+                self._answer(item.instruction, result, chunk)
+            self._mark_done(item.message)
+
+    def _decode(self, message: Message) -> InstructionIssued:
+        return decode_as(self._decoder, message.value(), InstructionIssued)
+
+    def _accept(self, message: Message) -> bool:
         error = message.error()
         if error is not None:
             if error.fatal():
                 raise KafkaException(error)
             if error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
-            return
-        key = (message.topic() or "", message.partition() or 0)
-        if key not in self._assigned:
-            return
-        try:
-            instruction = self._retrying(
-                lambda: decode_as(self._decoder, message.value(), InstructionIssued),
-                REGISTRY,
-                message,
-            )
-        except InvalidEventError as exc:
-            self._dead_letter(message, exc, "decode")
-            self._mark_done(message)
-            return
-        if self.sink.handles(instruction):
-            self._apply(message, instruction)
-        self._mark_done(message)
+            return False
+        return _partition(message) in self._assigned
 
-    def _apply(self, message: Message, instruction: InstructionIssued) -> None:
-        destination = instruction.destination
+    def _apply_all(
+        self, instructions: list[InstructionIssued], chunk: list[Message]
+    ) -> list[tuple[SinkResult, Exception | None]]:
+        """Each instruction's result, and the permanent error that failed it if any."""
+        sink = self.sink
+        if len(instructions) > 1 and isinstance(sink, AppliesBatches):
+            destination = instructions[0].destination
+            try:
+                results = self._retrying(lambda: sink.apply_batch(instructions), destination, chunk)
+                if len(results) != len(instructions):
+                    raise PermanentSinkError(
+                        f"apply_batch answered {len(results)} of {len(instructions)}"
+                    )
+                return [(result, None) for result in results]
+            except (PermanentSinkError, InvalidEventError) as exc:
+                # Nothing of the batch was applied: one by one isolates the culprit.
+                log.warning("batch refused (%s); applying one by one", type(exc).__name__)
+        return [self._apply_one(instruction, chunk) for instruction in instructions]
+
+    def _apply_one(
+        self, instruction: InstructionIssued, chunk: list[Message]
+    ) -> tuple[SinkResult, Exception | None]:
         try:
-            result = self._retrying(lambda: self.sink.apply(instruction), destination, message)
+            result = self._retrying(
+                lambda: self.sink.apply(instruction), instruction.destination, chunk
+            )
         except (PermanentSinkError, InvalidEventError) as exc:
-            self._dead_letter(message, exc, "apply")
-            result = SinkResult(Outcome.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            return SinkResult(Outcome.FAILED, reason=f"{type(exc).__name__}: {exc}"), exc
+        return result, None
+
+    def _answer(
+        self, instruction: InstructionIssued, result: SinkResult, chunk: list[Message]
+    ) -> None:
+        """Publish the receipt and count the outcome."""
         applied_at = result.applied_at or utc_now()
         receipt = build_receipt(instruction, result, applied_at)
         publisher = self._require_publisher()
-        self._retrying(lambda: publisher.receipt(receipt), REGISTRY, message)
-        family = instruction.sink_family.value
+        self._retrying(lambda: publisher.receipt(receipt), REGISTRY, chunk)
+        family, destination = instruction.sink_family.value, instruction.destination
         self.metrics.instructions.labels(family, destination, result.outcome.value).inc()
         if result.outcome is Outcome.APPLIED:
             self.metrics.propagation_seconds.labels(family, destination).observe(
                 _seconds_between(instruction.occurred_at, applied_at)
             )
-        log.debug("instruction %s: %s", instruction.instruction_id, result.outcome.value)
 
-    def _dead_letter(self, message: Message, error: Exception, step: str) -> None:
+    def _dead_letter(
+        self, message: Message, error: Exception, step: str, chunk: list[Message] | None = None
+    ) -> None:
         log.warning(
             "dead-lettering %s[%s]@%s at %s: %s",
             message.topic(),
@@ -283,13 +357,16 @@ class SinkRunner:
         )
         dead = build_dead_letter(stage=self.stage, message=message, error=error)
         publisher = self._require_publisher()
-        self._retrying(lambda: publisher.dead_letter(dead), REGISTRY, message)
+        self._retrying(lambda: publisher.dead_letter(dead), REGISTRY, chunk)
         self.metrics.dead_letters.labels(self.stage, type(error).__name__).inc()
 
     # -- retries -------------------------------------------------------------------
 
     def _retrying(
-        self, attempt: Callable[[], T], destination: str, message: Message | None = None
+        self,
+        attempt: Callable[[], T],
+        destination: str,
+        chunk: list[Message] | None = None,
     ) -> T:
         """``attempt()`` until it stops raising a retriable error, waiting in between."""
         failures = 0
@@ -302,7 +379,7 @@ class SinkRunner:
                 if failures == 1:
                     # Make what is already done durable before waiting, possibly long.
                     self._checkpoint()
-                self._wait(self.backoff.delay(failures), message)
+                self._wait(self.backoff.delay(failures), chunk or [])
                 continue
             if failures:
                 self._note_recovery(destination)
@@ -332,7 +409,7 @@ class SinkRunner:
             consumer.resume(consumer.assignment())
             self._paused = False
 
-    def _wait(self, delay: float, message: Message | None) -> None:
+    def _wait(self, delay: float, chunk: list[Message]) -> None:
         """Sleep ``delay`` seconds, staying in the group; abandon on stop or revoke."""
         consumer = self._consumer
         if consumer is None:
@@ -353,13 +430,14 @@ class SinkRunner:
                 self._pending.append(polled)
             if self._stop.is_set():
                 raise _AbandonedError
-            if message is not None and (message.topic(), message.partition()) not in self._assigned:
+            if any(_partition(m) not in self._assigned for m in chunk):
                 raise _AbandonedError
 
     # -- offsets -------------------------------------------------------------------
 
     def _mark_done(self, message: Message) -> None:
-        key = (message.topic() or "", message.partition() or 0)
+        self._finished.add(_coordinates(message))
+        key = _partition(message)
         if key in self._assigned:
             self._done[key] = (message.offset() or 0) + 1
 

@@ -6,7 +6,7 @@ A thin adapter between :class:`~consumers.protocol.Sink` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from consumers.http import Route
@@ -43,6 +43,10 @@ class MarketingSink:
     def apply(self, instruction: InstructionIssued) -> SinkResult:
         """Apply in one transaction with its idempotency row."""
         return self.store.apply(instruction)
+
+    def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
+        """Apply many in one transaction (the runner's fast path)."""
+        return self.store.apply_batch(instructions)
 
     def needs_bootstrap(self) -> bool:
         """True until a bootstrap has finished on this database."""

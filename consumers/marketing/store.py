@@ -3,15 +3,16 @@
 Each (subject, channel, purpose) cell holds the latest decision by event time: a
 withdrawal suppresses, a grant lifts a suppression only when it is strictly newer
 (equal times: the withdrawal wins), so replays and out-of-order deliveries converge
-on the same list. Every instruction is applied in one transaction together with its
-row in ``applied_instructions``: a redelivered instruction changes nothing and gets
-its first answer back. Erasure deletes the person's contact data and keeps only
-keyed hashes of their addresses (and of their subject id), which keep suppressing.
+on the same list. Every instruction is applied in the same transaction as its row
+in ``applied_instructions`` (a batch shares one transaction): a redelivered
+instruction changes nothing and gets its first answer back. Erasure deletes the
+person's contact data and keeps only keyed hashes of their addresses (and of their
+subject id), which keep suppressing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -151,23 +152,34 @@ class MarketingStore:
 
     def apply(self, instruction: InstructionIssued) -> SinkResult:
         """Apply ``instruction`` once; a repeat returns the first result unchanged."""
+        return self.apply_batch([instruction])[0]
+
+    def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
+        """Apply each in order in one transaction (all or nothing); one result each."""
+        results: list[SinkResult] = []
         with self.database.transaction() as tx:
-            seen = tx.rows(
-                "SELECT outcome, reason, applied_at FROM applied_instructions"
-                " WHERE instruction_id = ?",
-                (instruction.instruction_id,),
-            )
-            if seen:
-                outcome, reason, applied_at = seen[0]
-                return SinkResult(Outcome(outcome), reason, from_ms(applied_at))
-            result = self._act(tx, instruction)
             now = utc_now()
-            tx.run(
-                "INSERT INTO applied_instructions (instruction_id, outcome, reason, applied_at)"
-                " VALUES (?, ?, ?, ?)",
-                (instruction.instruction_id, result.outcome.value, result.reason, to_ms(now)),
-            )
-        return SinkResult(result.outcome, result.reason, now)
+            for instruction in instructions:
+                results.append(self._apply_once(tx, instruction, now))
+        return results
+
+    def _apply_once(
+        self, tx: Executor, instruction: InstructionIssued, now: datetime
+    ) -> SinkResult:
+        seen = tx.rows(
+            "SELECT outcome, reason, applied_at FROM applied_instructions WHERE instruction_id = ?",
+            (instruction.instruction_id,),
+        )
+        if seen:
+            outcome, reason, applied_at = seen[0]
+            return SinkResult(Outcome(outcome), reason, from_ms(applied_at))
+        result = self._act(tx, instruction)
+        tx.run(
+            "INSERT INTO applied_instructions (instruction_id, outcome, reason, applied_at)"
+            " VALUES (?, ?, ?, ?)",
+            (instruction.instruction_id, result.outcome.value, result.reason, to_ms(now)),
+        )
+        return SinkResult(result.outcome, result.reason, from_ms(to_ms(now)))
 
     def _act(self, tx: Executor, instruction: InstructionIssued) -> SinkResult:
         subject = instruction.subject.id

@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -83,15 +83,25 @@ class RecordingSink(MarketingSink):
         self._fail = fail
         self._lock = threading.Lock()
 
-    def apply(self, instruction: InstructionIssued) -> SinkResult:
+    def _attempt(self, instruction: InstructionIssued) -> None:
         with self._lock:
             self.calls.append(instruction.instruction_id)
             attempt = self.calls.count(instruction.instruction_id)
         if self._fail is not None:
             self._fail(instruction, attempt)
+
+    def apply(self, instruction: InstructionIssued) -> SinkResult:
+        self._attempt(instruction)
         result = super().apply(instruction)
         self.applied.append(instruction.instruction_id)
         return result
+
+    def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
+        for instruction in instructions:
+            self._attempt(instruction)  # a failure fails the whole batch, as the store would
+        results = super().apply_batch(instructions)
+        self.applied.extend(i.instruction_id for i in instructions)
+        return results
 
 
 def test_suppression_is_stored_and_receipted_and_may_contact_answers(

@@ -273,3 +273,32 @@ def test_a_locked_database_is_a_retriable_failure(tmp_path: Path) -> None:
         blocker.close()
     assert store.apply(instruction(Action.SUPPRESS)).outcome is Outcome.APPLIED
     store.close()
+
+
+def test_a_batch_applies_in_order_in_one_transaction_and_dedups(store: MarketingStore) -> None:
+    suppress = instruction(Action.SUPPRESS, at=T0)
+    grant = instruction(Action.ALLOW, at=T0 + timedelta(seconds=1))
+    results = store.apply_batch([suppress, grant, suppress])
+    assert [r.outcome for r in results] == [Outcome.APPLIED, Outcome.APPLIED, Outcome.APPLIED]
+    assert results[2] == results[0]  # the duplicate got the first answer
+    assert may(store) == Decision(True, "granted")
+    with store.database.reading() as tx:
+        assert tx.rows("SELECT COUNT(*) FROM applied_instructions") == [(2,)]
+
+
+def test_a_batch_that_cannot_commit_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = MarketingStore(
+        Database(f"sqlite://{tmp_path}/b.db", busy_timeout=0.05), AddressHasher(KEY)
+    )
+    blocker = sqlite3.connect(f"{tmp_path}/b.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(RetriableSinkError):
+            store.apply_batch([instruction(Action.SUPPRESS), instruction(Action.RESTRICT)])
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert may(store).allowed
+    with store.database.reading() as tx:
+        assert tx.rows("SELECT COUNT(*) FROM applied_instructions") == [(0,)]
+    store.close()
