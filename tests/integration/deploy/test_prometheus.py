@@ -115,7 +115,7 @@ class Prometheus:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.base}/-/ready", timeout=2) as response:
-                return response.status == 200
+                return bool(response.status == 200)
         except (urllib.error.URLError, ConnectionError):
             return False
 

@@ -264,7 +264,8 @@ def compose_containers(compose: dict[str, Any]) -> dict[str, Container]:
 
 
 def test_compose_runs_every_process(compose: dict[str, Any], tmp_path: Path) -> None:
-    problems, ran = [], set()
+    problems: list[str] = []
+    ran: set[str] = set()
     for container in compose_containers(compose).values():
         found, process = check_container(container, tmp_path)
         problems += found
@@ -388,7 +389,8 @@ def test_kustomization_lists_every_manifest(read_yaml: Callable[[Path], Any]) ->
 
 
 def test_k8s_runs_every_process(k8s: list[dict[str, Any]], tmp_path: Path) -> None:
-    problems, ran = [], set()
+    problems: list[str] = []
+    ran: set[str] = set()
     for _, container in pod_containers(k8s):
         found, process = check_container(container, tmp_path)
         problems += found

@@ -93,7 +93,7 @@ def _definition(node: ast.AST, where: str) -> Definition | None:
     labels_node = keywords.get("labelnames", args.get(2))
     labels: set[str] = set()
     if isinstance(labels_node, ast.List | ast.Tuple):
-        labels = {e.value for e in labels_node.elts if isinstance(e, ast.Constant)}
+        labels = {str(e.value) for e in labels_node.elts if isinstance(e, ast.Constant)}
     return Definition(name_node.value, kind, frozenset(labels), where)
 
 
