@@ -518,6 +518,9 @@ def test_image_runs_and_exposes_the_processes() -> None:
     assert f"--home-dir {DATA_DIR}" in steps["RUN"]
 
 
+SOURCE_OR_DOCS = {".py", ".pyc", ".md", ".rst", ".txt"}
+
+
 def test_the_installed_package_carries_every_data_file() -> None:
     """``pip install .`` (the image) must ship the non-Python files the code reads."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -525,7 +528,7 @@ def test_the_installed_package_carries_every_data_file() -> None:
     missing = []
     for package in ("schemas", "streams", "consumers", "producers"):
         for path in sorted((REPO / package).rglob("*")):
-            if path.is_dir() or path.suffix in {".py", ".pyc"} or "__pycache__" in path.parts:
+            if path.is_dir() or path.suffix in SOURCE_OR_DOCS or "__pycache__" in path.parts:
                 continue
             owner = path.parent.relative_to(REPO).as_posix().replace("/", ".")
             patterns = [
