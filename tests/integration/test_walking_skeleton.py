@@ -1,0 +1,141 @@
+"""The walking skeleton: one withdrawal travels the whole path on the real parts.
+
+A service withdraws email-marketing consent through the Python client; the event goes
+to Kafka as Avro (registry wire format), keyed by subject; the Faust worker routes it
+to the marketing sink's topic; the marketing sink suppresses the subject in its SQLite
+store and publishes a receipt; both processes count and time it in /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.parse
+from pathlib import Path
+
+from confluent_kafka import Consumer
+
+from producers.client import ConsentClient
+from schemas.codec import EventDecoder
+from schemas.events import PropagationReceipt
+from schemas.kafka import KafkaSettings
+from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
+from tests.support.processes import free_port, http_text, relay_process, wait_for
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        match = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
+        if not match:
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1) or ""))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += float(match.group(2))
+    return total
+
+
+def test_a_withdrawal_is_honoured_by_the_marketing_sink(
+    relay_settings: KafkaSettings, relay_env: dict[str, str], tmp_path: Path, unique_group: str
+) -> None:
+    stream_port, sink_port = free_port(), free_port()
+    stream_env = {
+        **relay_env,
+        "STREAMS_APP_ID": f"skeleton-{unique_group}",
+        "STREAMS_WEB_PORT": str(stream_port),
+        "STREAMS_DATA_DIR": str(tmp_path / "streams"),
+    }
+    sink_env = {
+        **relay_env,
+        "MARKETING_SINK_DATABASE_URL": f"sqlite:///{tmp_path / 'marketing.sqlite'}",
+        "MARKETING_SINK_HASH_KEY": "skeleton-test-hash-key",
+        "MARKETING_SINK_HTTP_PORT": str(sink_port),
+        "MARKETING_SINK_GROUP_ID": f"{unique_group}-marketing",
+    }
+    stream_url = f"http://127.0.0.1:{stream_port}"
+    sink_url = f"http://127.0.0.1:{sink_port}"
+    with (
+        relay_process(
+            "streams", stream_env, tmp_path / "streams.log", ready_url=f"{stream_url}/metrics"
+        ),
+        relay_process(
+            "consumers.marketing",
+            sink_env,
+            tmp_path / "marketing.log",
+            ready_url=f"{sink_url}/metrics",
+        ),
+        ConsentClient(relay_settings) as client,
+    ):
+        published = client.withdraw(
+            "subject-skeleton", [Purpose.MARKETING_EMAIL], source=Source.UNSUBSCRIBE_LINK
+        )
+        assert published.topic == relay_settings.topics.consent
+
+        receipt = _await_receipt(relay_settings, published.event_id, unique_group)
+        assert receipt.sink_family is SinkFamily.MARKETING
+        assert receipt.destination == "suppression_list"
+        assert receipt.outcome is Outcome.APPLIED
+        assert receipt.applied_at >= receipt.occurred_at
+
+        query = urllib.parse.urlencode(
+            {"subject": "subject-skeleton", "channel": "EMAIL", "purpose": "MARKETING_EMAIL"}
+        )
+        decision = json.loads(http_text(f"{sink_url}/v1/may-contact?{query}"))
+        assert decision["allowed"] is False
+
+        sink_metrics = http_text(f"{sink_url}/metrics")
+        assert (
+            _metric(
+                sink_metrics,
+                "consent_relay_sink_instructions_total",
+                sink_family="MARKETING",
+                destination="suppression_list",
+                outcome="APPLIED",
+            )
+            >= 1
+        )
+        assert (
+            _metric(
+                sink_metrics,
+                "consent_relay_propagation_seconds_count",
+                sink_family="MARKETING",
+                destination="suppression_list",
+            )
+            >= 1
+        )
+        stream_metrics = wait_for(
+            "the worker to count the instruction",
+            lambda: (
+                text
+                if _metric(
+                    text := http_text(f"{stream_url}/metrics"),
+                    "consent_relay_instructions_total",
+                    sink_family="MARKETING",
+                )
+                >= 1
+                else None
+            ),
+            bound=30,
+        )
+        assert "subject-skeleton" not in stream_metrics + sink_metrics
+
+
+def _await_receipt(settings: KafkaSettings, event_id: str, group: str) -> PropagationReceipt:
+    decoder = EventDecoder(settings.registry_client())
+    consumer = Consumer(settings.consumer_config(f"{group}-receipts"))
+    consumer.subscribe([settings.topics.receipts])
+    try:
+
+        def poll() -> PropagationReceipt | None:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                return None
+            event = decoder.decode(msg.value())
+            if isinstance(event, PropagationReceipt) and event.event_id == event_id:
+                return event
+            return None
+
+        return wait_for("the marketing sink's receipt", poll, bound=120)
+    finally:
+        consumer.close()

@@ -1,0 +1,104 @@
+"""Start relay processes (``python -m <module>``) for a test and stop them afterwards.
+
+A process that dies or never answers fails the test with its log tail, so a broken
+entrypoint reads as what it is.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` of a log file."""
+    if not path.exists():
+        return f"(no log at {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def relay_process(
+    module: str,
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    ready_url: str | None = None,
+    bound: float = 90.0,
+    args: tuple[str, ...] = (),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python -m module``; wait for ``ready_url``; SIGTERM (then SIGKILL) at exit."""
+    with log.open("wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        try:
+            if ready_url is not None:
+                wait_http(ready_url, child, log, bound)
+            yield child
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+                try:
+                    child.wait(30)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait(10)
+
+
+def wait_http(url: str, child: subprocess.Popen[bytes], log: Path, bound: float) -> None:
+    """Wait until ``url`` answers 2xx; fail with the log tail if the process dies first."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            pytest.fail(f"{url}: process exited with {child.returncode}:\n{log_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{url} did not answer within {bound:g} s:\n{log_tail(log)}")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], bound: float = 90.0) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail after ``bound``."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {bound:g} s waiting for {what}")
+
+
+def http_text(url: str) -> str:
+    """GET ``url`` and return the body as text."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
