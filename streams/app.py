@@ -143,8 +143,18 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
 
 
 def _serialized_by(codec: str) -> Any:
-    """A value type Faust reads its changelog serializer from (``_options.serializer``)."""
-    return type(f"Serialized_{codec}", (), {"_options": SimpleNamespace(serializer=codec)})
+    """A table value type for Faust: it reads the changelog codec from
+    ``_options.serializer`` and, on recovery, hands the decoded value to ``from_data``,
+    which here returns it as the codec made it."""
+
+    def from_data(data: Any, *, preferred_type: Any = None) -> Any:
+        return data
+
+    return type(
+        f"Serialized_{codec}",
+        (),
+        {"_options": SimpleNamespace(serializer=codec), "from_data": staticmethod(from_data)},
+    )
 
 
 def _copartitioned(kafka: KafkaSettings) -> frozenset[str]:

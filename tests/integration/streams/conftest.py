@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import (
@@ -189,9 +190,7 @@ class StreamKit:
                     self.registry, type(event)
                 )
             target = topic or self.topics.consent
-            self.producer.produce(
-                target, serializer(event, target), key=event.subject.id.encode()
-            )
+            self.producer.produce(target, serializer(event, target), key=event.subject.id.encode())
         self.flush()
 
     def publish_raw(self, topic: str, value: bytes, key: bytes | None = b"raw") -> None:
@@ -242,6 +241,31 @@ class StreamKit:
         worker = Worker(process, port, log_path)
         self.workers.append(worker)
         return worker
+
+    @property
+    def app_id_full(self) -> str:
+        """The Faust app id the workers use (topic prefix + app id)."""
+        return f"{self.settings.topic_prefix}{self.app_id}"
+
+    @staticmethod
+    def get(url: str) -> tuple[int, Any]:
+        """GET JSON: (status, body)."""
+        return http_json(url)
+
+    @staticmethod
+    def metric(base_url: str, name: str, **labels: str) -> float | None:
+        """A sample's value from a worker's /metrics (None if absent or not serving yet)."""
+        try:
+            text = http_text(f"{base_url}/metrics")
+        except (urllib.error.URLError, ConnectionError):
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return None
 
     def wait_until(self, predicate: Callable[[], Any], timeout: float = 90.0) -> Any:
         """See :func:`wait_until`; also fails at once if a worker died unexpectedly."""

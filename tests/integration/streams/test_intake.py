@@ -6,13 +6,13 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from schemas.converters import to_dict
 from schemas.events import (
     ConsentChanged,
     ConsentStateRecorded,
     DeadLettered,
     InstructionIssued,
 )
-from schemas.converters import to_dict
 from schemas.taxonomy import (
     Action,
     Channel,
@@ -66,9 +66,7 @@ def test_intake_routes_resolves_and_dead_letters(stream_kit: Any, events: Any) -
     misrouted = events.subject()
 
     withdraw_email = events.changed(email, Choice.WITHDRAWN, Purpose.MARKETING_EMAIL)
-    objection = events.right(
-        objector, Right.OBJECT_TO_DIRECT_MARKETING, channels=(Channel.EMAIL,)
-    )
+    objection = events.right(objector, Right.OBJECT_TO_DIRECT_MARKETING, channels=(Channel.EMAIL,))
     opt_out = events.right(
         gpc, Right.OPT_OUT_OF_SALE_OR_SHARING, regime=Regime.CCPA, source=Source.GPC_SIGNAL
     )

@@ -1,0 +1,97 @@
+"""Two workers share the partitions; one is SIGKILLed mid-stream. Every withdrawal still
+reaches every instruction topic it must, and is recorded exactly once in effect:
+duplicates may appear on the topics (at-least-once), but deduplicated by instruction id
+nothing is missing and nothing extra, and each withdrawal has one propagation record."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from schemas.taxonomy import Choice, Purpose, Right, SinkFamily
+from streams import query
+
+WITHDRAWALS = 400
+OBJECTIONS = 40
+OBJECTION_DESTINATIONS = 11
+PACE_SECONDS = 12.0
+
+
+def _iid(event_id: str, family: str, destination: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_id}/{family}/{destination}"))
+
+
+def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> None:
+    kit = stream_kit
+    topics = kit.topics
+    withdrawals = [
+        events.changed(events.subject(), Choice.WITHDRAWN, Purpose.MARKETING_EMAIL)
+        for _ in range(WITHDRAWALS)
+    ]
+    objections = [
+        events.right(events.subject(), Right.OBJECT_TO_DIRECT_MARKETING) for _ in range(OBJECTIONS)
+    ]
+    stream = withdrawals + objections
+    stream.sort(key=lambda e: e.event_id)  # interleave the two kinds
+    expected = {_iid(e.event_id, "MARKETING", "suppression_list") for e in withdrawals}
+    partners = ("google", "facebook", "instagram", "twitter", "vkontakte")
+    partners += ("criteo", "bing", "yahoo", "mail_ru", "yandex")
+    for e in objections:
+        expected.add(_iid(e.event_id, "MARKETING", "suppression_list"))
+        expected.update(_iid(e.event_id, "PARTNER_SHARING", p) for p in partners)
+    assert len(expected) == WITHDRAWALS + OBJECTIONS * OBJECTION_DESTINATIONS
+
+    victim = kit.start_worker()
+    survivor = kit.start_worker()
+    published = threading.Event()
+
+    def publish_paced() -> None:
+        chunk = 10
+        for start in range(0, len(stream), chunk):
+            kit.publish(*stream[start : start + chunk])
+            time.sleep(PACE_SECONDS * chunk / len(stream))
+        published.set()
+
+    publisher = threading.Thread(target=publish_paced, daemon=True)
+    publisher.start()
+
+    def processed(worker: Any) -> float:
+        return sum(
+            kit.metric(
+                worker.url, "consent_relay_stream_events_total", event_type=t, status="applied"
+            )
+            or 0
+            for t in ("ConsentChanged", "RightsRequested")
+        )
+
+    # Both workers own partitions and are processing: kill one mid-stream.
+    kit.wait_until(lambda: processed(victim) > 0 and processed(survivor) > 0)
+    assert not published.is_set()
+    victim.kill()
+
+    readers = [kit.reader(topics.instructions(f)) for f in SinkFamily]
+
+    def seen() -> Counter[str]:
+        return Counter(i.instruction_id for r in readers for i in r.poll(0.3))
+
+    kit.wait_until(published.is_set)
+    publisher.join(10)
+    kit.wait_until(lambda: expected <= set(seen()), timeout=120)
+    counts = seen()
+    assert set(counts) == expected, "instructions that no withdrawal asked for"
+    duplicates = sum(n - 1 for n in counts.values())
+    print(f"\n{len(expected)} instructions, {duplicates} duplicates on the topics after SIGKILL")
+
+    # Each withdrawal is recorded once in the propagation table the survivor now owns.
+    def records() -> Counter[str] | None:
+        pending, _done = query.read_changelogs(kit.settings, kit.app_id_full)
+        found = Counter(r.event_id for holder in pending.values() for r in holder.pending)
+        return found if len(found) == len(stream) else None
+
+    recorded = kit.wait_until(records)
+    assert set(recorded) == {e.event_id for e in stream}
+    assert set(recorded.values()) == {1}
+    assert kit.metric(survivor.url, "consent_relay_pending_withdrawals") is not None
