@@ -240,8 +240,7 @@ class SinkRunner:
         log.info("consuming %s as group %s", self.topic, self.group_id)
         while not self._stop.is_set():
             if not self._pending:
-                batch = consumer.consume(self.options.batch_size, self.options.poll_timeout_seconds)
-                self._pending.extend(batch)
+                self._fetch(consumer)
             chunk = [
                 self._pending.popleft()
                 for _ in range(min(len(self._pending), self.options.batch_size))
@@ -260,6 +259,19 @@ class SinkRunner:
                 self._pending.extendleft(reversed(keep))
                 self._resume()
             self._checkpoint()
+
+    def _fetch(self, consumer: Consumer) -> None:
+        """Wait for the first message, then take whatever else is already fetched.
+
+        ``consume(n, timeout)`` would hold a lone message until ``n`` arrive or the
+        timeout ends; this keeps a trickle fast and a backlog batched.
+        """
+        first = consumer.poll(self.options.poll_timeout_seconds)
+        if first is None:
+            return
+        self._pending.append(first)
+        if self.options.batch_size > 1:
+            self._pending.extend(consumer.consume(self.options.batch_size - 1, 0))
 
     def _process(self, chunk: list[Message]) -> None:
         """Decode, apply (as one batch when the sink can), then answer each in order."""
