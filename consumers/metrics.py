@@ -9,7 +9,8 @@ test process.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -72,3 +73,22 @@ class SinkMetrics(NamedTuple):
                 registry=registry,
             ),
         )
+
+
+def consumer_lag(stats: Mapping[str, Any]) -> dict[str, int]:
+    """Topic → summed consumer lag from librdkafka's statistics JSON (parsed).
+
+    Partitions whose lag is unknown yet (-1) and the internal ``-1`` partition are
+    left out; a topic with no known lag is absent.
+    """
+    lags: dict[str, int] = {}
+    for topic, info in stats.get("topics", {}).items():
+        known = [
+            int(p.get("consumer_lag", -1))
+            for name, p in info.get("partitions", {}).items()
+            if name != "-1"
+        ]
+        known = [lag for lag in known if lag >= 0]
+        if known:
+            lags[topic] = sum(known)
+    return lags

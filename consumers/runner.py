@@ -1,15 +1,17 @@
 """The one runner behind every sink: consume instructions, apply, receipt, commit.
 
-For each message of ``Topics.instructions(family)``, in partition order: decode it
-(undecodable → dead letter), ask the sink to apply it, publish a
-:class:`~schemas.events.PropagationReceipt` (APPLIED, SKIPPED or FAILED), and only
-when every receipt and dead letter of the batch is acknowledged, store and commit the
-offsets (at-least-once; sinks are idempotent per instruction id). A retriable failure
-pauses consumption and retries the same instruction with jittered exponential backoff
-until it succeeds, so nothing later is committed past it; a permanent failure is
-dead-lettered with its coordinates and answered with a FAILED receipt. An empty store
-is first seeded from the consent-state topic. :meth:`SinkRunner.stop` (SIGTERM in
-:func:`run_sink`) finishes the instruction in flight, flushes, commits and closes.
+Messages of ``Topics.instructions(family)`` are taken in chunks (whatever has been
+fetched, up to ``batch_size``), in partition order: undecodable ones are
+dead-lettered; the ones the sink handles are applied, in one call to
+``apply_batch`` when the sink offers it (one database transaction), else one by one;
+then each gets its :class:`~schemas.events.PropagationReceipt` (APPLIED, SKIPPED or
+FAILED), and only once every receipt and dead letter is acknowledged are offsets
+stored and committed (at-least-once; sinks are idempotent per instruction id). A
+retriable failure pauses consumption and retries the same work with jittered
+exponential backoff until it succeeds, so nothing is committed past it; a permanent
+failure is dead-lettered with its coordinates and answered with a FAILED receipt. An
+empty store is first seeded from the consent-state topic. :meth:`SinkRunner.stop`
+(SIGTERM in :func:`run_sink`) finishes the chunk in flight, flushes, commits, closes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from consumers.backoff import Backoff
 from consumers.bootstrap import bootstrap
 from consumers.decoding import decode_as
 from consumers.http import HttpServer, Route, health_route, metrics_route
-from consumers.metrics import SinkMetrics
+from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
     FinishesBootstrap,
@@ -48,7 +50,12 @@ from consumers.protocol import (
 from consumers.publisher import Publisher, build_dead_letter, build_receipt
 from consumers.settings import RunnerSettings
 from schemas.codec import EventDecoder
-from schemas.errors import ConfigError, InvalidEventError, RegistryUnavailableError
+from schemas.errors import (
+    ConfigError,
+    ConsentRelayError,
+    InvalidEventError,
+    RegistryUnavailableError,
+)
 from schemas.events import InstructionIssued, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.settings import load
@@ -157,7 +164,6 @@ class SinkRunner:
         self._finished: set[tuple[str, int, int]] = set()
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
-        self._failures: dict[str, int] = {}
         self.ready = threading.Event()
         """Set once bootstrap is over and the runner consumes instructions."""
 
@@ -167,7 +173,8 @@ class SinkRunner:
         return self._http.port if self._http is not None else None
 
     def stop(self) -> None:
-        """Ask the runner to finish the instruction in flight, commit and return.
+        """Ask the runner to finish the chunk in flight, commit and return; a retry
+        wait is cut short, leaving its work uncommitted for the next run.
 
         Safe to call from a signal handler or another thread.
         """
@@ -499,16 +506,8 @@ class SinkRunner:
         self._pending = deque(kept)
 
     def _on_stats(self, raw: str) -> None:
-        stats = json.loads(raw)
-        for topic, info in stats.get("topics", {}).items():
-            lags = [
-                int(p.get("consumer_lag", -1))
-                for name, p in info.get("partitions", {}).items()
-                if name != "-1"
-            ]
-            known = [lag for lag in lags if lag >= 0]
-            if known:
-                self.metrics.consumer_lag.labels(self.group_id, topic).set(sum(known))
+        for topic, lag in consumer_lag(json.loads(raw)).items():
+            self.metrics.consumer_lag.labels(self.group_id, topic).set(lag)
 
     # -- shutdown ------------------------------------------------------------------
 
@@ -558,7 +557,15 @@ def run_sink(
         level=options.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    runner = SinkRunner(build(options), kafka, family=family, options=options)
+    try:
+        sink = build(options)
+    except ConfigError as exc:
+        log.error("invalid setting %s: %s", exc.key, exc.reason)
+        return 2
+    except ConsentRelayError as exc:
+        log.error("cannot start the sink: %s: %s", type(exc).__name__, exc)
+        return 1
+    runner = SinkRunner(sink, kafka, family=family, options=options)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after the instruction in flight", signum)

@@ -312,11 +312,20 @@ def test_an_empty_store_is_seeded_from_the_consent_state_topic(
         ],
         topic=state_topic,
     )
+    [garbage_at] = sink_kit.publish_raw(b"broken", b"not a state record", topic=state_topic)
+    dead = sink_kit.reader(sink_kit.settings.topics.dead_letters)
     store = open_store(tmp_path / "m.db")
     assert store.needs_bootstrap()
     runner = runner_for(MarketingSink(store), sink_kit)
     with sink_kit.running(runner):
         until(runner.ready.is_set, timeout=60)
+        [letter] = until(lambda: dead.poll(0.3))
+        assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+            state_topic,
+            garbage_at.partition,
+            garbage_at.offset,
+        )
+        assert letter.error_class == "BadMagicByteError"
         assert not store.needs_bootstrap()
         assert store.may_contact("withdrew", *EMAIL) == Decision(False, "suppressed")
         assert store.may_contact("was-granted", *EMAIL) == Decision(True, "granted")

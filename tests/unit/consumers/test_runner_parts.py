@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import generate_latest
 
-from consumers.metrics import SinkMetrics
+from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import APPLIED, SinkResult
 from consumers.publisher import build_receipt, receipt_id
 from consumers.runner import DEFAULT_PORTS, default_group
@@ -102,3 +102,21 @@ def test_metrics_use_the_agreed_names_and_bounded_labels() -> None:
     assert 'le="60.0"' in text
     # Two runners in one process must not collide in a global registry.
     SinkMetrics.create()
+
+
+def test_consumer_lag_sums_known_partitions_from_librdkafka_stats() -> None:
+    stats = {
+        "topics": {
+            "t.instructions": {
+                "partitions": {
+                    "0": {"consumer_lag": 5},
+                    "1": {"consumer_lag": 7},
+                    "2": {"consumer_lag": -1},
+                    "-1": {"consumer_lag": 99},
+                }
+            },
+            "t.unknown": {"partitions": {"0": {"consumer_lag": -1}}},
+        }
+    }
+    assert consumer_lag(stats) == {"t.instructions": 12}
+    assert consumer_lag({}) == {}
