@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from schemas.events import instruction_id as schema_instruction_id
 from schemas.taxonomy import Action, Choice, Purpose
 from streams.resolution import Applied, Effect
 from streams.routing import Destination, RoutingPolicy
@@ -47,9 +48,10 @@ def instruction_id(event_id: str, destination: Destination, action: Action | Non
     When one event sends a destination two actions (cookie preferences that refuse one
     category and grant another), the second carries ``/<ACTION>`` as a suffix.
     """
-    name = f"{event_id}/{destination.family.value}/{destination.name}"
-    if action is not None:
-        name = f"{name}/{action.value}"
+    canonical = schema_instruction_id(event_id, destination.family, destination.name)
+    if action is None:
+        return canonical
+    name = f"{event_id}/{destination.family.value}/{destination.name}/{action.value}"
     return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 

@@ -1,0 +1,198 @@
+"""The batch processors without Kafka: single-object Avro in, a recording producer out."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from schemas.events import instruction_id
+from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
+from streams.agents.gate import Gate
+from streams.agents.intake import Intake
+from streams.agents.receipts import Receipts
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_intake_routes_tracks_and_publishes_state(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    objection = make.right(Right.OBJECT_TO_DIRECT_MARKETING)
+    grant = make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL)
+    run(
+        Intake(harness.ctx).handle(
+            [
+                harness.message(topics.consent, objection, partition=2),
+                harness.message(topics.consent, grant, partition=1),
+            ]
+        )
+    )
+    instructions = harness.instructions()
+    assert len([i for i in instructions if i["event_id"] == objection.event_id]) == 11
+    assert [i["action"] for i in instructions if i["event_id"] == grant.event_id] == ["ALLOW"]
+    # Explicit partitions: the consent partition, since the topics are co-partitioned.
+    assert {p for t, _k, _v, p in harness.sender.sent if t.endswith("marketing")} == {1, 2}
+    key = objection.subject.id.encode()
+    holder = harness.ctx.pending[key]
+    assert len(holder.pending[0].required) == 11
+    assert grant.subject.id.encode() not in harness.ctx.pending
+    states = harness.sender.on(topics.state)
+    assert {s["subject"]["id"] for s in states} == {objection.subject.id, grant.subject.id}
+    assert harness.ctx.intake_progress == {2: 0, 1: 1}
+
+
+def test_intake_dead_letters_and_rekeys(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    misrouted = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_SMS)
+    receipt_on_consent = make.receipt(
+        {
+            "instruction_id": "i",
+            "event_id": misrouted.event_id,
+            "subject": {"id": "s", "kind": "ACCOUNT"},
+            "sink_family": "MARKETING",
+            "destination": "suppression_list",
+        }
+    )
+    run(
+        Intake(harness.ctx).handle(
+            [
+                harness.message(topics.consent, b"\x01garbage", key=b"k"),
+                harness.message(topics.consent, misrouted, key=b"someone-else"),
+                harness.message(topics.consent, receipt_on_consent),
+            ]
+        )
+    )
+    letters = harness.sender.on(topics.dead_letters)
+    assert [d["error_class"] for d in letters] == ["BadMagicByteError", "UnexpectedEventError"]
+    assert letters[0]["original_value"] == b"\x01garbage"
+    assert letters[0]["source_offset"] == 0
+    assert letters[1]["reason"] == "PropagationReceipt does not belong on the consent topic"
+    # Re-keyed by subject, not processed under the wrong key.
+    rekeyed = [(k, v) for t, k, v, _p in harness.sender.sent if t == topics.consent]
+    assert rekeyed == [
+        (misrouted.subject.id.encode(), harness.message(topics.consent, misrouted).value)
+    ]
+    assert harness.instructions() == []
+    assert harness.ctx.state == {}
+
+
+def test_a_failed_publish_is_retried_without_applying_twice(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    harness.sender.fail = 1
+    withdrawal = make.right(Right.ERASURE)
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, withdrawal)]))
+    instructions = harness.instructions()
+    holders = {d.label for d in harness.ctx.policy.destinations if d.holds_personal_data}
+    # The failed attempt may have delivered part of its output: duplicates, same ids.
+    assert len({i["instruction_id"] for i in instructions}) == len(holders)
+    assert len(instructions) > len(holders)
+    assert len(harness.ctx.pending[withdrawal.subject.id.encode()].pending) == 1
+    assert harness.ctx.metrics.events.labels("RightsRequested", "applied")._value.get() == 1
+
+
+def test_receipts_complete_and_publish_fully_propagated(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    withdrawal = make.changed(Choice.WITHDRAWN, Purpose.COOKIES_STATISTICS)
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, withdrawal)]))
+    issued = harness.instructions()
+    assert {i["destination"] for i in issued} == {"analytics_store", "google_analytics"}
+    receipts = Receipts(harness.ctx)
+    run(receipts.handle([harness.message(topics.receipts, make.receipt(issued[0]))]))
+    assert harness.sender.on(topics.propagated) == []
+    run(
+        receipts.handle(
+            [
+                harness.message(topics.receipts, make.receipt(issued[1], Outcome.SKIPPED)),
+                harness.message(topics.receipts, make.receipt(issued[1])),
+            ]
+        )
+    )
+    [done] = harness.sender.on(topics.propagated)
+    assert done["event_id"] == withdrawal.event_id
+    assert len(done["destinations"]) == 2
+    key = withdrawal.subject.id.encode()
+    assert key not in harness.ctx.pending
+    assert [r.event_id for r in harness.ctx.done[key]] == [withdrawal.event_id]
+    # The same withdrawal again is recognised: no second record, no second proof.
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, withdrawal)]))
+    assert key not in harness.ctx.pending
+    assert len(harness.sender.on(topics.propagated)) == 1
+
+
+def test_a_receipt_before_its_record_is_parked_then_adopted(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    withdrawal = make.changed(Choice.WITHDRAWN, Purpose.SHARE_WITH_OTHERS_BY_CONSENT)
+    # The receipt for what intake will issue arrives before intake has (re)processed it.
+    instruction = {
+        "instruction_id": instruction_id(
+            withdrawal.event_id, SinkFamily.PARTNER_SHARING, "others_by_consent"
+        ),
+        "event_id": withdrawal.event_id,
+        "subject": {"id": withdrawal.subject.id, "kind": "ACCOUNT"},
+        "sink_family": "PARTNER_SHARING",
+        "destination": "others_by_consent",
+    }
+    run(Receipts(harness.ctx).handle([harness.message(topics.receipts, make.receipt(instruction))]))
+    key = withdrawal.subject.id.encode()
+    assert len(harness.ctx.pending[key].orphans) == 1
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, withdrawal)]))
+    [done] = harness.sender.on(topics.propagated)
+    assert done["event_id"] == withdrawal.event_id
+    assert key not in harness.ctx.pending
+
+
+def test_gate_forwards_allowed_bytes_untouched(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    subject = make.subject()
+    consent = [
+        make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL, subject=subject, at=make.ago(100)),
+        make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL, subject=subject, at=make.ago(5)),
+    ]
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, e) for e in consent]))
+
+    async def caught_up(partitions: set[int]) -> dict[int, int | None]:
+        return {p: None for p in partitions}
+
+    allowed = make.data(subject, Purpose.MARKETING_EMAIL, at=make.ago(60))
+    dropped = make.data(subject, Purpose.MARKETING_EMAIL)
+    messages = [harness.message(topics.data_events, e) for e in (allowed, dropped)]
+    run(Gate(harness.ctx, caught_up).handle(messages))
+    assert harness.sender.raw_on(topics.data_allowed) == [messages[0].value]
+
+
+def test_gate_waits_for_intake_to_catch_up(harness: Any) -> None:
+    harness.ctx.intake_progress[0] = 3
+    calls: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        calls.append(seconds)
+        harness.ctx.intake_progress[0] += 1
+
+    harness.ctx.sleep = sleep
+
+    async def ends(partitions: set[int]) -> dict[int, int | None]:
+        return {0: 10}
+
+    run(Gate(harness.ctx, ends).wait_for_intake({0}))
+    assert harness.ctx.intake_progress[0] == 9
+    assert len(calls) == 6
+
+
+def test_metrics_are_counted_per_batch(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    run(
+        Intake(harness.ctx).handle(
+            [
+                harness.message(
+                    topics.consent, make.changed(Choice.WITHDRAWN, Purpose.MARKETING_PUSH)
+                )
+            ]
+        )
+    )
+    metrics = harness.ctx.metrics
+    assert (
+        metrics.instructions.labels("MARKETING", "suppression_list", "SUPPRESS")._value.get() == 1
+    )
+    assert metrics.events.labels("ConsentChanged", "applied")._value.get() == 1
+    assert SinkFamily.MARKETING.value == "MARKETING"

@@ -1,0 +1,79 @@
+"""Settings are validated at start; the entrypoint names a bad key and exits 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import ConfigError
+from schemas.taxonomy import Regime
+from streams.__main__ import main
+from streams.config import StreamSettings
+
+KAFKA = {"KAFKA_BOOTSTRAP": "127.0.0.1:1", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:1"}
+
+
+def test_defaults_and_conversions() -> None:
+    settings = StreamSettings.from_env(
+        {
+            "STREAMS_WEB_PORT": "7000",
+            "STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW": "false",
+            "STREAMS_ROUTING_FILE": "/etc/routing.toml",
+            "STREAMS_GATE_DEFAULT_REGIME": "CCPA",
+        }
+    )
+    assert settings.web_port == 7000
+    assert not settings.gate_opt_out_default_allow
+    assert settings.routing_file == Path("/etc/routing.toml")
+    assert settings.default_regime is Regime.CCPA
+    assert settings.faust_app_id("t-1.") == "t-1.consent-relay-streams"
+    assert StreamSettings.from_env({}).web_port == 6066
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"STREAMS_WEB_PORTT": "1"}, "STREAMS_WEB_PORTT"),
+        ({"STREAMS_WEB_PORT": "http"}, "STREAMS_WEB_PORT"),
+        ({"STREAMS_WEB_PORT": "70000"}, "STREAMS_WEB_PORT"),
+        ({"STREAMS_GATE_DEFAULT_REGIME": "MARS"}, "STREAMS_GATE_DEFAULT_REGIME"),
+        ({"STREAMS_BATCH_SIZE": "0"}, "STREAMS_BATCH_SIZE"),
+        ({"STREAMS_SESSION_TIMEOUT_SECONDS": "1"}, "STREAMS_SESSION_TIMEOUT_SECONDS"),
+        ({"STREAMS_LOG_LEVEL": "LOUD"}, "STREAMS_LOG_LEVEL"),
+        ({"STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW": "maybe"}, "STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW"),
+    ],
+)
+def test_bad_settings_name_the_key(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        StreamSettings.from_env(env)
+
+
+def test_entrypoint_refuses_bad_settings_before_touching_kafka(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in {**KAFKA, "STREAMS_BATCH_SIZ": "5"}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["worker"]) == 2
+    assert "STREAMS_BATCH_SIZ" in capsys.readouterr().err
+
+
+def test_entrypoint_refuses_a_bad_routing_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "routing.toml"
+    packaged = Path(__file__).resolve().parents[3] / "streams" / "routing.toml"
+    bad.write_text(packaged.read_text().replace('"suppression_list"', '"Bad Name"'))
+    for key, value in {**KAFKA, "STREAMS_ROUTING_FILE": str(bad)}.items():
+        monkeypatch.setenv(key, value)
+    assert main([]) == 2
+    assert "destinations[0]: name 'Bad Name'" in capsys.readouterr().err
+
+
+def test_entrypoint_requires_kafka_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("SCHEMA_REGISTRY_URL", "http://127.0.0.1:1")
+    assert main(["worker"]) == 2
+    assert "KAFKA_BOOTSTRAP" in capsys.readouterr().err
