@@ -2,12 +2,15 @@
 
 The exported names come from the code itself: every prometheus_client ``Counter``,
 ``Gauge``, ``Histogram`` or ``Summary`` constructed in ``streams/``, ``consumers/``
-or ``producers/`` with a literal name, read from the source (no process runs).
+or ``producers/`` with a literal name, read from the source (no process runs), plus
+the collectors of Faust's Prometheus sensor under the prefix the stream worker gives
+it in its ``setup_prometheus_sensors(..., name_prefix=...)`` call.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faust.sensors.prometheus import FaustMetrics
+from prometheus_client import CollectorRegistry
 
 REPO = Path(__file__).resolve().parents[3]
 PACKAGES = ("streams", "consumers", "producers")
@@ -65,17 +70,38 @@ class Definition:
 
 
 def definitions() -> list[Definition]:
-    """Every collector with a literal name constructed in our packages."""
+    """Every collector with a literal name constructed in our packages, and Faust's."""
     found = []
     for package in PACKAGES:
         for path in sorted((REPO / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), filename=str(path))
+            module = ".".join(path.relative_to(REPO).with_suffix("").parts)
             for node in ast.walk(tree):
                 where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
                 definition = _definition(node, where)
                 if definition is not None:
                     found.append(definition)
+                found += _faust_sensor(node, module, where)
     return found
+
+
+def _faust_sensor(node: ast.AST, module: str, where: str) -> list[Definition]:
+    """The collectors ``setup_prometheus_sensors(app, name_prefix=X)`` registers."""
+    if not (
+        isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup_prometheus_sensors"
+    ):
+        return []
+    prefix_node = next(k.value for k in node.keywords if k.arg == "name_prefix")
+    if isinstance(prefix_node, ast.Constant):
+        prefix = str(prefix_node.value)
+    else:
+        assert isinstance(prefix_node, ast.Name), ast.dump(prefix_node)
+        prefix = getattr(importlib.import_module(module), prefix_node.id)
+    metrics = FaustMetrics.create(CollectorRegistry(), prefix.replace("-", "_").replace(".", "_"))
+    return [
+        Definition(c._name, type(c).__name__, frozenset(c._labelnames), f"{where} (Faust)")
+        for c in metrics
+    ]
 
 
 def _definition(node: ast.AST, where: str) -> Definition | None:
