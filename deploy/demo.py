@@ -34,6 +34,8 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
+from consumers.partners.destinations import PARTNER_DESTINATIONS
+from consumers.partners.identities import IdentityMap
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
@@ -101,34 +103,25 @@ class PartnerReceiver(BaseHTTPRequestHandler):
 
 
 def partner_config(port: int) -> Path:
-    """A partner-sink config sending every partner's webhooks to the local receiver."""
-    partners = [
-        "sellers",
-        "business_partners",
-        "group_companies",
-        "google",
-        "facebook",
-        "instagram",
-        "twitter",
-        "vkontakte",
-        "criteo",
-        "bing",
-        "yahoo",
-        "mail_ru",
-        "yandex",
-        "google_analytics",
-        "analytics_providers",
-        "others_by_consent",
-    ]
-    config = {
-        "partners": {
-            name: {
-                "url": f"http://127.0.0.1:{port}/hooks/{name}",
-                "secret": PARTNER_SECRET,
-                "pseudonym_key": f"demo-pseudonym-key-{name}",
-            }
-            for name in partners
+    """A partner-sink config sending every partner's webhooks to the local receiver.
+
+    Sellers only know the buyers who shared their viewed products (the identity map),
+    so the others are skipped for sellers with a reason, as the policy implies.
+    """
+    identity_map = VAR / "partner-identities.sqlite"
+    IdentityMap(identity_map).record("sellers", ["buyer-ana", "buyer-carla"])
+    partners = {
+        name: {
+            "url": f"http://127.0.0.1:{port}/hooks/{name}",
+            "secret": PARTNER_SECRET,
+            "known_subjects": "mapped" if name == "sellers" else "all",
         }
+        for name in PARTNER_DESTINATIONS
+    }
+    config = {
+        "pseudonym_key": "demo-pseudonym-master-key",
+        "identity_map": str(identity_map),
+        "partners": partners,
     }
     path = VAR / "partners.json"
     path.write_text(json.dumps(config, indent=2))
@@ -155,7 +148,7 @@ def processes(receiver_port: int) -> list[Process]:
             {
                 "MARKETING_SINK_HTTP_PORT": "8091",
                 "MARKETING_SINK_DATABASE_URL": f"sqlite:///{VAR / 'marketing.sqlite'}",
-                "MARKETING_SINK_HASH_KEY": "demo-hash-key",
+                "MARKETING_SINK_HASH_KEY": "demo-marketing-hash-key",
             },
         ),
         Process(
@@ -164,7 +157,7 @@ def processes(receiver_port: int) -> list[Process]:
             8092,
             {
                 "ANALYTICS_SINK_HTTP_PORT": "8092",
-                "ANALYTICS_SINK_DATABASE_URL": f"sqlite:///{VAR / 'analytics.sqlite'}",
+                "ANALYTICS_SINK_DATABASE": str(VAR / "analytics.sqlite"),
             },
         ),
         Process(
@@ -325,6 +318,8 @@ def report(
                 f"    fully propagated to {len(full.destinations)} destinations after "
                 f"{_ms(full.occurred_at, full.completed_at)}"
             )
+        elif event_id == next(iter(cases)):
+            say("    a grant: proof of propagation is kept for withdrawals and rights requests")
         elif not seen:
             say("    no destination had to act")
         else:
