@@ -1,7 +1,7 @@
 # Entry points for developers and CI (.ci/run runs `make test`).
 #
 #   make venv         .venv with the project and its dev tools (re-run when pyproject.toml changes)
-#   make system-deps  Debian packages the tests need (prometheus, for promtool)
+#   make system-deps  Debian packages the tests need (prometheus; postgresql's server)
 #   make stack        start the local Kafka broker + schema registry (deploy/local.py up)
 #   make stack-down   stop it
 #   make lint         ruff check, ruff format --check, mypy
@@ -38,14 +38,17 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 system-deps:
-	@if command -v promtool >/dev/null 2>&1; then \
-		echo "system-deps: promtool present ($$(command -v promtool))"; \
+	@missing=; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then \
+		echo "system-deps: promtool and PostgreSQL's server binaries present"; \
 	else \
 		sudo=; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
-		echo "system-deps: installing prometheus (for promtool) with apt-get"; \
+		echo "system-deps: installing$$missing with apt-get"; \
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q \
 		&& $$sudo env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -q --no-install-recommends prometheus; \
+			apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
 fetch:
