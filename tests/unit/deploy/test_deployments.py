@@ -201,13 +201,13 @@ def check_process(
         problems.append(f"{where}: serves on {process.port_of(settings)}, not {process.port}")
     if process.host_of(settings) not in {"0.0.0.0", "::"}:  # reachable from outside
         problems.append(f"{where}: binds {process.host_of(settings)}, unreachable from outside")
-    defaults = {k: v for k, v in container.env.items() if not k.startswith(prefix + "HTTP_PORT")}
-    defaults = {
-        k: v for k, v in defaults.items() if k not in {prefix + "PORT", prefix + "WEB_PORT"}
-    }
+    port_vars = {prefix + "HTTP_PORT", prefix + "PORT", prefix + "WEB_PORT"}
+    defaults = {k: v for k, v in container.env.items() if k not in port_vars}
     if process.port_of(load(cls, prefix, defaults)) != process.port:
         problems.append(f"{where}: the code's default port is not the agreed {process.port}")
     for name, value in vars_of(settings).items():
+        if isinstance(value, str) and value.startswith("sqlite://"):
+            value = Path(value.removeprefix("sqlite://").replace("//", "/", 1))  # noqa: PLW2901
         if not isinstance(value, Path):
             continue
         if name in process.files:
