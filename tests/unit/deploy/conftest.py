@@ -1,5 +1,5 @@
-"""Fixtures for the deploy checks: the repository's paths and a strict reader of the
-YAML our deploy files are written in.
+"""Fixtures for the deploy checks: a strict reader of the YAML our deploy files are
+written in.
 
 PyYAML is not a dependency, so the deploy files keep to a small YAML subset and
 :func:`load_yaml_documents` reads exactly that subset: block mappings and sequences,
@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[3]
 
 _INT = re.compile(r"[-+]?[0-9]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
@@ -276,12 +274,6 @@ def _flow(text: str, i: int) -> tuple[Any, int]:
             i += 1
         if i < len(text) and text[i] == ",":
             i += 1
-
-
-@pytest.fixture(scope="session")
-def repo() -> Path:
-    """The repository's root."""
-    return REPO
 
 
 @pytest.fixture(scope="session")
