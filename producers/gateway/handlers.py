@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import datetime
 from typing import Any, Final
 
 from aiohttp import web
@@ -28,7 +29,7 @@ from producers.gateway.settings import GatewaySettings
 from producers.gateway.tokens import Caller, TokenBook, action_of
 from producers.publisher import Published
 from schemas.errors import RegistryUnavailableError, UnknownSchemaError, ValidationError
-from schemas.events import ConsentEvent
+from schemas.events import ConsentEvent, utc_now
 from schemas.taxonomy import Purpose, Source
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def publishing(kind: type[ConsentEvent]) -> Any:
     """The handler of a route that publishes one record type."""
 
     async def handler(request: web.Request) -> web.Response:
+        arrived = utc_now()
         caller = authenticate(request)
         body = await read_json(request)
         try:
@@ -53,13 +55,14 @@ def publishing(kind: type[ConsentEvent]) -> Any:
         except ValidationError as exc:
             raise ProblemError(422, exc.reason, field=exc.field_name) from exc
         authorize(caller, action_of(event))
-        return await accept(request, event)
+        return await accept(request, event, arrived)
 
     return handler
 
 
 async def one_click_unsubscribe(request: web.Request) -> web.Response:
     """RFC 8058: a signed link withdraws email marketing for its subject."""
+    arrived = utc_now()
     subject = request.query.get("s", "")
     signature = request.query.get("sig", "")
     key = request.app[SETTINGS].unsubscribe_key
@@ -78,7 +81,7 @@ async def one_click_unsubscribe(request: web.Request) -> web.Response:
         )
     except ValidationError as exc:
         raise ProblemError(422, exc.reason, field=exc.field_name) from exc
-    return await accept(request, event)
+    return await accept(request, event, arrived)
 
 
 def authenticate(request: web.Request) -> Caller:
@@ -111,12 +114,16 @@ async def read_json(request: web.Request) -> Any:
         raise ProblemError(400, f"the body is not valid JSON: {exc}") from exc
 
 
-async def accept(request: web.Request, event: ConsentEvent) -> web.Response:
-    """Publish ``event`` (after a GPC opt-out if signalled); 202 once acknowledged."""
+async def accept(request: web.Request, event: ConsentEvent, arrived: datetime) -> web.Response:
+    """Publish ``event`` (after a GPC opt-out if signalled); 202 once acknowledged.
+
+    The GPC signal is dated when the request arrived: it was observed then, before the
+    change the request carries, and is published before it on the subject's partition.
+    """
     events = [event]
     gpc: ConsentEvent | None = None
     if request.headers.get("Sec-GPC", "").strip() == "1":
-        gpc = builders.record_gpc_signal(event.subject, defaults=DEFAULTS)
+        gpc = builders.record_gpc_signal(event.subject, defaults=DEFAULTS, occurred_at=arrived)
         events.insert(0, gpc)
     client = request.app[CLIENT]
     bound = request.app[SETTINGS].delivery_timeout_s + _ACK_GRACE_S

@@ -72,6 +72,7 @@ def test_accepted_requests_are_on_the_topic_in_order(
     assert gpc.record.source is Source.GPC_SIGNAL
     assert gpc.record.regime is Regime.CCPA
     assert erasure.record.right is Right.ERASURE
+    assert gpc.record.occurred_at <= erasure.record.occurred_at  # observed on arrival
     # One subject, one partition; the GPC opt-out first, after the earlier withdrawal.
     assert gpc.partition == erasure.partition == by_id[change.event_id].partition
     assert by_id[change.event_id].offset < gpc.offset < erasure.offset
