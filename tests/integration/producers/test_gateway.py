@@ -191,6 +191,8 @@ def test_openapi_metrics_and_readiness(
         spec = http.get("/openapi.json")
         ready = http.get("/readyz")
         metrics = http.get("/metrics").text
+    assert gw.process.returncode == 0  # SIGTERM: drained, flushed, closed cleanly
+    assert "Traceback" not in gw.log()
     assert spec.status_code == 200
     assert json.loads(spec.text)["paths"]["/v1/consents"]["post"]["responses"]["202"]
     assert ready.status_code == 200
