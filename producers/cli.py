@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop.add_argument("event_id", nargs="?")
     prop.add_argument("--subject", help="every event of this subject instead")
     prop.add_argument(
-        "--streams-url", default=os.environ.get("STREAMS_URL", "http://127.0.0.1:6066")
+        "--streams-url", default=os.environ.get("STREAM_WORKER_URL", "http://127.0.0.1:6066")
     )
     prop.add_argument("--timeout", type=float, default=10.0)
     prop.set_defaults(handler=cmd_propagation)

@@ -1,7 +1,7 @@
 """Asking the stream worker how far an event has propagated (``consent-relay propagation``).
 
 The worker serves ``GET /propagation/<event_id>`` and ``GET /propagation?subject=<id>``
-as JSON on its web port (``STREAMS_URL``, default ``http://127.0.0.1:6066``).
+as JSON on its web port (``STREAM_WORKER_URL``, default ``http://127.0.0.1:6066``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 from schemas.errors import ConsentRelayError
 
-DEFAULT_STREAMS_URL: Final = "http://127.0.0.1:6066"
+DEFAULT_STREAM_WORKER_URL: Final = "http://127.0.0.1:6066"
 
 
 class StreamsUnavailableError(ConsentRelayError):
@@ -34,7 +34,7 @@ def subject_url(base_url: str, subject_id: str) -> str:
 def fetch(url: str, timeout: float = 10.0) -> tuple[int, Any]:
     """(HTTP status, decoded JSON body or text) of a GET on the stream worker."""
     if not url.startswith(("http://", "https://")):
-        raise StreamsUnavailableError(f"STREAMS_URL must be http(s), got {url!r}")
+        raise StreamsUnavailableError(f"STREAM_WORKER_URL must be http(s), got {url!r}")
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

@@ -105,7 +105,7 @@ def free_port() -> int:
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment without relay settings, plus ``extra``."""
-    prefixes = ("GATEWAY_", "KAFKA_", "SCHEMA_REGISTRY_", "CONSENT_RELAY_", "STREAMS_URL")
+    prefixes = ("GATEWAY_", "KAFKA_", "SCHEMA_REGISTRY_", "CONSENT_RELAY_", "STREAM_WORKER_URL")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["PYTHONPATH"] = str(REPO)
     env.update(extra)

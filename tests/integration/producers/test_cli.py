@@ -283,7 +283,7 @@ def test_propagation_status_from_the_worker_view(relay_env: dict[str, str]) -> N
         "/propagation?subject=a+b": (200, {"propagations": [answer]}),
     }
     with stand_in_worker(routes) as url:
-        env = {**relay_env, "STREAMS_URL": url}
+        env = {**relay_env, "STREAM_WORKER_URL": url}
         found = run_cli(env, "propagation", event_id)
         by_subject = run_cli(env, "propagation", "--subject", "a b")
         unknown = run_cli(env, "propagation", new_event_id())
@@ -292,7 +292,7 @@ def test_propagation_status_from_the_worker_view(relay_env: dict[str, str]) -> N
     assert json.loads(by_subject.stdout) == {"propagations": [answer]}
     assert unknown.returncode == 1
     assert "HTTP 404" in unknown.stderr
-    down = run_cli({**relay_env, "STREAMS_URL": url}, "propagation", event_id)
+    down = run_cli({**relay_env, "STREAM_WORKER_URL": url}, "propagation", event_id)
     assert down.returncode == 1
     assert "does not answer" in down.stderr
 
