@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from deploy.bench.config import BenchConfigError, from_args
 from deploy.bench.relay import RelayError
@@ -17,11 +19,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchConfigError as exc:
         sys.stderr.write(f"deploy.bench: {exc}\n")
         return 2
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return run(config)
     except RelayError as exc:
         sys.stderr.write(f"deploy.bench: the relay failed: {exc}\n")
         return 1
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    # Unwind through the run's finally blocks, which stop the relay's processes.
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ class BenchConfig:
     gate_events: int = 50_000
     gate_rate: int = 2000
     profile: bool = False
+    revision: str | None = None
 
     def __post_init__(self) -> None:
         if not self.phases:
@@ -120,6 +121,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile", action="store_true", help="run the stream worker under pyinstrument"
     )
+    p.add_argument(
+        "--revision",
+        help="run the relay from this git revision (e.g. HEAD) instead of the working tree",
+    )
     return p
 
 
@@ -144,6 +149,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         gate_events=args.gate_events,
         gate_rate=args.gate_rate,
         profile=args.profile,
+        revision=args.revision,
     )
 
 

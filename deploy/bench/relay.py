@@ -93,6 +93,8 @@ class Relay:
     log_dir: Path
     workers: int = 1
     profile_dir: Path | None = None
+    source_dir: Path = field(default_factory=Path.cwd)
+    """Where the relay's code is imported from (the working tree, or a snapshot)."""
     children: list[Child] = field(default_factory=list)
     receiver_stats: Path | None = None
 
@@ -114,6 +116,7 @@ class Relay:
             "CONSENT_RELAY_TOPIC_PREFIX": self.settings.topic_prefix,
             "CONSENT_RELAY_PARTITIONS": str(self.settings.partitions),
             "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(self.source_dir),
         }
 
     def start(self, timeout: float) -> None:
@@ -133,7 +136,7 @@ class Relay:
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
         popen = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path.cwd()
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.source_dir
         )
         child = Child(name, popen, log_path, log)
         self.children.append(child)

@@ -41,7 +41,7 @@ from urllib.parse import urlparse
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from deploy.bench import procfs, report
+from deploy.bench import procfs, report, source
 from deploy.bench.analysis import FULLY, PhaseResult, percentiles, reconcile
 from deploy.bench.baseline import baseline_topic
 from deploy.bench.collect import collect, read_topic
@@ -228,6 +228,7 @@ def wait_caught_up(
     started = time.monotonic()
     quiet = 0
     lags: dict[str, GroupLag] = {}
+    told = started
     while time.monotonic() - started < timeout:
         relay.check_alive()
         lags = {g: offsets.lag(g) for g in relay_groups(offsets, prefix)}
@@ -235,6 +236,10 @@ def wait_caught_up(
         quiet = 0 if busy else quiet + 1
         if quiet >= 2:
             return True, time.monotonic() - started, lags
+        if time.monotonic() - told >= 15:
+            told = time.monotonic()
+            behind = {g.removeprefix(prefix): lag.total for g, lag in lags.items() if lag.total}
+            say(f"  catching up for {told - started:.0f} s; lag: {behind or 'none yet'}")
         time.sleep(1.0)
     return False, time.monotonic() - started, lags
 
@@ -367,7 +372,8 @@ def probe(gen: LoadGenerator, workload: Workload, settings: KafkaSettings, timeo
     else:
         raise RelayError("the workload produced no withdrawal to probe with")
     started = time.monotonic()
-    gen.send([candidate], None, measured=False)
+    if gen.send([candidate], None, measured=False).acked != 1:
+        raise RelayError("the probe withdrawal was not acknowledged by the broker")
     decoder = EventDecoder(settings.registry_client())
     consumer = Consumer(
         settings.consumer_config(
@@ -489,6 +495,7 @@ def run_baseline(
             str(result),
         ],
         env=relay_env,
+        cwd=ROOT,
         check=True,
         timeout=600,
     )
@@ -587,13 +594,18 @@ def main(config: BenchConfig) -> int:
         f"prepared {sum(len(r.events) + len(r.warmup_events) for r in runs):,} events in "
         f"{time.monotonic() - t0:.1f} s"
     )
+    code = source.describe(config.revision)
     relay = Relay(
         settings,
         state_dir,
         out_dir / "logs",
         workers=config.workers,
         profile_dir=out_dir / "profile" if config.profile else None,
+        source_dir=ROOT
+        if config.revision is None
+        else source.snapshot(config.revision, state_dir / "src"),
     )
+    say(f"relay code: {code}")
     offsets = Offsets(settings)
     gen = LoadGenerator(settings, topics.consent)
     gate: dict[str, Any] = {"ran": False, "reason": "not reached"}
@@ -658,7 +670,8 @@ def main(config: BenchConfig) -> int:
             ends = offsets.watermarks([topics.consent])
             start, end = {p: 0 for (_, p) in ends}, {p: o for (_, p), o in ends.items()}
         say(f"baseline: bare loop over {sum(end.values()) - sum(start.values()):,} events")
-        baseline = run_baseline(settings, relay.base_env(), start, end, out_dir)
+        env = {k: v for k, v in relay.base_env().items() if k != "PYTHONPATH"}
+        baseline = run_baseline(settings, env, start, end, out_dir)
         baseline["backlog"] = "max phase" if backlog is not None else "whole consent topic"
         relay_rate = backlog.throughput if backlog is not None else None
         if relay_rate and baseline.get("events_per_second"):
@@ -708,6 +721,7 @@ def main(config: BenchConfig) -> int:
             "topic_prefix": prefix,
         },
         "mix": {"withdrawal_share": withdrawal_share(), "shares": Workload.shares()},
+        "relay_code": code,
         "probe_seconds": probe_seconds,
         "phases": phases_json,
         "gate": gate,
