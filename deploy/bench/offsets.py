@@ -104,10 +104,17 @@ class Offsets:
             for tp in (member.assignment.topic_partitions if member.assignment else [])
         }
 
-    def lag(self, group: str) -> GroupLag:
-        """The group's lag per topic now."""
+    def lag(self, group: str, only: Iterable[str] | None = None) -> GroupLag:
+        """The group's lag per topic now, counting only the topics in ``only`` if given.
+
+        Faust also assigns its table changelogs (and an assignor topic) to the group's
+        members, but reads them for recovery and never commits them: they are not input.
+        """
         committed = self.committed(group)
         topics = self.assigned_topics(group) | {t for t, _ in committed}
+        if only is not None:
+            topics &= set(only)
+        committed = {tp: o for tp, o in committed.items() if tp[0] in topics}
         latest = self.watermarks(topics)
         earliest = self.watermarks(topics, earliest=True)
         by_topic: dict[str, int] = {}

@@ -125,16 +125,22 @@ def markdown(result: Mapping[str, Any]) -> str:
         out.append(
             f"{base['events']:,} events in {base['seconds']:g} s = "
             f"{_rate(base['events_per_second'])} events/s "
-            f"({base['cpu_us_per_event']} µs CPU per event); relay stream worker / baseline = "
-            f"{result['ratio']}."
+            f"({base['cpu_us_per_event']} µs CPU per event) over the {base['backlog']}; "
+            + (
+                f"relay stream worker / baseline = {result['ratio']}."
+                if result["ratio"] is not None
+                else "no max phase, so no ratio."
+            )
         )
     else:
         out.append(f"not run: {base.get('reason', 'disabled')}")
     out += ["", "## Consumer lag at the end", ""]
+    prefix = result["stack"]["topic_prefix"]
     lag_rows = [
-        [group, str(sum(topics.values()))] for group, topics in sorted(result["final_lag"].items())
+        [group.removeprefix(prefix), str(sum(topics.values()))]
+        for group, topics in sorted(result["final_lag"].items())
     ]
-    out += _table(["group", "lag"], lag_rows)
+    out += _table([f"group (after {prefix})", "lag"], lag_rows)
     out += ["", "## Targets (reported, not asserted)", ""]
     out += _table(
         ["target", "measured", "met"],

@@ -140,7 +140,7 @@ class Sampler(threading.Thread):
         self.relay = relay
         self.settings = settings
         self.progress = Progress()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._offsets = Offsets(settings)
         self._urls = [c.metrics_url for c in relay.workers_children if c.metrics_url]
 
@@ -164,16 +164,16 @@ class Sampler(threading.Thread):
         return consent, data
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             now = time.time()
             consent, data = self.sample()
             self.progress.consent.append((now, consent))
             self.progress.data.append((now, data))
-            self._stop.wait(SAMPLE_EVERY_S)
+            self._halt.wait(SAMPLE_EVERY_S)
 
     def stop(self) -> None:
         """End the thread."""
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
 
@@ -231,14 +231,20 @@ def wait_caught_up(
     told = started
     while time.monotonic() - started < timeout:
         relay.check_alive()
-        lags = {g: offsets.lag(g) for g in relay_groups(offsets, prefix)}
+        inputs = [spec.name for spec in relay.settings.topics.all()]
+        lags = {g: offsets.lag(g, inputs) for g in relay_groups(offsets, prefix)}
         busy = relay.stream_group not in lags or any(lag.total for lag in lags.values())
         quiet = 0 if busy else quiet + 1
         if quiet >= 2:
             return True, time.monotonic() - started, lags
         if time.monotonic() - told >= 15:
             told = time.monotonic()
-            behind = {g.removeprefix(prefix): lag.total for g, lag in lags.items() if lag.total}
+            behind = {
+                f"{g.removeprefix(prefix)} on {t.removeprefix(prefix)}": n
+                for g, lag in lags.items()
+                for t, n in lag.by_topic.items()
+                if n
+            }
             say(f"  catching up for {told - started:.0f} s; lag: {behind or 'none yet'}")
         time.sleep(1.0)
     return False, time.monotonic() - started, lags
