@@ -120,7 +120,7 @@ def test_errors_never_carry_the_identifier() -> None:
         ("subject", "user-1", "must be a Subject"),
         ("occurred_at", "2024-01-01T00:00:00Z", "must be a datetime"),
         ("occurred_at", datetime(2024, 1, 1), "must be timezone-aware"),
-        ("occurred_at", NOW + MAX_FUTURE_SKEW + timedelta(minutes=1), "in the future"),
+        ("occurred_at", NOW + MAX_FUTURE_SKEW + timedelta(hours=6), "in the future"),
         ("recorded_at", 1_700_000_000_000, "must be a datetime"),
         ("recorded_at", datetime(2024, 1, 1), "must be timezone-aware"),
         ("recorded_at", NOW + timedelta(days=1), "in the future"),
