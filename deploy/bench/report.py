@@ -141,6 +141,12 @@ def markdown(result: Mapping[str, Any]) -> str:
         for group, topics in sorted(result["final_lag"].items())
     ]
     out += _table([f"group (after {prefix})", "lag"], lag_rows)
+    profiled = [(p["name"], k, v) for p in phases for k, v in (p.get("profile") or {}).items()]
+    if profiled:
+        out += ["", "## Hot spots (py-spy, share of on-CPU samples, self time)", ""]
+        for phase_name, key, summary in profiled:
+            top = ", ".join(f"{e['share']:.0%} `{e['function']}`" for e in summary["self"][:4])
+            out.append(f"- {phase_name}, {key.split('-', 1)[1]} ({summary['samples']}): {top}")
     out += ["", "## Targets (reported, not asserted)", ""]
     out += _table(
         ["target", "measured", "met"],

@@ -41,13 +41,14 @@ from urllib.parse import urlparse
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from deploy.bench import procfs, report, source
+from deploy.bench import procfs, profile, report, source
 from deploy.bench.analysis import FULLY, PhaseResult, percentiles, reconcile
 from deploy.bench.baseline import baseline_topic
 from deploy.bench.collect import collect, read_topic
 from deploy.bench.config import MAX_WARMUP_RATE, ROOT, BenchConfig, Phase, run_id
 from deploy.bench.loadgen import LoadGenerator, SendReport, SentWithdrawal
 from deploy.bench.offsets import GroupLag, Offsets
+from deploy.bench.profile import Recorder
 from deploy.bench.relay import Relay, RelayError, scrape
 from deploy.bench.workload import Prepared, Workload, withdrawal_share
 from schemas.admin import ensure_topics
@@ -269,6 +270,7 @@ class PhaseRun:
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
     backlog_start: dict[int, int] = field(default_factory=dict)
     backlog_end: dict[int, int] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @property
     def withdrawals(self) -> dict[str, SentWithdrawal]:
@@ -335,6 +337,7 @@ def run_phase(
     meter: CpuMeter,
     settings: KafkaSettings,
     config: BenchConfig,
+    recorder: Recorder | None = None,
 ) -> None:
     """Warm up, send the measured load, catch up; fill in ``run``."""
     phase = run.phase
@@ -347,6 +350,9 @@ def run_phase(
             )
         run.backlog_start = {p: o for (_, p), o in offsets.watermarks([topic]).items()}
         say(f"{phase.name}: measuring, {len(run.events):,} events")
+        if recorder is not None:
+            label = phase.name.replace("/s", "ps")
+            recorder.start(label, {c.name: c.pid for c in relay.children}, config.duration)
         sent = gen.send(run.events, phase.rate, measured=True)
         run.reports.append(sent)
         run.measure_start, run.measure_end = sent.started, sent.finished
@@ -358,6 +364,12 @@ def run_phase(
         run.drained, run.drain_seconds, _ = wait_caught_up(
             offsets, relay, settings.topic_prefix, config.drain_timeout
         )
+    if recorder is not None:
+        run.profile = recorder.finish()
+        for key, summary in run.profile.items():
+            top = summary["self"][:1]
+            if top:
+                say(f"  profile {key}: hottest {top[0]['share']:.0%} {top[0]['function']}")
     series = sampler.progress.consent
     if phase.rate is None:
         run.throughput = backlog_rate(series, run.measure_start, len(run.events))
@@ -601,12 +613,14 @@ def main(config: BenchConfig) -> int:
         f"{time.monotonic() - t0:.1f} s"
     )
     code = source.describe(config.revision)
+    spy = profile.py_spy() if config.profile else None
+    recorder = Recorder(spy, out_dir / "profile") if spy is not None else None
     relay = Relay(
         settings,
         state_dir,
         out_dir / "logs",
         workers=config.workers,
-        profile_dir=out_dir / "profile" if config.profile else None,
+        profile_dir=out_dir / "profile" if config.profile and spy is None else None,
         source_dir=ROOT
         if config.revision is None
         else source.snapshot(config.revision, state_dir / "src"),
@@ -637,6 +651,7 @@ def main(config: BenchConfig) -> int:
                     meter=meter,
                     settings=settings,
                     config=config,
+                    recorder=recorder,
                 )
             gate = run_gate(
                 workload=workload,
@@ -705,6 +720,7 @@ def main(config: BenchConfig) -> int:
                 "drain_seconds": round(phase_run.drain_seconds, 1),
                 "cpu_percent": phase_run.cpu_percent,
                 "reconciliation": result.summary(),
+                "profile": phase_run.profile,
             }
         )
     lost = sum(r.lost for r in results)
@@ -739,7 +755,9 @@ def main(config: BenchConfig) -> int:
         "messages_read": got.counts,
         "dead_letters": got.dead_letters,
         "lost_total": lost,
-        "profile": str(out_dir / "profile") if config.profile else None,
+        "profile": None
+        if not config.profile
+        else {"tool": "py-spy" if spy else "pyinstrument", "dir": str(out_dir / "profile")},
     }
     result_json["targets"] = targets(phases_json, gate, ratio, config.workers, lost)
     text = report.write(out_dir, result_json, latencies)
