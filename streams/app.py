@@ -36,7 +36,16 @@ from streams.config import StreamSettings
 from streams.gate import GatePolicy
 from streams.metrics import StreamMetrics
 from streams.routing import load_policy
-from streams.table_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
+from streams.staging import Changelog
+from streams.table_codecs import (
+    DONE_CODEC,
+    PENDING_CODEC,
+    STATE_CODEC,
+    encode_done,
+    encode_pending,
+    encode_state,
+    register_codecs,
+)
 from streams.times import now_ms
 from streams.wire import registry_wire
 
@@ -99,6 +108,9 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
         producer_acks=-1,
+        # A delivery that takes this long fails and the batch is retried, instead of
+        # stalling the stream for Faust's default 20 minutes.
+        producer_request_timeout=30.0,
         stream_wait_empty=True,
         web_port=settings.web_port,
         web_bind=settings.web_bind,
@@ -129,9 +141,14 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         encode=encode,
         sender=_ProducerSender(app),
         metrics=metrics,
-        state=state,
-        pending=pending,
-        done=done,
+        state=state.data,
+        pending=pending.data,
+        done=done.data,
+        changelogs={
+            "state": Changelog(state.changelog_topic.get_topic_name(), encode_state),
+            "pending": Changelog(pending.changelog_topic.get_topic_name(), encode_pending),
+            "done": Changelog(done.changelog_topic.get_topic_name(), encode_done),
+        },
         gate_policy=GatePolicy(settings.gate_opt_out_default_allow, settings.default_regime),
         copartitioned=_copartitioned(kafka),
         completed_per_subject=settings.completed_per_subject,

@@ -35,10 +35,12 @@ class Outbox:
     __slots__ = ("messages",)
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.messages: list[tuple[str, bytes | None, bytes | None, int | None]] = []
 
-    def add(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
-        """Queue one message."""
+    def add(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
+    ) -> None:
+        """Queue one message (a None value is a tombstone)."""
         self.messages.append((topic, key, value, partition))
 
     def __len__(self) -> int:

@@ -36,22 +36,23 @@ def instruction(
     issued_at_ms: int,
 ) -> dict[str, Any]:
     """An InstructionIssued for one route."""
+    # Enum members are str: fastavro writes them as their symbols, no .value needed.
     channels = []
     for purpose in route.purposes:
         channel = PURPOSE_SPECS[purpose].channel
-        if channel is not None and channel.value not in channels:
-            channels.append(channel.value)
+        if channel is not None and channel not in channels:
+            channels.append(channel)
     return {
         "instruction_id": route.instruction_id,
         "event_id": event_id,
         "event_type": event_type,
         "subject": subject,
-        "sink_family": route.destination.family.value,
+        "sink_family": route.destination.family,
         "destination": route.destination.name,
-        "action": route.action.value,
-        "purposes": [p.value for p in route.purposes],
+        "action": route.action,
+        "purposes": list(route.purposes),
         "channels": channels,
-        "right": None if right is None else right.value,
+        "right": right,
         "regime": regime,
         "occurred_at": occurred_at_ms,
         "issued_at": issued_at_ms,

@@ -91,6 +91,20 @@ class RoutingPolicy:
     unrouted: dict[Purpose, str] = field(default_factory=dict)
     """Refusable purposes deliberately heard by no sink, with the reason (the consent
     state and the gate still enforce them)."""
+    _hearing: dict[Purpose, tuple[Destination, ...]] = field(init=False, repr=False)
+    holders: tuple[Destination, ...] = field(init=False, repr=False)
+    """Destinations holding personal data: erasure and restriction reach them all."""
+
+    def __post_init__(self) -> None:
+        hearing = {p: tuple(d for d in self.destinations if p in d.purposes) for p in Purpose}
+        object.__setattr__(self, "_hearing", hearing)
+        object.__setattr__(
+            self, "holders", tuple(d for d in self.destinations if d.holds_personal_data)
+        )
+
+    def hearing(self, purpose: Purpose) -> tuple[Destination, ...]:
+        """Destinations that hear ``purpose``, in file order."""
+        return self._hearing[purpose]
 
     def destination(self, family: SinkFamily, name: str) -> Destination | None:
         """The destination called ``name`` in ``family``, if routed."""

@@ -1,16 +1,25 @@
-"""Batch-local writes to a Faust table, applied only once the batch's output is durable.
+"""Batch-local writes to a table, made durable together with the batch's output.
 
-An agent reads and writes through a :class:`Staged` view while it processes a batch;
-when the batch's messages have all been acknowledged by the broker it calls
-:meth:`Staged.commit`, which writes each touched key once (one changelog message per
-key per batch). If publishing fails, the staged writes are dropped and the batch is
-processed again from the unchanged table, so outputs and state never diverge.
+An agent reads and writes through a :class:`Staged` view while it processes a batch.
+Before publishing, :meth:`Staged.publish` adds one changelog message per touched key
+to the batch's outbox (explicit partition: the partition of the message that touched
+the key, which the table shares with its input topics), so the changelog is written
+and acknowledged with everything else the batch produces. Only then does
+:meth:`Staged.commit` update the table's local data. If publishing fails, the staged
+writes are dropped and the batch is processed again from the unchanged table.
+
+This bypasses Faust's per-key ``send_soon`` (a future, a callback and sensors per
+write); the changelog topic and its bytes are exactly what Faust itself writes and
+reads back on recovery.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from typing import Generic, TypeVar
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from streams.outbox import Outbox
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -18,35 +27,54 @@ V = TypeVar("V")
 _DELETED = object()
 
 
+@dataclass(frozen=True, slots=True)
+class Changelog:
+    """Where a table's changes go, and how its values are written."""
+
+    topic: str
+    encode: Callable[[Any], bytes]
+
+
 class Staged(Generic[K, V]):
     """A write-behind view of one table for one batch."""
 
-    __slots__ = ("_table", "_writes")
+    __slots__ = ("_changelog", "_table", "_writes")
 
-    def __init__(self, table: MutableMapping[K, V]) -> None:
+    def __init__(self, table: MutableMapping[K, V], changelog: Changelog | None = None) -> None:
         self._table = table
-        self._writes: dict[K, object] = {}
+        self._changelog = changelog
+        self._writes: dict[K, tuple[object, int | None]] = {}
 
     def get(self, key: K) -> V | None:
         """The staged value, else the table's, else None."""
-        if key in self._writes:
-            value = self._writes[key]
+        staged = self._writes.get(key)
+        if staged is not None:
+            value = staged[0]
             return None if value is _DELETED else value  # type: ignore[return-value]
         return self._table.get(key)
 
-    def __setitem__(self, key: K, value: V) -> None:
-        self._writes[key] = value
+    def put(self, key: K, value: V, partition: int | None) -> None:
+        """Stage ``value`` for ``key`` (on ``partition`` of the changelog)."""
+        self._writes[key] = (value, partition)
 
-    def delete(self, key: K) -> None:
+    def delete(self, key: K, partition: int | None) -> None:
         """Stage the removal of ``key``."""
-        self._writes[key] = _DELETED
+        self._writes[key] = (_DELETED, partition)
+
+    def publish(self, outbox: Outbox) -> None:
+        """Queue one changelog message per staged key (a tombstone for a removal)."""
+        if self._changelog is None:
+            return
+        topic, encode = self._changelog.topic, self._changelog.encode
+        for key, (value, partition) in self._writes.items():
+            body = None if value is _DELETED else encode(value)
+            outbox.add(topic, key, body, partition)  # type: ignore[arg-type]
 
     def commit(self) -> int:
-        """Write every staged key to the table; the number of keys written."""
-        for key, value in self._writes.items():
+        """Apply the staged writes to the table's data; the number of keys written."""
+        for key, (value, _partition) in self._writes.items():
             if value is _DELETED:
-                if key in self._table:
-                    del self._table[key]
+                self._table.pop(key, None)
             else:
                 self._table[key] = value  # type: ignore[assignment]
         count = len(self._writes)

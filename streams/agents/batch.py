@@ -52,8 +52,8 @@ class Batch:
         self.now = now_ms()
         self.outbox = Outbox()
         self.tally = Tally()
-        self.pending = Staged(ctx.pending)
-        self.done = Staged(ctx.done)
+        self.pending = Staged(ctx.pending, ctx.changelogs.get("pending"))
+        self.done = Staged(ctx.done, ctx.changelogs.get("done"))
         self.completions: list[float] = []
 
     def add(self, message: RawMessage) -> None:
@@ -63,10 +63,14 @@ class Batch:
     def finish(self) -> None:
         """Called after the last message, before publishing."""
 
+    def staged(self) -> tuple[Staged[Any, Any], ...]:
+        """The tables this batch writes."""
+        return (self.pending, self.done)
+
     def commit(self) -> None:
         """Apply the staged writes and counts; the output is durable by now."""
-        self.pending.commit()
-        self.done.commit()
+        for table in self.staged():
+            table.commit()
         self.tally.flush(self.ctx.metrics)
         for seconds in self.completions:
             self.ctx.metrics.fully_propagated.observe(seconds)
@@ -125,7 +129,7 @@ class Batch:
     ) -> None:
         """Keep a completed propagation for queries and publish FullyPropagated."""
         kept = (*(self.done.get(key) or ()), record)[-self.ctx.completed_per_subject :]
-        self.done[key] = kept
+        self.done.put(key, kept, source_partition)
         topic = self.ctx.topics.propagated
         self.publish(
             FullyPropagated,
@@ -149,6 +153,8 @@ async def run(
             for message in messages:
                 batch.add(message)
             batch.finish()
+            for table in batch.staged():
+                table.publish(batch.outbox)
             await batch.outbox.flush(ctx.sender)
         except RETRIABLE as exc:
             delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]

@@ -21,6 +21,7 @@ from streams.outbox import Sender
 from streams.propagation import Propagation, SubjectPropagations
 from streams.resolution import SubjectState
 from streams.routing import RoutingPolicy
+from streams.staging import Changelog
 from streams.wire import Decoder, Encoder
 
 log = logging.getLogger("streams")
@@ -52,6 +53,7 @@ class StreamContext:
     state: MutableMapping[bytes, SubjectState]
     pending: MutableMapping[bytes, SubjectPropagations]
     done: MutableMapping[bytes, tuple[Propagation, ...]]
+    """The tables' local data (Faust: ``table.data``); batches write them after publishing."""
     gate_policy: GatePolicy = field(default_factory=GatePolicy)
     copartitioned: frozenset[str] = frozenset()
     """Output topics with as many partitions as the input: the input partition is theirs."""
@@ -60,6 +62,8 @@ class StreamContext:
     intake_progress: dict[int, int] = field(default_factory=dict)
     """Consent partition → last offset whose effects are committed (the gate waits on it)."""
     sleep: Any = asyncio.sleep
+    changelogs: dict[str, Changelog] = field(default_factory=dict)
+    """Changelog of the "state", "pending" and "done" tables (none in unit tests)."""
     instruction_topics: dict[str, str] = field(init=False)
     """Sink family value → its instruction topic."""
 

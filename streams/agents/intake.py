@@ -70,7 +70,7 @@ class IntakeBatch(Batch):
 
     def __init__(self, ctx: StreamContext) -> None:
         super().__init__(ctx)
-        self.state = Staged(ctx.state)
+        self.state = Staged(ctx.state, ctx.changelogs.get("state"))
         self.touched: dict[bytes, tuple[dict[str, Any], int]] = {}
 
     def add(self, message: RawMessage) -> None:
@@ -100,7 +100,7 @@ class IntakeBatch(Batch):
         at_ms = to_ms(event.occurred_at)
         applied = apply(self.state.get(key), event.subject.kind, event.event_id, at_ms, effect)
         if applied.changed:
-            self.state[key] = applied.state
+            self.state.put(key, applied.state, partition)
         subject = records.subject_dict(event.subject)
         self.touched[key] = (subject, partition)
         routes = fanout.routes(self.ctx.policy, event.event_id, effect, applied)
@@ -157,9 +157,9 @@ class IntakeBatch(Batch):
         record, holder = holder.adopting(record, self.now)
         holder = holder.replacing(record)
         if holder:
-            self.pending[key] = holder
+            self.pending.put(key, holder, partition)
         else:
-            self.pending.delete(key)
+            self.pending.delete(key, partition)
         if record.complete:
             self.complete(key, subject, record, partition)
 
@@ -178,7 +178,6 @@ class IntakeBatch(Batch):
                 self.ctx.partition_for(topic, partition),
             )
 
-    def commit(self) -> None:
-        """Apply the staged state too."""
-        self.state.commit()
-        super().commit()
+    def staged(self) -> tuple[Staged[Any, Any], ...]:
+        """The state table too."""
+        return (self.state, self.pending, self.done)

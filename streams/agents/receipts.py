@@ -60,7 +60,7 @@ class ReceiptsBatch(Batch):
             orphan = Orphan(
                 receipt.event_id, receipt.instruction_id, receipt.outcome, applied_ms, self.now
             )
-            self.pending[key] = holder.with_orphan(orphan, self.now)
+            self.pending.put(key, holder.with_orphan(orphan, self.now), message.partition)
             self.tally.events[(EVENT_TYPE, "parked")] += 1
             return
         updated = propagation.answer(
@@ -71,9 +71,9 @@ class ReceiptsBatch(Batch):
             return
         holder = holder.replacing(updated)
         if holder:
-            self.pending[key] = holder
+            self.pending.put(key, holder, message.partition)
         else:
-            self.pending.delete(key)
+            self.pending.delete(key, message.partition)
         if updated.complete:
             self.complete(key, records.subject_dict(receipt.subject), updated, message.partition)
         self.tally.events[(EVENT_TYPE, "applied")] += 1

@@ -59,7 +59,12 @@ from schemas.taxonomy import (
 REPO = Path(__file__).resolve().parents[3]
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 90.0, interval: float = 0.2) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 90.0,
+    interval: float = 0.2,
+    describe: Callable[[], str] | None = None,
+) -> Any:
     """Poll ``predicate`` until it is truthy; fail after a generous ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -67,7 +72,8 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 90.0, interval: fl
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
+            detail = f": {describe()}" if describe else ""
+            pytest.fail(f"condition not met within {timeout}s{detail}")
         time.sleep(interval)
 
 
@@ -267,7 +273,12 @@ class StreamKit:
                     return float(sample.value)
         return None
 
-    def wait_until(self, predicate: Callable[[], Any], timeout: float = 90.0) -> Any:
+    def wait_until(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = 90.0,
+        describe: Callable[[], str] | None = None,
+    ) -> Any:
         """See :func:`wait_until`; also fails at once if a worker died unexpectedly."""
 
         def check() -> Any:
@@ -276,7 +287,7 @@ class StreamKit:
                     pytest.fail(f"worker exited with {worker.process.returncode}:\n{worker.log()}")
             return predicate()
 
-        return wait_until(check, timeout)
+        return wait_until(check, timeout, describe=describe)
 
     def close(self) -> None:
         for worker in self.workers:

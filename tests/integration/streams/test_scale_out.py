@@ -79,7 +79,14 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
 
     kit.wait_until(published.is_set)
     publisher.join(10)
-    kit.wait_until(lambda: expected <= set(seen()), timeout=120)
+    kit.wait_until(
+        lambda: expected <= set(seen()),
+        timeout=120,
+        describe=lambda: (
+            f"{len(expected - set(seen()))} of {len(expected)} instructions "
+            f"missing; the survivor processed {processed(survivor)} events"
+        ),
+    )
     counts = seen()
     assert set(counts) == expected, "instructions that no withdrawal asked for"
     duplicates = sum(n - 1 for n in counts.values())

@@ -1,0 +1,323 @@
+"""How fast intake goes: prints events per second and CPU per event; asserts nothing.
+
+``python -m streams.bench_intake`` (needs ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL``)
+publishes a backlog of consent events on fresh topics, starts ``python -m streams
+worker`` on them and times it from its first processed event to the last, reading the
+worker's own counters from ``/metrics`` and its CPU time from ``/proc``; then it
+deletes the topics. ``--offline`` instead drives the intake processor in this process
+with single-object encoding and a producer that only counts: the cost of our Python
+per event, without Faust or Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.admin import ensure_topics
+from schemas.codec import EventDecoder, EventSerializer, encode_single_object
+from schemas.events import (
+    ConsentChanged,
+    ConsentEvent,
+    CookiePreferencesSet,
+    RightsRequested,
+    Subject,
+    utc_now,
+)
+from schemas.kafka import KafkaSettings
+from schemas.registry import register_all
+from schemas.taxonomy import (
+    Choice,
+    CookieCategory,
+    PolicyVersion,
+    Purpose,
+    Regime,
+    Right,
+    Source,
+    SubjectKind,
+)
+from schemas.topics import Topics
+from streams.agents.context import StreamContext
+from streams.agents.intake import Intake
+from streams.metrics import StreamMetrics
+from streams.routing import load_policy
+
+MARKETING = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.MARKETING_TELEPHONE)
+
+
+def consent_events(count: int, subjects: int, seed: int = 7) -> Iterator[ConsentEvent]:
+    """A realistic mix: mostly single-purpose choices, some cookies and rights."""
+    rng = random.Random(seed)
+    now = utc_now()
+    for n in range(count):
+        subject = Subject(id=f"bench-{rng.randrange(subjects):08d}", kind=SubjectKind.ACCOUNT)
+        common: dict[str, Any] = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "subject": subject,
+            "occurred_at": now,
+            "recorded_at": now,
+            "source": Source.API,
+            "regime": Regime.GDPR,
+            "policy_version": PolicyVersion.V2019_07_15,
+        }
+        kind = n % 10
+        if kind < 8:
+            yield ConsentChanged(
+                **common,
+                choice=Choice.WITHDRAWN if rng.random() < 0.6 else Choice.GRANTED,
+                purposes=(rng.choice(MARKETING),),
+            )
+        elif kind == 8:
+            yield CookiePreferencesSet(
+                **common,
+                device_id="d",
+                granted=(CookieCategory.STATISTICS,),
+                refused=(CookieCategory.MARKETING,),
+            )
+        else:
+            yield RightsRequested(**common, right=Right.OBJECT_TO_DIRECT_MARKETING)
+
+
+# ------------------------------------------------------------------ offline
+
+
+@dataclass
+class _Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class _CountingSender:
+    def __init__(self) -> None:
+        self.count = 0
+        self._done: asyncio.Future[None] | None = None
+
+    async def send(  # noqa: PLR0917 - Faust's producer signature
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+    ) -> Awaitable[Any]:
+        self.count += 1
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            self._done.set_result(None)
+        return self._done
+
+
+def offline(count: int, subjects: int, batch: int) -> None:
+    """Intake's own cost per event, in this process."""
+    topics = Topics("bench.", 6)
+    messages = [
+        _Message(topics.consent, 0, n, e.subject.id.encode(), encode_single_object(e))
+        for n, e in enumerate(consent_events(count, subjects))
+    ]
+    sender = _CountingSender()
+    ctx = StreamContext(
+        policy=load_policy(),
+        topics=topics,
+        decoder=EventDecoder(None),
+        encode=_single_object_encoder,
+        sender=sender,
+        metrics=StreamMetrics.create(CollectorRegistry()),
+        state={},
+        pending={},
+        done={},
+        copartitioned=frozenset(s.name for s in topics.all()),
+    )
+    intake = Intake(ctx)
+
+    async def go() -> None:
+        for start in range(0, len(messages), batch):
+            await intake.handle(messages[start : start + batch])
+
+    started, cpu = time.perf_counter(), time.process_time()
+    asyncio.run(go())
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    _report("offline intake", count, wall, cpu, sender.count)
+
+
+def _single_object_encoder(event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
+    import io  # noqa: PLC0415
+
+    import fastavro  # noqa: PLC0415
+
+    from schemas.codec import SHIPPED, SINGLE_OBJECT_MAGIC  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    buf.write(SINGLE_OBJECT_MAGIC)
+    buf.write(SHIPPED[event_type].fingerprint)
+    fastavro.schemaless_writer(buf, SHIPPED[event_type].parsed, avro)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------- broker
+
+
+def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, str]) -> None:
+    """The worker process end to end on the real broker."""
+    base = KafkaSettings.from_env()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    kafka = KafkaSettings(base.bootstrap, base.registry_url, prefix, partitions)
+    ensure_topics(kafka)
+    register_all(kafka.registry_client())
+    sys.stdout.write(f"publishing {count} events on {kafka.topics.consent} ...\n")
+    _publish(kafka, count, subjects)
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")},
+        "CONSENT_RELAY_TOPIC_PREFIX": prefix,
+        "CONSENT_RELAY_PARTITIONS": str(partitions),
+        "STREAMS_WEB_PORT": str(port),
+        "STREAMS_WEB_HOST": "127.0.0.1",
+        "STREAMS_WEB_BIND": "127.0.0.1",
+        "STREAMS_METRICS_INTERVAL_SECONDS": "60",
+        **extra_env,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        env["STREAMS_DATA_DIR"] = tmp
+        log = open(os.path.join(tmp, "worker.log"), "wb")  # noqa: SIM115
+        profile = os.environ.get("BENCH_PROFILE")  # a path: cProfile the worker into it
+        command = [sys.executable, "-m", "streams", "worker"]
+        if profile:
+            command[1:1] = ["-m", "cProfile", "-o", profile]
+        worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        try:
+            _time_worker(worker, port, count)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+            log.close()
+    _delete_topics(kafka, prefix)
+
+
+def _publish(kafka: KafkaSettings, count: int, subjects: int) -> None:
+    producer = Producer(kafka.producer_config(**{"linger.ms": 50}))
+    registry = kafka.registry_client()
+    serializers: dict[type[Any], EventSerializer] = {
+        t: EventSerializer(registry, t)
+        for t in (ConsentChanged, CookiePreferencesSet, RightsRequested)
+    }
+    topic = kafka.topics.consent
+    for n, event in enumerate(consent_events(count, subjects)):
+        value = serializers[type(event)](event, topic)
+        while True:
+            try:
+                producer.produce(topic, value, key=event.subject.id.encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+        if n % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+
+
+def _time_worker(worker: subprocess.Popen[bytes], port: int, count: int) -> None:
+    first: tuple[float, float, float] | None = None
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"worker exited with {worker.returncode}")
+        done = _processed(port)
+        if done and first is None:
+            first = (time.monotonic(), _cpu_seconds(worker.pid), done)
+        if done >= count and first is not None:
+            wall = time.monotonic() - first[0]
+            cpu = _cpu_seconds(worker.pid) - first[1]
+            _report("worker on the broker", int(count - first[2]), wall, cpu, None)
+            return
+        time.sleep(0.2)
+    raise SystemExit("worker did not finish within 900 s")
+
+
+def _processed(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except (urllib.error.URLError, ConnectionError):
+        return 0.0
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "consent_relay_stream_events":
+            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+    return total
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _delete_topics(kafka: KafkaSettings, prefix: str) -> None:
+    admin = AdminClient(kafka.admin_config())
+    mine = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if mine:
+        for future in admin.delete_topics(mine, operation_timeout=30).values():
+            future.result(60)
+
+
+def _report(what: str, events: int, wall: float, cpu: float, outputs: int | None) -> None:
+    line = (
+        f"{what}: {events} events in {wall:.2f} s = {events / wall:,.0f} events/s; "
+        f"CPU {cpu:.2f} s = {cpu / events * 1e6:,.0f} µs/event"
+    )
+    if outputs is not None:
+        line += f"; {outputs} messages produced"
+    sys.stdout.write(line + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and run one measurement."""
+    parser = argparse.ArgumentParser(prog="python -m streams.bench_intake")
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--subjects", type=int, default=20_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--offline", action="store_true")
+    args = parser.parse_args(argv)
+    if args.offline:
+        offline(args.events, args.subjects, args.batch)
+    else:
+        on_broker(
+            args.events,
+            args.subjects,
+            args.partitions,
+            {"STREAMS_BATCH_SIZE": str(args.batch)},
+        )
+
+
+if __name__ == "__main__":
+    main()
