@@ -7,12 +7,17 @@ expected - receipted. A withdrawal with no tracked instruction at all is *unrout
 reported by kind (it may be legitimate: nothing held the purpose) — it is not hidden.
 FullyPropagated is cross-checked against the instructions: a completion naming other
 destinations than the instructions did is a *mismatch*.
+
+If the relay had not caught up when the phase ended, missing receipts are *pending*,
+not lost (``lost`` is then None: unknown), and in the latency distributions every
+withdrawal still waiting counts as slower than any that finished, so a p99 that falls
+among them is reported as not reached rather than flattered.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,23 +27,32 @@ from deploy.bench.loadgen import SentWithdrawal
 FULLY = "fully propagated"
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float | int]:
-    """count, p50, p90, p99, max and mean (nearest-rank), in the values' unit."""
-    if not values:
+def percentiles(values: Sequence[float], unfinished: int = 0) -> dict[str, float | int | None]:
+    """count, p50, p90, p99, max and mean (nearest-rank), in the values' unit.
+
+    ``unfinished`` more samples are known only to be larger than every value; a
+    percentile that falls among them is None, and so are max and mean.
+    """
+    if not values and not unfinished:
         return {"count": 0}
     ordered = sorted(values)
+    n = len(ordered) + unfinished
 
-    def rank(q: float) -> float:
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    def rank(q: float) -> float | None:
+        index = max(0, math.ceil(q * n) - 1)
+        return ordered[index] if index < len(ordered) else None
 
-    return {
+    out: dict[str, float | int | None] = {
         "count": len(ordered),
         "p50": rank(0.50),
         "p90": rank(0.90),
         "p99": rank(0.99),
-        "max": ordered[-1],
-        "mean": round(sum(ordered) / len(ordered), 1),
+        "max": ordered[-1] if ordered and not unfinished else None,
+        "mean": round(sum(ordered) / len(ordered), 1) if ordered and not unfinished else None,
     }
+    if unfinished:
+        out["unfinished"] = unfinished
+    return out
 
 
 @dataclass(slots=True)
@@ -52,13 +66,21 @@ class PhaseResult:
     expected: int = 0
     receipted: int = 0
     failed: int = 0
-    lost: int = 0
-    lost_instruction_ids: list[str] = field(default_factory=list)
+    caught_up: bool = True
+    missing: int = 0
+    missing_instruction_ids: list[str] = field(default_factory=list)
     fully_propagated: int = 0
     not_fully_propagated: int = 0
     mismatched: int = 0
     latency_ms: dict[str, list[int]] = field(default_factory=dict)
     """destination label (or ``fully propagated``) → measured latencies in ms."""
+    unfinished: dict[str, int] = field(default_factory=dict)
+    """destination label (or ``fully propagated``) → measured withdrawals still waiting."""
+
+    @property
+    def lost(self) -> int | None:
+        """Missing receipts once the relay caught up; None if it never did (unknown)."""
+        return self.missing if self.caught_up else None
 
     def summary(self) -> dict[str, Any]:
         """The JSON-ready result, latencies as percentiles."""
@@ -70,18 +92,25 @@ class PhaseResult:
             "expected_receipts": self.expected,
             "receipted": self.receipted,
             "failed_receipts": self.failed,
+            "caught_up": self.caught_up,
             "lost": self.lost,
-            "lost_instruction_ids": self.lost_instruction_ids[:20],
+            "pending": 0 if self.caught_up else self.missing,
+            "missing_instruction_ids": self.missing_instruction_ids[:20],
             "fully_propagated": self.fully_propagated,
             "not_fully_propagated": self.not_fully_propagated,
             "fully_propagated_mismatched": self.mismatched,
-            "latency_ms": {k: percentiles(v) for k, v in sorted(self.latency_ms.items())},
+            "latency_ms": {
+                k: percentiles(self.latency_ms.get(k, []), self.unfinished.get(k, 0))
+                for k in sorted(set(self.latency_ms) | set(self.unfinished))
+            },
         }
 
 
-def reconcile(sent: Mapping[str, SentWithdrawal], got: Collected) -> PhaseResult:
+def reconcile(
+    sent: Mapping[str, SentWithdrawal], got: Collected, *, caught_up: bool = True
+) -> PhaseResult:
     """Reconcile one phase's acknowledged withdrawals against what was read back."""
-    result = PhaseResult(withdrawals=len(sent))
+    result = PhaseResult(withdrawals=len(sent), caught_up=caught_up)
     for event_id, withdrawal in sent.items():
         result.measured += withdrawal.measured
         instructions = got.instructions.get(event_id, [])
@@ -95,9 +124,11 @@ def reconcile(sent: Mapping[str, SentWithdrawal], got: Collected) -> PhaseResult
             result.expected += 1
             receipt = got.receipts.get(instruction.instruction_id)
             if receipt is None or receipt.outcome not in HONOURING:
-                result.lost += 1
+                result.missing += 1
                 result.failed += receipt is not None
-                result.lost_instruction_ids.append(instruction.instruction_id)
+                result.missing_instruction_ids.append(instruction.instruction_id)
+                if withdrawal.measured:
+                    _count(result.unfinished, instruction.label)
                 continue
             result.receipted += 1
             if withdrawal.measured:
@@ -107,6 +138,8 @@ def reconcile(sent: Mapping[str, SentWithdrawal], got: Collected) -> PhaseResult
         done = got.completions.get(event_id)
         if done is None:
             result.not_fully_propagated += 1
+            if withdrawal.measured:
+                _count(result.unfinished, FULLY)
             continue
         result.fully_propagated += 1
         result.mismatched += done.labels != labels
@@ -115,6 +148,5 @@ def reconcile(sent: Mapping[str, SentWithdrawal], got: Collected) -> PhaseResult
     return result
 
 
-def all_latencies(results: Iterable[PhaseResult]) -> list[int]:
-    """Every fully-propagated latency of ``results``."""
-    return [ms for r in results for ms in r.latency_ms.get(FULLY, [])]
+def _count(counts: dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1

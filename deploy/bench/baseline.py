@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import (
@@ -31,6 +34,7 @@ from schemas.taxonomy import (
     Purpose,
     SinkFamily,
 )
+from schemas.topics import TopicSpec
 
 ANALYTICS_PURPOSES: Final = frozenset(
     {Purpose.RESEARCH_AND_STATISTICS, Purpose.COOKIES_STATISTICS, Purpose.COOKIES_PERSONALISATION}
@@ -130,6 +134,47 @@ def run(
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def launch(
+    settings: KafkaSettings,
+    env: dict[str, str],
+    *,
+    start: dict[int, int],
+    end: dict[int, int],
+    out_dir: Path,
+    cwd: Path,
+) -> dict[str, Any]:
+    """Run the loop as its own process over ``start``..``end`` of the consent topic."""
+    ensure_topics(
+        settings,
+        tuple(
+            TopicSpec(baseline_topic(settings.topic_prefix, f), settings.partitions)
+            for f in SinkFamily
+        ),
+    )
+    result = out_dir / "baseline.json"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "deploy.bench.baseline",
+            "--topic",
+            settings.topics.consent,
+            "--start",
+            json.dumps(start),
+            "--end",
+            json.dumps(end),
+            "--result",
+            str(result),
+        ],
+        env=env,
+        cwd=cwd,
+        check=True,
+        timeout=600,
+    )
+    figures: dict[str, Any] = json.loads(result.read_text())
+    return figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:

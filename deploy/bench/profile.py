@@ -2,8 +2,9 @@
 
 With ``--profile`` and py-spy installed in the virtualenv (``.venv/bin/pip install
 py-spy``; it is not a project dependency), every relay process is sampled from outside
-during each phase's measured window: ``py-spy record --format raw`` writes collapsed
-stacks of every thread (idle time excluded), and :func:`summarize` ranks functions by
+during each phase's measured window: ``py-spy record --gil --format raw`` writes
+collapsed stacks of whichever thread holds the GIL (so waiting on sockets, locks and
+librdkafka does not count; Python CPU does), and :func:`summarize` ranks functions by
 self time and by inclusive time. Without py-spy, the stream worker runs under
 ``pyinstrument -r text`` instead (main thread only; written when it stops).
 """
@@ -58,7 +59,7 @@ def summarize(raw: Path, top: int = 12) -> dict[str, Any]:
 
 def as_text(name: str, summary: dict[str, Any]) -> str:
     """A readable hot-spot list."""
-    lines = [f"{name}: {summary['samples']} samples (on CPU)", "  self time:"]
+    lines = [f"{name}: {summary['samples']} samples holding the GIL", "  self time:"]
     lines += [f"    {e['share']:6.1%}  {e['function']}" for e in summary["self"]]
     lines.append("  inclusive time:")
     lines += [f"    {e['share']:6.1%}  {e['function']}" for e in summary["inclusive"]]
@@ -91,6 +92,7 @@ class Recorder:
                     "--format",
                     "raw",
                     "--nonblocking",
+                    "--gil",
                     "--output",
                     str(raw),
                 ],

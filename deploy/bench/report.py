@@ -16,8 +16,10 @@ from typing import Any
 from deploy.bench.analysis import FULLY
 
 
-def _ms(value: Any) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+def _ms(value: Any, unfinished: bool = False) -> str:
+    if value is None:
+        return "not reached" if unfinished else "-"
+    return f"{value:,.0f}"
 
 
 def _rate(value: Any) -> str:
@@ -37,7 +39,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"# Propagation benchmark {result['run']}",
         "",
         f"{result['machine']['cpus']} CPUs, load average before the run "
-        f"{result['machine']['load_before']}; broker {result['stack']['bootstrap']} "
+        f"{result['machine']['load_before']}; relay code {result['relay_code']['revision'][:10]} "
+        f"({result['relay_code']['from']}); broker {result['stack']['bootstrap']} "
         f"({'reused' if result['stack']['reused'] else 'started for the run'}); "
         f"{result['config']['partitions']} partitions; {result['config']['workers']} stream "
         f"worker(s); warm-up {result['config']['warmup']:g} s, measured "
@@ -50,6 +53,8 @@ def markdown(result: Mapping[str, Any]) -> str:
     for phase in phases:
         rec = phase["reconciliation"]
         full = rec["latency_ms"].get(FULLY, {})
+        waiting = bool(full.get("unfinished"))
+        lost = str(rec["lost"]) if rec["lost"] is not None else f"? ({rec['pending']:,} pending)"
         rows.append(
             [
                 phase["name"],
@@ -57,12 +62,12 @@ def markdown(result: Mapping[str, Any]) -> str:
                 _rate(phase["stream_events_per_second"]),
                 f"{rec['withdrawals_sent']:,} ({rec['withdrawals_measured']:,})",
                 f"{rec['expected_receipts']:,}",
-                str(rec["lost"]),
-                _ms(full.get("p50")),
-                _ms(full.get("p90")),
-                _ms(full.get("p99")),
-                _ms(full.get("max")),
-                f"{phase['drain_seconds']:.1f}" + ("" if phase["drained"] else " (timeout)"),
+                lost,
+                _ms(full.get("p50"), waiting),
+                _ms(full.get("p90"), waiting),
+                _ms(full.get("p99"), waiting),
+                _ms(full.get("max"), waiting),
+                f"{phase['drain_seconds']:.1f}" + ("" if phase["drained"] else " (gave up)"),
             ]
         )
     out += _table(
@@ -89,12 +94,14 @@ def markdown(result: Mapping[str, Any]) -> str:
         row = [label]
         for phase in phases:
             stats = phase["reconciliation"]["latency_ms"].get(label, {})
+            waiting = stats.get("unfinished", 0)
             row.append(
-                f"{_ms(stats.get('p50'))} / {_ms(stats.get('p99'))} (n={stats.get('count', 0)})"
+                f"{_ms(stats.get('p50'), bool(waiting))} / {_ms(stats.get('p99'), bool(waiting))}"
+                f" (n={stats.get('count', 0)}" + (f", {waiting} waiting)" if waiting else ")")
             )
         dest_rows.append(row)
     out += _table(["destination", *[p["name"] for p in phases]], dest_rows)
-    out += ["", "## CPU (% of one core during the phase) and peak memory", ""]
+    out += ["", "## CPU (% of one core during the phase) and peak memory (max over phases)", ""]
     names = list(result["processes"])
     cpu_rows = []
     for name in names:
@@ -134,16 +141,21 @@ def markdown(result: Mapping[str, Any]) -> str:
         )
     else:
         out.append(f"not run: {base.get('reason', 'disabled')}")
-    out += ["", "## Consumer lag at the end", ""]
-    prefix = result["stack"]["topic_prefix"]
-    lag_rows = [
-        [group.removeprefix(prefix), str(sum(topics.values()))]
-        for group, topics in sorted(result["final_lag"].items())
-    ]
-    out += _table([f"group (after {prefix})", "lag"], lag_rows)
+    out += ["", "## Consumer lag when each phase ended", ""]
+    lag_rows = []
+    for phase in phases:
+        lags = {g: sum(t.values()) for g, t in phase["final_lag"].items()}
+        behind = {g: n for g, n in lags.items() if n}
+        text = (
+            ", ".join(f"{g}: {n:,}" for g, n in sorted(behind.items()))
+            if behind
+            else f"0 in all {len(lags)} groups"
+        )
+        lag_rows.append([phase["name"], text])
+    out += _table(["phase", "lag (committed vs. high watermark)"], lag_rows)
     profiled = [(p["name"], k, v) for p in phases for k, v in (p.get("profile") or {}).items()]
     if profiled:
-        out += ["", "## Hot spots (py-spy, share of on-CPU samples, self time)", ""]
+        out += ["", "## Hot spots (py-spy --gil: share of samples holding the GIL, self time)", ""]
         for phase_name, key, summary in profiled:
             top = ", ".join(f"{e['share']:.0%} `{e['function']}`" for e in summary["self"][:4])
             out.append(f"- {phase_name}, {key.split('-', 1)[1]} ({summary['samples']}): {top}")
@@ -152,7 +164,13 @@ def markdown(result: Mapping[str, Any]) -> str:
         ["target", "measured", "met"],
         [[t["target"], t["measured"], t["met"]] for t in result["targets"]],
     )
-    out += ["", f"Lost instructions over the run: **{result['lost_total']}**.", ""]
+    lost = result["lost_total"]
+    out += [
+        "",
+        "Lost instructions over the run: "
+        + (f"**{lost}**." if lost is not None else "**unknown** (a phase did not catch up)."),
+        "",
+    ]
     return "\n".join(out)
 
 

@@ -1,0 +1,95 @@
+"""The consent gate under load: data events at a fixed rate (delay), then a backlog (speed).
+
+The gate phase runs on a relay of its own after the consent phases, which first gets
+``--warmup`` seconds of consent events at 1,000/s for the same subjects. Its delay is the
+allowed message's Kafka timestamp (set when the worker produced it) minus the data
+event's ``occurred_at`` (set when the load generator sent it), for the events of the
+fixed-rate part; its throughput is read off the workers' data-event counter over the
+middle 80% of the backlog.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.bench.analysis import percentiles
+from deploy.bench.collect import read_topic
+from deploy.bench.config import BenchConfig
+from deploy.bench.loadgen import LoadGenerator
+from deploy.bench.offsets import Offsets
+from deploy.bench.phases import cpu_meter, pids
+from deploy.bench.progress import Sampler, backlog_rate, wait_caught_up
+from deploy.bench.relay import Relay
+from deploy.bench.say import say
+from deploy.bench.workload import Workload
+from schemas.codec import EventDecoder
+
+
+def gate_consumed(offsets: Offsets, relay: Relay) -> bool:
+    """Whether the stream workers consume the data-events topic at all."""
+    return relay.settings.topics.data_events in offsets.assigned_topics(relay.stream_group)
+
+
+def run_gate(
+    *,
+    workload: Workload,
+    relay: Relay,
+    offsets: Offsets,
+    sampler: Sampler,
+    extra_pids: dict[str, int],
+    config: BenchConfig,
+) -> dict[str, Any]:
+    """Data events through the consent gate: delay at a fixed rate, throughput on a backlog."""
+    settings = relay.settings
+    topics = settings.topics
+    # Consent first, for the same skewed subjects: the gate then judges data against real
+    # choices, and every consent partition has intake progress to wait for.
+    consents = workload.prepare(int(1000 * max(config.warmup, 1)))
+    paced = workload.prepare_data(int(config.gate_rate * config.duration))
+    backlog = workload.prepare_data(config.gate_events)
+    gen = LoadGenerator(settings, topics.data_events)
+    consent_gen = LoadGenerator(settings, topics.consent)
+    cpu: dict[str, float | None] = {}
+    peaks: dict[str, float] = {}
+    try:
+        with cpu_meter(pids(relay, extra_pids), cpu, peaks):
+            say(f"gate: {len(consents):,} consent events first, at 1000/s")
+            consent_gen.send(consents, 1000, measured=False)
+            wait_caught_up(offsets, relay, config.drain_timeout)
+            say(f"gate: {len(paced):,} data events at {config.gate_rate}/s")
+            gen.send(paced, config.gate_rate, measured=True)
+            wait_caught_up(offsets, relay, config.drain_timeout)
+            say(f"gate: backlog of {len(backlog):,} data events")
+            sent = gen.send(backlog, None, measured=True)
+            drained, _, _ = wait_caught_up(offsets, relay, config.drain_timeout)
+    finally:
+        gen.close()
+        consent_gen.close()
+    rate = backlog_rate(sampler.progress.data, sent.started, len(backlog))
+    measured_ids = {e.event_id.encode() for e in paced}
+    decoder = EventDecoder(settings.registry_client())
+    delays, allowed = [], 0
+    for message in read_topic(
+        settings, offsets, topics.data_allowed, f"{settings.topic_prefix}bench.gate"
+    ):
+        allowed += 1
+        _, record = decoder.decode_dict(message.value())
+        if record["event_id"].encode() in measured_ids:
+            written_ms = message.timestamp()[1]
+            delays.append(written_ms - int(record["occurred_at"].timestamp() * 1000))
+    say(f"gate: {rate or 0:,.0f} data events/s on the backlog; {allowed:,} allowed in all")
+    return {
+        "ran": True,
+        "offered_rate": config.gate_rate,
+        "seconds": config.duration,
+        "sent": len(paced) + len(backlog),
+        "allowed": allowed,
+        "backlog": len(backlog),
+        "events_per_second": None if rate is None else round(rate, 1),
+        "drained": drained,
+        "delay_ms": percentiles(delays),
+        "delay_definition": "allowed message's timestamp (set when the worker produced it) "
+        "minus the data event's occurred_at (set when the load generator sent it)",
+        "cpu_percent": cpu,
+        "peak_rss_mb": peaks,
+    }
