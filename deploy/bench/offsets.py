@@ -21,7 +21,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from schemas.kafka import KafkaSettings
 
-_TIMEOUT_S = 15.0
+_TIMEOUT_S = 30.0
 TP = tuple[str, int]
 
 

@@ -15,6 +15,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from confluent_kafka import KafkaException
+
 from deploy.bench.offsets import GroupLag, Offsets
 from deploy.bench.relay import Relay, scrape
 from deploy.bench.say import say
@@ -132,7 +134,13 @@ def wait_caught_up(
     lags: dict[str, GroupLag] = {}
     while time.monotonic() - started < timeout:
         relay.check_alive()
-        lags = {g: offsets.lag(g, inputs) for g in relay_groups(offsets, prefix)}
+        try:
+            lags = {g: offsets.lag(g, inputs) for g in relay_groups(offsets, prefix)}
+        except KafkaException as exc:
+            # A loaded broker may answer an admin request late; ask again.
+            say(f"  lag not readable this time ({exc.args[0].str()}); asking again")
+            quiet = 0
+            continue
         busy = relay.stream_group not in lags or any(lag.total for lag in lags.values())
         quiet = 0 if busy else quiet + 1
         if quiet >= 2:
