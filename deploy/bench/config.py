@@ -60,6 +60,7 @@ class BenchConfig:
     gate_rate: int = 2000
     profile: bool = False
     revision: str | None = None
+    source: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.phases:
@@ -74,6 +75,10 @@ class BenchConfig:
             raise BenchConfigError("--subjects must be >= 10 and --zipf >= 0")
         if self.gate not in {"auto", "on", "off"}:
             raise BenchConfigError("--gate is auto, on or off")
+        if self.revision is not None and self.source is not None:
+            raise BenchConfigError("give --revision or --source, not both")
+        if self.source is not None and not (self.source / "streams").is_dir():
+            raise BenchConfigError(f"--source {self.source} has no streams/ package")
 
 
 def parse_rates(text: str) -> tuple[Phase, ...]:
@@ -125,6 +130,11 @@ def parser() -> argparse.ArgumentParser:
         "--revision",
         help="run the relay from this git revision (e.g. HEAD) instead of the working tree",
     )
+    p.add_argument(
+        "--source",
+        type=Path,
+        help="run the relay from this directory (e.g. a scratch copy with an experiment)",
+    )
     return p
 
 
@@ -150,6 +160,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         gate_rate=args.gate_rate,
         profile=args.profile,
         revision=args.revision,
+        source=args.source,
     )
 
 

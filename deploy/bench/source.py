@@ -4,6 +4,8 @@ By default the relay runs from the working tree, and the report records the comm
 which relay files differ from it. With ``--revision REV`` the tree at ``REV`` is
 extracted (``git archive``) into the run's state directory and the relay's processes
 import from there, so figures can be tied to one commit while others keep editing.
+``--source DIR`` runs the relay from any directory, e.g. a scratch copy holding an
+experiment, to measure a change before proposing it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ def _git(*args: str) -> str:
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
-def describe(revision: str | None) -> dict[str, Any]:
+def describe(revision: str | None, directory: Path | None = None) -> dict[str, Any]:
     """Commit under test, and the relay files that differ from it in the working tree."""
     if revision is not None:
         return {"revision": _git("rev-parse", revision), "from": "snapshot"}
+    if directory is not None:
+        return {"revision": _git("rev-parse", "HEAD"), "from": f"directory {directory}"}
     changed = _git("status", "--porcelain", "--", *RELAY_PATHS).splitlines()
     return {
         "revision": _git("rev-parse", "HEAD"),
