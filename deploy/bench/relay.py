@@ -123,6 +123,7 @@ class Relay:
         """Start everything; raises RelayError (after stopping what started) on failure."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._check_source()
         try:
             port = self._start_receiver(timeout)
             self._start_sinks(port, timeout)
@@ -131,6 +132,20 @@ class Relay:
         except BaseException:
             self.stop()
             raise
+
+    def _check_source(self) -> None:
+        """The relay's packages must come from :attr:`source_dir` (not the editable install)."""
+        probe = subprocess.run(
+            [sys.executable, "-c", "import consumers, streams; print(streams.__file__)"],
+            env=self.base_env(),
+            cwd=self.source_dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        where = Path(probe.stdout.strip() or "?").resolve()
+        if self.source_dir.resolve() not in where.parents:
+            raise RelayError(f"relay code would load from {where}, not {self.source_dir}")
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
         log_path = self.log_dir / f"{name}.log"

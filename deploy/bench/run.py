@@ -234,10 +234,11 @@ def main(config: BenchConfig) -> int:
     load_before = [round(x, 2) for x in os.getloadavg()]
     the_stack = stack()
     spy = profile.py_spy() if config.profile else None
-    code = source.describe(config.revision)
-    source_dir = (
-        ROOT if config.revision is None else source.snapshot(config.revision, state_dir / "src")
-    )
+    code = source.describe(config.revision, config.source)
+    if config.revision is not None:
+        source_dir = source.snapshot(config.revision, state_dir / "src")
+    else:
+        source_dir = (config.source or ROOT).resolve()
     run = Run(config, the_stack, name, uuid.uuid4().hex[:6], out_dir, state_dir, source_dir, spy)
     say(f"broker {the_stack.bootstrap}, registry {the_stack.registry_url}; relay code {code}")
     try:

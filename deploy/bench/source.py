@@ -25,18 +25,18 @@ def _git(*args: str) -> str:
     done = subprocess.run(
         ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
     )
-    return done.stdout.strip() if done.returncode == 0 else ""
+    return done.stdout.rstrip("\n") if done.returncode == 0 else ""
 
 
 def describe(revision: str | None, directory: Path | None = None) -> dict[str, Any]:
     """Commit under test, and the relay files that differ from it in the working tree."""
     if revision is not None:
-        return {"revision": _git("rev-parse", revision), "from": "snapshot"}
+        return {"revision": _git("rev-parse", revision).strip(), "from": "snapshot"}
     if directory is not None:
-        return {"revision": _git("rev-parse", "HEAD"), "from": f"directory {directory}"}
+        return {"revision": _git("rev-parse", "HEAD").strip(), "from": f"directory {directory}"}
     changed = _git("status", "--porcelain", "--", *RELAY_PATHS).splitlines()
     return {
-        "revision": _git("rev-parse", "HEAD"),
+        "revision": _git("rev-parse", "HEAD").strip(),
         "from": "working tree",
         "uncommitted": sorted(line[3:] for line in changed),
     }
