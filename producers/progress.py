@@ -34,7 +34,7 @@ class Progress:
         self._tty = self._stream.isatty()
         self._interval = interval_s if interval_s is not None else (0.2 if self._tty else 5.0)
         self._started = time.monotonic()
-        self._shown = 0.0
+        self._shown = self._started  # the first line after one interval, not at once
 
     def advance(self, amount: int = 1, note: str | None = None) -> None:
         """Record ``amount`` more units done (and an optional short note)."""

@@ -118,8 +118,13 @@ def test_topic_produce_idempotent_acks_all_and_consume_back(
 ) -> None:
     topic = f"{topic_prefix}roundtrip"
     _create_topic(kafka.bootstrap, topic)
-    metadata = AdminClient({"bootstrap.servers": kafka.bootstrap}).list_topics(topic, timeout=10)
-    assert len(metadata.topics[topic].partitions) == 3
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
+    # A created topic reaches the broker's metadata cache a moment after CreateTopics returns.
+    deadline = time.monotonic() + 30
+    while not admin.list_topics(topic, timeout=10).topics[topic].partitions:
+        assert time.monotonic() < deadline, f"{topic} has no partitions 30 s after creation"
+        time.sleep(0.2)
+    assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 3
 
     producer = Producer(
         {"bootstrap.servers": kafka.bootstrap, "acks": "all", "enable.idempotence": True}
