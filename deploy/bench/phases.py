@@ -49,6 +49,7 @@ class PhaseRun:
     drain_seconds: float = 0.0
     drained: bool = False
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
+    cpu_seconds: dict[str, float | None] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     final_lag: dict[str, GroupLag] = field(default_factory=dict)
     backlog_start: dict[int, int] = field(default_factory=dict)
@@ -71,10 +72,14 @@ def pids(relay: Relay, extra: dict[str, int]) -> dict[str, int]:
 
 @contextmanager
 def cpu_meter(
-    processes: dict[str, int], cpu: dict[str, float | None], peaks: dict[str, float]
+    processes: dict[str, int],
+    cpu: dict[str, float | None],
+    peaks: dict[str, float],
+    seconds: dict[str, float | None] | None = None,
 ) -> Iterator[None]:
-    """Fill ``cpu`` with the % of one core each process used during the block, and
-    ``peaks`` with its peak RSS (MB) at the end."""
+    """Fill ``cpu`` with the % of one core each process used during the block,
+    ``seconds`` with the CPU seconds, and ``peaks`` with its peak RSS (MB) at the end."""
+    seconds = {} if seconds is None else seconds
     before = {n: procfs.sample(p) for n, p in processes.items()}
     t0 = time.monotonic()
     yield
@@ -82,9 +87,11 @@ def cpu_meter(
     for name, pid in processes.items():
         after, start = procfs.sample(pid), before[name]
         if after is None or start is None or wall <= 0:
-            cpu[name] = None
+            cpu[name] = seconds[name] = None
             continue
-        cpu[name] = round(100 * (after.cpu_seconds - start.cpu_seconds) / wall, 1)
+        used = after.cpu_seconds - start.cpu_seconds
+        cpu[name] = round(100 * used / wall, 1)
+        seconds[name] = round(used, 2)
         peaks[name] = round(after.peak_rss_mb, 1)
 
 
@@ -149,7 +156,7 @@ def run_phase(
     """Warm up, send the measured load, catch up; fill in ``run``."""
     phase = run.phase
     topic = relay.settings.topics.consent
-    with cpu_meter(pids(relay, extra_pids), run.cpu_percent, run.peak_rss_mb):
+    with cpu_meter(pids(relay, extra_pids), run.cpu_percent, run.peak_rss_mb, run.cpu_seconds):
         if run.warmup_events:
             say(f"{phase.name}: warm-up, {len(run.warmup_events):,} events")
             run.reports.append(

@@ -101,18 +101,34 @@ def markdown(result: Mapping[str, Any]) -> str:
             )
         dest_rows.append(row)
     out += _table(["destination", *[p["name"] for p in phases]], dest_rows)
-    out += ["", "## CPU (% of one core during the phase) and peak memory (max over phases)", ""]
+    out += [
+        "",
+        "## CPU: % of one core over the phase (warm-up to caught up), CPU seconds, peak memory",
+        "",
+    ]
     names = list(result["processes"])
     cpu_rows = []
     for name in names:
         row = [name]
         for phase in phases:
             cpu = phase["cpu_percent"].get(name)
-            row.append("-" if cpu is None else f"{cpu:.0f}%")
+            used = phase.get("cpu_seconds", {}).get(name)
+            row.append("-" if cpu is None else f"{cpu:.0f}% ({used:.1f} s)")
         peak = result["processes"][name].get("peak_rss_mb")
         row.append("-" if peak is None else f"{peak:.0f}")
         cpu_rows.append(row)
     out += _table(["process", *[p["name"] for p in phases], "peak RSS MB"], cpu_rows)
+    per_event = []
+    for phase in phases:
+        used = phase.get("cpu_seconds", {})
+        stream = sum(v or 0 for k, v in used.items() if k.startswith("stream-worker"))
+        if phase["sent"] and stream:
+            per_event.append(
+                f"{phase['name']}: {stream / phase['sent'] * 1e6:,.0f} µs of stream-worker CPU "
+                "per consent event"
+            )
+    if per_event:
+        out += ["", "; ".join(per_event) + "."]
     gate = result.get("gate") or {}
     out += ["", "## Consent gate", ""]
     if gate.get("ran"):

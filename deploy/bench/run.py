@@ -162,6 +162,7 @@ def one_phase(
         "drained": phase_run.drained,
         "drain_seconds": round(phase_run.drain_seconds, 1),
         "cpu_percent": phase_run.cpu_percent,
+        "cpu_seconds": phase_run.cpu_seconds,
         "peak_rss_mb": phase_run.peak_rss_mb,
         "final_lag": {
             g.removeprefix(settings.topic_prefix): lag.by_topic
