@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,14 +23,9 @@ from consumers.analytics.sink import DESTINATION
 from consumers.analytics.store import AnalyticsRecord, AnalyticsStore
 from schemas.events import Subject, utc_now
 from schemas.taxonomy import Action, Purpose, SinkFamily, SubjectKind
+from tests.support.processes import free_port
 
 SUBJECT = "acct-analytics-entry-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def may_process(port: int) -> bool | None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,14 +19,9 @@ import pytest
 
 from schemas.events import InstructionIssued, utc_now
 from schemas.taxonomy import Action, Purpose
+from tests.support.processes import free_port
 
 KEY = "process-test-key-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def applied_count(db: Path) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from schemas.taxonomy import Action, Purpose, SinkFamily
+from tests.support.processes import free_port
 
 
 def _load_servers() -> ModuleType:
@@ -42,12 +42,6 @@ def _load_servers() -> ModuleType:
 servers = _load_servers()
 SECRET = "entrypoint-webhook-secret-0123"
 FAMILY = SinkFamily.PARTNER_SHARING
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.kafka import KafkaSettings
+from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
@@ -56,12 +56,6 @@ APPLIED = 'sum by (destination) (consent_relay_sink_instructions_total{outcome="
 
 CHILDREN: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
 """The processes this test started, by name, with their logs."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def until(check: Callable[[], Any], timeout: float, what: str) -> Any:

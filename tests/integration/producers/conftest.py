@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError
 from producers.gateway.tokens import token_hash
 from schemas.codec import EventDecoder
 from schemas.kafka import KafkaSettings
+from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 UNSUBSCRIBE_KEY = "test-unsubscribe-key-0123456789abcdef"
@@ -95,12 +95,6 @@ def read_back(
         consumer.close()
         registry.close()
     return sorted(received, key=lambda r: (r.partition, r.offset))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def clean_env(extra: dict[str, str]) -> dict[str, str]:

@@ -19,8 +19,9 @@ from schemas.admin import ensure_topics
 from schemas.events import new_event_id
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from tests.support.processes import free_port
 
-from .conftest import REPO, free_port, read_back, start_gateway, wait_until
+from .conftest import REPO, read_back, start_gateway, wait_until
 
 LOCAL_PY = REPO / "deploy" / "local.py"
 
