@@ -1,7 +1,7 @@
 """The consent gate under load: data events at a fixed rate (delay), then a backlog (speed).
 
 The gate phase runs on a relay of its own after the consent phases, which first gets
-``--warmup`` seconds of consent events at 1,000/s for the same subjects. Its delay is the
+``--warmup`` seconds of consent events at 200/s for the same subjects. Its delay is the
 allowed message's Kafka timestamp (set when the worker produced it) minus the data
 event's ``occurred_at`` (set when the load generator sent it), for the events of the
 fixed-rate part; its throughput is read off the workers' data-event counter over the
@@ -24,6 +24,10 @@ from deploy.bench.say import say
 from deploy.bench.workload import Workload
 from schemas.codec import EventDecoder
 
+CONSENT_RATE = 200
+"""Consent events/s fed before the data events (enough for every partition and the
+busiest subjects; little enough that the sinks need not catch up for long)."""
+
 
 def gate_consumed(offsets: Offsets, relay: Relay) -> bool:
     """Whether the stream workers consume the data-events topic at all."""
@@ -44,7 +48,7 @@ def run_gate(
     topics = settings.topics
     # Consent first, for the same skewed subjects: the gate then judges data against real
     # choices, and every consent partition has intake progress to wait for.
-    consents = workload.prepare(int(1000 * max(config.warmup, 1)))
+    consents = workload.prepare(int(CONSENT_RATE * max(config.warmup, 1)))
     paced = workload.prepare_data(int(config.gate_rate * config.duration))
     backlog = workload.prepare_data(config.gate_events)
     gen = LoadGenerator(settings, topics.data_events)
@@ -53,8 +57,8 @@ def run_gate(
     peaks: dict[str, float] = {}
     try:
         with cpu_meter(pids(relay, extra_pids), cpu, peaks):
-            say(f"gate: {len(consents):,} consent events first, at 1000/s")
-            consent_gen.send(consents, 1000, measured=False)
+            say(f"gate: {len(consents):,} consent events first, at {CONSENT_RATE}/s")
+            consent_gen.send(consents, CONSENT_RATE, measured=False)
             wait_caught_up(offsets, relay, config.drain_timeout)
             say(f"gate: {len(paced):,} data events at {config.gate_rate}/s")
             gen.send(paced, config.gate_rate, measured=True)
