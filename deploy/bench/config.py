@@ -61,6 +61,7 @@ class BenchConfig:
     profile: bool = False
     revision: str | None = None
     source: Path | None = None
+    keep_topics: bool = False
 
     def __post_init__(self) -> None:
         if not self.phases:
@@ -135,6 +136,11 @@ def parser() -> argparse.ArgumentParser:
         type=Path,
         help="run the relay from this directory (e.g. a scratch copy with an experiment)",
     )
+    p.add_argument(
+        "--keep-topics",
+        action="store_true",
+        help="leave the run's topics and consumer groups on the broker (default: delete them)",
+    )
     return p
 
 
@@ -161,6 +167,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         profile=args.profile,
         revision=args.revision,
         source=args.source,
+        keep_topics=args.keep_topics,
     )
 
 

@@ -123,6 +123,19 @@ class Offsets:
             by_topic[tp[0]] = by_topic.get(tp[0], 0) + max(0, end - start)
         return GroupLag(group, by_topic)
 
+    def delete_all(self, prefix: str) -> tuple[int, int]:
+        """Delete every topic and consumer group named ``prefix…``; (topics, groups) asked."""
+        topics = [
+            t for t in self._admin.list_topics(timeout=_TIMEOUT_S).topics if t.startswith(prefix)
+        ]
+        groups = self.groups(prefix)
+        for future in (self._admin.delete_topics(topics) if topics else {}).values():
+            future.result()
+        if groups:
+            for future in self._admin.delete_consumer_groups(groups).values():
+                future.result()
+        return len(topics), len(groups)
+
     def consumed(self, groups: Iterable[str], topic: str) -> int:
         """Events of ``topic`` the groups have committed past, summed over partitions.
 

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from deploy.bench import baseline, profile, report, source
 from deploy.bench.analysis import PhaseResult, reconcile
 from deploy.bench.collect import collect
@@ -42,6 +44,7 @@ from deploy.bench.workload import Workload, withdrawal_share
 from schemas.admin import ensure_topics
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.topics import Topics
 
 
 @dataclass(slots=True)
@@ -224,6 +227,17 @@ def bare_loop(run: Run, runs: list[PhaseRun]) -> dict[str, Any]:
     return figures
 
 
+def cleanup(the_stack: Stack, prefix: str) -> None:
+    """Delete the run's topics and consumer groups from the (shared) broker."""
+    settings = KafkaSettings(bootstrap=the_stack.bootstrap, registry_url=the_stack.registry_url)
+    try:
+        topics, groups = Offsets(settings).delete_all(prefix)
+    except KafkaException as exc:
+        say(f"could not delete the run's topics ({exc}); delete {prefix}* by hand")
+        return
+    say(f"deleted {topics} topics and {groups} consumer groups named {prefix}*")
+
+
 def main(config: BenchConfig) -> int:
     """Run the benchmark; 0 when it produced its report (whatever the figures)."""
     name = run_id()
@@ -248,11 +262,13 @@ def main(config: BenchConfig) -> int:
                 bootstrap=the_stack.bootstrap, registry_url=the_stack.registry_url
             ).registry_client()
         )
-        first = run.settings("load")
+        names = Topics(f"bench-{name}-{run.token}-load.")
         workload = Workload(
-            first.registry_client(),
-            first.topics.consent,
-            first.topics.data_events,
+            KafkaSettings(
+                bootstrap=the_stack.bootstrap, registry_url=the_stack.registry_url
+            ).registry_client(),
+            names.consent,
+            names.data_events,
             subjects=config.subjects,
             zipf=config.zipf,
             seed=config.seed,
@@ -279,6 +295,8 @@ def main(config: BenchConfig) -> int:
                 ratio = round(max_run.throughput / config.workers / base["events_per_second"], 3)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
+        if not config.keep_topics:
+            cleanup(the_stack, f"bench-{name}-{run.token}-")
         if the_stack.stop is not None:
             the_stack.stop()
     lost_each = [r.lost for r in results]
