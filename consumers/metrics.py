@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from schemas.observability import PROPAGATION_BUCKETS
+
 """Seconds; shared by every latency histogram of the project."""
 
 
@@ -45,7 +46,7 @@ class SinkMetrics(NamedTuple):
                 "consent_relay_propagation_seconds",
                 "Event time of the consent choice to its effect being durable downstream.",
                 ["sink_family", "destination"],
-                buckets=LATENCY_BUCKETS,
+                buckets=PROPAGATION_BUCKETS,
                 registry=registry,
             ),
             retries=Counter(

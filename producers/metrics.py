@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+from schemas.observability import LATENCY_BUCKETS
 
 _created: dict[int, ProducerMetrics] = {}
 

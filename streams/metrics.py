@@ -13,8 +13,8 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-PROPAGATION_BUCKETS = (*LATENCY_BUCKETS, 120, 300, 900, 3600)
+from schemas.observability import LATENCY_BUCKETS, PROPAGATION_BUCKETS
+
 """Full propagation waits on every sink, so it also gets minute-scale buckets."""
 
 
