@@ -50,6 +50,11 @@ class Sink(Protocol):
 
     family: ClassVar[SinkFamily]
 
+    @property
+    def destination(self) -> str:
+        """The destination this sink instance serves (e.g. ``suppression_list``)."""
+        ...
+
     def handles(self, instruction: InstructionIssued) -> bool:
         """Whether this sink instance is responsible for the instruction's destination."""
         ...

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from types import FrameType
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -60,6 +60,7 @@ from schemas.events import InstructionIssued, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.settings import load
 from schemas.taxonomy import Outcome, SinkFamily
+from schemas.topics import DESTINATION_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -286,6 +287,9 @@ class SinkRunner:
         for message in chunk:
             if not self._accept(message):
                 continue
+            if self._addressed_elsewhere(message):
+                items.append(_Item(message, None, None))
+                continue
             try:
                 instruction = self._retrying(partial(self._decode, message), REGISTRY, chunk)
             except InvalidEventError as exc:
@@ -304,6 +308,14 @@ class SinkRunner:
                     self._dead_letter(item.message, error, "apply", chunk)
                 self._answer(item.instruction, result, chunk)
             self._mark_done(item.message)
+
+    def _addressed_elsewhere(self, message: Message) -> bool:
+        """True when the stream's header names another destination: skip, don't decode."""
+        headers = cast(list[tuple[str, bytes | None]], message.headers() or [])
+        for name, value in headers:
+            if name == DESTINATION_HEADER and value is not None:
+                return value.decode() != self.sink.destination
+        return False
 
     def _decode(self, message: Message) -> InstructionIssued:
         return decode_as(self._decoder, message.value(), InstructionIssued)

@@ -16,6 +16,10 @@ DEFAULT_PARTITIONS: Final = 6
 
 COMPACTED: Final = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
+DESTINATION_HEADER: Final = "consent-relay-destination"
+"""Header naming an instruction's destination (UTF-8), so a sink skips the instructions
+of other destinations on a shared family topic without decoding them."""
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:

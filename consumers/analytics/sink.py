@@ -27,6 +27,7 @@ DESTINATION = "analytics_store"
 class AnalyticsSink:
     """Keeps the analytics store's opt-outs, restrictions and erasures up to date."""
 
+    destination: ClassVar[str] = DESTINATION
     family: ClassVar[SinkFamily] = SinkFamily.ANALYTICS
 
     def __init__(self, store: AnalyticsStore) -> None:

@@ -23,6 +23,7 @@ from schemas.taxonomy import SinkFamily
 class MarketingSink:
     """Honours SUPPRESS, ALLOW, ERASE, RESTRICT and LIFT_RESTRICTION for marketing."""
 
+    destination: ClassVar[str] = DESTINATION
     family: ClassVar[SinkFamily] = SinkFamily.MARKETING
 
     def __init__(self, store: MarketingStore) -> None:
