@@ -233,6 +233,7 @@ class SinkRunner:
             "statistics.interval.ms": 5000,
             "stats_cb": self._on_stats,
             "session.timeout.ms": int(self.options.session_timeout_seconds * 1000),
+            "queued.max.messages.kbytes": self.options.prefetch_kbytes,
         }
         if self.options.group_instance_id:
             overrides["group.instance.id"] = self.options.group_instance_id

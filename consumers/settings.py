@@ -25,6 +25,9 @@ class RunnerSettings:
     http_port: int = 0
     """Port of /metrics and the sink's API; 0 means the family's default port."""
     batch_size: int = 500
+    prefetch_kbytes: int = 8192
+    """librdkafka's queued.max.messages.kbytes: a sink applies batches of hundreds, so the
+    64 MiB default only costs memory (the partner sink runs one consumer per partner)."""
     poll_timeout_seconds: float = 0.5
     backoff_initial_seconds: float = 0.1
     backoff_max_seconds: float = 30.0
@@ -36,6 +39,8 @@ class RunnerSettings:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if self.prefetch_kbytes < 64:
+            raise ValueError("prefetch_kbytes must be at least 64")
         if not 0 <= self.http_port <= 65535:
             raise ValueError("http_port must be a port number")
         if self.backoff_initial_seconds <= 0 or (
