@@ -90,7 +90,8 @@ class PartnerSink:
         """Nothing to seed (see :meth:`needs_bootstrap`)."""
 
     def close(self) -> None:
-        """Nothing is held open between webhooks."""
+        """Close the partner connection kept alive between webhooks."""
+        self._client.close()
 
     def _knows(self, subject_id: str) -> bool:
         if self.partner.known_subjects is KnownSubjects.ALL:

@@ -48,6 +48,7 @@ class WebhookClient:
         self._secret = secret
         self._timeout = timeout_seconds
         self._clock = clock
+        self._conn: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes, idempotency_key: str) -> int:
         """Deliver ``body``; the 2xx status on success, else a SinkError."""
@@ -59,23 +60,47 @@ class WebhookClient:
             SIGNATURE_HEADER: signature(self._secret, timestamp, body),
             IDEMPOTENCY_HEADER: idempotency_key,
         }
-        conn = self._connection()
         try:
-            conn.request("POST", self._path, body=body, headers=headers)
-            response = conn.getresponse()
-            status = response.status
-            response.read()
+            status = self._send(body, headers)
         except TimeoutError as exc:
+            self.close()
             raise RetriableSinkError(f"partner did not answer within {self._timeout}s") from exc
         except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise RetriableSinkError(f"partner unreachable: {type(exc).__name__}") from exc
-        finally:
-            conn.close()
         if 200 <= status < 300:
             return status
         if status >= 500 or status in _RETRIABLE_4XX:
             raise RetriableSinkError(f"partner answered HTTP {status}")
         raise PermanentSinkError(f"partner refused the request: HTTP {status}")
+
+    def close(self) -> None:
+        """Close the kept-alive connection, if any."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _send(self, body: bytes, headers: dict[str, str]) -> int:
+        """POST on the kept-alive connection; a connection the partner closed while idle
+        is replaced once (the idempotency key makes a repeat harmless)."""
+        reused = self._conn is not None
+        try:
+            return self._exchange(body, headers)
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            self.close()
+            if not reused:
+                raise
+            return self._exchange(body, headers)
+
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> int:
+        if self._conn is None:
+            self._conn = self._connection()
+        self._conn.request("POST", self._path, body=body, headers=headers)
+        response = self._conn.getresponse()
+        response.read()
+        if response.will_close:
+            self.close()
+        return response.status
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._https:
