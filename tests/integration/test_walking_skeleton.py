@@ -9,9 +9,13 @@ store and publishes a receipt; both processes count and time it in /metrics.
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer
 
@@ -120,9 +124,47 @@ def test_a_withdrawal_is_honoured_by_the_marketing_sink(
         )
         assert "subject-skeleton" not in stream_metrics + sink_metrics
 
+        # The proof, as an operator asks for it: the CLI reads the worker's view.
+        cli_env = {**relay_env, "STREAM_WORKER_URL": stream_url}
+        record = wait_for(
+            "the worker to report the withdrawal fully propagated",
+            lambda: _complete(_cli(cli_env, "propagation", published.event_id)),
+            bound=60,
+        )
+        print(json.dumps(record, indent=2))
+        state = wait_for(
+            "the subject's state on the compacted topic",
+            lambda: _cli(cli_env, "state", "subject-skeleton"),
+            bound=60,
+        )
+        assert "MARKETING_EMAIL" in json.dumps(state)
+
+
+def _cli(env: dict[str, str], *args: str) -> Any:
+    """``consent-relay <args>`` as JSON, or None while it has nothing to say yet."""
+    done = subprocess.run(
+        [sys.executable, "-m", "producers.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None
+    return json.loads(done.stdout)
+
+
+def _complete(record: Any) -> Any:
+    """The record once it says every destination answered."""
+    if record and record.get("complete"):
+        return record
+    return None
+
 
 def _await_receipt(settings: KafkaSettings, event_id: str, group: str) -> PropagationReceipt:
-    decoder = EventDecoder(settings.registry_client())
+    registry = settings.registry_client()
+    decoder = EventDecoder(registry)
     consumer = Consumer(settings.consumer_config(f"{group}-receipts"))
     consumer.subscribe([settings.topics.receipts])
     try:
@@ -139,3 +181,4 @@ def _await_receipt(settings: KafkaSettings, event_id: str, group: str) -> Propag
         return wait_for("the marketing sink's receipt", poll, bound=120)
     finally:
         consumer.close()
+        registry.close()
