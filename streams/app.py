@@ -10,7 +10,9 @@ co-partitioned: Faust gives one worker the same partition number of all of them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -35,6 +37,7 @@ from streams.agents.receipts import Receipts
 from streams.config import StreamSettings
 from streams.gate import GatePolicy
 from streams.metrics import StreamMetrics
+from streams.offsets import rewinder
 from streams.routing import load_policy
 from streams.staging import Changelog
 from streams.table_codecs import (
@@ -94,8 +97,9 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
     ensure_topics(kafka)
+    app_id = settings.faust_app_id(kafka.topic_prefix)
     app = faust.App(
-        settings.faust_app_id(kafka.topic_prefix),
+        app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap.split(",")],
         autodiscover=False,
         store="memory://",
@@ -153,10 +157,23 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         copartitioned=_copartitioned(kafka),
         completed_per_subject=settings.completed_per_subject,
     )
+
+    def assignment() -> set[TP]:
+        return set(app.consumer.assignment())
+
+    sources = (topics.consent, topics.receipts, topics.data_events)
+    app.on_rebalance_complete.connect(rewinder(kafka, app_id, sources, assignment, _seek_wait(app)))
     _add_agents(app, ctx, settings)
     _add_housekeeping(app, ctx, settings)
     views.register(app, pending, done)
     return StreamApp(app, ctx, registry, settings, kafka)
+
+
+def _seek_wait(app: faust.App) -> Any:
+    async def seek(offsets: dict[TP, int]) -> None:
+        await app.consumer.seek_wait(offsets)
+
+    return seek
 
 
 def _serialized_by(codec: str) -> Any:
@@ -199,18 +216,24 @@ def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) ->
 
     @app.agent(raw_topic(topics.consent), name="intake")
     async def intake_agent(stream: Any) -> None:
+        ctx.activity["stream.intake"] = "waiting for a batch"
         async for events in stream.take_events(size, within=within):
             await intake.handle([e.message for e in events])
+            ctx.activity["stream.intake"] = "waiting for a batch"
 
     @app.agent(raw_topic(topics.receipts), name="receipts")
     async def receipts_agent(stream: Any) -> None:
+        ctx.activity["stream.receipts"] = "waiting for a batch"
         async for events in stream.take_events(size, within=within):
             await receipts.handle([e.message for e in events])
+            ctx.activity["stream.receipts"] = "waiting for a batch"
 
     @app.agent(raw_topic(topics.data_events), name="gate")
     async def gate_agent(stream: Any) -> None:
+        ctx.activity["stream.gate"] = "waiting for a batch"
         async for events in stream.take_events(size, within=within):
             await gate.handle([e.message for e in events])
+            ctx.activity["stream.gate"] = "waiting for a batch"
 
 
 def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettings) -> None:
@@ -227,8 +250,59 @@ def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettin
         age = 0.0 if oldest is None else max(0.0, (now_ms() - oldest) / 1000)
         ctx.metrics.oldest_pending_age.set(age)
 
+    async def dump_tasks_on_sigusr2() -> None:
+        # `kill -USR2 <pid>` logs where every task of the worker is waiting.
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _log_activity, app, ctx)
+
     app.task(reset_root_log_level)
+    app.task(dump_tasks_on_sigusr2)
     app.timer(settings.metrics_interval_seconds)(pending_gauges)
+
+
+def _log_activity(app: faust.App, ctx: StreamContext) -> None:
+    for stage, doing in sorted(ctx.activity.items()):
+        log.warning("activity %s: %s", stage, doing)
+    consumer = app.consumer
+    # Faust's own bookkeeping, private and read only here, to tell a stalled fetch loop.
+    for name in (
+        "flow_active",
+        "_active_partitions",
+        "_paused_partitions",
+        "_buffered_partitions",
+        "_read_offset",
+        "_committed_offset",
+    ):
+        log.warning("consumer %s: %s", name, getattr(consumer, name, "?"))
+    log.warning("consumer assignment: %s", consumer.assignment())
+    thread = getattr(consumer, "_thread", None)
+    client = getattr(thread, "_consumer", None)
+    assignment = getattr(getattr(client, "_subscription", None), "subscription", None)
+    assignment = getattr(assignment, "assignment", None)
+    for tp in sorted(consumer.assignment()):
+        state = assignment.state_value(tp) if assignment is not None else None
+        log.warning(
+            "aiokafka %s[%d]: %s",
+            tp.topic,
+            tp.partition,
+            {
+                k: getattr(state, k, "?")
+                for k in ("paused", "has_valid_position", "awaiting_reset", "_position")
+            },
+        )
+    log.warning("flow control active: %s", app.flow_control.is_active())
+    _log_task_stacks()
+
+
+def _log_task_stacks() -> None:
+    for task in asyncio.all_tasks():
+        chain = []
+        awaiting: Any = task.get_coro()
+        while awaiting is not None:
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "ag_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}")
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "ag_await", None)
+        log.warning("task %s awaits: %s", task.get_name(), " -> ".join(chain) or "?")
 
 
 def pending_summary(app: faust.App, ctx: StreamContext) -> tuple[int, int | None]:

@@ -149,12 +149,14 @@ async def run(
     attempt = 0
     while True:
         batch = make()
+        ctx.activity[batch.stage] = f"processing {len(messages)} messages (attempt {attempt + 1})"
         try:
             for message in messages:
                 batch.add(message)
             batch.finish()
             for table in batch.staged():
                 table.publish(batch.outbox)
+            ctx.activity[batch.stage] = f"publishing {len(batch.outbox)} messages"
             await batch.outbox.flush(ctx.sender)
         except RETRIABLE as exc:
             delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
@@ -170,4 +172,5 @@ async def run(
             await ctx.sleep(delay)
             continue
         batch.commit()
+        ctx.activity[batch.stage] = "committed a batch"
         return batch

@@ -62,6 +62,8 @@ class StreamContext:
     intake_progress: dict[int, int] = field(default_factory=dict)
     """Consent partition → last offset whose effects are committed (the gate waits on it)."""
     sleep: Any = asyncio.sleep
+    activity: dict[str, str] = field(default_factory=dict)
+    """Stage → what it is doing now (logged on SIGUSR2, for diagnosing a stall)."""
     changelogs: dict[str, Changelog] = field(default_factory=dict)
     """Changelog of the "state", "pending" and "done" tables (none in unit tests)."""
     instruction_topics: dict[str, str] = field(init=False)

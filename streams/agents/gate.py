@@ -43,6 +43,7 @@ class Gate:
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         """Wait for intake to catch up, then decide and forward one batch."""
+        self.ctx.activity[STAGE] = "waiting for intake to catch up"
         await self.wait_for_intake({m.partition for m in messages})
         await run(self.ctx, messages, lambda: GateBatch(self.ctx))
 

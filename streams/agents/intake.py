@@ -46,6 +46,7 @@ class Intake:
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         """Process, publish and commit one batch (holding the tables' lock)."""
+        self.ctx.activity[STAGE] = "waiting for the tables' lock"
         async with self.ctx.lock:
             await run(self.ctx, messages, lambda: IntakeBatch(self.ctx))
         progress = self.ctx.intake_progress

@@ -31,6 +31,7 @@ class Receipts:
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         """Process, publish and commit one batch (holding the tables' lock)."""
+        self.ctx.activity[STAGE] = "waiting for the tables' lock"
         async with self.ctx.lock:
             await run(self.ctx, messages, lambda: ReceiptsBatch(self.ctx))
 

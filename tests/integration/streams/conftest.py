@@ -110,6 +110,7 @@ class TopicReader:
     decode: bool = True
     records: list[Any] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
+    coordinates: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._consumer = Consumer(self.settings.consumer_config(f"reader-{uuid.uuid4().hex}"))
@@ -129,6 +130,7 @@ class TopicReader:
                 value = message.value()
                 self.records.append(self._decoder.decode(value) if self.decode else value)
                 self.keys.append(message.key())
+                self.coordinates.append((message.partition() or 0, message.offset() or 0))
         return self.records
 
     def close(self) -> None:
@@ -165,6 +167,13 @@ class Worker:
         self.killed = True
         self.process.kill()
         self.process.wait(10)
+
+    def dump_tasks(self) -> str:
+        """Ask the worker to log its tasks' stacks (SIGUSR2); the log's tail."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR2)
+            time.sleep(1)
+        return self.log(200)
 
     def log(self, tail: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])

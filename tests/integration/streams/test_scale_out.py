@@ -73,6 +73,21 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
     victim.kill()
 
     readers = [kit.reader(topics.instructions(f)) for f in SinkFamily]
+    by_iid = {}
+    for e in stream:
+        for f, d in [
+            ("MARKETING", "suppression_list"),
+            *(("PARTNER_SHARING", p) for p in partners),
+        ]:
+            by_iid[_iid(e.event_id, f, d)] = e.event_id
+
+    def where(missing: set[str]) -> list[tuple[int, int]]:
+        consent = kit.reader(topics.consent)
+        consent.poll(3)
+        offsets = {}
+        for record, (partition, offset) in zip(consent.records, consent.coordinates, strict=True):
+            offsets[record.event_id] = (partition, offset)
+        return sorted({offsets[by_iid[i]] for i in missing if by_iid[i] in offsets})
 
     def seen() -> Counter[str]:
         return Counter(i.instruction_id for r in readers for i in r.poll(0.3))
@@ -84,7 +99,9 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
         timeout=120,
         describe=lambda: (
             f"{len(expected - set(seen()))} of {len(expected)} instructions "
-            f"missing; the survivor processed {processed(survivor)} events"
+            f"missing; the survivor processed {processed(survivor)} events; "
+            f"missing events at {where(expected - set(seen()))}; "
+            f"its tasks:\n{survivor.dump_tasks()}"
         ),
     )
     counts = seen()
