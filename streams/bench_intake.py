@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import os
+import signal
 import random
 import subprocess
 import sys
@@ -204,7 +206,13 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
         command = [sys.executable, "-m", "streams", "worker"]
         if profile:
             command[1:1] = ["-m", "cProfile", "-o", profile]
-        worker = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+        worker = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=log,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call
+        )
         try:
             _time_worker(worker, port, count)
         finally:
@@ -212,6 +220,14 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
             worker.wait(60)
             log.close()
     _delete_topics(kafka, prefix)
+
+
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    """In the worker: SIGTERM when this script dies (PR_SET_PDEATHSIG), one libc call."""
+    _PRCTL(1, signal.SIGTERM)
 
 
 def _publish(kafka: KafkaSettings, count: int, subjects: int) -> None:

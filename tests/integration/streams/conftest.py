@@ -9,6 +9,7 @@ lets the test SIGKILL it) at the end.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -77,6 +78,17 @@ def wait_until(
         time.sleep(interval)
 
 
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so no worker outlives it.
+
+    Only a libc call, resolved in the parent: safe between fork and exec."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as sock:
@@ -118,7 +130,8 @@ class TopicReader:
         self._consumer.assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions]
         )
-        self._decoder = EventDecoder(self.settings.registry_client())
+        self._registry = self.settings.registry_client()
+        self._decoder = EventDecoder(self._registry)
 
     def poll(self, seconds: float = 0.5) -> list[Any]:
         """Read what arrived within ``seconds``; every record read so far."""
@@ -135,6 +148,7 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+        self._registry.close()
 
 
 @dataclass
@@ -252,6 +266,7 @@ class StreamKit:
                 env=env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call
             )
         worker = Worker(process, port, log_path)
         self.workers.append(worker)
@@ -304,6 +319,7 @@ class StreamKit:
         for reader in self.readers:
             reader.close()
         self.flush()
+        self.registry.close()
 
 
 @pytest.fixture
