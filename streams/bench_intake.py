@@ -15,8 +15,8 @@ import argparse
 import asyncio
 import ctypes
 import os
-import signal
 import random
+import signal
 import subprocess
 import sys
 import tempfile
