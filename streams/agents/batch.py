@@ -5,7 +5,8 @@ and counts metrics. :func:`run` processes the messages, publishes the output wit
 every delivery awaited, and only then commits the staged writes and the counts. If the
 registry or the broker fails while publishing, the staged work is thrown away and the
 batch is processed again from the unchanged tables after a backoff, for as long as it
-takes: the stream stalls rather than drop or half-apply anything.
+takes: the stream stalls rather than drop or half-apply anything. A message that raises
+anything else (a bug) is dead-lettered with its error class, never silently dropped.
 """
 
 from __future__ import annotations
@@ -152,7 +153,15 @@ async def run(
         ctx.activity[batch.stage] = f"processing {len(messages)} messages (attempt {attempt + 1})"
         try:
             for message in messages:
-                batch.add(message)
+                try:
+                    batch.add(message)
+                except RETRIABLE:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - dead-lettered, never dropped
+                    # A bug on one message must not take the batch down: Faust would
+                    # acknowledge the whole batch as the agent failed. The message goes
+                    # to the dead letters with the error, and can be replayed once fixed.
+                    batch.dead_letter(message, exc)
             batch.finish()
             for table in batch.staged():
                 table.publish(batch.outbox)

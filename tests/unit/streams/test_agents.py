@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from schemas.events import instruction_id
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
 from streams.agents.gate import Gate
@@ -196,3 +198,29 @@ def test_metrics_are_counted_per_batch(harness: Any, make: Any) -> None:
     )
     assert metrics.events.labels("ConsentChanged", "applied")._value.get() == 1
     assert SinkFamily.MARKETING.value == "MARKETING"
+
+
+def test_a_bug_on_one_message_dead_letters_it_and_keeps_the_rest(
+    harness: Any, make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.agents import intake as intake_module  # noqa: PLC0415
+
+    topics = harness.topics
+    poisoned = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL)
+    healthy = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_SMS)
+    real = intake_module.effect_of
+
+    def effect_of(event: Any, policy: Any) -> Any:
+        if event.event_id == poisoned.event_id:
+            raise KeyError("a bug")
+        return real(event, policy)
+
+    monkeypatch.setattr(intake_module, "effect_of", effect_of)
+    run(
+        Intake(harness.ctx).handle(
+            [harness.message(topics.consent, e) for e in (poisoned, healthy)]
+        )
+    )
+    [letter] = harness.sender.on(topics.dead_letters)
+    assert letter["error_class"] == "KeyError"
+    assert [i["event_id"] for i in harness.instructions()] == [healthy.event_id]
