@@ -12,6 +12,9 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+Headers = list[tuple[str, bytes]] | None
+"""Kafka message headers, as Faust's producer takes them."""
+
 
 class Sender(Protocol):
     """The shape of Faust's ``app.producer.send``."""
@@ -35,13 +38,18 @@ class Outbox:
     __slots__ = ("messages",)
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self.messages: list[tuple[str, bytes | None, bytes | None, int | None, Headers]] = []
 
     def add(
-        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        headers: Headers = None,
     ) -> None:
         """Queue one message (a None value is a tombstone)."""
-        self.messages.append((topic, key, value, partition))
+        self.messages.append((topic, key, value, partition, headers))
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -49,8 +57,8 @@ class Outbox:
     async def flush(self, sender: Sender) -> None:
         """Send every message and wait until the broker has acknowledged all of them."""
         deliveries = [
-            await sender.send(topic, key, value, partition, None, None)
-            for topic, key, value, partition in self.messages
+            await sender.send(topic, key, value, partition, None, headers)
+            for topic, key, value, partition, headers in self.messages
         ]
         if deliveries:
             await asyncio.gather(*deliveries)

@@ -18,10 +18,11 @@ from aiokafka.errors import KafkaError
 
 from schemas.errors import ConsentRelayError, InvalidEventError, RegistryUnavailableError
 from schemas.events import DeadLettered, FullyPropagated, InstructionIssued
+from schemas.topics import DESTINATION_HEADER
 from streams import records
 from streams.agents.context import RETRY_BACKOFF_SECONDS, RawMessage, StreamContext, log
 from streams.metrics import Tally
-from streams.outbox import Outbox
+from streams.outbox import Headers, Outbox
 from streams.propagation import Propagation
 from streams.staging import Staged
 from streams.times import now_ms
@@ -83,19 +84,27 @@ class Batch:
         topic: str,
         key: bytes | None,
         partition: int | None,
+        *,
+        headers: Headers = None,
     ) -> None:
         """Encode and queue one output message."""
         try:
             value = self.ctx.encode(event_type, avro, topic)
         except ConsentRelayError as exc:
             raise PublishError(f"cannot encode {event_type.__name__}: {exc}") from exc
-        self.outbox.add(topic, key, value, partition)
+        self.outbox.add(topic, key, value, partition, headers)
 
     def instruction(self, avro: dict[str, Any], key: bytes, source_partition: int) -> None:
-        """Queue an InstructionIssued on its family's topic."""
+        """Queue an InstructionIssued on its family's topic, its destination in a header
+        so the family's other sinks skip it without decoding it."""
         topic = self.ctx.instruction_topics[avro["sink_family"]]
         self.publish(
-            InstructionIssued, avro, topic, key, self.ctx.partition_for(topic, source_partition)
+            InstructionIssued,
+            avro,
+            topic,
+            key,
+            self.ctx.partition_for(topic, source_partition),
+            headers=[(DESTINATION_HEADER, avro["destination"].encode())],
         )
         self.tally.instructions[(avro["sink_family"], avro["destination"], avro["action"])] += 1
 
