@@ -14,7 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from consumers.decoding import decode_as
 from schemas.codec import EventDecoder
@@ -48,7 +55,7 @@ def bootstrap(
     consumer = Consumer(settings.consumer_config(f"{group_id}.bootstrap"))
     applied = 0
     try:
-        ends = _end_offsets(consumer, topic)
+        ends = _end_offsets_retrying(consumer, topic, time.monotonic() + timeout)
         if not ends:
             return 0
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
@@ -97,6 +104,34 @@ def _drop_finished(consumer: Consumer, topic: str, ends: dict[int, int]) -> None
     for tp in positions:
         if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
             ends.pop(tp.partition, None)
+
+
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+    }
+)
+"""Broker answers that mean "not yet", e.g. for a topic created a moment ago."""
+
+
+def _end_offsets_retrying(consumer: Consumer, topic: str, deadline: float) -> dict[int, int]:
+    """:func:`_end_offsets`, retried while the broker answers with a retriable error
+    (a leader not yet elected for a topic created a moment ago, say)."""
+    while True:
+        try:
+            return _end_offsets(consumer, topic)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in _TRANSIENT
+            if not transient or time.monotonic() > deadline:
+                raise
+            log.info("end offsets of %s not available yet (%s); retrying", topic, error)
+            time.sleep(0.5)
 
 
 def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
