@@ -16,7 +16,7 @@ from typing import Any
 from producers.envelope import EnvelopeDefaults
 from producers.errors import PublishError
 from producers.metrics import ProducerMetrics
-from producers.publisher import DEFAULT_DELIVERY_TIMEOUT_S, Published, Publisher
+from producers.publisher import DEFAULT_DELIVERY_TIMEOUT_S, Published
 from producers.verbs import ConsentVerbs
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentEvent
@@ -35,20 +35,15 @@ class AsyncConsentClient(ConsentVerbs["asyncio.Future[Published]"]):
         metrics: ProducerMetrics | None = None,
         **producer_overrides: Any,
     ) -> None:
-        self.defaults = defaults or EnvelopeDefaults()
-        self._publisher = Publisher(
-            settings or KafkaSettings.from_env(),
+        super().__init__(
+            settings,
+            defaults=defaults,
             delivery_timeout_s=delivery_timeout_s,
-            metrics=metrics or ProducerMetrics.create(),
+            metrics=metrics,
             **producer_overrides,
         )
         # One worker keeps submission order: per-subject order survives the thread hop.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consent-relay-send")
-
-    @property
-    def publisher(self) -> Publisher:
-        """The underlying publisher (topic, encoder, health)."""
-        return self._publisher
 
     def send(self, event: ConsentEvent) -> asyncio.Future[Published]:
         """Queue ``event``; the future resolves to its acknowledgement or a PublishError."""

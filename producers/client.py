@@ -14,43 +14,17 @@ from __future__ import annotations
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from types import TracebackType
-from typing import Any
 
-from producers.envelope import EnvelopeDefaults
 from producers.errors import BrokerUnavailableError, PublishError
-from producers.metrics import ProducerMetrics
-from producers.publisher import DEFAULT_DELIVERY_TIMEOUT_S, Published, Publisher
+from producers.publisher import Published
 from producers.verbs import ConsentVerbs
 from schemas.events import ConsentEvent
-from schemas.kafka import KafkaSettings
 
 _GRACE_S = 5.0
 
 
 class ConsentClient(ConsentVerbs[Published]):
     """Publishes consent events synchronously (or as futures with :meth:`send`)."""
-
-    def __init__(
-        self,
-        settings: KafkaSettings | None = None,
-        *,
-        defaults: EnvelopeDefaults | None = None,
-        delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
-        metrics: ProducerMetrics | None = None,
-        **producer_overrides: Any,
-    ) -> None:
-        self.defaults = defaults or EnvelopeDefaults()
-        self._publisher = Publisher(
-            settings or KafkaSettings.from_env(),
-            delivery_timeout_s=delivery_timeout_s,
-            metrics=metrics or ProducerMetrics.create(),
-            **producer_overrides,
-        )
-
-    @property
-    def publisher(self) -> Publisher:
-        """The underlying publisher (topic, encoder, health)."""
-        return self._publisher
 
     def send(self, event: ConsentEvent) -> Future[Published]:
         """Queue ``event``; the future resolves to its acknowledgement or a PublishError."""

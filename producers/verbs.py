@@ -12,12 +12,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Generic, TypeVar, Unpack
+from typing import Any, Generic, TypeVar, Unpack
 
 from producers import builders
 from producers.builders import SubjectLike
 from producers.envelope import Envelope, EnvelopeDefaults
+from producers.metrics import ProducerMetrics
+from producers.publisher import DEFAULT_DELIVERY_TIMEOUT_S, Publisher
 from schemas.events import ConsentEvent
+from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Channel, CookieCategory, Purpose, Recipient, Requester, Right
 
 R = TypeVar("R")
@@ -26,7 +29,27 @@ R = TypeVar("R")
 class ConsentVerbs(ABC, Generic[R]):
     """Grant, withdraw, object, erase, restrict, opt out, set cookies, ... for one subject."""
 
-    defaults: EnvelopeDefaults
+    def __init__(
+        self,
+        settings: KafkaSettings | None = None,
+        *,
+        defaults: EnvelopeDefaults | None = None,
+        delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+        metrics: ProducerMetrics | None = None,
+        **producer_overrides: Any,
+    ) -> None:
+        self.defaults = defaults or EnvelopeDefaults()
+        self._publisher = Publisher(
+            settings or KafkaSettings.from_env(),
+            delivery_timeout_s=delivery_timeout_s,
+            metrics=metrics or ProducerMetrics.create(),
+            **producer_overrides,
+        )
+
+    @property
+    def publisher(self) -> Publisher:
+        """The underlying publisher (topic, encoder, health)."""
+        return self._publisher
 
     @abstractmethod
     def _emit(self, event: ConsentEvent) -> R:
