@@ -8,12 +8,14 @@ partition the group has not committed yet counts from its first offset.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     IsolationLevel,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -22,6 +24,17 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 from schemas.kafka import KafkaSettings
 
 _TIMEOUT_S = 30.0
+_ATTEMPTS = 10
+_TRANSIENT = frozenset(
+    (
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.OFFSET_NOT_AVAILABLE,
+    )
+)
 TP = tuple[str, int]
 
 
@@ -69,10 +82,21 @@ class Offsets:
         }
         if not request:
             return {}
-        futures = self._admin.list_offsets(
-            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=_TIMEOUT_S
-        )
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        for attempt in range(_ATTEMPTS):
+            futures = self._admin.list_offsets(
+                request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=_TIMEOUT_S
+            )
+            try:
+                return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+            except KafkaException as exc:
+                # A broker that just started or just created the topic may still be
+                # moving leader epochs (FENCED_LEADER_EPOCH, NOT_LEADER...): ask again.
+                error = exc.args[0]
+                transient = error.retriable() or error.code() in _TRANSIENT
+                if attempt + 1 == _ATTEMPTS or not transient:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def committed(self, group: str, topics: Iterable[str] | None = None) -> dict[TP, int]:
         """The group's committed offsets (only partitions it has committed)."""
