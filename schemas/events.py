@@ -215,6 +215,12 @@ class InstructionIssued:
     regime: Regime = doc("Regime of the originating choice.")
     occurred_at: datetime = doc("Event time of the originating choice (UTC ms).")
     issued_at: datetime = doc("When the stream issued the instruction (UTC ms).")
+    receipt_requested: bool = doc(
+        "The stream tracks this event's propagation (a withdrawal or a rights request) and"
+        " wants a PropagationReceipt for the instruction; false for the instructions of an"
+        " untracked event (a grant), which the sink applies without answering.",
+        default=True,
+    )
 
     TOPIC_KIND: ClassVar[str] = "instruction"
 

@@ -34,8 +34,13 @@ def instruction(
     right: Right | None,
     occurred_at_ms: int,
     issued_at_ms: int,
+    receipt_requested: bool,
 ) -> dict[str, Any]:
-    """An InstructionIssued for one route."""
+    """An InstructionIssued for one route.
+
+    ``receipt_requested`` is whether the stream tracks the event's propagation: a sink
+    answers only those instructions, so grants cost no receipt round trip.
+    """
     # Enum members are str: fastavro writes them as their symbols, no .value needed.
     channels = []
     for purpose in route.purposes:
@@ -56,6 +61,7 @@ def instruction(
         "regime": regime,
         "occurred_at": occurred_at_ms,
         "issued_at": issued_at_ms,
+        "receipt_requested": receipt_requested,
     }
 
 

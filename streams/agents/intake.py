@@ -106,6 +106,7 @@ class IntakeBatch(Batch):
         self.touched[key] = (subject, partition)
         routes = fanout.routes(self.ctx.policy, event.event_id, effect, applied)
         right = event.right if isinstance(event, RightsRequested) else None
+        tracked = is_tracked(effect)
         for route in routes:
             avro = records.instruction(
                 route,
@@ -116,9 +117,10 @@ class IntakeBatch(Batch):
                 right=right,
                 occurred_at_ms=at_ms,
                 issued_at_ms=self.now,
+                receipt_requested=tracked,
             )
             self.instruction(avro, key, partition)
-        if is_tracked(effect):
+        if tracked:
             self._track(
                 event=event,
                 event_type=event_type,

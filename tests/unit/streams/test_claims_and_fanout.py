@@ -199,6 +199,7 @@ def test_marketing_instructions_name_their_channels(policy: RoutingPolicy, make:
         right=event.right,
         occurred_at_ms=1,
         issued_at_ms=2,
+        receipt_requested=True,
     )
     assert set(avro["channels"]) == {c.value for c in Channel}
     assert avro["right"] == "OBJECT_TO_DIRECT_MARKETING"
