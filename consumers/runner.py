@@ -4,14 +4,17 @@ Messages of ``Topics.instructions(family)`` are taken in chunks (whatever has be
 fetched, up to ``batch_size``), in partition order: undecodable ones are
 dead-lettered; the ones the sink handles are applied, in one call to
 ``apply_batch`` when the sink offers it (one database transaction), else one by one;
-then each gets its :class:`~schemas.events.PropagationReceipt` (APPLIED, SKIPPED or
-FAILED), and only once every receipt and dead letter is acknowledged are offsets
-stored and committed (at-least-once; sinks are idempotent per instruction id). A
-retriable failure pauses consumption and retries the same work with jittered
-exponential backoff until it succeeds, so nothing is committed past it; a permanent
-failure is dead-lettered with its coordinates and answered with a FAILED receipt. An
-empty store is first seeded from the consent-state topic. :meth:`SinkRunner.stop`
-(SIGTERM in :func:`run_sink`) finishes the chunk in flight, flushes, commits, closes.
+then each whose ``receipt_requested`` is set (the stream tracks the event: a
+withdrawal or a rights request) gets its :class:`~schemas.events.PropagationReceipt`
+(APPLIED, SKIPPED or FAILED); a grant's instruction is applied and counted but not
+answered, since nothing waits for its proof. Only once every receipt and dead letter
+is acknowledged are offsets stored and committed (at-least-once; sinks are idempotent
+per instruction id). A retriable failure pauses consumption and retries the same work
+with jittered exponential backoff until it succeeds, so nothing is committed past it;
+a permanent failure is dead-lettered with its coordinates (and, if a receipt was
+requested, answered with a FAILED one). An empty store is first seeded from the
+consent-state topic. :meth:`SinkRunner.stop` (SIGTERM in :func:`run_sink`) finishes
+the chunk in flight, flushes, commits, closes.
 """
 
 from __future__ import annotations
@@ -364,11 +367,12 @@ class SinkRunner:
     def _answer(
         self, instruction: InstructionIssued, result: SinkResult, chunk: list[Message]
     ) -> None:
-        """Publish the receipt and count the outcome."""
+        """Publish the receipt if the stream asked for one, and count the outcome."""
         applied_at = result.applied_at or utc_now()
-        receipt = build_receipt(instruction, result, applied_at)
-        publisher = self._require_publisher()
-        self._retrying(lambda: publisher.receipt(receipt), REGISTRY, chunk)
+        if instruction.receipt_requested:
+            receipt = build_receipt(instruction, result, applied_at)
+            publisher = self._require_publisher()
+            self._retrying(lambda: publisher.receipt(receipt), REGISTRY, chunk)
         family, destination = instruction.sink_family.value, instruction.destination
         self.metrics.instructions.labels(family, destination, result.outcome.value).inc()
         if result.outcome is Outcome.APPLIED:

@@ -44,6 +44,26 @@ def test_intake_routes_tracks_and_publishes_state(harness: Any, make: Any) -> No
     assert harness.ctx.intake_progress == {2: 0, 1: 1}
 
 
+def test_intake_asks_receipts_only_for_tracked_events(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    withdrawal = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_SMS)
+    objection = make.right(Right.OBJECT_TO_DIRECT_MARKETING)
+    grant = make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL)
+    run(
+        Intake(harness.ctx).handle(
+            [harness.message(topics.consent, e) for e in (withdrawal, objection, grant)]
+        )
+    )
+    asked: dict[str, set[bool]] = {}
+    for i in harness.instructions():
+        asked.setdefault(i["event_id"], set()).add(i["receipt_requested"])
+    assert asked == {
+        withdrawal.event_id: {True},
+        objection.event_id: {True},
+        grant.event_id: {False},
+    }
+
+
 def test_intake_dead_letters_and_rekeys(harness: Any, make: Any) -> None:
     topics = harness.topics
     misrouted = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_SMS)
