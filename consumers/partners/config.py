@@ -13,7 +13,11 @@
     failure_threshold = 5                         # breaker: failures before it opens
     reset_seconds = 30.0                          # breaker: seconds before a probe
     pseudonym_key = "env:CRITEO_PSEUDONYM_KEY"    # optional, overrides the derived key
+    batch_size = 500                              # optional, default 1: instructions per POST
 
+``batch_size`` 1 sends today's one-instruction body; more sends up to that many
+instructions in one signed ``{"instructions": [...]}`` body (see
+``consumers/partners/WEBHOOK.md``), for partners whose API takes batches.
 Relative paths are relative to the file. Any mistake raises a
 :class:`~schemas.errors.ConfigError` whose key names the entry, e.g.
 ``partners.criteo.url``; secrets never appear in messages or reprs.
@@ -36,6 +40,8 @@ from consumers.partners.pseudonym import partner_key
 from schemas.errors import ConfigError
 
 MIN_SECRET_LENGTH = 16
+MAX_BATCH_SIZE = 1000
+"""Most instructions in one POST: a 1000-instruction body is ~400 KB, still a modest request."""
 _ENV_REF = "env:"
 _TOP_KEYS = {"pseudonym_key", "identity_map", "partners"}
 _PARTNER_KEYS = {
@@ -46,6 +52,7 @@ _PARTNER_KEYS = {
     "failure_threshold",
     "reset_seconds",
     "pseudonym_key",
+    "batch_size",
 }
 
 
@@ -70,6 +77,8 @@ class PartnerConfig:
     known_subjects: KnownSubjects = KnownSubjects.MAPPED
     failure_threshold: int = 5
     reset_seconds: float = 30.0
+    batch_size: int = 1
+    """Most instructions per POST; 1 keeps the one-instruction body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +177,9 @@ def _partner(name: str, raw: Any, env: Mapping[str, str], master: bytes | None) 
             _positive(entry.get("failure_threshold", 5), f"{where}.failure_threshold", whole=True)
         ),
         reset_seconds=_positive(entry.get("reset_seconds", 30.0), f"{where}.reset_seconds"),
+        batch_size=_whole_between(
+            entry.get("batch_size", 1), f"{where}.batch_size", 1, MAX_BATCH_SIZE
+        ),
     )
 
 
@@ -197,6 +209,12 @@ def _positive(raw: Any, where: str, *, whole: bool = False) -> float:
         kind = "positive integer" if whole else "positive number"
         raise ConfigError(where, f"must be a {kind}, got {raw!r}")
     return float(raw)
+
+
+def _whole_between(raw: Any, where: str, low: int, high: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
+        raise ConfigError(where, f"must be an integer from {low} to {high}, got {raw!r}")
+    return raw
 
 
 def _secret(raw: Any, env: Mapping[str, str], where: str) -> bytes:

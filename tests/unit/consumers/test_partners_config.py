@@ -145,3 +145,17 @@ def test_unreadable_or_malformed_files_name_the_setting(tmp_path: Path) -> None:
     yaml.write_text("partners: {}")
     with pytest.raises(ConfigError, match=r"\.toml or \.json"):
         load_config(yaml, ENV)
+
+
+def test_batch_size_defaults_to_one_and_loads_up_to_the_bound() -> None:
+    assert parse(valid()).partner("criteo").batch_size == 1
+    assert parse(mutate("partners.criteo.batch_size", 500)).partner("criteo").batch_size == 500
+    assert parse(mutate("partners.criteo.batch_size", 1000)).partner("criteo").batch_size == 1000
+
+
+@pytest.mark.parametrize("value", [0, -3, 1001, 2.5, "500", True, None])
+def test_bad_batch_size_names_partner_and_field(value: Any) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(mutate("partners.criteo.batch_size", value))
+    assert caught.value.key == "partners.criteo.batch_size"
+    assert "from 1 to 1000" in caught.value.reason
