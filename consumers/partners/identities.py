@@ -9,11 +9,14 @@ The map is a SQLite file: ``partner_subjects(partner, subject_id)``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from contextlib import closing
 from pathlib import Path
 
 from schemas.errors import ConsentRelayError
+
+_LOOKUP_CHUNK = 500
+"""Subject ids per ``IN (...)`` query, well under SQLite's bound-variable limit."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS partner_subjects (
@@ -46,6 +49,26 @@ class IdentityMap:
         except sqlite3.Error as exc:
             raise IdentityMapUnavailableError(f"identity map unreadable: {exc}") from exc
         return row is not None
+
+    def known(self, partner: str, subject_ids: Collection[str]) -> set[str]:
+        """Which of ``subject_ids`` ``partner`` has an identifier for, on one connection
+        (a batch of instructions must not open the file once per person)."""
+        wanted = list(dict.fromkeys(subject_ids))
+        found: set[str] = set()
+        try:
+            with closing(self._connect(read_only=True)) as conn:
+                for start in range(0, len(wanted), _LOOKUP_CHUNK):
+                    chunk = wanted[start : start + _LOOKUP_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    rows = conn.execute(
+                        "SELECT subject_id FROM partner_subjects"  # noqa: S608 - only "?" marks
+                        f" WHERE partner = ? AND subject_id IN ({marks})",
+                        (partner, *chunk),
+                    )
+                    found.update(row[0] for row in rows)
+        except sqlite3.Error as exc:
+            raise IdentityMapUnavailableError(f"identity map unreadable: {exc}") from exc
+        return found
 
     def record(self, partner: str, subject_ids: Iterable[str]) -> None:
         """Note that ``partner`` now holds data about each of ``subject_ids``."""

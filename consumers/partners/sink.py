@@ -1,19 +1,27 @@
-"""One partner as a sink: skip people it does not know, else send a signed webhook.
+"""One partner as a sink: skip people it does not know, else send signed webhooks.
 
 Each instance serves exactly one partner destination (``handles`` filters on it), so
 the entrypoint runs one pipeline per partner and a dead partner only stalls its own.
-Before calling the partner the circuit breaker is consulted: while it is open the sink
-fails fast with a retriable error and the runner backs off.
+A batch of instructions goes out in POSTs of at most the partner's ``batch_size``
+(one instruction per POST, today's body, when it is 1). Before every POST the circuit
+breaker is consulted: while it is open the sink fails fast with a retriable error and
+the runner backs off.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, Final
 
 from consumers.partners.breaker import CircuitBreaker
 from consumers.partners.config import KnownSubjects, PartnerConfig
 from consumers.partners.identities import IdentityMap, IdentityMapUnavailableError
-from consumers.partners.payload import webhook_body
+from consumers.partners.payload import (
+    batch_body,
+    batch_idempotency_key,
+    instruction_document,
+    webhook_body,
+)
 from consumers.partners.pseudonym import pseudonymous_id
 from consumers.partners.webhook import WebhookClient
 from consumers.protocol import (
@@ -26,6 +34,9 @@ from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.taxonomy import Outcome, SinkFamily
 
 UNKNOWN_SUBJECT = "partner holds no identifier for this subject"
+SKIPPED: Final = SinkResult(Outcome.SKIPPED, UNKNOWN_SUBJECT)
+_REMEMBERED_LIMIT = 10_000
+"""Most acknowledged requests remembered between a failed batch and its retry."""
 
 
 class PartnerSink:
@@ -48,6 +59,8 @@ class PartnerSink:
         self.breaker = breaker
         self._client = client
         self._identities = identities
+        self._delivered: set[str] = set()
+        """Idempotency keys the partner acknowledged in a batch not yet finished."""
 
     def handles(self, instruction: InstructionIssued) -> bool:
         """Only instructions addressed to this partner."""
@@ -58,29 +71,25 @@ class PartnerSink:
 
     def apply(self, instruction: InstructionIssued) -> SinkResult:
         """Tell the partner, or skip a person it has no identifier for."""
-        if not self._knows(instruction.subject.id):
-            return SinkResult(Outcome.SKIPPED, UNKNOWN_SUBJECT)
-        if not self.breaker.allow():
-            raise RetriableSinkError(
-                f"circuit open for partner {self.destination}; next probe in "
-                f"{self.breaker.seconds_until_probe():.1f}s"
-            )
-        body = webhook_body(
-            instruction,
-            self.destination,
-            pseudonymous_id(self.partner.pseudonym_key, instruction.subject.id),
-        )
-        try:
-            self._client.post(body, instruction.instruction_id)
-        except RetriableSinkError:
-            self.breaker.record_failure()
-            raise
-        except PermanentSinkError:
-            # The partner answered, so it is up; the request itself is what it refuses.
-            self.breaker.record_success()
-            raise
-        self.breaker.record_success()
+        if self._unknown([instruction]):
+            return SKIPPED
+        self._deliver([instruction])
         return APPLIED
+
+    def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
+        """Tell the partner in POSTs of at most ``batch_size`` instructions, in order.
+
+        A failed POST fails the whole call (the runner retries it, or splits it on a
+        permanent refusal); the POSTs the partner already acknowledged in this call are
+        not sent again on the retry.
+        """
+        unknown = self._unknown(instructions)
+        todo = [i for i in instructions if i.subject.id not in unknown]
+        size = self.partner.batch_size
+        for start in range(0, len(todo), size):
+            self._deliver(todo[start : start + size], remember=True)
+        self._delivered.clear()
+        return [SKIPPED if i.subject.id in unknown else APPLIED for i in instructions]
 
     def needs_bootstrap(self) -> bool:
         """Partners keep no local store to seed: instructions alone drive them."""
@@ -93,11 +102,59 @@ class PartnerSink:
         """Close the partner connection kept alive between webhooks."""
         self._client.close()
 
-    def _knows(self, subject_id: str) -> bool:
-        if self.partner.known_subjects is KnownSubjects.ALL:
-            return True
-        assert self._identities is not None
+    def _deliver(self, chunk: Sequence[InstructionIssued], *, remember: bool = False) -> None:
+        """One signed POST of ``chunk``, through the breaker; skipped if the partner already
+        acknowledged the same request earlier in an unfinished batch."""
+        key = self._idempotency_key(chunk)
+        if key in self._delivered:
+            return
+        if not self.breaker.allow():
+            raise RetriableSinkError(
+                f"circuit open for partner {self.destination}; next probe in "
+                f"{self.breaker.seconds_until_probe():.1f}s"
+            )
         try:
-            return self._identities.knows(self.destination, subject_id)
+            self._client.post(self._body(chunk), key)
+        except RetriableSinkError:
+            self.breaker.record_failure()
+            raise
+        except PermanentSinkError:
+            # The partner answered, so it is up; the request itself is what it refuses.
+            self.breaker.record_success()
+            raise
+        self.breaker.record_success()
+        if remember:
+            if len(self._delivered) >= _REMEMBERED_LIMIT:
+                self._delivered.clear()
+            self._delivered.add(key)
+
+    def _idempotency_key(self, chunk: Sequence[InstructionIssued]) -> str:
+        if self.partner.batch_size == 1:
+            [instruction] = chunk
+            return instruction.instruction_id
+        return batch_idempotency_key(i.instruction_id for i in chunk)
+
+    def _body(self, chunk: Sequence[InstructionIssued]) -> bytes:
+        key = self.partner.pseudonym_key
+        if self.partner.batch_size == 1:
+            [instruction] = chunk
+            return webhook_body(
+                instruction, self.destination, pseudonymous_id(key, instruction.subject.id)
+            )
+        return batch_body(
+            [
+                instruction_document(i, self.destination, pseudonymous_id(key, i.subject.id))
+                for i in chunk
+            ]
+        )
+
+    def _unknown(self, instructions: Sequence[InstructionIssued]) -> set[str]:
+        """The subjects of ``instructions`` the partner holds no identifier for."""
+        if self.partner.known_subjects is KnownSubjects.ALL:
+            return set()
+        assert self._identities is not None
+        subjects = {i.subject.id for i in instructions}
+        try:
+            return subjects - self._identities.known(self.destination, subjects)
         except IdentityMapUnavailableError as exc:
             raise RetriableSinkError(str(exc)) from exc
