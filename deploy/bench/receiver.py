@@ -1,9 +1,13 @@
 """``python -m deploy.bench.receiver``: every partner's webhook endpoint, on one local port.
 
-A threading HTTP server that checks each webhook's HMAC signature (401 if wrong) and
-answers 200, counting requests per partner path. It runs as its own process so its
-CPU is measured apart from the relay and the load generator. It writes its port to
-``--port-file`` once listening and its counts to ``--stats-file`` on SIGTERM.
+A threading HTTP/1.1 server that checks each request's HMAC signature once (401 if
+wrong) and answers 200, counting instructions per partner path: one for a
+single-instruction body, one per element of a ``{"instructions": [...]}`` batch body
+(``consumers/partners/WEBHOOK.md``). It stands in for partners, so it is kept cheap:
+connections stay open (one thread per partner connection, not one per request), and
+a batch is counted from its bytes without parsing the JSON. It runs as its own process
+so its CPU is measured apart from the relay and the load generator. It writes its port
+to ``--port-file`` once listening and its counts to ``--stats-file`` on SIGTERM.
 """
 
 from __future__ import annotations
@@ -19,10 +23,23 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
-SIGNATURE_HEADER = "X-ConsentRelay-Signature"
-TIMESTAMP_HEADER = "X-ConsentRelay-Timestamp"
+SIGNATURE_HEADER: Final = "X-ConsentRelay-Signature"
+TIMESTAMP_HEADER: Final = "X-ConsentRelay-Timestamp"
+BATCH_PREFIX: Final = b'{"instructions":['
+INSTRUCTION_KEY: Final = b'"instruction_id":'
+
+
+def instructions_in(body: bytes) -> int:
+    """How many instructions a signed body carries.
+
+    The sink writes sorted keys without spaces, and no value can contain the quoted key
+    (ids are UUIDs and hex, the rest enums and timestamps), so counting the key is exact.
+    """
+    if body.startswith(BATCH_PREFIX):
+        return body.count(INSTRUCTION_KEY)
+    return 1
 
 
 class _Server(ThreadingHTTPServer):
@@ -31,6 +48,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep the sink's connection open between requests
     secret: ClassVar[bytes] = b""
     counts: ClassVar[Counter[str]] = Counter()
     lock: ClassVar[threading.Lock] = threading.Lock()
@@ -43,8 +61,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.headers.get(SIGNATURE_HEADER, ""), "sha256=" + expected.hexdigest()
         )
         with self.lock:
-            self.counts[self.path if good else "unsigned"] += 1
-        self.send_response(200 if good else 401)
+            if good:
+                self.counts[self.path] += instructions_in(body)
+            else:
+                self.counts["unsigned"] += 1
+        self.send_response_only(200 if good else 401)
         self.send_header("Content-Length", "0")
         self.end_headers()
 

@@ -48,6 +48,8 @@ PARTNERS: Final = (
 )
 """The agreed partner destinations (lowercase Recipient values)."""
 STREAM_APP_ID: Final = "consent-relay-streams"
+PARTNER_BATCH_SIZE: Final = 500
+"""Most instructions per partner webhook (see consumers/partners/WEBHOOK.md)."""
 
 
 class RelayError(RuntimeError):
@@ -190,6 +192,8 @@ class Relay:
                     "url": f"http://127.0.0.1:{receiver_port}/hooks/{name}",
                     "secret": PARTNER_SECRET,
                     "known_subjects": "all",
+                    # Partner APIs take many ids per call: one signed POST per batch.
+                    "batch_size": PARTNER_BATCH_SIZE,
                 }
                 for name in PARTNERS
             },
