@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +38,7 @@ from streams.gate import GatePolicy
 from streams.metrics import StreamMetrics
 from streams.offsets import rewinder
 from streams.routing import load_policy
+from streams.sending import ProducerSender
 from streams.staging import Changelog
 from streams.table_codecs import (
     DONE_CODEC,
@@ -64,27 +64,6 @@ class StreamApp:
     registry: CollectorRegistry
     settings: StreamSettings
     kafka: KafkaSettings
-
-
-class _ProducerSender:
-    """The app's producer as an outbox sender (the producer exists once the app runs)."""
-
-    def __init__(self, app: faust.App) -> None:
-        self._app = app
-
-    async def send(  # noqa: PLR0917 - Faust's producer signature
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-    ) -> Awaitable[Any]:
-        sent: Awaitable[Any] = await self._app.producer.send(
-            topic, key, value, partition, timestamp, headers
-        )
-        return sent
 
 
 def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
@@ -143,7 +122,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         topics=topics,
         decoder=decoder,
         encode=encode,
-        sender=_ProducerSender(app),
+        sender=ProducerSender(app),
         metrics=metrics,
         state=state.data,
         pending=pending.data,

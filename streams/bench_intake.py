@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,7 @@ from schemas.topics import Topics
 from streams.agents.context import StreamContext
 from streams.agents.intake import Intake
 from streams.metrics import StreamMetrics
+from streams.outbox import Record
 from streams.routing import load_policy
 
 MARKETING = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.MARKETING_TELEPHONE)
@@ -114,6 +115,12 @@ class _CountingSender:
         self.count = 0
         self._done: asyncio.Future[None] | None = None
 
+    def _delivered(self) -> asyncio.Future[None]:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            self._done.set_result(None)
+        return self._done
+
     async def send(  # noqa: PLR0917 - Faust's producer signature
         self,
         topic: str,
@@ -124,10 +131,13 @@ class _CountingSender:
         headers: Any,
     ) -> Awaitable[Any]:
         self.count += 1
-        if self._done is None:
-            self._done = asyncio.get_running_loop().create_future()
-            self._done.set_result(None)
-        return self._done
+        return self._delivered()
+
+    async def send_batches(
+        self, batches: Mapping[tuple[str, int], Sequence[Record]]
+    ) -> list[Awaitable[Any]]:
+        self.count += sum(len(records) for records in batches.values())
+        return [self._delivered()]
 
 
 def offline(count: int, subjects: int, batch: int) -> None:

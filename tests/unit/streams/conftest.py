@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +44,7 @@ from schemas.taxonomy import (
 from schemas.topics import Topics
 from streams.agents.context import StreamContext
 from streams.metrics import StreamMetrics
+from streams.outbox import Record
 from streams.routing import RoutingPolicy, load_policy
 
 
@@ -165,11 +166,22 @@ class Message:
 
 
 class RecordingSender:
-    """Records sends; can be told to fail the next ``fail`` batches."""
+    """Records sends; can be told to fail the next ``fail`` deliveries (a message sent
+    alone, or a topic partition's records sent as a batch)."""
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.fail = 0
+
+    def _delivery(self, sent: list[tuple[str, bytes | None, bytes | None, int | None]]) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            self.fail -= 1
+            future.set_exception(ConnectionError("broker away"))
+        else:
+            self.sent.extend(sent)
+            future.set_result(None)
+        return future
 
     async def send(
         self,
@@ -180,14 +192,15 @@ class RecordingSender:
         timestamp: float | None,
         headers: Any,
     ) -> Awaitable[Any]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.fail:
-            self.fail -= 1
-            future.set_exception(ConnectionError("broker away"))
-        else:
-            self.sent.append((topic, key, value, partition))
-            future.set_result(None)
-        return future
+        return self._delivery([(topic, key, value, partition)])
+
+    async def send_batches(
+        self, batches: Mapping[tuple[str, int], Sequence[Record]]
+    ) -> list[Awaitable[Any]]:
+        return [
+            self._delivery([(topic, key, value, partition) for key, value, _h in records])
+            for (topic, partition), records in batches.items()
+        ]
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         """The decoded Avro dicts sent to ``topic``."""
