@@ -95,9 +95,10 @@ class Batch:
         self.outbox.add(topic, key, value, partition, headers)
 
     def instruction(self, avro: dict[str, Any], key: bytes, source_partition: int) -> None:
-        """Queue an InstructionIssued on its family's topic, its destination in a header
-        so the family's other sinks skip it without decoding it."""
-        topic = self.ctx.instruction_topics[avro["sink_family"]]
+        """Queue an InstructionIssued on its destination's topic (its own, or its family's
+        shared one), its destination in a header so the other sinks of a shared topic
+        skip it without decoding it."""
+        topic = self.ctx.instruction_topics[(avro["sink_family"], avro["destination"])]
         self.publish(
             InstructionIssued,
             avro,

@@ -13,7 +13,6 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
 from streams.gate import GatePolicy
 from streams.metrics import StreamMetrics
@@ -66,11 +65,15 @@ class StreamContext:
     """Stage → what it is doing now (logged on SIGUSR2, for diagnosing a stall)."""
     changelogs: dict[str, Changelog] = field(default_factory=dict)
     """Changelog of the "state", "pending" and "done" tables (none in unit tests)."""
-    instruction_topics: dict[str, str] = field(init=False)
-    """Sink family value → its instruction topic."""
+    instruction_topics: dict[tuple[str, str], str] = field(init=False)
+    """(sink family value, destination) → its instruction topic, for every routed
+    destination (a partner's own topic, a family's shared one)."""
 
     def __post_init__(self) -> None:
-        self.instruction_topics = {f.value: self.topics.instructions(f) for f in SinkFamily}
+        self.instruction_topics = {
+            (d.family.value, d.name): self.topics.instructions(d.family, d.name)
+            for d in self.policy.destinations
+        }
 
     def partition_for(self, topic: str, source_partition: int) -> int | None:
         """The explicit partition for a subject-keyed output, when known."""

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer, schema_text, subject_name
 from schemas.converters import to_dict
 from schemas.errors import (
@@ -36,7 +37,6 @@ from schemas.events import (
 )
 from schemas.examples import example, examples
 from schemas.kafka import KafkaSettings
-from schemas.taxonomy import SinkFamily
 
 Roundtrip = Callable[[list[tuple[str, bytes, bytes]]], list[Message]]
 
@@ -48,13 +48,17 @@ def topic_of(settings: KafkaSettings, event: Any) -> str:
         ConsentChanged: topics.consent,
         RightsRequested: topics.consent,
         CookiePreferencesSet: topics.consent,
-        InstructionIssued: topics.instructions(SinkFamily.PARTNER_SHARING),
         PropagationReceipt: topics.receipts,
         FullyPropagated: topics.propagated,
         ConsentStateRecorded: topics.state,
         DataEventCaptured: topics.data_events,
         DeadLettered: topics.dead_letters,
     }
+    if isinstance(event, InstructionIssued):
+        # The example is a partner's: its own topic, made here (the stream would).
+        topic = topics.instructions(event.sink_family, event.destination)
+        ensure_topics(settings, topics.destination_topics([(event.sink_family, event.destination)]))
+        return topic
     return by_type[type(event)]
 
 

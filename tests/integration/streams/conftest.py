@@ -30,6 +30,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import (
     ConsentChanged,
@@ -56,6 +57,7 @@ from schemas.taxonomy import (
     Source,
     SubjectKind,
 )
+from streams.routing import load_policy
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -115,21 +117,26 @@ def http_text(url: str) -> str:
 
 @dataclass
 class TopicReader:
-    """Reads a topic from the beginning; values decoded with the registry (or raw)."""
+    """Reads a topic (and ``more_topics``) from the beginning; values decoded with the
+    registry (or raw)."""
 
     settings: KafkaSettings
     topic: str
     decode: bool = True
+    more_topics: tuple[str, ...] = ()
     records: list[Any] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
     coordinates: list[tuple[int, int]] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    """The topic of each record."""
 
     def __post_init__(self) -> None:
         self._consumer = Consumer(self.settings.consumer_config(f"reader-{uuid.uuid4().hex}"))
-        meta = self._consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-        self._consumer.assign(
-            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        )
+        assigned = []
+        for topic in (self.topic, *self.more_topics):
+            meta = self._consumer.list_topics(topic, timeout=30).topics[topic]
+            assigned += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+        self._consumer.assign(assigned)
         self._registry = self.settings.registry_client()
         self._decoder = EventDecoder(self._registry)
 
@@ -144,6 +151,7 @@ class TopicReader:
                 self.records.append(self._decoder.decode(value) if self.decode else value)
                 self.keys.append(message.key())
                 self.coordinates.append((message.partition() or 0, message.offset() or 0))
+                self.topics.append(message.topic() or "")
         return self.records
 
     def close(self) -> None:
@@ -240,6 +248,16 @@ class StreamKit:
 
     def reader(self, topic: str, *, decode: bool = True) -> TopicReader:
         reader = TopicReader(self.settings, topic, decode)
+        self.readers.append(reader)
+        return reader
+
+    def instruction_reader(self) -> TopicReader:
+        """One reader of every instruction topic the packaged routing policy sends to
+        (each family's shared one, each partner's own), created if the worker has not."""
+        destinations = [(d.family, d.name) for d in load_policy().destinations]
+        ensure_topics(self.settings, self.topics.destination_topics(destinations))
+        first, *more = dict.fromkeys(self.topics.instructions(f, n) for f, n in destinations)
+        reader = TopicReader(self.settings, first, more_topics=tuple(more))
         self.readers.append(reader)
         return reader
 

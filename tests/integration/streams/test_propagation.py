@@ -25,7 +25,7 @@ def test_receipts_complete_a_withdrawal(stream_kit: Any, events: Any) -> None:
     worker = kit.start_worker()
     kit.publish(objection, grant)
 
-    readers = [kit.reader(topics.instructions(f)) for f in SinkFamily]
+    readers = [kit.instruction_reader()]
     propagated = kit.reader(topics.propagated)
 
     def instructions_for(event_id: str) -> list[InstructionIssued]:

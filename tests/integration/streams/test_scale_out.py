@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from schemas.taxonomy import Choice, Purpose, Right, SinkFamily
+from schemas.taxonomy import Choice, Purpose, Right
 from streams import query
 
 WITHDRAWALS = 400
@@ -72,7 +72,7 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
     assert not published.is_set()
     victim.kill()
 
-    readers = [kit.reader(topics.instructions(f)) for f in SinkFamily]
+    readers = [kit.instruction_reader()]
     by_iid = {}
     for e in stream:
         for f, d in [

@@ -244,7 +244,9 @@ class Harness:
         return Message(topic, partition, offset, key, value)
 
     def instructions(self) -> list[dict[str, Any]]:
-        return [i for f in SinkFamily for i in self.sender.on(self.topics.instructions(f))]
+        """Every instruction sent, on whichever instruction topic, in send order."""
+        prefix = self.topics.instruction_prefix()
+        return [_decode(v) for t, _k, v, _p in self.sender.sent if t.startswith(prefix)]
 
 
 @pytest.fixture(scope="session")
@@ -276,7 +278,9 @@ def harness(policy: RoutingPolicy) -> Harness:
         state={},
         pending={},
         done={},
-        copartitioned=frozenset(spec.name for spec in topics.all()),
+        copartitioned=frozenset(
+            spec.name for spec in topics.all((d.family, d.name) for d in policy.destinations)
+        ),
         sleep=no_sleep,
     )
     return Harness(ctx, sender, topics)

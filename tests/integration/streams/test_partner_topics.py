@@ -1,0 +1,153 @@
+"""A partner's instructions on its own topic, end to end with the real stream and sink.
+
+A withdrawal limited to two recipients is routed to those two partners only; the real
+stream worker writes each instruction to that partner's own topic
+(``consent.instructions.partner_sharing.<partner>``), the partner-sharing sink's
+pipeline of each partner reads its topic and calls its webhook, and the receipts of
+both complete the withdrawal.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from consumers.partners.config import load_config
+from consumers.partners.process import PartnerSinkProcess
+from consumers.partners.settings import PartnerSinkSettings
+from schemas.events import FullyPropagated
+from schemas.taxonomy import Choice, Purpose, Recipient, SinkFamily
+
+PARTNERS = ("google", "facebook")
+SECRET = "partner-topics-webhook-secret-0123"
+MASTER = "partner-topics-pseudonym-key-0123456789"
+
+
+@contextmanager
+def webhooks() -> Iterator[tuple[str, list[tuple[str, list[dict[str, Any]]]]]]:
+    """A local endpoint for every partner: (base URL, [(path, instruction documents)])."""
+    received: list[tuple[str, list[dict[str, Any]]]] = []
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            documents = body.get("instructions", [body])
+            with lock:
+                received.append((self.path.rsplit("/", 1)[-1], documents))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
+def running(process: PartnerSinkProcess) -> Iterator[PartnerSinkProcess]:
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            process.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="partner-process", daemon=True)
+    thread.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+        thread.join(60)
+        assert not thread.is_alive(), "partner process did not stop within 60 s"
+    if errors:
+        raise errors[0]
+
+
+def partners_file(tmp_path: Path, base_url: str) -> Path:
+    lines = [f'pseudonym_key = "{MASTER}"', ""]
+    for name in PARTNERS:
+        lines += [
+            f"[partners.{name}]",
+            f'url = "{base_url}/{name}"',
+            f'secret = "{SECRET}"',
+            'known_subjects = "all"',
+            "",
+        ]
+    path = tmp_path / "partners.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def test_a_withdrawal_for_two_partners_reaches_each_on_its_own_topic(
+    stream_kit: Any, events: Any, tmp_path: Path
+) -> None:
+    kit = stream_kit
+    topics = kit.topics
+    withdrawal = events.changed(
+        events.subject(),
+        Choice.WITHDRAWN,
+        Purpose.SHARE_WITH_ADVERTISING_PLATFORMS,
+        recipients=(Recipient.GOOGLE, Recipient.FACEBOOK),
+    )
+    with webhooks() as (base_url, received):
+        config_path = partners_file(tmp_path, base_url)
+        settings = PartnerSinkSettings(
+            config=config_path, group_id=f"{kit.app_id}-partners", poll_timeout_seconds=0.2
+        )
+        process = PartnerSinkProcess(
+            kit.settings, settings, load_config(config_path, {}), metrics_port=0
+        )
+        with running(process):
+            assert process.wait_ready(60)
+            assert {r.topic for r in process.runners.values()} == {
+                topics.instructions(SinkFamily.PARTNER_SHARING, name) for name in PARTNERS
+            }
+            kit.start_worker()
+            kit.publish(withdrawal)
+            kit.wait_until(
+                lambda: {path for path, _ in received} == set(PARTNERS),
+                describe=lambda: "both partners' webhooks called",
+            )
+            propagated = kit.reader(topics.propagated)
+            done = kit.wait_until(
+                lambda: [p for p in propagated.poll(0.3) if p.event_id == withdrawal.event_id],
+                describe=lambda: "the withdrawal fully propagated",
+            )
+        reader = kit.instruction_reader()
+        reader.poll(2.0)
+
+    issued = [
+        (topic, i)
+        for i, topic in zip(reader.records, reader.topics, strict=True)
+        if i.event_id == withdrawal.event_id
+    ]
+    assert sorted((topic, i.destination) for topic, i in issued) == sorted(
+        (topics.instructions(SinkFamily.PARTNER_SHARING, name), name) for name in PARTNERS
+    )
+    by_partner = {i.destination: i.instruction_id for _, i in issued}
+    for path, documents in received:
+        assert [d["instruction_id"] for d in documents] == [by_partner[path]]
+    assert isinstance(done[0], FullyPropagated)
+    assert {d.destination for d in done[0].destinations} == {
+        f"PARTNER_SHARING/{name}" for name in PARTNERS
+    }
