@@ -1,9 +1,12 @@
 """The one runner behind every sink: consume instructions, apply, receipt, commit.
 
-Messages of ``Topics.instructions(family)`` are taken in chunks (whatever has been
-fetched, up to ``batch_size``), in partition order: undecodable ones are
-dead-lettered; the ones the sink handles are applied, in one call to
-``apply_batch`` when the sink offers it (one database transaction), else one by one;
+Messages of the sink's instruction topic (``Topics.instructions(family,
+destination)``: its family's, or its destination's own for a partner) are taken in
+chunks (whatever has been fetched, up to ``batch_size``), in partition order: those
+whose destination header names another destination are skipped undecoded (a shared
+topic), undecodable ones are dead-lettered; the ones the sink handles are applied, in
+one call to ``apply_batch`` when the sink offers it (one database transaction), else
+one by one;
 then each whose ``receipt_requested`` is set (the stream tracks the event: a
 withdrawal or a rights request) gets its :class:`~schemas.events.PropagationReceipt`
 (APPLIED, SKIPPED or FAILED); a grant's instruction is applied and counted but not
@@ -141,7 +144,7 @@ class SinkRunner:
         self.options = options or RunnerSettings()
         self.family = family or sink.family
         self.group_id = group_id or self.options.group_id or default_group(self.family)
-        self.topic = settings.topics.instructions(self.family)
+        self.topic = settings.topics.instructions(self.family, sink.destination)
         self.stage = f"sink.{self.family.value.lower()}"
         self.metrics = SinkMetrics.create()
         self.backoff = backoff or Backoff(

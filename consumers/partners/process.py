@@ -1,10 +1,12 @@
 """Every configured partner as its own pipeline, in one process with one /metrics page.
 
 Each partner gets a :class:`~consumers.runner.SinkRunner` in its own thread, with its
-own consumer group (``<base>.<partner>``) over the partner-sharing instruction topic,
-its own webhook client, retries and circuit breaker. A partner that is down or hangs
-only holds up its own group's offsets; the others keep applying. The breaker's state
-is exported as ``consent_relay_circuit_breaker_open{destination}``.
+own consumer group (``<base>.<partner>``) over its own instruction topic
+(``consent.instructions.partner_sharing.<partner>``, created at start if missing), its
+own webhook client, retries and circuit breaker. A partner that is down or hangs only
+holds up its own topic's offsets; the others keep applying, and nobody fetches what is
+meant for someone else. The breaker's state is exported as
+``consent_relay_circuit_breaker_open{destination}``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
 from consumers.partners.webhook import WebhookClient
 from consumers.runner import DEFAULT_PORTS, SinkRunner, default_group
+from schemas.admin import ensure_topics
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
@@ -47,6 +50,7 @@ class PartnerSinkProcess:
         ``metrics_port`` None means ``settings.http_port`` or 8093; 0 picks a free port.
         """
         self.settings = settings
+        self.kafka = kafka
         identities = IdentityMap(config.identity_map) if config.identity_map else None
         base = settings.group_id or default_group(FAMILY)
         self.runners: dict[str, SinkRunner] = {}
@@ -75,6 +79,10 @@ class PartnerSinkProcess:
 
     def run(self) -> None:
         """Run every pipeline until :meth:`stop`; re-raises the first pipeline's failure."""
+        # Whichever starts first, this process or the stream, creates the partners' topics.
+        ensure_topics(
+            self.kafka, self.kafka.topics.destination_topics((FAMILY, p) for p in self.runners)
+        )
         routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:

@@ -20,6 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from consumers.runner import SinkRunner
+from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import InstructionIssued, Subject, new_event_id, utc_now
 from schemas.kafka import KafkaSettings
@@ -138,6 +139,23 @@ class SinkKit:
             serializer = self._serializers.setdefault(kind, EventSerializer(self._registry, kind))
             batch.append((record.subject.id.encode(), serializer(record, target)))
         return self._send(batch, target)
+
+    def publish_routed(self, instructions: list[InstructionIssued]) -> list[Delivered]:
+        """Publish each instruction on its destination's topic, as the stream does
+        (created first if missing), in order per topic; returns where each landed."""
+        topics = self.settings.topics
+        by_topic: dict[str, list[int]] = {}
+        for index, i in enumerate(instructions):
+            by_topic.setdefault(topics.instructions(i.sink_family, i.destination), []).append(index)
+        ensure_topics(
+            self.settings,
+            topics.destination_topics((i.sink_family, i.destination) for i in instructions),
+        )
+        landed: dict[int, Delivered] = {}
+        for topic, indexes in by_topic.items():
+            delivered = self.publish([instructions[n] for n in indexes], topic=topic)
+            landed.update(zip(indexes, delivered, strict=True))
+        return [landed[n] for n in range(len(instructions))]
 
     def publish_raw(
         self, key: bytes | None, value: bytes, topic: str | None = None

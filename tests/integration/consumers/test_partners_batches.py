@@ -168,7 +168,7 @@ def test_a_backlog_arrives_in_full_batches_once_each_in_order_all_applied(
         config = load_config(config_path, {})
         # One subject: one partition, so the runner's chunks are full and the bound exact.
         instructions = backlog(sink_kit, "criteo", count, subjects=1)
-        sink_kit.publish(instructions, topic=sink_kit.settings.topics.instructions(FAMILY))
+        sink_kit.publish_routed(instructions)
         receipts = sink_kit.reader(sink_kit.settings.topics.receipts)
         settings = PartnerSinkSettings(
             config=config_path, group_id=sink_kit.group, poll_timeout_seconds=0.2
@@ -208,7 +208,7 @@ def test_the_bench_receiver_counts_single_and_batched_instructions(
             *backlog(sink_kit, "google", 1200, subjects=40),
             *backlog(sink_kit, "criteo", 150, subjects=40),
         ]
-        sink_kit.publish(instructions, topic=sink_kit.settings.topics.instructions(FAMILY))
+        sink_kit.publish_routed(instructions)
         receipts = sink_kit.reader(sink_kit.settings.topics.receipts)
         settings = PartnerSinkSettings(
             config=config_path, group_id=sink_kit.group, poll_timeout_seconds=0.2

@@ -127,7 +127,7 @@ def test_serves_stops_and_resumes_where_it_left_off(
     ]
     log = tmp_path / "partners.log"
     partners["facebook"].fail()
-    sink_kit.publish(batch, topic=sink_kit.settings.topics.instructions(FAMILY))
+    sink_kit.publish_routed(batch)
 
     with sink_process(env, log) as proc:
         until(lambda: len(partners["criteo"].applied) == len(subjects), timeout=90)

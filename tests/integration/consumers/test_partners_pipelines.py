@@ -159,7 +159,6 @@ def test_every_partner_ends_applied_once_in_order_and_broken_ones_delay_no_one(
                         family=FAMILY,
                     )
                 )
-    topic = sink_kit.settings.topics.instructions(FAMILY)
     receipts = sink_kit.reader(sink_kit.settings.topics.receipts)
     dead_letters = sink_kit.reader(sink_kit.settings.topics.dead_letters)
 
@@ -169,7 +168,7 @@ def test_every_partner_ends_applied_once_in_order_and_broken_ones_delay_no_one(
     with running(process):
         assert process.wait_ready(60)
         published_at = time.monotonic()
-        sink_kit.publish([i for name in partners for i in instructions[name]], topic=topic)
+        sink_kit.publish_routed([i for name in partners for i in instructions[name]])
         per_partner = SUBJECTS * len(SEQUENCE)
 
         # Healthy partners finish while facebook fails and twitter hangs.
