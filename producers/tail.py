@@ -2,16 +2,18 @@
 
 Topics are named as in :class:`schemas.topics.Topics` (``consent``, ``receipts``,
 ``propagated``, ``state``, ``dead-letters``, ``data-events``, ``data-allowed``,
-``instructions.marketing`` ...) or by their full name. Every message becomes one JSON
-line with its coordinates; an undecodable one becomes a line with the error instead of
-stopping the tail.
+``instructions.marketing``, ``instructions.partner_sharing.google`` ...) or by their
+full name. A family with a topic per destination names all of them at once
+(``instructions.partner_sharing``: every such topic the broker has). Every message
+becomes one JSON line with its coordinates; an undecodable one becomes a line with the
+error instead of stopping the tail.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
@@ -22,11 +24,14 @@ from schemas.converters import to_dict
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
-from schemas.topics import Topics
+from schemas.topics import TOPIC_PER_DESTINATION, Topics
+
+INSTRUCTIONS = "instructions."
+"""Short names of instruction topics start with this, then the family in lowercase."""
 
 
 def topic_names(topics: Topics) -> dict[str, str]:
-    """Short name → topic name."""
+    """Short name → topic name, for the topics that do not depend on a destination."""
     names = {
         "consent": topics.consent,
         "receipts": topics.receipts,
@@ -37,13 +42,31 @@ def topic_names(topics: Topics) -> dict[str, str]:
         "data-allowed": topics.data_allowed,
     }
     for family in SinkFamily:
-        names[f"instructions.{family.value.lower()}"] = topics.instructions(family)
+        if family not in TOPIC_PER_DESTINATION:
+            names[f"{INSTRUCTIONS}{family.value.lower()}"] = topics.instructions(family)
     return names
 
 
-def resolve(topics: Topics, name: str) -> str:
-    """The topic a short or full name means."""
-    return topic_names(topics).get(name, name)
+def resolve(topics: Topics, name: str, existing: Callable[[], Iterable[str]]) -> list[str]:
+    """The topics a short or full name means; ``existing`` lists the broker's topics,
+    asked only for every destination topic of a per-destination family."""
+    fixed = topic_names(topics)
+    if name in fixed:
+        return [fixed[name]]
+    for family in TOPIC_PER_DESTINATION:
+        short = f"{INSTRUCTIONS}{family.value.lower()}"
+        if name == short:
+            prefix = topics.instruction_prefix(family)
+            found = sorted(t for t in existing() if t.startswith(prefix))
+            if not found:
+                raise ConsentRelayError(f"no instruction topic of {family} on the broker yet")
+            return found
+        if name.startswith(f"{short}."):
+            try:
+                return [topics.instructions(family, name.removeprefix(f"{short}."))]
+            except ValueError as exc:
+                raise ConsentRelayError(f"{name}: {exc}") from exc
+    return [name]
 
 
 def tail(
@@ -56,14 +79,20 @@ def tail(
     idle_timeout: float | None = None,
 ) -> int:
     """Write decoded messages as JSON lines until ``max_messages`` or ``idle_timeout``."""
-    topic = resolve(settings.topics, name)
+    consumer = Consumer(settings.consumer_config(f"consent-relay-cli-tail-{uuid.uuid4().hex[:8]}"))
     registry = settings.registry_client()
     decoder = EventDecoder(registry)
-    consumer = Consumer(settings.consumer_config(f"consent-relay-cli-tail-{uuid.uuid4().hex[:8]}"))
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     count = 0
     try:
-        consumer.assign([TopicPartition(topic, p, start) for p in partitions_of(consumer, topic)])
+        names = resolve(settings.topics, name, lambda: consumer.list_topics(timeout=10).topics)
+        consumer.assign(
+            [
+                TopicPartition(topic, p, start)
+                for topic in names
+                for p in partitions_of(consumer, topic)
+            ]
+        )
         last_seen = time.monotonic()
         while max_messages is None or count < max_messages:
             if idle_timeout is not None and time.monotonic() - last_seen > idle_timeout:
@@ -75,7 +104,7 @@ def tail(
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise ConsentRelayError(f"consuming {topic} failed: {error.str()}")
+                raise ConsentRelayError(f"consuming {message.topic()} failed: {error.str()}")
             last_seen = time.monotonic()
             line: dict[str, object] = {
                 "topic": message.topic(),

@@ -22,12 +22,13 @@ from datetime import datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from deploy.bench.offsets import TP, Offsets
 from schemas.codec import SHIPPED, EventDecoder
 from schemas.events import InstructionIssued, PropagationReceipt
 from schemas.kafka import KafkaSettings
-from schemas.taxonomy import Action, Outcome, SinkFamily
+from schemas.taxonomy import Action, Outcome
 
 TRACKED = frozenset(a.value for a in Action if a is not Action.ALLOW)
 """Actions whose propagation is proven: everything but ALLOW."""
@@ -139,6 +140,15 @@ class _Filter:
         return record if record["event_id"].encode() in self._wanted else None
 
 
+def instruction_topics(settings: KafkaSettings) -> list[str]:
+    """Every instruction topic of the run on the broker: each family's shared one and
+    every partner's own, whichever partners the relay ran (and, for a relay revision
+    from before partners had their own, the partners' family topic)."""
+    prefix = settings.topics.instruction_prefix()
+    listed = AdminClient(settings.admin_config()).list_topics(timeout=30).topics
+    return sorted(name for name in listed if name.startswith(prefix))
+
+
 def read_topic(
     settings: KafkaSettings, offsets: Offsets, topic: str, group: str
 ) -> Iterator[Message]:
@@ -195,8 +205,8 @@ def collect(
         out.counts[topic] = count
 
     instructions = _Filter(decoder, InstructionIssued, wanted)
-    for family in SinkFamily:
-        for value in each(topics.instructions(family)):
+    for topic in instruction_topics(settings):
+        for value in each(topic):
             record = instructions.decode_if_wanted(value)
             if record is not None and record["action"] in TRACKED:
                 out.instructions.setdefault(record["event_id"], []).append(

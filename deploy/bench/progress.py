@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException
 
+from deploy.bench.collect import instruction_topics
 from deploy.bench.offsets import GroupLag, Offsets
 from deploy.bench.relay import Relay, scrape
 from deploy.bench.say import say
@@ -128,7 +129,10 @@ def wait_caught_up(
 ) -> tuple[bool, float, dict[str, GroupLag]]:
     """Until every relay group has no lag twice in a row; (caught up, seconds, lags)."""
     prefix = relay.settings.topic_prefix
-    inputs = [spec.name for spec in relay.settings.topics.all()]
+    # Every partner reads its own instruction topic, created when its process started:
+    # listed from the broker, or a partner's lag would not count and the wait end early.
+    inputs = {spec.name for spec in relay.settings.topics.all()}
+    inputs.update(instruction_topics(relay.settings))
     started = told = time.monotonic()
     quiet = 0
     lags: dict[str, GroupLag] = {}
