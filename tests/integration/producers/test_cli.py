@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,19 +18,22 @@ from confluent_kafka import Producer
 
 from producers import builders
 from producers.client import ConsentClient
+from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
 from schemas.events import (
     ConsentChanged,
     ConsentEntry,
     ConsentStateRecorded,
     DeadLettered,
+    InstructionIssued,
     RightsRequested,
     Subject,
     new_event_id,
     utc_now,
 )
+from schemas.examples import example
 from schemas.kafka import KafkaSettings
-from schemas.taxonomy import Choice, Purpose, Regime, Right, SubjectKind
+from schemas.taxonomy import Choice, Purpose, Regime, Right, SinkFamily, SubjectKind
 
 from .conftest import read_back, run_cli, start_gateway
 
@@ -180,6 +184,35 @@ def test_tail_decodes_and_reports_undecodable_messages(
     (bad,) = [line for line in lines if "error" in line]
     assert bad["key"] == "junk"
     assert bad["error"].startswith("BadMagicByteError")
+
+
+def test_tail_of_the_partner_family_reads_every_partner_topic(
+    relay_settings: KafkaSettings, relay_env: dict[str, str]
+) -> None:
+    topics = relay_settings.topics
+    family = SinkFamily.PARTNER_SHARING
+    partners = ("google", "bing")
+    ensure_topics(relay_settings, topics.destination_topics((family, p) for p in partners))
+    with relay_settings.registry_client() as registry:
+        serialize = EventSerializer(registry, InstructionIssued)
+        for partner in partners:
+            topic = topics.instructions(family, partner)
+            instruction = replace(example(InstructionIssued), destination=partner)
+            produce(relay_settings, topic, [(b"subject", serialize(instruction, topic))])
+    tailed = run_cli(
+        relay_env, "tail", "instructions.partner_sharing", "--from-beginning", "--max", "2"
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    lines = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert sorted((line["topic"], line["event"]["destination"]) for line in lines) == sorted(
+        (topics.instructions(family, p), p) for p in partners
+    )
+    one = run_cli(
+        relay_env, "tail", "instructions.partner_sharing.bing", "--from-beginning", "--max", "1"
+    )
+    assert [json.loads(line)["topic"] for line in one.stdout.splitlines()] == [
+        topics.instructions(family, "bing")
+    ]
 
 
 def dead_letter(source_topic: str, value: bytes | None, stage: str, key: bytes) -> DeadLettered:
