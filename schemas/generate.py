@@ -17,6 +17,7 @@ from typing import Any
 from schemas import taxonomy
 from schemas.converters import avro_schema
 from schemas.events import EVENT_TYPES
+from schemas.topics import COMPACTED, TOPIC_PER_DESTINATION, Topics
 
 ROOT = Path(__file__).resolve().parent
 
@@ -53,6 +54,7 @@ def reference() -> str:
         out += ["", f"### {schema['name']}", "", schema["doc"], "", "| field | type | meaning |"]
         out.append("|---|---|---|")
         out += [_field_row(f) for f in _flatten(schema["fields"], "")]
+    out += _topics()
     out += ["", "## Enumerations"]
     for enum in _enums():
         specs = _SPEC_TABLES.get(enum, {})
@@ -62,6 +64,51 @@ def reference() -> str:
             spec = specs.get(member)
             out.append(f"| `{member.value}` | {_describe(spec)} |")
     return "\n".join(out) + "\n"
+
+
+_TOPIC_DOCS: dict[str, str] = {
+    name: getattr(Topics, name).__doc__
+    for name in ("receipts", "propagated", "state", "dead_letters", "data_events", "data_allowed")
+}
+
+_TOPICS_INTRO = """
+Every name takes the deployment's prefix (`CONSENT_RELAY_TOPIC_PREFIX`), and every
+topic has `CONSENT_RELAY_PARTITIONS` partitions, so a subject's events, instructions
+and receipts share one partition number. `python -m producers topics create` creates
+all but the per-destination instruction topics, which need the routing policy or the
+partners file. A deployment that still has the shared partner topic upgrades the stream
+first, lets the old partner sink drain that topic (lag 0), then starts the new one (its
+groups have no offsets on the new topics and read them from the beginning) and deletes it.
+"""
+
+
+def _topics() -> list[str]:
+    """The topic table, from :class:`~schemas.topics.Topics` under an empty prefix."""
+    topics = Topics()
+    docs = {topics.consent: str(Topics.consent.__doc__)}
+    for family in taxonomy.SinkFamily:
+        if family in TOPIC_PER_DESTINATION:
+            shared = topics.instruction_prefix(family).removesuffix(".")
+            docs[f"{shared}.<destination>"] = (
+                f"What one {family.value} destination must do, keyed by subject: a topic per "
+                "destination (lowercase Recipient value, e.g. `google`), created at start by "
+                "the stream for every destination its routing policy names and by the "
+                f"partner sink for its partners. There is no family topic `{shared}`."
+            )
+        else:
+            docs[topics.instructions(family)] = (
+                f"What the {family.value} destinations must do, keyed by subject: one topic "
+                "for the family; each instruction names its destination in the "
+                "`consent-relay-destination` header."
+            )
+    docs.update({getattr(topics, attr): doc for attr, doc in _TOPIC_DOCS.items()})
+    compacted = {s.name for s in topics.all() if s.config == COMPACTED}
+    out = ["", "## Topics", *_TOPICS_INTRO.splitlines(), ""]
+    out += ["| topic | cleanup | carries |", "|---|---|---|"]
+    for name, doc in docs.items():
+        cleanup = "compact" if name in compacted else "delete"
+        out.append(f"| `{name}` | {cleanup} | {' '.join(doc.split())} |")
+    return out
 
 
 def _flatten(fields: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
