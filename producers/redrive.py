@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from producers.errors import PublishError
 from producers.progress import Progress
@@ -41,6 +42,14 @@ class RedriveSummary:
     skipped: list[str] = field(default_factory=list)
 
 
+def _own_topics(settings: KafkaSettings) -> set[str]:
+    """This deployment's topics: the fixed ones, and every instruction topic on the
+    broker (a partner's own topic is not among the fixed ones)."""
+    prefix = settings.topics.instruction_prefix()
+    listed = AdminClient(settings.admin_config()).list_topics(timeout=30).topics
+    return {s.name for s in settings.topics.all()} | {n for n in listed if n.startswith(prefix)}
+
+
 def redrive(
     settings: KafkaSettings,
     publisher: Publisher,
@@ -55,12 +64,13 @@ def redrive(
     """Re-publish dead letters (optionally of one ``stage``) not yet re-driven by ``group``."""
     topic = settings.topics.dead_letters
     summary = RedriveSummary()
+    allowed = _own_topics(settings) - {topic}
     consumer = Consumer(settings.consumer_config(group))
     registry = settings.registry_client()
     driver = _Redriver(
         publisher,
         EventDecoder(registry),
-        allowed={spec.name for spec in settings.topics.all()} - {topic},
+        allowed=allowed,
         stage=stage,
         dry_run=dry_run,
     )

@@ -276,6 +276,27 @@ def test_redrive_republishes_once_with_a_checkpoint(
     assert {r.key for r in received} == {b"rd-1", b"rd-2"}
 
 
+def test_redrive_puts_a_partner_sinks_dead_letter_back_on_the_partners_topic(
+    relay_settings: KafkaSettings, relay_env: dict[str, str], unique_group: str
+) -> None:
+    topics = relay_settings.topics
+    google = topics.instructions(SinkFamily.PARTNER_SHARING, "google")
+    ensure_topics(
+        relay_settings, topics.destination_topics([(SinkFamily.PARTNER_SHARING, "google")])
+    )
+    with relay_settings.registry_client() as registry:
+        instruction = replace(example(InstructionIssued), destination="google")
+        original = EventSerializer(registry, InstructionIssued)(instruction, google)
+        letter = dead_letter(google, original, "sink.partner_sharing", b"rd-p")
+        encoded = EventSerializer(registry, DeadLettered)(letter, topics.dead_letters)
+    produce(relay_settings, topics.dead_letters, [(b"rd-p", encoded)])
+    done = run_cli(relay_env, "redrive", "--group", unique_group)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["redriven"] == 1
+    (received,) = read_back(relay_settings, google, 1)
+    assert received.value == original
+
+
 @contextmanager
 def stand_in_worker(answers: dict[str, tuple[int, Any]]) -> Iterator[str]:
     """A local HTTP server answering the stream worker's agreed propagation view.
