@@ -23,6 +23,9 @@ Headers = list[tuple[str, bytes]] | None
 Record = tuple[bytes | None, bytes | None, Headers]
 """Key, value (None: a tombstone) and headers of one message."""
 
+Message = tuple[str, bytes | None, bytes | None, int | None, Headers]
+"""Topic, key, value, partition (None: the producer's partitioner) and headers."""
+
 
 class Sender(Protocol):
     """The app's producer, as the outbox uses it."""
@@ -80,10 +83,10 @@ class Outbox:
         return self._count
 
     @property
-    def messages(self) -> list[tuple[str, bytes | None, bytes | None, int | None, Headers]]:
-        """Every queued message as (topic, key, value, partition, headers): each topic
-        partition's in the order added, then those without a partition."""
-        grouped = [
+    def messages(self) -> list[Message]:
+        """Every queued message: each topic partition's in the order added, then those
+        without a partition."""
+        grouped: list[Message] = [
             (topic, key, value, partition, headers)
             for (topic, partition), records in self.partitioned.items()
             for key, value, headers in records
