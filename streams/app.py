@@ -30,11 +30,11 @@ from schemas.errors import ConfigError
 from schemas.kafka import KafkaSettings
 from streams import tables, views
 from streams.agents.context import StreamContext, log
-from streams.agents.gate import Gate
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.config import StreamSettings
 from streams.gate import GatePolicy
+from streams.gate_wiring import attach as attach_gate
 from streams.metrics import StreamMetrics
 from streams.offsets import rewinder
 from streams.routing import load_policy
@@ -140,9 +140,10 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     def assignment() -> set[TP]:
         return set(app.consumer.assignment())
 
-    sources = (topics.consent, topics.receipts, topics.data_events)
+    sources = (topics.consent, topics.receipts)
     app.on_rebalance_complete.connect(rewinder(kafka, app_id, sources, assignment, _seek_wait(app)))
     _add_agents(app, ctx, settings)
+    attach_gate(app, ctx, kafka, settings, app_id)
     _add_housekeeping(app, ctx, settings)
     views.register(app, pending, done)
     return StreamApp(app, ctx, registry, settings, kafka)
@@ -183,13 +184,6 @@ def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) ->
     size, within = settings.batch_size, settings.batch_within_seconds
     intake, receipts = Intake(ctx), Receipts(ctx)
 
-    async def end_offsets(partitions: set[int]) -> dict[int, int | None]:
-        tps = [TP(topics.consent, p) for p in partitions]
-        found = await app.consumer.highwaters(*tps)
-        return {tp.partition: found.get(tp) for tp in tps}
-
-    gate = Gate(ctx, end_offsets)
-
     def raw_topic(name: str) -> Any:
         return app.topic(name, key_serializer="raw", value_serializer="raw")
 
@@ -206,13 +200,6 @@ def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) ->
         async for events in stream.take_events(size, within=within):
             await receipts.handle([e.message for e in events])
             ctx.activity["stream.receipts"] = "waiting for a batch"
-
-    @app.agent(raw_topic(topics.data_events), name="gate")
-    async def gate_agent(stream: Any) -> None:
-        ctx.activity["stream.gate"] = "waiting for a batch"
-        async for events in stream.take_events(size, within=within):
-            await gate.handle([e.message for e in events])
-            ctx.activity["stream.gate"] = "waiting for a batch"
 
 
 def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettings) -> None:

@@ -36,6 +36,10 @@ class StreamSettings:
     gate_default_regime: str = Regime.GDPR.value
     """Regime assumed for a subject the stream knows nothing about."""
     batch_size: int = 2000
+    gate_batch_size: int = 5000
+    """Most data events the gate decides, publishes and commits together."""
+    gate_intake_wait_seconds: float = 10.0
+    """Longest the gate waits for intake to apply the consent already published."""
     batch_within_seconds: float = 0.05
     session_timeout_seconds: float = 30.0
     standby_replicas: int = 1
@@ -56,6 +60,10 @@ class StreamSettings:
             )
         if self.batch_size < 1 or self.batch_within_seconds <= 0:
             raise ValueError("STREAMS_BATCH_SIZE and STREAMS_BATCH_WITHIN_SECONDS must be > 0")
+        if self.gate_batch_size < 1 or self.gate_intake_wait_seconds < 0:
+            raise ValueError(
+                "STREAMS_GATE_BATCH_SIZE must be > 0, STREAMS_GATE_INTAKE_WAIT_SECONDS >= 0"
+            )
         if not 6 <= self.session_timeout_seconds <= 300:
             raise ValueError("STREAMS_SESSION_TIMEOUT_SECONDS must be within 6..300")
         if self.standby_replicas < 0 or self.completed_per_subject < 1:

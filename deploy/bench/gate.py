@@ -30,8 +30,16 @@ busiest subjects; little enough that the sinks need not catch up for long)."""
 
 
 def gate_consumed(offsets: Offsets, relay: Relay) -> bool:
-    """Whether the stream workers consume the data-events topic at all."""
-    return relay.settings.topics.data_events in offsets.assigned_topics(relay.stream_group)
+    """Whether the stream workers consume the data-events topic at all.
+
+    As a Faust agent the gate was a member of the stream group; as its own loop
+    (``streams.gatekeeper``) it assigns itself partitions by hand, so its group
+    ``<stream group>-gate`` has no members, only the offsets it commits as it takes them.
+    """
+    data = relay.settings.topics.data_events
+    if data in offsets.assigned_topics(relay.stream_group):
+        return True
+    return any(topic == data for topic, _ in offsets.committed(f"{relay.stream_group}-gate"))
 
 
 def run_gate(

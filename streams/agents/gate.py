@@ -1,117 +1,248 @@
-"""The consent gate: data events in; the ones consent allows out, bytes untouched.
+"""The consent gate's work on one batch of data events, without any Kafka I/O.
 
 The data topic is co-partitioned with the consent topic, so a subject's consent state
-is local. Before deciding a batch, the gate waits (briefly, bounded) until intake has
-applied every consent event already on the matching consent partition, so a
-withdrawal published before the data is in force when the data is judged; the
-decision itself compares the data's event time with the decisions' times
-(:mod:`streams.gate`).
+is local. :func:`intake_behind` is the rule for waiting until intake has applied every
+consent event already on the matching consent partitions, so a withdrawal published
+before the data is in force when the data is judged. :class:`GateJudge` then decodes
+each data event, decides it (:mod:`streams.gate`: the data's event time against the
+decisions' times) and says what to publish: the allowed events' bytes untouched, on the
+data partition's number of the allowed topic; events keyed by something other than their
+subject, re-published keyed by it; anything undecodable or invalid, dead-lettered with
+field, reason and source coordinates. The caller publishes that and only then counts it.
+
+Decoding takes a cheap path: the Avro dict is checked for exactly what the contract
+would reject in the fields the gate reads, and only an event failing that check is built
+as a record, so its dead letter names the same field and reason as a full decode would.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter as Counts
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 
-from schemas.errors import InvalidEventError
-from schemas.events import DataEventCaptured
-from streams.agents.batch import Batch, UnexpectedEventError, run
-from streams.agents.context import RawMessage, StreamContext, log
-from streams.gate import decide
-from streams.times import to_ms
+from confluent_kafka import Message
+
+from schemas.converters import from_dict
+from schemas.errors import ConsentRelayError, InvalidEventError
+from schemas.events import DataEventCaptured, DeadLettered
+from schemas.taxonomy import Purpose, Recipient, SubjectKind
+from schemas.topics import Topics
+from schemas.validation import MAX_SUBJECT_ID_LENGTH
+from streams import records
+from streams.agents.batch import PublishError, UnexpectedEventError
+from streams.agents.context import log
+from streams.gate import GatePolicy, decide
+from streams.resolution import SubjectState
+from streams.times import now_ms, to_ms
+from streams.wire import Encoder
 
 STAGE = "stream.gate"
 EVENT_TYPE = DataEventCaptured.__name__
 UNKNOWN_PROGRESS_GRACE_SECONDS = 1.0
 """How long to wait for intake to report progress on a partition it has said nothing
 about (it is either idle, i.e. caught up, or about to report its first batch)."""
-POLL_SECONDS = 0.02
 
-EndOffsets = Callable[[set[int]], Awaitable[dict[int, int | None]]]
-"""Consent partition numbers → their end offsets (next offset to be written)."""
+_PURPOSES = {p.value: p for p in Purpose}
+_RECIPIENTS = {r.value: r for r in Recipient}
+_KINDS = frozenset(k.value for k in SubjectKind)
+_FIELDS = 6
+"""Fields of a DataEventCaptured dict (the shipped schema is the reader's)."""
 
 
-class Gate:
-    """Processes batches of the data-events topic."""
+class DictDecoder(Protocol):
+    """Reads one message into its event type and Avro dict (``schemas.codec.EventDecoder``)."""
+
+    def decode_dict(self, data: bytes | None) -> tuple[type[Any], dict[str, Any]]:
+        """Raises InvalidEventError subclasses, or RegistryUnavailableError."""
+        ...
+
+
+class DataEvent(NamedTuple):
+    """What the gate reads of a data event."""
+
+    key: bytes
+    purpose: Purpose
+    recipient: Recipient | None
+    at_ms: int
+
+
+def intake_behind(
+    ends: Mapping[int, int | None],
+    progress: Mapping[int, int],
+    waited: float,
+    committed: Mapping[int, int] | None = None,
+) -> list[int]:
+    """Consent partitions intake has not caught up with yet (end = next offset written).
+
+    Intake has applied up to what it reported since the worker started (``progress``)
+    or, before it reports, what its group had committed when the partition was taken
+    over (``committed``, already in the recovered state; -1 for nothing committed). A
+    partition known to neither counts as caught up after a grace period.
+    """
+    committed = committed or {}
+    behind = []
+    for p, end in ends.items():
+        if end is None:
+            continue
+        applied = max(progress.get(p, -1), committed.get(p, -1))
+        known = p in progress or p in committed
+        if applied < end - 1 and (known or waited < UNKNOWN_PROGRESS_GRACE_SECONDS):
+            behind.append(p)
+    return behind
+
+
+def read_data_event(decoder: DictDecoder, value: bytes | None) -> DataEvent:
+    """The fields the gate decides on; raises InvalidEventError as a full decode would."""
+    event_type, fields = decoder.decode_dict(value)
+    if event_type is not DataEventCaptured:
+        raise UnexpectedEventError(event_type.__name__, "data events")
+    subject = fields.get("subject")
+    recipient_name = fields.get("recipient")
+    purpose = _PURPOSES.get(fields.get("purpose"))  # type: ignore[arg-type]
+    recipient = None if recipient_name is None else _RECIPIENTS.get(recipient_name)
+    at = fields.get("occurred_at")
+    if (
+        purpose is not None
+        and (recipient is not None or recipient_name is None)
+        and type(at) is datetime
+        and len(fields) == _FIELDS
+        and type(fields.get("event_id")) is str
+        and type(fields.get("payload")) is bytes
+        and type(subject) is dict
+        and len(subject) == 2  # id and kind
+        and subject.get("kind") in _KINDS
+    ):
+        subject_id = subject.get("id")
+        if (
+            type(subject_id) is str
+            and subject_id.strip()
+            and len(subject_id) <= MAX_SUBJECT_ID_LENGTH
+        ):
+            return DataEvent(subject_id.encode(), purpose, recipient, to_ms(at))
+    # Not the common case: build the record, which raises what the contract says.
+    event = from_dict(DataEventCaptured, fields)
+    return DataEvent(
+        event.subject.id.encode(), event.purpose, event.recipient, to_ms(event.occurred_at)
+    )
+
+
+Output = tuple[str, bytes | None, bytes, int | None]
+"""Topic, key, value and partition (None: the producer's partitioner) of one message."""
+
+
+class GateBatch:
+    """What one batch comes to: messages to publish, and counts for once they are out."""
+
+    __slots__ = ("dead_letters", "delays", "events", "gate", "out")
+
+    def __init__(self) -> None:
+        self.out: list[Output] = []
+        self.events: Counts[tuple[str, str]] = Counts()
+        """(event type, what became of it) → count, for the stream's events counter."""
+        self.gate: Counts[tuple[str, str]] = Counts()
+        """(decision, purpose) → count."""
+        self.dead_letters: Counts[tuple[str, str]] = Counts()
+        """(stage, error class) → count."""
+        self.delays: list[float] = []
+        """Seconds from each decided data event's time to its decision."""
+
+
+class GateJudge:
+    """Decides batches of data events against the worker's consent state.
+
+    ``state`` is read from the gate's own thread while intake writes it on the event
+    loop: each read is one dict lookup, atomic under the GIL, and the values are frozen
+    :class:`~streams.resolution.SubjectState` that intake replaces whole, never mutates,
+    so a read sees either the state before an intake batch or after it, never a mix.
+    Intake records its progress only after its batch's writes, so once the gate has seen
+    that progress the writes are visible too.
+    """
 
     def __init__(
-        self, ctx: StreamContext, end_offsets: EndOffsets, max_wait_seconds: float = 10.0
+        self,
+        *,
+        policy: GatePolicy,
+        topics: Topics,
+        state: Mapping[bytes, SubjectState],
+        decoder: DictDecoder,
+        encode: Encoder,
+        copartitioned: frozenset[str],
     ) -> None:
-        self.ctx = ctx
-        self.end_offsets = end_offsets
-        self.max_wait_seconds = max_wait_seconds
+        self.policy = policy
+        self.topics = topics
+        self.state = state
+        self.decoder = decoder
+        self.encode = encode
+        self.allowed_copartitioned = topics.data_allowed in copartitioned
 
-    async def handle(self, messages: Sequence[RawMessage]) -> None:
-        """Wait for intake to catch up, then decide and forward one batch."""
-        self.ctx.activity[STAGE] = "waiting for intake to catch up"
-        await self.wait_for_intake({m.partition for m in messages})
-        await run(self.ctx, messages, lambda: GateBatch(self.ctx))
+    def judge(self, messages: Sequence[Message]) -> GateBatch:
+        """Decide every message; raises only what a retry can fix (registry, encoding)."""
+        batch = GateBatch()
+        now = now_ms()
+        for message in messages:
+            try:
+                self._add(batch, message, now)
+            except InvalidEventError as exc:
+                self._dead_letter(batch, message, exc, now)
+            except ConsentRelayError:
+                raise  # the registry is away: the batch is retried
+            except Exception as exc:  # noqa: BLE001 - dead-lettered, never dropped
+                # A bug on one message must not stop the gate; the message goes to the
+                # dead letters with the error and can be replayed once fixed.
+                self._dead_letter(batch, message, exc, now)
+        return batch
 
-    async def wait_for_intake(self, partitions: set[int]) -> None:
-        """Until intake has processed what is on these consent partitions now (bounded)."""
-        ends = await self.end_offsets(partitions)
-        started = time.monotonic()
-        progress = self.ctx.intake_progress
-        while True:
-            waited = time.monotonic() - started
-            behind = [
-                p
-                for p, end in ends.items()
-                if end is not None
-                and progress.get(p, -1) < end - 1
-                and (p in progress or waited < UNKNOWN_PROGRESS_GRACE_SECONDS)
-            ]
-            if not behind:
-                return
-            if waited >= self.max_wait_seconds:
-                log.warning(
-                    "%s: intake still behind on consent partitions %s after %.0fs; deciding",
-                    STAGE,
-                    sorted(behind),
-                    waited,
-                )
-                return
-            await self.ctx.sleep(POLL_SECONDS)
-
-
-class GateBatch(Batch):
-    """One attempt at a gate batch."""
-
-    stage = STAGE
-
-    def add(self, message: RawMessage) -> None:
-        """Decide one data event and forward it if allowed."""
-        try:
-            data = self.ctx.decoder.decode(message.value)
-            if not isinstance(data, DataEventCaptured):
-                raise UnexpectedEventError(type(data).__name__, "data events")
-        except InvalidEventError as exc:
-            self.dead_letter(message, exc)
+    def _add(self, batch: GateBatch, message: Message, now: int) -> None:
+        value = message.value()
+        data = read_data_event(self.decoder, value)
+        topics = self.topics
+        if message.key() != data.key:
+            batch.out.append((topics.data_events, data.key, value or b"", None))
+            batch.events[(EVENT_TYPE, "rekeyed")] += 1
             return
-        key = data.subject.id.encode()
-        if message.key != key:
-            self.outbox.add(self.ctx.topics.data_events, key, message.value or b"", None)
-            self.tally.events[(EVENT_TYPE, "rekeyed")] += 1
-            return
-        at_ms = to_ms(data.occurred_at)
         verdict = decide(
-            self.ctx.gate_policy, self.ctx.state.get(key), data.purpose, data.recipient, at_ms
+            self.policy, self.state.get(data.key), data.purpose, data.recipient, data.at_ms
         )
         if verdict.allowed:
-            topic = self.ctx.topics.data_allowed
-            self.outbox.add(
-                topic, key, message.value or b"", self.ctx.partition_for(topic, message.partition)
-            )
-        self.tally.gate[(verdict.value, data.purpose.value)] += 1
-        self.tally.events[(EVENT_TYPE, "allowed" if verdict.allowed else "dropped")] += 1
-        self.delays.append(max(0.0, (self.now - at_ms) / 1000))
+            partition = message.partition() if self.allowed_copartitioned else None
+            batch.out.append((topics.data_allowed, data.key, value or b"", partition))
+            batch.events[(EVENT_TYPE, "allowed")] += 1
+        else:
+            batch.events[(EVENT_TYPE, "dropped")] += 1
+        batch.gate[(verdict.value, data.purpose.value)] += 1
+        batch.delays.append(max(0.0, (now - data.at_ms) / 1000))
 
-    def __init__(self, ctx: StreamContext) -> None:
-        super().__init__(ctx)
-        self.delays: list[float] = []
-
-    def commit(self) -> None:
-        """Record the gate delays too."""
-        super().commit()
-        for seconds in self.delays:
-            self.ctx.metrics.gate_delay.observe(seconds)
+    def _dead_letter(
+        self, batch: GateBatch, message: Message, error: BaseException, now: int
+    ) -> None:
+        topic, partition, offset = message.topic() or "", message.partition(), message.offset()
+        avro = records.dead_letter(
+            stage=STAGE,
+            topic=topic,
+            partition=partition if partition is not None else -1,
+            offset=offset if offset is not None else -1,
+            key=message.key(),
+            value=message.value(),
+            error=error,
+            now_ms=now,
+        )
+        target = self.topics.dead_letters
+        try:
+            encoded = self.encode(DeadLettered, avro, target)
+        except ConsentRelayError as exc:
+            raise PublishError(f"cannot encode DeadLettered: {exc}") from exc
+        batch.out.append((target, message.key(), encoded, None))
+        reason = type(error).__name__
+        batch.dead_letters[(STAGE, reason)] += 1
+        batch.events[("unknown", "dead_lettered")] += 1
+        log.warning(
+            "%s: dead-lettered %s[%s]@%s: %s (field %s)",
+            STAGE,
+            topic,
+            partition,
+            offset,
+            reason,
+            getattr(error, "field_name", None),
+        )

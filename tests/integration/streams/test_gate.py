@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import ConsumerGroupTopicPartitions
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
 from schemas.events import DeadLettered
 from schemas.taxonomy import Choice, Purpose, Regime, Right
 
@@ -79,3 +82,62 @@ def test_gate_lets_through_only_consented_data(stream_kit: Any, events: Any) -> 
         == 1
     )
     assert kit.metric(worker.url, "consent_relay_gate_delay_seconds_count") == total
+
+
+def test_withdrawn_data_stays_out_bad_data_is_dead_lettered_and_a_kill_loses_nothing(
+    stream_kit: Any, events: Any
+) -> None:
+    kit = stream_kit
+    topics = kit.topics
+    ago = events.ago
+    email = Purpose.MARKETING_EMAIL
+    withdrawn, consenting = events.subject(), events.subject()
+    kit.publish(
+        events.changed(withdrawn, Choice.GRANTED, email, at=ago(100)),
+        events.changed(withdrawn, Choice.WITHDRAWN, email, at=ago(50)),
+        events.changed(consenting, Choice.GRANTED, email, at=ago(100)),
+    )
+    # Small batches, so the kill below lands while the backlog is being worked through.
+    worker = kit.start_worker(STREAMS_GATE_BATCH_SIZE="10")
+    kit.publish(
+        events.data(withdrawn, email), events.data(consenting, email), topic=topics.data_events
+    )
+    kit.publish_raw(topics.data_events, b"\x00\x7f\xff\xff\xf0garbage", key=b"bad")
+    source = kit.reader(topics.data_events, decode=False)
+    kit.wait_until(lambda: len(source.poll(0.3)) == 3)
+    garbage_at = source.coordinates[source.records.index(b"\x00\x7f\xff\xff\xf0garbage")]
+    dead = kit.reader(topics.dead_letters)
+    kit.wait_until(lambda: dead.poll(0.3))
+    letter: DeadLettered = dead.records[0]
+    assert (letter.stage, letter.source_topic) == ("stream.gate", topics.data_events)
+    assert (letter.source_partition, letter.source_offset) == garbage_at
+    assert letter.original_value == b"\x00\x7f\xff\xff\xf0garbage"
+
+    # A backlog, and the worker SIGKILLed while it works through it.
+    backlog = [events.data(s, email) for _ in range(1500) for s in (withdrawn, consenting)]
+    out = kit.reader(topics.data_allowed)
+    kit.wait_until(lambda: len(out.poll(0.3)) == 1)
+    kit.publish(*backlog, topic=topics.data_events)
+    kit.wait_until(lambda: len(out.poll(0.1)) > 1)
+    worker.kill()
+    seen_before_kill = len(out.records)
+    kit.start_worker()
+
+    wanted = {e.event_id for e in backlog if e.subject == consenting}
+    kit.wait_until(
+        lambda: wanted <= {e.event_id for e in out.poll(0.5)},
+        timeout=120,
+        describe=lambda: f"{len(wanted - {e.event_id for e in out.records})} missing",
+    )
+    assert {e.subject.id for e in out.poll(1.0)} == {consenting.id}
+    assert seen_before_kill < len(wanted)  # the restarted worker did part of it
+    # The gate's group has committed exactly past every data event, garbage included.
+    admin = AdminClient(kit.settings.admin_config())
+    group = f"{kit.app_id_full}-gate"
+
+    def committed() -> int:
+        request = [ConsumerGroupTopicPartitions(group)]
+        found = admin.list_consumer_group_offsets(request)[group].result().topic_partitions
+        return sum(tp.offset for tp in found or () if tp.topic == topics.data_events)
+
+    kit.wait_until(lambda: committed() == 3 + len(backlog), describe=lambda: str(committed()))

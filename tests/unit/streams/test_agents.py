@@ -9,7 +9,6 @@ import pytest
 
 from schemas.events import instruction_id
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
-from streams.agents.gate import Gate
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 
@@ -162,43 +161,6 @@ def test_a_receipt_before_its_record_is_parked_then_adopted(harness: Any, make: 
     [done] = harness.sender.on(topics.propagated)
     assert done["event_id"] == withdrawal.event_id
     assert key not in harness.ctx.pending
-
-
-def test_gate_forwards_allowed_bytes_untouched(harness: Any, make: Any) -> None:
-    topics = harness.topics
-    subject = make.subject()
-    consent = [
-        make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL, subject=subject, at=make.ago(100)),
-        make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL, subject=subject, at=make.ago(5)),
-    ]
-    run(Intake(harness.ctx).handle([harness.message(topics.consent, e) for e in consent]))
-
-    async def caught_up(partitions: set[int]) -> dict[int, int | None]:
-        return {p: None for p in partitions}
-
-    allowed = make.data(subject, Purpose.MARKETING_EMAIL, at=make.ago(60))
-    dropped = make.data(subject, Purpose.MARKETING_EMAIL)
-    messages = [harness.message(topics.data_events, e) for e in (allowed, dropped)]
-    run(Gate(harness.ctx, caught_up).handle(messages))
-    assert harness.sender.raw_on(topics.data_allowed) == [messages[0].value]
-
-
-def test_gate_waits_for_intake_to_catch_up(harness: Any) -> None:
-    harness.ctx.intake_progress[0] = 3
-    calls: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        calls.append(seconds)
-        harness.ctx.intake_progress[0] += 1
-
-    harness.ctx.sleep = sleep
-
-    async def ends(partitions: set[int]) -> dict[int, int | None]:
-        return {0: 10}
-
-    run(Gate(harness.ctx, ends).wait_for_intake({0}))
-    assert harness.ctx.intake_progress[0] == 9
-    assert len(calls) == 6
 
 
 def test_metrics_are_counted_per_batch(harness: Any, make: Any) -> None:

@@ -1,0 +1,201 @@
+"""The consent gate's batch work without Kafka: decoding, deciding, dead letters, the
+rule for waiting on intake, and its settings."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from confluent_kafka import Message
+
+from schemas.codec import EventDecoder, encode_single_object
+from schemas.converters import from_dict, to_dict
+from schemas.errors import ConfigError, InvalidEventError, ValidationError
+from schemas.events import DataEventCaptured
+from schemas.taxonomy import Choice, Purpose, Recipient
+from streams.agents.batch import UnexpectedEventError
+from streams.agents.gate import GateJudge, intake_behind, read_data_event
+from streams.agents.intake import Intake
+from streams.config import StreamSettings
+from streams.times import to_ms
+
+DECODER = EventDecoder(None)
+
+
+def judge_for(harness: Any) -> GateJudge:
+    ctx = harness.ctx
+    return GateJudge(
+        policy=ctx.gate_policy,
+        topics=ctx.topics,
+        state=ctx.state,
+        decoder=DECODER,
+        encode=ctx.encode,
+        copartitioned=ctx.copartitioned,
+    )
+
+
+def kafka_message(topic: str, value: bytes, key: bytes | None, partition: int, offset: int) -> Any:
+    return Message(topic=topic, partition=partition, offset=offset, key=key, value=value)
+
+
+def data_message(harness: Any, event: DataEventCaptured, partition: int = 0, **kw: Any) -> Any:
+    key = kw.get("key", event.subject.id.encode())
+    offset = harness.offsets.get("data", 0)
+    harness.offsets["data"] = offset + 1
+    return kafka_message(
+        harness.topics.data_events, encode_single_object(event), key, partition, offset
+    )
+
+
+def test_allowed_bytes_go_untouched_to_the_same_partition(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    subject = make.subject()
+    consent = [
+        make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL, subject=subject, at=make.ago(100)),
+        make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL, subject=subject, at=make.ago(5)),
+    ]
+    asyncio.run(Intake(harness.ctx).handle([harness.message(topics.consent, e) for e in consent]))
+    allowed = make.data(subject, Purpose.MARKETING_EMAIL, at=make.ago(60))
+    dropped = make.data(subject, Purpose.MARKETING_EMAIL)
+    messages = [data_message(harness, e, partition=2) for e in (allowed, dropped)]
+
+    batch = judge_for(harness).judge(messages)
+
+    assert batch.out == [(topics.data_allowed, subject.id.encode(), messages[0].value(), 2)]
+    assert batch.events == {
+        ("DataEventCaptured", "allowed"): 1,
+        ("DataEventCaptured", "dropped"): 1,
+    }
+    assert batch.gate == {("allowed", "MARKETING_EMAIL"): 1, ("withdrawn", "MARKETING_EMAIL"): 1}
+    assert len(batch.delays) == 2
+
+
+def test_bad_input_is_dead_lettered_with_its_coordinates(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    garbage = kafka_message(topics.data_events, b"\x00\x7f\xff\xff\xf0junk", b"k", 1, 41)
+    consent = make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL)
+    wrong_type = kafka_message(topics.data_events, encode_single_object(consent), b"k", 1, 42)
+
+    batch = judge_for(harness).judge([garbage, wrong_type])
+
+    letters = [(t, k, DECODER.decode(v)) for t, k, v, _p in batch.out]
+    assert [t for t, _k, _l in letters] == [topics.dead_letters] * 2
+    first, second = (letter for _t, _k, letter in letters)
+    assert (first.stage, first.source_topic, first.source_partition, first.source_offset) == (
+        "stream.gate",
+        topics.data_events,
+        1,
+        41,
+    )
+    assert first.original_value == garbage.value()
+    assert first.error_class == "UnknownSchemaError"
+    assert second.source_offset == 42
+    assert second.error_class == "UnexpectedEventError"
+    assert batch.dead_letters == {
+        ("stream.gate", "UnknownSchemaError"): 1,
+        ("stream.gate", "UnexpectedEventError"): 1,
+    }
+    assert batch.events == {("unknown", "dead_lettered"): 2}
+
+
+def test_a_message_keyed_by_something_else_is_republished_by_subject(
+    harness: Any, make: Any
+) -> None:
+    event = make.data(make.subject(), Purpose.ACCOUNT_MANAGEMENT)
+    message = data_message(harness, event, key=b"not-the-subject")
+
+    batch = judge_for(harness).judge([message])
+
+    topic = harness.topics.data_events
+    assert batch.out == [(topic, event.subject.id.encode(), message.value(), None)]
+    assert batch.events == {("DataEventCaptured", "rekeyed"): 1}
+
+
+def _fields(make: Any, **changes: Any) -> dict[str, Any]:
+    fields = to_dict(make.data(make.subject(), Purpose.MARKETING_EMAIL))
+    fields["recipient"] = Recipient.GOOGLE.value
+    fields.update(changes)
+    return fields
+
+
+class DictsDecoder:
+    """Hands out prepared Avro dicts, as fastavro would have read them."""
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def decode_dict(self, data: bytes | None) -> tuple[type[Any], dict[str, Any]]:
+        return DataEventCaptured, dict(self.fields)
+
+
+def test_the_cheap_decode_reads_what_a_full_decode_reads(make: Any) -> None:
+    fields = _fields(make)
+    fast = read_data_event(DictsDecoder(fields), b"")
+    full = from_dict(DataEventCaptured, fields)
+    assert fast.key == full.subject.id.encode()
+    assert (fast.purpose, fast.recipient) == (full.purpose, full.recipient)
+    assert fast.at_ms == to_ms(full.occurred_at)
+    assert read_data_event(DictsDecoder(_fields(make, recipient=None)), b"").recipient is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"purpose": "UNKNOWN"},
+        {"recipient": "UNKNOWN"},
+        {"subject": {"id": "   ", "kind": "ACCOUNT"}},
+        {"subject": {"id": "x" * 257, "kind": "ACCOUNT"}},
+        {"subject": {"id": "s", "kind": "UNKNOWN"}},
+        {"subject": {"id": "s"}},
+        {"occurred_at": "yesterday"},
+        {"event_id": 7},
+        {"surprise": 1},
+    ],
+)
+def test_the_cheap_decode_rejects_exactly_as_a_full_decode(
+    make: Any, changes: dict[str, Any]
+) -> None:
+    fields = _fields(make, **changes)
+    with pytest.raises(ValidationError) as full:
+        from_dict(DataEventCaptured, fields)
+    with pytest.raises(ValidationError) as fast:
+        read_data_event(DictsDecoder(fields), b"")
+    assert (fast.value.field_name, fast.value.reason) == (
+        full.value.field_name,
+        full.value.reason,
+    )
+
+
+def test_only_data_events_belong_on_the_data_topic(make: Any) -> None:
+    consent = encode_single_object(make.changed(Choice.GRANTED, Purpose.MARKETING_EMAIL))
+    with pytest.raises(UnexpectedEventError):
+        read_data_event(DECODER, consent)
+    with pytest.raises(InvalidEventError):
+        read_data_event(DECODER, b"")
+
+
+def test_the_gate_waits_until_intake_has_applied_what_is_published() -> None:
+    ends: dict[int, int | None] = {0: 10, 1: None, 2: 5}
+    assert intake_behind(ends, {0: 3, 2: 4}, waited=0.0) == [0]
+    assert intake_behind(ends, {0: 9, 2: 4}, waited=0.0) == []
+    # A partition intake has said nothing about: waited for during a grace period only.
+    assert intake_behind({3: 2}, {}, waited=0.5) == [3]
+    assert intake_behind({3: 2}, {}, waited=1.5) == []
+    assert intake_behind({3: 0}, {}, waited=0.0) == []
+    # What intake's group had committed when the partition was taken over is applied
+    # (recovered) already; beyond it, the gate waits without a grace period.
+    assert intake_behind({3: 5}, {}, waited=0.0, committed={3: 4}) == []
+    assert intake_behind({3: 8}, {}, waited=5.0, committed={3: 4}) == [3]
+    assert intake_behind({3: 8}, {3: 7}, waited=5.0, committed={3: 4}) == []
+    assert intake_behind({3: 8}, {}, waited=5.0, committed={3: -1}) == [3]
+
+
+def test_gate_settings_are_validated() -> None:
+    settings = StreamSettings.from_env(
+        {"STREAMS_GATE_BATCH_SIZE": "100", "STREAMS_GATE_INTAKE_WAIT_SECONDS": "2.5"}
+    )
+    assert (settings.gate_batch_size, settings.gate_intake_wait_seconds) == (100, 2.5)
+    for env in ({"STREAMS_GATE_BATCH_SIZE": "0"}, {"STREAMS_GATE_INTAKE_WAIT_SECONDS": "-1"}):
+        with pytest.raises((ConfigError, ValueError)):
+            StreamSettings.from_env(env)
