@@ -138,7 +138,10 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"delay (data event time → allowed message written) p50 {_ms(delay.get('p50'))} ms, "
             f"p99 {_ms(delay.get('p99'))} ms, max {_ms(delay.get('max'))} ms; "
             f"{gate['allowed']:,} of {gate['sent']:,} allowed. Backlog of "
-            f"{gate['backlog']:,}: {_rate(gate['events_per_second'])} data events/s."
+            f"{gate['backlog']:,}: {_rate(gate['events_per_second'])} data events/s "
+            f"(from the {gate.get('events_per_second_from', 'data-event counter')}; the "
+            f"load generator published it at {_rate(gate.get('backlog_published_per_second'))}"
+            "/s)."
         )
     else:
         out.append(f"not run: {gate.get('reason', 'disabled')}")
