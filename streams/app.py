@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from schemas.admin import ensure_topics
 from schemas.errors import ConfigError
 from schemas.kafka import KafkaSettings
-from streams import tables, views
+from streams import gc_tuning, tables, views
 from streams.agents.context import StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
@@ -73,6 +73,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         # crashes on the first fetched batch instead of failing here.
         raise ConfigError("cramjam", "is not installed: aiokafka cannot read lz4 batches")
     register_codecs()
+    gc_tuning.tune()
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
     ensure_topics(kafka)
@@ -220,7 +221,11 @@ def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettin
         # `kill -USR2 <pid>` logs where every task of the worker is waiting.
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _log_activity, app, ctx)
 
+    async def freeze_startup_objects() -> None:
+        gc_tuning.freeze_startup_objects()
+
     app.task(reset_root_log_level)
+    app.task(freeze_startup_objects)
     app.task(dump_tasks_on_sigusr2)
     app.timer(settings.metrics_interval_seconds)(pending_gauges)
 

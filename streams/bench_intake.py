@@ -274,6 +274,7 @@ def _time_worker(worker: subprocess.Popen[bytes], port: int, count: int) -> None
             wall = time.monotonic() - first[0]
             cpu = _cpu_seconds(worker.pid) - first[1]
             _report("worker on the broker", int(count - first[2]), wall, cpu, None)
+            sys.stdout.write(f"worker peak RSS {_peak_rss_mib(worker.pid):,.0f} MiB\n")
             return
         time.sleep(0.2)
     raise SystemExit("worker did not finish within 900 s")
@@ -296,6 +297,14 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _free_port() -> int:
