@@ -76,7 +76,8 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     gc_tuning.tune()
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
-    ensure_topics(kafka)
+    # Before _copartitioned reads the broker: the partners' own instruction topics too.
+    ensure_topics(kafka, topics.all((d.family, d.name) for d in policy.destinations))
     app_id = settings.faust_app_id(kafka.topic_prefix)
     app = faust.App(
         app_id,

@@ -43,6 +43,30 @@ def test_intake_routes_tracks_and_publishes_state(harness: Any, make: Any) -> No
     assert harness.ctx.intake_progress == {2: 0, 1: 1}
 
 
+def test_each_partner_instruction_goes_to_its_own_topic(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    opt_out = make.right(Right.OPT_OUT_OF_SALE_OR_SHARING)
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, opt_out, partition=2)]))
+    prefix = topics.instruction_prefix()
+    sent = {t for t, _k, _v, _p in harness.sender.sent if t.startswith(prefix)}
+    families: set[str] = set()
+    for topic in sent:
+        on_topic = harness.sender.on(topic)
+        (family,) = {SinkFamily(i["sink_family"]) for i in on_topic}
+        families.add(family)
+        if family is SinkFamily.PARTNER_SHARING:
+            # One partner per topic, named after it.
+            (destination,) = {i["destination"] for i in on_topic}
+            assert topic == f"unit.consent.instructions.partner_sharing.{destination}"
+        for instruction in on_topic:
+            assert topic == topics.instructions(family, instruction["destination"])
+        # Destination topics are co-partitioned too: the consent partition is theirs.
+        assert {p for t, _k, _v, p in harness.sender.sent if t == topic} == {2}
+    assert SinkFamily.PARTNER_SHARING in families
+    assert len([t for t in sent if t.startswith(f"{prefix}partner_sharing.")]) > 1
+    assert "unit.consent.instructions.partner_sharing" not in sent
+
+
 def test_intake_asks_receipts_only_for_tracked_events(harness: Any, make: Any) -> None:
     topics = harness.topics
     withdrawal = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_SMS)
