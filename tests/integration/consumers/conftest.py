@@ -7,11 +7,10 @@ instructions, consent states or raw bytes; read a topic back as records; run a
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +24,7 @@ from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import InstructionIssued, Subject, new_event_id, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Action, Channel, Purpose, Regime, SinkFamily, SubjectKind
+from tests.support.threads import running_in_thread
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.1) -> Any:
@@ -200,27 +200,9 @@ class SinkKit:
         finally:
             consumer.close()
 
-    @contextmanager
-    def running(self, runner: SinkRunner) -> Iterator[SinkRunner]:
+    def running(self, runner: SinkRunner) -> AbstractContextManager[SinkRunner]:
         """Run ``runner`` in a thread; stop it and re-raise its error on exit."""
-        errors: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                runner.run()
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, name="sink-runner", daemon=True)
-        thread.start()
-        try:
-            yield runner
-        finally:
-            runner.stop()
-            thread.join(60)
-            assert not thread.is_alive(), "runner did not stop within 60 s"
-        if errors:
-            raise errors[0]
+        return running_in_thread(runner, name="sink-runner")
 
     def close(self) -> None:
         for reader in self._readers:

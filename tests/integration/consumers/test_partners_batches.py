@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +29,7 @@ from consumers.partners.settings import PartnerSinkSettings
 from schemas.events import InstructionIssued, PropagationReceipt
 from schemas.taxonomy import Action, Outcome, Purpose, SinkFamily
 from tests.support.processes import relay_process, wait_for
+from tests.support.threads import running_in_thread
 
 FAMILY = SinkFamily.PARTNER_SHARING
 SECRET = "criteo-webhook-secret-0123456789"
@@ -108,27 +109,8 @@ def write_config(tmp_path: Path, partners: dict[str, tuple[str, int]]) -> Path:
     return path
 
 
-@contextmanager
-def running(process: PartnerSinkProcess) -> Iterator[PartnerSinkProcess]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            process.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="partner-process", daemon=True)
-    thread.start()
-    try:
-        assert process.wait_ready(60)
-        yield process
-    finally:
-        process.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "partner process did not stop within 60 s"
-    if errors:
-        raise errors[0]
+def running(process: PartnerSinkProcess) -> AbstractContextManager[PartnerSinkProcess]:
+    return running_in_thread(process, name="partner-process", ready=lambda: process.wait_ready(60))
 
 
 def backlog(kit: Any, partner: str, count: int, subjects: int) -> list[InstructionIssued]:

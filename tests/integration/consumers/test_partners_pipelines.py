@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -32,6 +31,7 @@ from consumers.partners.pseudonym import pseudonymous_id
 from consumers.partners.settings import PartnerSinkSettings
 from schemas.events import DeadLettered, InstructionIssued, PropagationReceipt, utc_now
 from schemas.taxonomy import Action, Outcome, Purpose, SinkFamily
+from tests.support.threads import running_in_thread
 
 
 def _load_servers() -> ModuleType:
@@ -92,26 +92,8 @@ def write_config(tmp_path: Path, partners: dict[str, Any]) -> tuple[Path, dict[s
     return path, env
 
 
-@contextmanager
-def running(process: PartnerSinkProcess) -> Iterator[PartnerSinkProcess]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            process.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="partner-process", daemon=True)
-    thread.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "partner process did not stop within 60 s"
-    if errors:
-        raise errors[0]
+def running(process: PartnerSinkProcess) -> AbstractContextManager[PartnerSinkProcess]:
+    return running_in_thread(process, name="partner-process")
 
 
 def breaker_gauges(port: int) -> dict[str, float]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
 from schemas.events import FullyPropagated
 from schemas.taxonomy import Choice, Purpose, Recipient, SinkFamily
+from tests.support.threads import running_in_thread
 
 PARTNERS = ("google", "facebook")
 SECRET = "partner-topics-webhook-secret-0123"
@@ -61,26 +62,8 @@ def webhooks() -> Iterator[tuple[str, list[tuple[str, list[dict[str, Any]]]]]]:
         thread.join()
 
 
-@contextmanager
-def running(process: PartnerSinkProcess) -> Iterator[PartnerSinkProcess]:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            process.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="partner-process", daemon=True)
-    thread.start()
-    try:
-        yield process
-    finally:
-        process.stop()
-        thread.join(60)
-        assert not thread.is_alive(), "partner process did not stop within 60 s"
-    if errors:
-        raise errors[0]
+def running(process: PartnerSinkProcess) -> AbstractContextManager[PartnerSinkProcess]:
+    return running_in_thread(process, name="partner-process")
 
 
 def partners_file(tmp_path: Path, base_url: str) -> Path:

@@ -11,7 +11,7 @@ TOPICS = Topics("t-1.", 3)
 
 
 def test_partners_have_a_topic_each_and_the_others_share_their_familys() -> None:
-    assert TOPIC_PER_DESTINATION == {SinkFamily.PARTNER_SHARING}
+    assert {SinkFamily.PARTNER_SHARING} == TOPIC_PER_DESTINATION
     partners = SinkFamily.PARTNER_SHARING
     assert TOPICS.instructions(partners, "google") == (
         "t-1.consent.instructions.partner_sharing.google"
