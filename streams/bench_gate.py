@@ -12,17 +12,12 @@ worker from another tree (e.g. an exported older revision) to compare. Asserts n
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
-from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
@@ -39,12 +32,12 @@ from schemas.events import ConsentChanged, DataEventCaptured, Subject, new_event
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.taxonomy import Choice, PolicyVersion, Purpose, Regime, Source, SubjectKind
+from streams.benchkit import cpu_seconds, delete_run, die_with_parent, events_counted, free_port
 
 DATA_TYPE = DataEventCaptured.__name__
 CONSENTED = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.TARGETED_ADVERTISING)
 DATA_PURPOSES = (*CONSENTED, Purpose.ACCOUNT_MANAGEMENT, Purpose.RESEARCH_AND_STATISTICS)
 SAMPLE_SECONDS = 0.2
-_PR_SET_PDEATHSIG = 1
 
 
 def _subject(n: int) -> Subject:
@@ -123,11 +116,11 @@ def run(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             _run_worker(kafka, args, Path(tmp), count)
     finally:
-        _delete(kafka, prefix)
+        delete_run(kafka, prefix, groups=True)
 
 
 def _run_worker(kafka: KafkaSettings, args: argparse.Namespace, tmp: Path, count: int) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")},
         "CONSENT_RELAY_TOPIC_PREFIX": kafka.topic_prefix,
@@ -146,7 +139,7 @@ def _run_worker(kafka: KafkaSettings, args: argparse.Namespace, tmp: Path, count
             env=env,
             stdout=log,
             stderr=log,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call
         )
         try:
             samples = _sample(worker, port, count)
@@ -163,8 +156,8 @@ def _sample(worker: subprocess.Popen[bytes], port: int, count: int) -> list[tupl
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise SystemExit(f"worker exited with {worker.returncode}")
-        done = _counted(port)
-        samples.append((time.monotonic(), _cpu_seconds(worker.pid), done))
+        done = events_counted(port, DATA_TYPE)
+        samples.append((time.monotonic(), cpu_seconds(worker.pid), done))
         if done >= count:
             return samples
         time.sleep(SAMPLE_SECONDS)
@@ -182,55 +175,6 @@ def _report(samples: list[tuple[float, ...]], count: int) -> None:
         f"{events / wall:,.0f} events/s; worker CPU {cpu:.2f} s = "
         f"{cpu / events * 1e6:,.0f} µs/event\n"
     )
-
-
-def _counted(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, ConnectionError):
-        return 0.0
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "consent_relay_stream_events"
-        for s in family.samples
-        if s.name.endswith("_total") and s.labels.get("event_type") == DATA_TYPE
-    )
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _die_with_parent() -> None:
-    """In the worker: SIGTERM when this script dies, one libc call."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _delete(kafka: KafkaSettings, prefix: str) -> None:
-    admin = AdminClient(kafka.admin_config())
-    mine = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-    if mine:
-        for future in admin.delete_topics(mine, operation_timeout=30).values():
-            future.result(60)
-    groups = [
-        g.group_id
-        for g in admin.list_consumer_groups(request_timeout=30).result().valid
-        if g.group_id.startswith(prefix)
-    ]
-    if groups:
-        for future in admin.delete_consumer_groups(groups, request_timeout=30).values():
-            future.result(60)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,28 +13,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.admin import ensure_topics
-from schemas.codec import EventDecoder, EventSerializer, encode_single_object
+from schemas.codec import (
+    EventDecoder,
+    EventSerializer,
+    encode_single_object,
+    encode_single_object_dict,
+)
 from schemas.events import (
     ConsentChanged,
     ConsentEvent,
@@ -58,6 +57,14 @@ from schemas.taxonomy import (
 from schemas.topics import Topics
 from streams.agents.context import StreamContext
 from streams.agents.intake import Intake
+from streams.benchkit import (
+    cpu_seconds,
+    delete_run,
+    die_with_parent,
+    events_counted,
+    free_port,
+    peak_rss_mib,
+)
 from streams.metrics import StreamMetrics
 from streams.outbox import Record
 from streams.routing import load_policy
@@ -173,17 +180,7 @@ def offline(count: int, subjects: int, batch: int) -> None:
 
 
 def _single_object_encoder(event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
-    import io  # noqa: PLC0415
-
-    import fastavro  # noqa: PLC0415
-
-    from schemas.codec import SHIPPED, SINGLE_OBJECT_MAGIC  # noqa: PLC0415
-
-    buf = io.BytesIO()
-    buf.write(SINGLE_OBJECT_MAGIC)
-    buf.write(SHIPPED[event_type].fingerprint)
-    fastavro.schemaless_writer(buf, SHIPPED[event_type].parsed, avro)
-    return buf.getvalue()
+    return encode_single_object_dict(event_type, avro)
 
 
 # ------------------------------------------------------------------- broker
@@ -198,7 +195,7 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
     register_all(kafka.registry_client())
     sys.stdout.write(f"publishing {count} events on {kafka.topics.consent} ...\n")
     _publish(kafka, count, subjects)
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")},
         "CONSENT_RELAY_TOPIC_PREFIX": prefix,
@@ -221,7 +218,7 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
             env=env,
             stdout=log,
             stderr=log,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - one prctl call
         )
         try:
             _time_worker(worker, port, count)
@@ -229,15 +226,7 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
             worker.terminate()
             worker.wait(60)
             log.close()
-    _delete_topics(kafka, prefix)
-
-
-_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-
-
-def _die_with_parent() -> None:
-    """In the worker: SIGTERM when this script dies (PR_SET_PDEATHSIG), one libc call."""
-    _PRCTL(1, signal.SIGTERM)
+    delete_run(kafka, prefix)
 
 
 def _publish(kafka: KafkaSettings, count: int, subjects: int) -> None:
@@ -267,61 +256,17 @@ def _time_worker(worker: subprocess.Popen[bytes], port: int, count: int) -> None
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise SystemExit(f"worker exited with {worker.returncode}")
-        done = _processed(port)
+        done = events_counted(port)
         if done and first is None:
-            first = (time.monotonic(), _cpu_seconds(worker.pid), done)
+            first = (time.monotonic(), cpu_seconds(worker.pid), done)
         if done >= count and first is not None:
             wall = time.monotonic() - first[0]
-            cpu = _cpu_seconds(worker.pid) - first[1]
+            cpu = cpu_seconds(worker.pid) - first[1]
             _report("worker on the broker", int(count - first[2]), wall, cpu, None)
-            sys.stdout.write(f"worker peak RSS {_peak_rss_mib(worker.pid):,.0f} MiB\n")
+            sys.stdout.write(f"worker peak RSS {peak_rss_mib(worker.pid):,.0f} MiB\n")
             return
         time.sleep(0.2)
     raise SystemExit("worker did not finish within 900 s")
-
-
-def _processed(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, ConnectionError):
-        return 0.0
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        if family.name == "consent_relay_stream_events":
-            total += sum(s.value for s in family.samples if s.name.endswith("_total"))
-    return total
-
-
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _delete_topics(kafka: KafkaSettings, prefix: str) -> None:
-    admin = AdminClient(kafka.admin_config())
-    mine = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-    if mine:
-        for future in admin.delete_topics(mine, operation_timeout=30).values():
-            future.result(60)
 
 
 def _report(what: str, events: int, wall: float, cpu: float, outputs: int | None) -> None:
