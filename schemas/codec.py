@@ -144,10 +144,15 @@ def _to_avro_dict(obj: Any, _ctx: SerializationContext | None) -> dict[str, Any]
 
 def encode_single_object(event: Any) -> bytes:
     """Avro single-object encoding of a record, for use without a registry."""
+    return encode_single_object_dict(type(event), to_dict(event))
+
+
+def encode_single_object_dict(event_type: type[Any], avro: dict[str, Any]) -> bytes:
+    """Avro single-object encoding of an Avro dict of ``event_type``."""
     buf = io.BytesIO()
     buf.write(SINGLE_OBJECT_MAGIC)
-    buf.write(SHIPPED[type(event)].fingerprint)
-    fastavro.schemaless_writer(buf, SHIPPED[type(event)].parsed, to_dict(event))
+    buf.write(SHIPPED[event_type].fingerprint)
+    fastavro.schemaless_writer(buf, SHIPPED[event_type].parsed, avro)
     return buf.getvalue()
 
 

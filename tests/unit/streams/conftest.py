@@ -5,18 +5,16 @@ records what it was asked to send."""
 from __future__ import annotations
 
 import asyncio
-import io
 import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import fastavro
 import pytest
 from prometheus_client import CollectorRegistry
 
-from schemas.codec import SHIPPED, SINGLE_OBJECT_MAGIC, EventDecoder, encode_single_object
+from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
 from schemas.events import (
     ConsentChanged,
     CookiePreferencesSet,
@@ -217,11 +215,7 @@ def _decode(value: bytes | None) -> dict[str, Any]:
 
 def single_object(event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
     """An Encoder without a registry: Avro single-object encoding."""
-    buf = io.BytesIO()
-    buf.write(SINGLE_OBJECT_MAGIC)
-    buf.write(SHIPPED[event_type].fingerprint)
-    fastavro.schemaless_writer(buf, SHIPPED[event_type].parsed, avro)
-    return buf.getvalue()
+    return encode_single_object_dict(event_type, avro)
 
 
 @dataclass
