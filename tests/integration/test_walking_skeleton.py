@@ -24,7 +24,7 @@ from schemas.codec import EventDecoder
 from schemas.events import PropagationReceipt
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
-from tests.support.processes import free_port, http_text, relay_process, wait_for
+from tests.support.processes import http_text, stream_and_marketing_sink, wait_for
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -43,31 +43,10 @@ def _metric(text: str, name: str, **labels: str) -> float:
 def test_a_withdrawal_is_honoured_by_the_marketing_sink(
     relay_settings: KafkaSettings, relay_env: dict[str, str], tmp_path: Path, unique_group: str
 ) -> None:
-    stream_port, sink_port = free_port(), free_port()
-    stream_env = {
-        **relay_env,
-        "STREAMS_APP_ID": f"skeleton-{unique_group}",
-        "STREAMS_WEB_PORT": str(stream_port),
-        "STREAMS_DATA_DIR": str(tmp_path / "streams"),
-    }
-    sink_env = {
-        **relay_env,
-        "MARKETING_SINK_DATABASE_URL": f"sqlite:///{tmp_path / 'marketing.sqlite'}",
-        "MARKETING_SINK_HASH_KEY": "skeleton-test-hash-key",
-        "MARKETING_SINK_HTTP_PORT": str(sink_port),
-        "MARKETING_SINK_GROUP_ID": f"{unique_group}-marketing",
-    }
-    stream_url = f"http://127.0.0.1:{stream_port}"
-    sink_url = f"http://127.0.0.1:{sink_port}"
     with (
-        relay_process(
-            "streams", stream_env, tmp_path / "streams.log", ready_url=f"{stream_url}/metrics"
-        ),
-        relay_process(
-            "consumers.marketing",
-            sink_env,
-            tmp_path / "marketing.log",
-            ready_url=f"{sink_url}/metrics",
+        stream_and_marketing_sink(relay_env, tmp_path, "skeleton", unique_group) as (
+            stream_url,
+            sink_url,
         ),
         ConsentClient(relay_settings) as client,
     ):

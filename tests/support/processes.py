@@ -102,3 +102,39 @@ def http_text(url: str) -> str:
     """GET ``url`` and return the body as text."""
     with urllib.request.urlopen(url, timeout=5) as response:
         return str(response.read().decode())
+
+
+@contextmanager
+def stream_and_marketing_sink(
+    relay_env: Mapping[str, str], tmp_path: Path, name: str, group: str
+) -> Iterator[tuple[str, str]]:
+    """A stream worker and a marketing sink (SQLite under ``tmp_path``) on the relay of
+    ``relay_env``, both answering /metrics; yields their base URLs (stream, sink)."""
+    stream_port, sink_port = free_port(), free_port()
+    stream_env = {
+        **relay_env,
+        "STREAMS_APP_ID": f"{name}-{group}",
+        "STREAMS_WEB_PORT": str(stream_port),
+        "STREAMS_DATA_DIR": str(tmp_path / "streams"),
+    }
+    sink_env = {
+        **relay_env,
+        "MARKETING_SINK_DATABASE_URL": f"sqlite:///{tmp_path / 'marketing.sqlite'}",
+        "MARKETING_SINK_HASH_KEY": f"{name}-test-hash-key",
+        "MARKETING_SINK_HTTP_PORT": str(sink_port),
+        "MARKETING_SINK_GROUP_ID": f"{group}-marketing",
+    }
+    stream_url = f"http://127.0.0.1:{stream_port}"
+    sink_url = f"http://127.0.0.1:{sink_port}"
+    with (
+        relay_process(
+            "streams", stream_env, tmp_path / "streams.log", ready_url=f"{stream_url}/metrics"
+        ),
+        relay_process(
+            "consumers.marketing",
+            sink_env,
+            tmp_path / "marketing.log",
+            ready_url=f"{sink_url}/metrics",
+        ),
+    ):
+        yield stream_url, sink_url
