@@ -8,6 +8,11 @@ connections stay open (one thread per partner connection, not one per request), 
 a batch is counted from its bytes without parsing the JSON. It runs as its own process
 so its CPU is measured apart from the relay and the load generator. It writes its port
 to ``--port-file`` once listening and its counts to ``--stats-file`` on SIGTERM.
+
+Two options serve the fault harness (``deploy/faults``): ``--record FILE`` appends every
+signed body, as one line, with the path it came to (what each partner was told, to
+reconcile), and ``--fail-file FILE`` answers 500 to the partner paths listed in FILE
+while it exists (a partner that is down).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
-from typing import Any, ClassVar, Final
+from typing import IO, Any, ClassVar, Final
 
 SIGNATURE_HEADER: Final = "X-ConsentRelay-Signature"
 TIMESTAMP_HEADER: Final = "X-ConsentRelay-Timestamp"
@@ -52,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
     secret: ClassVar[bytes] = b""
     counts: ClassVar[Counter[str]] = Counter()
     lock: ClassVar[threading.Lock] = threading.Lock()
+    record: ClassVar[IO[bytes] | None] = None
+    fail_file: ClassVar[Path | None] = None
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -60,14 +67,30 @@ class _Handler(BaseHTTPRequestHandler):
         good = hmac.compare_digest(
             self.headers.get(SIGNATURE_HEADER, ""), "sha256=" + expected.hexdigest()
         )
+        status = 200 if good else 401
+        if good and self._failing():
+            status = 500
         with self.lock:
-            if good:
+            if status == 200:
                 self.counts[self.path] += instructions_in(body)
+                if self.record is not None:
+                    # One line per request: the sink's JSON has no raw newlines.
+                    self.record.write(self.path.encode() + b" " + body + b"\n")
+                    self.record.flush()
             else:
-                self.counts["unsigned"] += 1
-        self.send_response_only(200 if good else 401)
+                self.counts["unsigned" if status == 401 else "failed"] += 1
+        self.send_response_only(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _failing(self) -> bool:
+        if self.fail_file is None:
+            return False
+        try:
+            listed = self.fail_file.read_text().split()
+        except FileNotFoundError:
+            return False
+        return self.path in listed
 
     def log_message(self, format: str, *args: Any) -> None:
         """No per-request log: bodies carry pseudonyms, and it would cost CPU."""
@@ -79,8 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--secret", required=True)
     parser.add_argument("--port-file", type=Path, required=True)
     parser.add_argument("--stats-file", type=Path, required=True)
+    parser.add_argument("--record", type=Path, help="append every signed body to this file")
+    parser.add_argument("--fail-file", type=Path, help="answer 500 to the paths it lists")
     args = parser.parse_args(argv)
     _Handler.secret = args.secret.encode()
+    _Handler.fail_file = args.fail_file
+    if args.record is not None:
+        _Handler.record = args.record.open("ab")
     server = _Server(("127.0.0.1", 0), _Handler)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
@@ -93,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.server_close()
     with _Handler.lock:
         args.stats_file.write_text(json.dumps(dict(_Handler.counts), indent=2))
+        if _Handler.record is not None:
+            _Handler.record.close()
     return 0
 
 

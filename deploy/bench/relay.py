@@ -73,6 +73,9 @@ class Child:
     log_path: Path
     log: IO[bytes]
     metrics_url: str | None = None
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """How it was started, so that :meth:`Relay.restart` starts it again the same way."""
 
     @property
     def pid(self) -> int:
@@ -99,6 +102,10 @@ class Relay:
     """Where the relay's code is imported from (the working tree, or a snapshot)."""
     children: list[Child] = field(default_factory=list)
     receiver_stats: Path | None = None
+    marketing_database_url: str | None = None
+    """The marketing sink's database (default: a SQLite file in :attr:`state_dir`)."""
+    receiver_args: tuple[str, ...] = ()
+    """More options for the partner receiver (``--record``, ``--fail-file``)."""
 
     @property
     def stream_group(self) -> str:
@@ -149,14 +156,27 @@ class Relay:
         if self.source_dir.resolve() not in where.parents:
             raise RelayError(f"relay code would load from {where}, not {self.source_dir}")
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], mode: str = "wb") -> Child:
         log_path = self.log_dir / f"{name}.log"
-        log = log_path.open("wb")
+        log = log_path.open(mode)
         popen = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.source_dir
         )
-        child = Child(name, popen, log_path, log)
+        child = Child(name, popen, log_path, log, argv=argv, env=env)
         self.children.append(child)
+        return child
+
+    def restart(self, name: str, timeout: float) -> Child:
+        """Start the exited process ``name`` again as before (same ports, state, log file)."""
+        [old] = [c for c in self.children if c.name == name]
+        if old.popen.poll() is None:
+            raise RelayError(f"{name} is still running (pid {old.pid})")
+        old.log.close()
+        self.children.remove(old)
+        child = self._spawn(name, old.argv, old.env, mode="ab")
+        child.metrics_url = old.metrics_url
+        if child.metrics_url is not None:
+            _wait_http(child, timeout)
         return child
 
     def _start_receiver(self, timeout: float) -> int:
@@ -174,6 +194,7 @@ class Relay:
                 str(port_file),
                 "--stats-file",
                 str(self.receiver_stats),
+                *self.receiver_args,
             ],
             self.base_env(),
         )
@@ -209,7 +230,8 @@ class Relay:
                 "MARKETING_SINK_",
                 SinkFamily.MARKETING,
                 {
-                    "DATABASE_URL": f"sqlite:///{self.state_dir / 'marketing.sqlite'}",
+                    "DATABASE_URL": self.marketing_database_url
+                    or f"sqlite:///{self.state_dir / 'marketing.sqlite'}",
                     "HASH_KEY": "bench-marketing-hash-key-0123456789",
                 },
             ),
