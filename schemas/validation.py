@@ -7,6 +7,7 @@ person can act on. Rules come from the privacy policy via :mod:`schemas.taxonomy
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +48,14 @@ MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 MAX_SUBJECT_ID_LENGTH: Final = 256
 """Longest subject or device id accepted (ids are opaque keys, not free text)."""
 
+_UNSTORABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""C0 controls, DEL, C1 controls and lone surrogates: never part of a real key.
+
+PostgreSQL refuses NUL in text and no store can encode a lone surrogate as UTF-8, so an
+id holding one is accepted here and never honoured downstream; the others are how
+keys that look equal end up different (a trailing newline, an escape sequence).
+"""
+
 POLICY_IN_FORCE_FROM: Final = {
     PolicyVersion.V2018_05_25: date(2018, 5, 25),
     PolicyVersion.V2019_07_15: date(2019, 7, 15),
@@ -63,12 +72,29 @@ _STOPPING_RIGHTS: Final = frozenset(
 )
 
 
+def identifier_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a subject or device id, or None when it can.
+
+    The one rule for ids, wherever they come in (client, gateway, CLI, import) and
+    wherever they are read back (a record built from a decoded message): a non-blank
+    string of at most :data:`MAX_SUBJECT_ID_LENGTH` characters without control
+    characters. The reason names a code point and a position, never the id itself.
+    """
+    if not isinstance(value, str) or not value.strip():
+        return "must not be empty"
+    if len(value) > MAX_SUBJECT_ID_LENGTH:
+        return f"longer than {MAX_SUBJECT_ID_LENGTH} characters"
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    what = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "a control character"
+    return f"contains {what} (U+{code:04X}) at position {found.start()}"
+
+
 def validate_subject(subject: Subject) -> None:
-    """A subject needs a non-blank id of bounded length and a known kind."""
-    if not isinstance(subject.id, str) or not subject.id.strip():
-        raise ValidationError("subject.id", "must not be empty")
-    if len(subject.id) > MAX_SUBJECT_ID_LENGTH:
-        raise ValidationError("subject.id", f"longer than {MAX_SUBJECT_ID_LENGTH} characters")
+    """A subject needs an id :func:`identifier_problem` accepts and a known kind."""
+    _check_identifier("subject.id", subject.id)
     _check_member("subject.kind", subject.kind, SubjectKind)
 
 
@@ -147,10 +173,7 @@ def validate_rights_requested(event: RightsRequested) -> None:
 def validate_cookie_preferences(event: CookiePreferencesSet) -> None:
     """A device, at least one choice, no contradiction, and essential cookies stay on."""
     validate_envelope(event)
-    if not isinstance(event.device_id, str) or not event.device_id.strip():
-        raise ValidationError("device_id", "must not be empty")
-    if len(event.device_id) > MAX_SUBJECT_ID_LENGTH:
-        raise ValidationError("device_id", f"longer than {MAX_SUBJECT_ID_LENGTH} characters")
+    _check_identifier("device_id", event.device_id)
     _check_members("granted", event.granted, CookieCategory)
     _check_members("refused", event.refused, CookieCategory)
     if CookieCategory.ESSENTIAL in event.refused:
@@ -162,6 +185,12 @@ def validate_cookie_preferences(event: CookiePreferencesSet) -> None:
     both = set(event.granted) & set(event.refused)
     if both:
         raise ValidationError("refused", f"{sorted(both)[0]} is both granted and refused")
+
+
+def _check_identifier(name: str, value: object) -> None:
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise ValidationError(name, problem)
 
 
 def _check_uuid(name: str, value: object) -> None:

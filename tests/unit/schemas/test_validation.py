@@ -32,7 +32,7 @@ from schemas.taxonomy import (
     Right,
     SubjectKind,
 )
-from schemas.validation import MAX_FUTURE_SKEW, MAX_SUBJECT_ID_LENGTH
+from schemas.validation import MAX_FUTURE_SKEW, MAX_SUBJECT_ID_LENGTH, identifier_problem
 
 NOW = datetime.now(UTC)
 DEVICE = Subject(id="device-1", kind=SubjectKind.DEVICE)
@@ -88,6 +88,52 @@ def test_subject_id_must_be_a_bounded_non_blank_string(subject_id: Any, reason: 
 
 def test_subject_id_at_the_limit_is_accepted() -> None:
     Subject(id="x" * MAX_SUBJECT_ID_LENGTH, kind=SubjectKind.ACCOUNT)
+
+
+# Control characters: PostgreSQL refuses NUL in text, so such an id could never be honoured;
+# none of the others is a character a real key holds. Lone surrogates are not UTF-8 at all.
+UNSTORABLE = [
+    ("a\x00b", "U+0000"),
+    ("\x00", "U+0000"),
+    ("user-1\n", "U+000A"),
+    ("user\t1", "U+0009"),
+    ("\x1b[31muser", "U+001B"),
+    ("user\x7f", "U+007F"),
+    ("user\x85", "U+0085"),
+    ("user\x9f", "U+009F"),
+    ("user\ud800", "U+D800"),
+]
+
+
+@pytest.mark.parametrize(("subject_id", "code_point"), UNSTORABLE)
+def test_subject_id_must_not_hold_control_characters(subject_id: str, code_point: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Subject(id=subject_id, kind=SubjectKind.ACCOUNT)
+    assert caught.value.field_name == "subject.id"
+    assert code_point in caught.value.reason
+    assert "user" not in caught.value.reason  # the reason never carries the id
+
+
+@pytest.mark.parametrize(("device_id", "code_point"), UNSTORABLE)
+def test_device_id_must_not_hold_control_characters(device_id: str, code_point: str) -> None:
+    refused(CookiePreferencesSet, "device_id", code_point, device_id=device_id)
+
+
+@pytest.mark.parametrize(
+    "identifier", ["user-42", "alice@example.com", "Zoë Ünïcode ✓", "a b", "x" * 256, "0"]
+)
+def test_printable_identifiers_are_accepted(identifier: str) -> None:
+    assert identifier_problem(identifier) is None
+    Subject(id=identifier, kind=SubjectKind.ACCOUNT)
+
+
+def test_identifier_problem_is_the_subject_rule() -> None:
+    # The one rule, also for code that checks a raw dict before building a record.
+    assert identifier_problem("a\x00b") == "contains a control character (U+0000) at position 1"
+    assert identifier_problem("") == "must not be empty"
+    assert identifier_problem(None) == "must not be empty"
+    assert identifier_problem("x" * 257) == f"longer than {MAX_SUBJECT_ID_LENGTH} characters"
+    assert identifier_problem("\udfff") == "contains a lone surrogate (U+DFFF) at position 0"
 
 
 def test_subject_kind_must_be_a_member() -> None:
