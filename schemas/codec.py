@@ -29,6 +29,7 @@ from schemas.converters import from_dict, to_dict
 from schemas.errors import (
     BadMagicByteError,
     ConsentRelayError,
+    IndexOutOfRangeError,
     RegistryUnavailableError,
     TruncatedMessageError,
     UnknownSchemaError,
@@ -200,6 +201,13 @@ class EventDecoder:
         buf.seek(offset)
         try:
             return fastavro.schemaless_reader(buf, writer, reader)
+        except IndexError as exc:
+            # fastavro reports an enum or union index beyond the schema as a bare
+            # IndexError; find which field held it (only now: it costs a second read).
+            bad_index = _IndexWalk(data, offset, writer).find()
+            if bad_index is not None:
+                raise bad_index from exc
+            raise TruncatedMessageError(f"{event_type.__name__} body ends early") from exc
         except _BODY_ERRORS as exc:
             raise TruncatedMessageError(f"{event_type.__name__} body ends early") from exc
         except _CORRUPT_ERRORS as exc:
@@ -224,6 +232,12 @@ class EventDecoder:
             writer = fastavro.parse_schema(raw)
         except (fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
             raise UnknownSchemaError(f"schema id {schema_id} does not parse: {exc}") from exc
+        looped = _recursive_type(writer, ())
+        if looped is not None:
+            # Such bytes could nest deeper than fastavro's C stack and kill the process.
+            raise UnknownSchemaError(
+                f"schema id {schema_id}: {looped} contains itself, which no relay event does"
+            )
         shipped = SHIPPED[event_type].parsed
         # Schema resolution costs as much again as the read; skip it when the writer
         # used exactly the shipped schema.
@@ -252,3 +266,143 @@ def _event_schema(schema_id: int, schema: Schema) -> tuple[type[Any], dict[str, 
     if event_type is None or namespace != NAMESPACE:
         raise UnknownSchemaError(f"schema id {schema_id} is {full!r}, not a Consent Relay event")
     return event_type, raw
+
+
+def _recursive_type(schema: Any, enclosing: tuple[str, ...]) -> str | None:
+    """The first named type of a parsed schema that refers to itself, or None.
+
+    A parsed schema defines each named type where it first appears and refers to it by
+    name after that, so a type contains itself exactly when its name turns up inside
+    its own definition.
+    """
+    if isinstance(schema, str):
+        return schema if schema in enclosing else None
+    if isinstance(schema, list):
+        return next((n for b in schema if (n := _recursive_type(b, enclosing))), None)
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    if isinstance(kind, dict | list):
+        return _recursive_type(kind, enclosing)
+    if kind in ("record", "error"):
+        inner = (*enclosing, str(schema.get("name")))
+        fields = schema.get("fields") or ()
+        return next((n for f in fields if (n := _recursive_type(f.get("type"), inner))), None)
+    if kind in ("array", "map"):
+        return _recursive_type(schema.get("items", schema.get("values")), enclosing)
+    return None
+
+
+_FIXED_WIDTH = {"null": 0, "boolean": 1, "float": 4, "double": 8}
+_NAMED = frozenset({"record", "error", "enum", "fixed"})
+
+
+class _IndexWalk:
+    """Reads an Avro body against its writer schema only to find the first enum symbol or
+    union branch index the schema does not have, and the dotted field that holds it.
+
+    Any other trouble (the body ends, a length is negative, the walk runs too long)
+    means the index was not the problem: :meth:`find` then answers None.
+    """
+
+    def __init__(self, data: bytes, offset: int, schema: Any) -> None:
+        self._data = data
+        self._pos = offset
+        self._schema = schema
+        self._named: dict[str, Any] = {}
+        self._steps = 64 + 8 * len(data)  # items of no width (nulls) cannot loop for ever
+        self._name_all(schema)
+
+    def find(self) -> IndexOutOfRangeError | None:
+        try:
+            return self._walk(self._schema, "")
+        except (IndexError, KeyError, TypeError, ValueError, RecursionError):
+            return None
+
+    def _name_all(self, schema: Any) -> None:
+        if isinstance(schema, list):
+            for branch in schema:
+                self._name_all(branch)
+        elif isinstance(schema, dict):
+            if isinstance(schema.get("type"), dict | list):
+                self._name_all(schema["type"])
+            elif schema.get("type") in _NAMED:
+                self._named[schema["name"]] = schema
+            for field in schema.get("fields", ()):
+                self._name_all(field["type"])
+            for key in ("items", "values"):
+                self._name_all(schema.get(key))
+
+    def _long(self) -> int:
+        shift = value = 0
+        while True:
+            byte = self._data[self._pos]  # IndexError past the end
+            self._pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return (value >> 1) ^ -(value & 1)
+            shift += 7
+            if shift > 63:
+                raise ValueError("varint longer than 10 bytes")
+
+    def _skip(self, size: int) -> None:
+        if size < 0 or self._pos + size > len(self._data):
+            raise ValueError("length outside the body")
+        self._pos += size
+
+    def _walk(self, schema: Any, field: str) -> IndexOutOfRangeError | None:
+        self._steps -= 1
+        if self._steps < 0:
+            raise ValueError("too many steps")
+        if isinstance(schema, list):
+            index = self._long()
+            if not 0 <= index < len(schema):
+                return IndexOutOfRangeError(
+                    field,
+                    f"union branch {index} is out of range: the union has {len(schema)} branches",
+                )
+            return self._walk(schema[index], field)
+        if isinstance(schema, str):
+            schema = self._named.get(schema, {"type": schema})
+        kind = schema["type"]
+        if isinstance(kind, dict | list):  # {"type": {"type": "enum", ...}}
+            return self._walk(kind, field)
+        if kind in ("record", "error"):
+            for f in schema["fields"]:
+                found = self._walk(f["type"], f"{field}.{f['name']}" if field else f["name"])
+                if found is not None:
+                    return found
+        elif kind == "enum":
+            index, symbols = self._long(), schema["symbols"]
+            if not 0 <= index < len(symbols):
+                name = schema["name"].rpartition(".")[2]
+                return IndexOutOfRangeError(
+                    field,
+                    f"enum index {index} is out of range: {name} has {len(symbols)} symbols",
+                )
+        elif kind in ("array", "map"):
+            return self._blocks(schema, field)
+        elif kind in ("int", "long"):
+            self._long()
+        elif kind in ("string", "bytes"):
+            self._skip(self._long())
+        elif kind == "fixed":
+            self._skip(schema["size"])
+        else:
+            self._skip(_FIXED_WIDTH[kind])
+        return None
+
+    def _blocks(self, schema: dict[str, Any], field: str) -> IndexOutOfRangeError | None:
+        count = self._long()
+        while count:
+            if count < 0:  # a negative count is followed by the block's size in bytes
+                count = -count
+                self._long()
+            for _ in range(count):
+                if schema["type"] == "map":
+                    self._skip(self._long())
+                found = self._walk(schema.get("items", schema.get("values")), field)
+                if found is not None:
+                    return found
+            count = self._long()
+        return None

@@ -53,6 +53,19 @@ class TruncatedMessageError(DecodeError):
     """The bytes end before the framing or the record does."""
 
 
+class IndexOutOfRangeError(DecodeError):
+    """An enum symbol or union branch index the writer's schema does not have.
+
+    The bytes are corrupt or come from a producer that is not ours; the error names the
+    field and the index (``field_name``, ``reason``) so the dead letter says where.
+    """
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"{field_name}: {reason}")
+        self.field_name = field_name
+        self.reason = reason
+
+
 class UnknownSchemaError(DecodeError):
     """The schema id or fingerprint is not known to the registry or the contract."""
 

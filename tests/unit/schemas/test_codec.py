@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -30,14 +32,16 @@ from schemas.errors import (
     BadMagicByteError,
     ConsentRelayError,
     DecodeError,
+    IndexOutOfRangeError,
     InvalidEventError,
     RegistryUnavailableError,
     TruncatedMessageError,
     UnknownSchemaError,
     ValidationError,
 )
-from schemas.events import EVENT_TYPES, ConsentChanged, RightsRequested
+from schemas.events import EVENT_TYPES, ConsentChanged, RightsRequested, Subject
 from schemas.examples import example, examples
+from schemas.taxonomy import Purpose, SubjectKind
 
 OFFLINE = EventDecoder(None)
 
@@ -115,6 +119,91 @@ def test_a_decodable_but_impossible_event_is_a_validation_error() -> None:
     with pytest.raises(ValidationError, match="unknown Right 'UNKNOWN'") as caught:
         OFFLINE.decode(bytes(data))
     assert caught.value.field_name == "right"
+
+
+def foreign_bytes(event: Any, widen: Callable[[dict[str, Any]], None], **avro: Any) -> bytes:
+    """What a producer outside the project might send: ``event`` (with ``avro`` fields
+    replaced) written with a widened schema, under the shipped schema's fingerprint."""
+    schema = json.loads(schema_text(type(event)))
+    widen(schema)
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(schema), {**to_dict(event), **avro})
+    return SINGLE_OBJECT_MAGIC + SHIPPED[type(event)].fingerprint + body.getvalue()
+
+
+def nodes(schema: Any) -> list[dict[str, Any]]:
+    """Every JSON object in a schema document."""
+    if isinstance(schema, list):
+        return [n for item in schema for n in nodes(item)]
+    if isinstance(schema, dict):
+        return [schema, *(n for value in schema.values() for n in nodes(value))]
+    return []
+
+
+def more_symbols(enum: str) -> Callable[[dict[str, Any]], None]:
+    def widen(schema: dict[str, Any]) -> None:
+        for node in nodes(schema):
+            if node.get("type") == "enum" and node["name"] == enum:
+                node["symbols"] += [f"NEWER_{n}" for n in range(60)]
+
+    return widen
+
+
+def more_branches(field: str) -> Callable[[dict[str, Any]], None]:
+    def widen(schema: dict[str, Any]) -> None:
+        for node in nodes(schema):
+            if node.get("name") == field and isinstance(node.get("type"), list):
+                node["type"].append("long")
+
+    return widen
+
+
+@pytest.mark.parametrize(
+    ("avro", "widen", "field", "reason"),
+    [
+        (
+            {"subject": {"id": "s-1", "kind": "NEWER_54"}},
+            more_symbols("SubjectKind"),
+            "subject.kind",
+            "enum index 57 is out of range: SubjectKind has 3 symbols",
+        ),
+        (
+            {"purposes": ["MARKETING_EMAIL", "NEWER_0"]},
+            more_symbols("Purpose"),
+            "purposes",
+            # The schema's symbols are the enum's and UNKNOWN, the readers' fallback.
+            f"enum index {len(Purpose) + 1} is out of range: Purpose has {len(Purpose) + 1}"
+            " symbols",
+        ),
+        (
+            {"evidence_ref": 7},
+            more_branches("evidence_ref"),
+            "evidence_ref",
+            "union branch 2 is out of range: the union has 2 branches",
+        ),
+    ],
+)
+def test_an_index_outside_the_schema_is_named_not_truncation(
+    avro: dict[str, Any], widen: Callable[[dict[str, Any]], None], field: str, reason: str
+) -> None:
+    data = foreign_bytes(example(ConsentChanged), widen, **avro)
+    with pytest.raises(IndexOutOfRangeError) as caught:
+        OFFLINE.decode(data)
+    assert isinstance(caught.value, DecodeError)
+    assert not isinstance(caught.value, TruncatedMessageError)
+    assert (caught.value.field_name, caught.value.reason) == (field, reason)
+    assert str(caught.value) == f"{field}: {reason}"
+
+
+def test_an_id_the_contract_refuses_is_a_validation_error_when_decoded() -> None:
+    # A producer outside the project can put a NUL in an id; the decoded record is built,
+    # so the stream dead-letters it with the same field and reason a producer would get.
+    event = example(ConsentChanged, subject=Subject(id="s-1", kind=SubjectKind.ACCOUNT))
+    data = foreign_bytes(event, lambda _schema: None, subject={"id": "s\x00-1", "kind": "ACCOUNT"})
+    with pytest.raises(ValidationError) as caught:
+        OFFLINE.decode(data)
+    assert caught.value.field_name == "subject.id"
+    assert caught.value.reason == "contains a control character (U+0000) at position 1"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -226,6 +315,29 @@ def test_registry_schemas_that_are_not_relay_records_are_typed(
     schema_id = registry.register_schema("odd", Schema(text, kind))
     with pytest.raises(UnknownSchemaError, match=message):
         EventDecoder(registry).decode(b"\x00" + struct.pack(">I", schema_id) + b"\x00")
+
+
+def test_a_recursive_writer_schema_is_refused_before_any_body_is_read() -> None:
+    # No relay event nests itself; a registered schema that does lets 20 KB of bytes
+    # nest deeper than fastavro's C stack (the process died with SIGSEGV).
+    recursive = json.loads(schema_text(ConsentChanged))
+    node = "io.consentrelay.events.Node"
+    recursive["fields"].insert(
+        0,
+        {
+            "name": "chain",
+            "type": {
+                "type": "record",
+                "name": node,
+                "fields": [{"name": "next", "type": ["null", node]}],
+            },
+        },
+    )
+    registry = mock_registry()
+    schema_id = registry.register_schema("anything", Schema(json.dumps(recursive), "AVRO"))
+    data = b"\x00" + struct.pack(">I", schema_id) + b"\x02" * 50_000 + b"\x00"
+    with pytest.raises(UnknownSchemaError, match=f"{node} contains itself"):
+        EventDecoder(registry).decode(data)
 
 
 class FailingRegistry:
