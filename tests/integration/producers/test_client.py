@@ -188,7 +188,26 @@ def test_invalid_input_is_rejected_before_sending(relay_settings: KafkaSettings)
         with pytest.raises(ValidationError) as caught:
             client.request_erasure("")
         assert caught.value.field_name == "subject.id"
+        # PostgreSQL refuses NUL in text: such a withdrawal could never be honoured.
+        with pytest.raises(ValidationError) as caught:
+            client.withdraw("s-9\x00", [Purpose.MARKETING_EMAIL])
+        assert caught.value.field_name == "subject.id"
+        with pytest.raises(ValidationError) as caught:
+            client.send(builders.withdraw("s-9\x1b", [Purpose.MARKETING_EMAIL]))
+        assert caught.value.field_name == "subject.id"
         assert client.publisher.in_flight() == 0
         sentinel = client.request_access("s-9")
-    (only,) = read_back(relay_settings, relay_settings.topics.consent, 1)
-    assert only.record.event_id == sentinel.event_id
+
+    async def run_async() -> Published:
+        async with AsyncConsentClient(relay_settings) as client:
+            with pytest.raises(ValidationError) as caught:
+                await client.withdraw("s-9\x00", [Purpose.MARKETING_EMAIL])
+            assert caught.value.field_name == "subject.id"
+            with pytest.raises(ValidationError) as caught:
+                await client.set_cookie_preferences("dev\x85", granted=["STATISTICS"])
+            assert caught.value.field_name == "subject.id"
+            return await client.request_access("s-9")
+
+    async_sentinel = asyncio.run(run_async())
+    received = read_back(relay_settings, relay_settings.topics.consent, 2)
+    assert {r.record.event_id for r in received} == {sentinel.event_id, async_sentinel.event_id}

@@ -118,6 +118,12 @@ def test_cookie_preferences_belong_to_the_device_by_default() -> None:
         (lambda: builders.withdraw("u", ["NO_SUCH_PURPOSE"]), "purposes"),
         (lambda: builders.withdraw("u", []), "purposes"),
         (lambda: builders.withdraw("", [Purpose.MARKETING_EMAIL]), "subject.id"),
+        (lambda: builders.withdraw("u\x00-1", [Purpose.MARKETING_EMAIL]), "subject.id"),
+        (lambda: builders.request_erasure("u-1\n"), "subject.id"),
+        (
+            lambda: builders.set_cookie_preferences("d\x7f", subject="u-1", granted=["MARKETING"]),
+            "device_id",
+        ),
         (lambda: builders.grant("u", [Purpose.MARKETING_EMAIL], event_id="nope"), "event_id"),
         (lambda: builders.refuse_marketing("u", ["FAX"]), "channels"),
         (lambda: builders.set_cookie_preferences("d", refused=["ESSENTIAL"]), "refused"),

@@ -159,3 +159,32 @@ def test_non_utf8_row_is_rejected_alone(tmp_path: Path) -> None:
     bulk.run_import(source, sender, checkpoint_path=tmp_path / "cp.json", on_reject=rejected.append)
     assert [r.line for r in rejected] == [2]
     assert [e.subject.id for e in sender.sent] == ["h-1"]
+
+
+def test_ids_with_control_characters_are_rejected_alone(tmp_path: Path) -> None:
+    csv_source = write(
+        tmp_path / "history.csv",
+        "ConsentChanged,h-\x00-1,2019-08-01T10:00:00Z,WITHDRAWN,MARKETING_EMAIL,nul\n",
+        "ConsentChanged,h-\x1b[2J,2019-08-01T10:00:00Z,WITHDRAWN,MARKETING_EMAIL,esc\n",
+        ROWS[0],
+    )
+    jsonl_source = tmp_path / "history.jsonl"
+    draft = {"choice": "WITHDRAWN", "purposes": ["MARKETING_EMAIL"]}
+    jsonl_source.write_text(
+        json.dumps({**draft, "subject": {"id": "j-\u0000", "kind": "ACCOUNT"}})
+        + "\n"
+        + json.dumps({**draft, "subject": {"id": "j-1", "kind": "ACCOUNT"}})
+        + "\n"
+    )
+    for source, good in [(csv_source, "h-1"), (jsonl_source, "j-1")]:
+        sender = RecordingSender()
+        rejected: list[bulk.RowError] = []
+        bulk.run_import(
+            source,
+            sender,
+            checkpoint_path=tmp_path / f"{source.name}.cp",
+            on_reject=rejected.append,
+        )
+        assert [e.subject.id for e in sender.sent] == [good]
+        assert {r.field for r in rejected} == {"subject.id"}
+        assert all("control character" in r.reason for r in rejected)

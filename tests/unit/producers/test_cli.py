@@ -73,6 +73,16 @@ def test_invalid_event_exits_2_naming_the_field(capsys: pytest.CaptureFixture[st
     assert "purposes: unknown Purpose 'X'" in capsys.readouterr().err
 
 
+def test_an_id_with_a_control_character_exits_2_naming_the_field(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = cli.main(["publish", "RightsRequested", "--subject", "u\x1b[2J", "--right", "ERASURE"])
+    assert status == cli.EXIT_INVALID
+    assert "subject.id: contains a control character (U+001B) at position 1" in (
+        capsys.readouterr().err
+    )
+
+
 def test_missing_kafka_settings_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

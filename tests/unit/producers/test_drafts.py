@@ -48,6 +48,15 @@ def test_typed_draft_picks_the_record() -> None:
         ({"type": "ConsentChanged", "subject": "u-1"}, "subject"),
         ({"type": "ConsentChanged", "subject": {"id": "u-1"}}, "subject.kind"),
         (
+            {
+                "type": "ConsentChanged",
+                "subject": {"id": "u\u0000-1", "kind": "ACCOUNT"},
+                "choice": "WITHDRAWN",
+                "purposes": ["MARKETING_EMAIL"],
+            },
+            "subject.id",
+        ),
+        (
             {"type": "ConsentChanged", "subject": SUBJECT, "choice": "MAYBE", "purposes": []},
             "choice",
         ),
