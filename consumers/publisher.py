@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.protocol import SinkResult
+from schemas import deadletters
 from schemas.codec import EventSerializer
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.events import DeadLettered, InstructionIssued, PropagationReceipt, utc_now
@@ -55,20 +56,19 @@ def build_dead_letter(
     message: Message,
     error: Exception,
 ) -> DeadLettered:
-    """A dead letter for ``message`` that failed with ``error`` at ``stage``."""
-    field_name = error.field_name if isinstance(error, InvalidEventError) else None
-    return DeadLettered(
-        dead_letter_id=str(uuid.uuid4()),
+    """A dead letter for ``message`` that failed with ``error`` at ``stage`` (bounded in
+    size: :mod:`schemas.deadletters`)."""
+    return deadletters.build(
         stage=stage,
-        source_topic=message.topic() or "",
-        source_partition=message.partition() or 0,
-        source_offset=message.offset() or 0,
-        original_key=message.key(),  # type: ignore[arg-type]
-        original_value=message.value(),  # type: ignore[arg-type]
+        topic=message.topic() or "",
+        partition=message.partition() or 0,
+        offset=message.offset() or 0,
+        key=message.key(),  # type: ignore[arg-type]
+        value=message.value(),  # type: ignore[arg-type]
         error_class=type(error).__name__,
-        field_name=field_name,
-        reason=str(error) or type(error).__name__,
-        dead_lettered_at=utc_now(),
+        field_name=error.field_name if isinstance(error, InvalidEventError) else None,
+        reason=str(error),
+        at=utc_now(),
     )
 
 

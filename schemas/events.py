@@ -314,12 +314,30 @@ class DeadLettered:
     source_topic: str = doc("Topic of the original message.")
     source_partition: int = doc("Partition of the original message.")
     source_offset: int = doc("Offset of the original message.")
-    original_key: bytes | None = doc("Optional original key bytes.", pii=True, default=None)
-    original_value: bytes | None = doc("Optional original value bytes.", pii=True, default=None)
+    original_key: bytes | None = doc(
+        "Optional original key bytes: whole up to 1,024 bytes, else its first 1,024.",
+        pii=True,
+        default=None,
+    )
+    original_value: bytes | None = doc(
+        "Optional original value bytes: whole up to 4,096 bytes, else its first 4,096.",
+        pii=True,
+        default=None,
+    )
     error_class: str = doc("Exception class that stopped processing.")
     field_name: str | None = doc("Optional name of the offending field.", default=None)
     reason: str = doc("Human-readable reason.")
     dead_lettered_at: datetime = doc("When it was dead-lettered (UTC ms).")
+    original_size: int | None = doc(
+        "Optional size in bytes of the whole original value (original_value may be an "
+        "excerpt of it).",
+        default=None,
+    )
+    original_sha256: str | None = doc(
+        "Optional SHA-256 of the whole original value, hex: identifies it at its source "
+        "coordinates when original_value is only an excerpt.",
+        default=None,
+    )
 
     TOPIC_KIND: ClassVar[str] = "dead_letter"
 

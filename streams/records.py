@@ -9,9 +9,11 @@ Times are epoch milliseconds, which Avro's timestamp-millis takes as is.
 
 from __future__ import annotations
 
-import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from schemas import deadletters
+from schemas.converters import to_dict
 from schemas.events import Subject
 from schemas.taxonomy import PURPOSE_SPECS, Right
 from streams.fanout import Route
@@ -122,17 +124,19 @@ def dead_letter(
     error: BaseException,
     now_ms: int,
 ) -> dict[str, Any]:
-    """A DeadLettered for a message that could not be processed."""
-    return {
-        "dead_letter_id": str(uuid.uuid4()),
-        "stage": stage,
-        "source_topic": topic,
-        "source_partition": partition,
-        "source_offset": offset,
-        "original_key": key,
-        "original_value": value,
-        "error_class": type(error).__name__,
-        "field_name": getattr(error, "field_name", None),
-        "reason": getattr(error, "reason", "") or str(error) or type(error).__name__,
-        "dead_lettered_at": now_ms,
-    }
+    """A DeadLettered for a message that could not be processed; bounded in size
+    (:mod:`schemas.deadletters`), so it can always be published."""
+    return to_dict(
+        deadletters.build(
+            stage=stage,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            error_class=type(error).__name__,
+            field_name=getattr(error, "field_name", None),
+            reason=getattr(error, "reason", "") or str(error),
+            at=datetime.fromtimestamp(now_ms / 1000, UTC),
+        )
+    )

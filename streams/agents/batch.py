@@ -6,7 +6,9 @@ every delivery awaited, and only then commits the staged writes and the counts. 
 registry or the broker fails while publishing, the staged work is thrown away and the
 batch is processed again from the unchanged tables after a backoff, for as long as it
 takes: the stream stalls rather than drop or half-apply anything. A message that raises
-anything else (a bug) is dead-lettered with its error class, never silently dropped.
+anything else (a bug) is dead-lettered with its error class, never silently dropped, and
+so is a message whose output the broker refuses for good (a batch that fails that way
+is sent again one message at a time to find it).
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class Batch:
             error=error,
             now_ms=self.now,
         )
-        self.publish(DeadLettered, avro, self.ctx.topics.dead_letters, message.key, None)
+        self.publish(DeadLettered, avro, self.ctx.topics.dead_letters, avro["original_key"], None)
         reason = type(error).__name__
         self.tally.dead_letters[(self.stage, reason)] += 1
         self.tally.events[("unknown", "dead_lettered")] += 1
@@ -156,7 +158,60 @@ class Batch:
 async def run(
     ctx: StreamContext, messages: Sequence[RawMessage], make: Callable[[], Batch]
 ) -> Batch:
-    """Process ``messages`` until their output is published, then commit; the batch."""
+    """Process ``messages`` until their output is published, then commit; the batch.
+
+    This returns only once every message is durable: applied, or dead-lettered. Faust
+    acknowledges a batch's messages however its handler ends, so nothing may escape
+    from here but cancellation. A failure a retry can fix is retried with a backoff.
+    Any other failure of a batch (the broker refusing a record for good, a bug) sends
+    its messages through one at a time, and the one whose output cannot be published
+    is dead-lettered in its place, with the error as the reason.
+    """
+    whole = await _until_published(ctx, messages, make, _process)
+    if isinstance(whole, Batch):
+        return whole
+    log.error(
+        "a batch of %d cannot be published (%s: %s); sending its messages one by one",
+        len(messages),
+        type(whole).__name__,
+        whole,
+    )
+    last: Batch | Exception = whole
+    for message in messages:
+        attempt = 0
+        while True:
+            last = await _until_published(ctx, (message,), make, _process)
+            if isinstance(last, Batch):
+                break
+            failure = last
+
+            def instead(batch: Batch, message: RawMessage, failure: Exception = failure) -> None:
+                batch.dead_letter(message, failure)
+
+            last = await _until_published(ctx, (message,), make, instead)
+            if isinstance(last, Batch):
+                break
+            # Not even its bounded dead letter can be written: never move past it.
+            delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+            log.error("cannot apply or dead-letter a message (%s); retrying in %.1fs", last, delay)
+            attempt += 1
+            await ctx.sleep(delay)
+    assert isinstance(last, Batch)
+    return last
+
+
+def _process(batch: Batch, message: RawMessage) -> None:
+    batch.add(message)
+
+
+async def _until_published(
+    ctx: StreamContext,
+    messages: Sequence[RawMessage],
+    make: Callable[[], Batch],
+    handle: Callable[[Batch, RawMessage], None],
+) -> Batch | Exception:
+    """One batch, retried until published (then committed and returned), or the
+    failure that a retry cannot fix."""
     attempt = 0
     while True:
         batch = make()
@@ -164,7 +219,7 @@ async def run(
         try:
             for message in messages:
                 try:
-                    batch.add(message)
+                    handle(batch, message)
                 except RETRIABLE:
                     raise
                 except Exception as exc:  # noqa: BLE001 - dead-lettered, never dropped
@@ -178,6 +233,8 @@ async def run(
             ctx.activity[batch.stage] = f"publishing {len(batch.outbox)} messages"
             await batch.outbox.flush(ctx.sender)
         except RETRIABLE as exc:
+            if not getattr(exc, "retriable", True):
+                return exc
             delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
             log.warning(
                 "%s: batch of %d not published (%s: %s); retrying in %.1fs",
@@ -190,6 +247,8 @@ async def run(
             attempt += 1
             await ctx.sleep(delay)
             continue
+        except Exception as exc:  # noqa: BLE001 - isolated by the caller, never acknowledged
+            return exc
         batch.commit()
         ctx.activity[batch.stage] = "committed a batch"
         return batch

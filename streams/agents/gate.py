@@ -233,7 +233,7 @@ class GateJudge:
             encoded = self.encode(DeadLettered, avro, target)
         except ConsentRelayError as exc:
             raise PublishError(f"cannot encode DeadLettered: {exc}") from exc
-        batch.out.append((target, message.key(), encoded, None))
+        batch.out.append((target, avro["original_key"], encoded, None))
         reason = type(error).__name__
         batch.dead_letters[(STAGE, reason)] += 1
         batch.events[("unknown", "dead_lettered")] += 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -163,6 +163,10 @@ class Message:
     value: bytes | None
 
 
+class RefusedError(Exception):
+    """A refusal no retry fixes (Faust's ProducerSendError for a record too large)."""
+
+
 class RecordingSender:
     """Records sends; can be told to fail the next ``fail`` deliveries (a message sent
     alone, or a topic partition's records sent as a batch)."""
@@ -170,10 +174,14 @@ class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
         self.fail = 0
+        self.refuse: Callable[[str, bytes | None], bool] = lambda _topic, _value: False
+        """Which records the broker refuses for good (as it does one that is too large)."""
 
     def _delivery(self, sent: list[tuple[str, bytes | None, bytes | None, int | None]]) -> Any:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.fail:
+        if any(self.refuse(topic, value) for topic, _k, value, _p in sent):
+            future.set_exception(RefusedError("the broker refuses this record"))
+        elif self.fail:
             self.fail -= 1
             future.set_exception(ConnectionError("broker away"))
         else:

@@ -230,3 +230,44 @@ def test_a_bug_on_one_message_dead_letters_it_and_keeps_the_rest(
     [letter] = harness.sender.on(topics.dead_letters)
     assert letter["error_class"] == "KeyError"
     assert [i["event_id"] for i in harness.instructions()] == [healthy.event_id]
+
+
+def test_output_refused_for_good_dead_letters_that_message_and_keeps_the_rest(
+    harness: Any, make: Any
+) -> None:
+    topics = harness.topics
+    first, refused, last = (
+        make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL) for _ in range(3)
+    )
+    marker = refused.subject.id.encode()
+    harness.sender.refuse = lambda topic, value: (
+        topic != topics.dead_letters and value is not None and marker in value
+    )
+    run(
+        Intake(harness.ctx).handle(
+            [harness.message(topics.consent, e) for e in (first, refused, last)]
+        )
+    )
+    [letter] = harness.sender.on(topics.dead_letters)
+    assert letter["error_class"] == "RefusedError"
+    assert letter["source_offset"] == 1
+    routed = {i["event_id"] for i in harness.instructions()}
+    assert routed == {first.event_id, last.event_id}
+    assert refused.subject.id.encode() not in harness.ctx.state
+    assert last.subject.id.encode() in harness.ctx.state
+
+
+def test_a_refusal_that_passes_never_moves_past_the_message(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    refusals = {"left": 5}
+
+    def refuse(_topic: str, _value: bytes | None) -> bool:
+        refusals["left"] -= 1
+        return refusals["left"] >= 0
+
+    harness.sender.refuse = refuse
+    withdrawal = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL)
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, withdrawal)]))
+    # Neither applied nor dead-lettered while everything is refused; applied after.
+    assert withdrawal.event_id in {i["event_id"] for i in harness.instructions()}
+    assert harness.sender.on(topics.dead_letters) == []
