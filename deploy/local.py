@@ -30,8 +30,14 @@ Commands::
 ``up`` prints ``KAFKA_BOOTSTRAP=...`` and ``SCHEMA_REGISTRY_URL=...`` on stdout (all other
 messages go to stderr), so ``eval "$(python3 deploy/local.py up)"`` works.
 
+``up`` leaves broker and registry running on their own (a developer's long-lived stack).
+``start(..., owned=True)``, as the tests and the benchmark call it, ties them to the calling
+process instead: Linux sends them SIGTERM when it dies, however it dies (SIGKILL included).
+:func:`owned_popen` starts any other child that way (the relay processes of tests and bench).
+
 The same operations are importable: :func:`fetch`, :func:`start`, :func:`stop`,
-:func:`status`, plus the probes :func:`wait_for_kafka` and :func:`wait_for_registry`.
+:func:`status`, :func:`owned_popen`, plus the probes :func:`wait_for_kafka` and
+:func:`wait_for_registry`.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import importlib
@@ -52,12 +59,14 @@ import struct
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -615,13 +624,74 @@ def _rotate(path: Path) -> None:
         path.replace(path.with_name(path.name + ".1"))
 
 
-def _spawn(name: str, cmd: list[str], state: Path, cwd: Path) -> subprocess.Popen[bytes]:
+_PR_SET_PDEATHSIG: Final = 1
+OWNED_CHILD_SIGNAL: Final = signal.SIGTERM
+"""What an owned child gets when its owner dies: the JVMs and the relay shut down cleanly."""
+# Owned children are forked from this one thread: Linux sends the parent-death signal when
+# the *thread* that forked a child ends, so a child started from a short-lived thread would
+# die with that thread. An executor's idle worker waits for work until the process exits.
+_LIFELINE_LOCK = threading.Lock()
+_LIFELINE: dict[int, ThreadPoolExecutor] = {}  # by pid: a forked copy needs its own thread
+
+
+def _lifeline() -> ThreadPoolExecutor:
+    with _LIFELINE_LOCK:
+        executor = _LIFELINE.get(os.getpid())
+        if executor is None:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="owned-children")
+            _LIFELINE[os.getpid()] = executor
+        return executor
+
+
+def _die_with(owner: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that asks Linux for :data:`OWNED_CHILD_SIGNAL` when ``owner`` dies;
+    None where there is no ``prctl`` (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    # Looked up here, in the parent: loading a library between fork and exec is not safe.
+    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(OWNED_CHILD_SIGNAL)) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != owner:  # the owner died before the request took effect
+            os.kill(os.getpid(), OWNED_CHILD_SIGNAL)
+
+    return preexec
+
+
+def owned_popen(cmd: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(cmd, **options)`` for a child that must not outlive this process.
+
+    Linux sends the child :data:`OWNED_CHILD_SIGNAL` as soon as this process dies, however
+    it dies (SIGKILL included, when no ``finally`` or ``atexit`` runs). Safe to call from
+    any thread. Elsewhere the child is started plainly and outlives a killed owner.
+    """
+    preexec = _die_with(os.getpid())
+    if preexec is None:
+        plain: subprocess.Popen[bytes] = subprocess.Popen(cmd, **options)
+        return plain
+
+    def fork() -> subprocess.Popen[bytes]:
+        child: subprocess.Popen[bytes] = subprocess.Popen(
+            cmd,
+            preexec_fn=preexec,  # noqa: PLW1509 - one prctl call, from one thread
+            **options,
+        )
+        return child
+
+    return _lifeline().submit(fork).result()
+
+
+def _spawn(
+    name: str, cmd: list[str], state: Path, cwd: Path, *, owned: bool
+) -> subprocess.Popen[bytes]:
     log_path = _log_file(state, name)
     _rotate(log_path)
     with log_path.open("wb") as log_handle:
         log_handle.write(f"# {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
         log_handle.flush()
-        child = subprocess.Popen(
+        child = (owned_popen if owned else subprocess.Popen)(
             cmd,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -832,6 +902,7 @@ def start(
     *,
     kafka_timeout: float = KAFKA_START_TIMEOUT_S,
     registry_timeout: float = REGISTRY_START_TIMEOUT_S,
+    owned: bool = False,
     log: Log = _log_stderr,
 ) -> Endpoints:
     """Start (or reuse) broker and registry for ``state_dir``; return their endpoints.
@@ -840,6 +911,10 @@ def start(
     to the ones recorded in the state directory, else 19092 / 19093 / 18081.  On failure
     the processes this call started are stopped and :class:`StackError` (with the log tail)
     is raised.
+
+    With ``owned`` the processes this call starts stop when the calling process dies,
+    however it dies (see :func:`owned_popen`): a stack for tests or a benchmark.  Without,
+    they run on until :func:`stop` (``up``).  A reused component keeps how it was started.
     """
     state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
@@ -895,6 +970,7 @@ def start(
             artifacts=artifacts,
             spawned=spawned,
             timeouts=(kafka_timeout, registry_timeout),
+            owned=owned,
             log=log,
         )
     except BaseException:
@@ -907,6 +983,10 @@ def start(
     return endpoints
 
 
+def _tie(owned: bool) -> str:
+    return f" (stops when pid {os.getpid()} exits)" if owned else ""
+
+
 def _spawn_and_wait(
     state: Path,
     *,
@@ -916,6 +996,7 @@ def _spawn_and_wait(
     artifacts: Artifacts | None,
     spawned: list[int],
     timeouts: tuple[float, float],
+    owned: bool,
     log: Log,
 ) -> Endpoints:
     """Start the components in ``to_start`` (recording pids in ``spawned``); wait for all."""
@@ -927,19 +1008,20 @@ def _spawn_and_wait(
         props = _prepare_kafka(
             state, artifacts.kafka_libs, ports["kafka_port"], ports["controller_port"]
         )
-        child = _spawn(KAFKA, _kafka_command(state, artifacts.kafka_libs, props), state, state)
+        cmd = _kafka_command(state, artifacts.kafka_libs, props)
+        child = _spawn(KAFKA, cmd, state, state, owned=owned)
         spawned.append(child.pid)
         pids[KAFKA] = child.pid
-        log(f"kafka: started pid {child.pid}, log {_log_file(state, KAFKA)}")
+        log(f"kafka: started pid {child.pid}{_tie(owned)}, log {_log_file(state, KAFKA)}")
     if REGISTRY in to_start:
         assert artifacts is not None
         workdir = state / "registry"
         workdir.mkdir(parents=True, exist_ok=True)
         cmd = _registry_command(state, artifacts.registry_jar, ports["registry_port"])
-        child = _spawn(REGISTRY, cmd, state, workdir)
+        child = _spawn(REGISTRY, cmd, state, workdir, owned=owned)
         spawned.append(child.pid)
         pids[REGISTRY] = child.pid
-        log(f"registry: started pid {child.pid}, log {_log_file(state, REGISTRY)}")
+        log(f"registry: started pid {child.pid}{_tie(owned)}, log {_log_file(state, REGISTRY)}")
     kafka_pid, registry_pid = pids[KAFKA], pids[REGISTRY]
     assert kafka_pid is not None
     assert registry_pid is not None
