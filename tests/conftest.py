@@ -6,8 +6,9 @@ and ``registry_url`` (the Confluent-compatible base URL, ending in ``/apis/ccomp
 * With ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL`` both set, those are used as they are
   (``make stack`` prints them); the fixture checks that both answer and fails otherwise.
 * Otherwise it starts a private broker + registry with ``deploy/local.py`` on free ports
-  under a pytest temp directory, once per session, and stops them at the end.  Logs stay in
-  that directory (the path is printed in the terminal summary).
+  under a pytest temp directory, once per session, and stops them at the end; they also stop
+  when pytest dies without a teardown (killed mid-run).  Logs stay in that directory (the
+  path is printed in the terminal summary).
 
 Nothing here ever skips: an unreachable or unstartable stack is a test failure.
 
@@ -16,38 +17,21 @@ Tests under ``tests/integration/`` are marked ``integration`` automatically.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from tests.support.processes import load_local_stack, start_private_stack
+
 TESTS_DIR = Path(__file__).resolve().parent
 INTEGRATION_DIR = TESTS_DIR / "integration"
-LOCAL_PY = TESTS_DIR.parent / "deploy" / "local.py"
-_LOCAL_MODULE = "consent_relay_deploy_local"
 
 log = logging.getLogger("consent_relay.tests.stack")
-
-
-def load_local_stack() -> ModuleType:
-    """Import ``deploy/local.py`` by path (it is a script, not part of a package)."""
-    loaded = sys.modules.get(_LOCAL_MODULE)
-    if loaded is not None:
-        return loaded
-    spec = importlib.util.spec_from_file_location(_LOCAL_MODULE, LOCAL_PY)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {LOCAL_PY}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[_LOCAL_MODULE] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass(frozen=True)
@@ -92,11 +76,10 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaStack]:
         return
 
     state_dir = tmp_path_factory.mktemp("kafka-stack")
-    kafka_port, controller_port, registry_port = local.pick_free_ports(3)
     endpoints = None
     problem = ""
     try:
-        endpoints = local.start(state_dir, kafka_port, controller_port, registry_port, log=log.info)
+        endpoints = start_private_stack(state_dir, log.info)
     except local.StackError as exc:
         problem = str(exc)
     if endpoints is None:

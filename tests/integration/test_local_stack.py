@@ -1,13 +1,16 @@
-"""The development stack is real: a Kafka broker and a Confluent-compatible schema registry."""
+"""The development stack is real: a Kafka broker and a Confluent-compatible schema registry;
+one started for a process (the tests' own) stops when that process dies."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import select
+import signal
+import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
@@ -16,7 +19,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-LOCAL_PY = Path(__file__).resolve().parents[2] / "deploy" / "local.py"
+from tests.support.processes import ROOT, load_local_stack, log_tail
 
 CONSENT_SCHEMA: dict[str, Any] = {
     "type": "record",
@@ -36,18 +39,6 @@ class Stack(Protocol):
 
     @property
     def registry_url(self) -> str: ...
-
-
-def _local() -> ModuleType:
-    name = "consent_relay_deploy_local"  # the name tests/conftest.py loads it under
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, LOCAL_PY)
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def _create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
@@ -108,7 +99,7 @@ def test_broker_answers_metadata(kafka: Stack) -> None:
     assert metadata.cluster_id
 
     host, port = kafka.bootstrap.rsplit(":", 1)
-    brokers, cluster_id = _local().kafka_metadata_raw(host, int(port))
+    brokers, cluster_id = load_local_stack().kafka_metadata_raw(host, int(port))
     assert brokers == 1
     assert cluster_id == metadata.cluster_id
 
@@ -185,3 +176,70 @@ def test_avro_serializer_round_trip_through_broker_and_registry(
     assert decoded["subject_id"] == "s-42"
     assert decoded["granted"] is False
     assert decoded["at_ms"].timestamp() == 1_700_000_000  # timestamp-millis -> datetime
+
+
+# The session fixture's way of starting a stack, in a process of its own that prints the
+# broker's and registry's pids once both answer and then waits to be killed.
+_STACK_OWNER = textwrap.dedent(
+    """
+    import logging, sys, time
+    from pathlib import Path
+    from tests.support.processes import start_private_stack
+    logging.basicConfig(level=logging.INFO)
+    ends = start_private_stack(Path(sys.argv[1]), logging.getLogger("owner").info)
+    print(ends.kafka_pid, ends.registry_pid, flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan may wait to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in {"Z", "X"}
+
+
+def _read_line(child: subprocess.Popen[bytes], log: Path, bound: float) -> str:
+    assert child.stdout is not None
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if select.select([child.stdout], [], [], 1.0)[0]:
+            return child.stdout.readline().decode()
+        assert child.poll() is None, f"stack owner exited with {child.returncode}:\n{log_tail(log)}"
+    raise AssertionError(f"no stack within {bound:g} s:\n{log_tail(log)}")
+
+
+def test_a_stack_started_for_a_process_stops_when_it_is_killed(tmp_path: Path) -> None:
+    state_dir = tmp_path / "stack"
+    log = tmp_path / "owner.log"
+    with log.open("wb") as err:
+        owner = subprocess.Popen(
+            [sys.executable, "-c", _STACK_OWNER, str(state_dir)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    pids: list[int] = []
+    try:
+        pids = [int(pid) for pid in _read_line(owner, log, 300).split()]
+        assert len(pids) == 2
+        assert all(_alive(pid) for pid in pids)
+
+        owner.send_signal(signal.SIGKILL)  # no teardown, no atexit: only the kernel knows
+        owner.wait(10)
+
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        survivors = [pid for pid in pids if _alive(pid)]
+        assert not survivors, f"still running 30 s after their owner was killed: {survivors}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait(10)
+        assert owner.stdout is not None
+        owner.stdout.close()
+        load_local_stack().stop(state_dir, timeout=5, log=lambda _: None)  # survivors, if any

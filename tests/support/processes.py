@@ -1,4 +1,5 @@
-"""Start relay processes (``python -m <module>``) for a test and stop them afterwards.
+"""Start relay processes (``python -m <module>``) and private broker + registry stacks for a
+test, and stop them afterwards.
 
 A process that dies or never answers fails the test with its log tail, so a broken
 entrypoint reads as what it is.
@@ -6,6 +7,7 @@ entrypoint reads as what it is.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -16,12 +18,40 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
+from typing import Any, TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+LOCAL_PY = ROOT / "deploy" / "local.py"
+_LOCAL_MODULE = "consent_relay_deploy_local"
 T = TypeVar("T")
+
+
+def load_local_stack() -> ModuleType:
+    """Import ``deploy/local.py`` by path (it is a script, not part of a package), once."""
+    loaded = sys.modules.get(_LOCAL_MODULE)
+    if loaded is not None:
+        return loaded
+    spec = importlib.util.spec_from_file_location(_LOCAL_MODULE, LOCAL_PY)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {LOCAL_PY}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[_LOCAL_MODULE] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_private_stack(state_dir: Path, log: Callable[[str], None]) -> Any:
+    """A broker + registry of this process alone, on free ports, state under ``state_dir``;
+    returns deploy/local.py's ``Endpoints``. Raises its ``StackError`` when it cannot start.
+
+    Owned by this process: they stop when it dies, also when it is killed before its
+    fixtures are torn down."""
+    local = load_local_stack()
+    kafka_port, controller_port, registry_port = local.pick_free_ports(3)
+    return local.start(state_dir, kafka_port, controller_port, registry_port, owned=True, log=log)
 
 
 def free_port() -> int:
