@@ -78,9 +78,11 @@ def relay_process(
     bound: float = 90.0,
     args: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``python -m module``; wait for ``ready_url``; SIGTERM (then SIGKILL) at exit."""
+    """Run ``python -m module``; wait for ``ready_url``; SIGTERM (then SIGKILL) at exit.
+
+    The process also gets SIGTERM when the test process dies without this exit."""
     with log.open("wb") as out:
-        child = subprocess.Popen(
+        child: subprocess.Popen[bytes] = load_local_stack().owned_popen(
             [sys.executable, "-m", module, *args],
             env={**os.environ, **env},
             stdout=out,
