@@ -3,12 +3,16 @@
 A process declares a frozen dataclass of its settings and calls :func:`load`; every
 field is read from ``<PREFIX><FIELD_NAME_UPPER>`` and converted to the field's type.
 An invalid value, a missing required one, or an unknown variable under the prefix
-stops the process with a :class:`~schemas.errors.ConfigError` that names it.
+stops the process with a :class:`~schemas.errors.ConfigError` that names it. A field
+typed :class:`Secret` (an API token, a key) is held so that printing or logging the
+settings never shows it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import os
 import re
 import typing
@@ -23,6 +27,34 @@ T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, repr=False)
+class Secret:
+    """A secret setting: redacted in ``repr``/``str`` (so in logs and tracebacks of the
+    settings that hold it), and compared with :meth:`matches` in constant time."""
+
+    _value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that has to send it (a client)."""
+        return self._value
+
+    def matches(self, presented: str) -> bool:
+        """Whether ``presented`` is this secret; its time depends on neither value."""
+        # Digests first: compare_digest is constant-time only for equal lengths, and
+        # would otherwise let a caller time its way to the secret's length.
+        return hmac.compare_digest(_digest(self._value), _digest(presented))
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
@@ -83,4 +115,6 @@ def _convert(key: str, raw: str, tp: Any) -> Any:
             raise ConfigError(key, f"{raw!r} is not one of {', '.join(tp)}") from exc
     if tp is str:
         return raw
+    if tp is Secret:
+        return Secret(raw)
     raise ConfigError(key, f"unsupported setting type {tp!r}")
