@@ -100,6 +100,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         web_port=settings.web_port,
         web_bind=settings.web_bind,
         web_host=settings.advertised_host,
+        **views.FAUST_VIEWS,
     )
     registry = CollectorRegistry()
     metrics = StreamMetrics.create(registry)
@@ -147,7 +148,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     _add_agents(app, ctx, settings)
     attach_gate(app, ctx, kafka, settings, app_id)
     _add_housekeeping(app, ctx, settings)
-    views.register(app, pending, done)
+    views.register(app, pending, done, settings.api_token)
     return StreamApp(app, ctx, registry, settings, kafka)
 
 

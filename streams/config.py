@@ -7,12 +7,14 @@ runs (and tenants) sharing a broker never share consumer groups or changelog top
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.settings import load
+from schemas.bearer import check_token
+from schemas.settings import Secret, load
 from schemas.taxonomy import Regime
 
 PREFIX = "STREAMS_"
@@ -25,7 +27,12 @@ class StreamSettings:
 
     app_id: str = "consent-relay-streams"
     web_port: int = 6066
-    web_bind: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from other hosts
+    web_bind: str = "127.0.0.1"
+    """Address the web server listens on. Only this machine by default: a deployment
+    whose Prometheus or peer workers are elsewhere sets ``0.0.0.0`` (deploy/ does)."""
+    api_token: Secret | None = None
+    """Bearer token of ``/propagation`` (every worker of a deployment shares it); unset,
+    those views refuse every request with 401. ``/metrics`` needs none."""
     web_host: str = ""
     """Host name other workers use to reach this one; empty means this machine's name."""
     data_dir: Path = Path("var/streams")
@@ -72,6 +79,7 @@ class StreamSettings:
             raise ValueError("STREAMS_METRICS_INTERVAL_SECONDS must be > 0")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"STREAMS_LOG_LEVEL must be one of {sorted(LOG_LEVELS)}")
+        check_token(self.api_token, "STREAMS_API_TOKEN")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StreamSettings:
@@ -85,9 +93,23 @@ class StreamSettings:
 
     @property
     def advertised_host(self) -> str:
-        """The host in this worker's canonical URL."""
-        return self.web_host or socket.gethostname()
+        """The host in this worker's canonical URL: :attr:`web_host`, else the bind
+        address if that is a loopback one (peers on this machine must reach it there),
+        else this machine's name."""
+        if self.web_host:
+            return self.web_host
+        return self.web_bind if _is_loopback(self.web_bind) else socket.gethostname()
 
     def faust_app_id(self, topic_prefix: str) -> str:
         """The Faust app id (consumer group, changelog topic prefix) for a deployment."""
         return f"{topic_prefix}{self.app_id}"
+
+
+def _is_loopback(address: str) -> bool:
+    """An IPv4 loopback address or ``localhost`` (an IPv6 one would need brackets in
+    the canonical URL; such a worker advertises its host name)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address == "localhost"
+    return ip.version == 4 and ip.is_loopback

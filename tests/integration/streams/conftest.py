@@ -58,6 +58,7 @@ from schemas.taxonomy import (
     SubjectKind,
 )
 from streams.routing import load_policy
+from tests.support.access import API_TOKEN
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -100,9 +101,10 @@ def free_port() -> int:
 
 
 def http_json(url: str) -> tuple[int, Any]:
-    """GET ``url``; (status, parsed JSON body)."""
+    """GET ``url`` with the workers' API token; (status, parsed JSON body)."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {API_TOKEN}"})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
@@ -271,7 +273,7 @@ class StreamKit:
             "STREAMS_APP_ID": self.app_id,
             "STREAMS_WEB_PORT": str(port),
             "STREAMS_WEB_HOST": "127.0.0.1",
-            "STREAMS_WEB_BIND": "127.0.0.1",
+            "STREAMS_API_TOKEN": API_TOKEN,
             "STREAMS_DATA_DIR": str(self.tmp / f"data-{port}"),
             "STREAMS_SESSION_TIMEOUT_SECONDS": "8",
             "STREAMS_METRICS_INTERVAL_SECONDS": "1",

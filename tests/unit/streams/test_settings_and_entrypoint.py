@@ -77,3 +77,26 @@ def test_entrypoint_requires_kafka_settings(
     monkeypatch.setenv("SCHEMA_REGISTRY_URL", "http://127.0.0.1:1")
     assert main(["worker"]) == 2
     assert "KAFKA_BOOTSTRAP" in capsys.readouterr().err
+
+
+def test_the_web_server_listens_on_this_machine_only_unless_told_otherwise() -> None:
+    settings = StreamSettings.from_env({})
+    assert settings.web_bind == "127.0.0.1"
+    assert settings.api_token is None
+    # Peers on the same machine reach a loopback-bound worker where it listens.
+    assert settings.advertised_host == "127.0.0.1"
+    wide = StreamSettings.from_env({"STREAMS_WEB_BIND": "0.0.0.0"})
+    assert wide.advertised_host not in {"0.0.0.0", ""}
+    named = StreamSettings.from_env({"STREAMS_WEB_HOST": "worker-3", "STREAMS_WEB_BIND": "::"})
+    assert named.advertised_host == "worker-3"
+
+
+def test_the_api_token_is_read_redacted_and_must_be_long_enough() -> None:
+    token = "propagation-token-0123456789"
+    settings = StreamSettings.from_env({"STREAMS_API_TOKEN": token})
+    assert settings.api_token is not None
+    assert settings.api_token.matches(token)
+    assert token not in repr(settings)
+    with pytest.raises(ConfigError, match="STREAMS_API_TOKEN") as caught:
+        StreamSettings.from_env({"STREAMS_API_TOKEN": "short"})
+    assert "'short'" not in str(caught.value)
