@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
 
+from deploy import local
 from deploy.bench import procfs
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
@@ -159,7 +160,8 @@ class Relay:
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], mode: str = "wb") -> Child:
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open(mode)
-        popen = subprocess.Popen(
+        # Owned: a benchmark killed mid-run (even by SIGKILL) leaves no relay process behind.
+        popen: subprocess.Popen[bytes] = local.owned_popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.source_dir
         )
         child = Child(name, popen, log_path, log, argv=argv, env=env)

@@ -59,7 +59,8 @@ def stack() -> Stack:
     local = _load_local()
     state = ROOT / "var" / "local"
     say("starting the local Kafka broker and schema registry (deploy/local.py)")
-    ends = local.start(state_dir=state, log=lambda m: say(f"local.py: {m}"))
+    # Owned: stops with this run, also when the run is killed before it can stop it.
+    ends = local.start(state_dir=state, owned=True, log=lambda m: say(f"local.py: {m}"))
     stop = None if ends.reused else (lambda: local.stop(state, log=lambda m: say(f"local.py: {m}")))
     return Stack(
         ends.bootstrap,
