@@ -237,16 +237,20 @@ def cmd_propagation(args: argparse.Namespace) -> int:
 
     if (args.event_id is None) == (args.subject is None):
         raise ValidationError("event_id", "give an event id or --subject, not both or neither")
+    worker = propagation.StreamWorkerSettings.from_env()
+    base = args.streams_url or worker.url
     url = (
-        propagation.event_url(args.streams_url, args.event_id)
+        propagation.event_url(base, args.event_id)
         if args.event_id is not None
-        else propagation.subject_url(args.streams_url, args.subject)
+        else propagation.subject_url(base, args.subject)
     )
-    status, body = propagation.fetch(url, timeout=args.timeout)
+    status, body = propagation.fetch(url, timeout=args.timeout, token=worker.token)
     out(dumps(body, pretty=True) if not isinstance(body, str) else body)
     if status == 200:
         return EXIT_OK
     err(f"the stream worker answered HTTP {status}")
+    if status == 401:
+        err("set STREAM_WORKER_TOKEN to the worker's STREAMS_API_TOKEN")
     return EXIT_FAILED
 
 
@@ -383,9 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     prop = commands.add_parser("propagation", help="an event's propagation status")
     prop.add_argument("event_id", nargs="?")
     prop.add_argument("--subject", help="every event of this subject instead")
-    prop.add_argument(
-        "--streams-url", default=os.environ.get("STREAM_WORKER_URL", "http://127.0.0.1:6066")
-    )
+    prop.add_argument("--streams-url", help="default: $STREAM_WORKER_URL or :6066")
     prop.add_argument("--timeout", type=float, default=10.0)
     prop.set_defaults(handler=cmd_propagation)
 

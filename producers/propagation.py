@@ -1,7 +1,9 @@
 """Asking the stream worker how far an event has propagated (``consent-relay propagation``).
 
 The worker serves ``GET /propagation/<event_id>`` and ``GET /propagation?subject=<id>``
-as JSON on its web port (``STREAM_WORKER_URL``, default ``http://127.0.0.1:6066``).
+as JSON on its web port (``STREAM_WORKER_URL``, default ``http://127.0.0.1:6066``) to a
+caller presenting its API token (``STREAM_WORKER_TOKEN``, the worker's
+``STREAMS_API_TOKEN``), which is read from the environment, never from the command line.
 """
 
 from __future__ import annotations
@@ -9,12 +11,30 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+from schemas.bearer import authorization
 from schemas.errors import ConsentRelayError
+from schemas.settings import Secret, load
 
 DEFAULT_STREAM_WORKER_URL: Final = "http://127.0.0.1:6066"
+PREFIX: Final = "STREAM_WORKER_"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWorkerSettings:
+    """Where the worker's views are and the token they want, from ``STREAM_WORKER_*``."""
+
+    url: str = DEFAULT_STREAM_WORKER_URL
+    token: Secret | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StreamWorkerSettings:
+        """Read and validate; an unknown ``STREAM_WORKER_*`` key raises ConfigError."""
+        return load(cls, PREFIX, env)
 
 
 class StreamsUnavailableError(ConsentRelayError):
@@ -31,11 +51,15 @@ def subject_url(base_url: str, subject_id: str) -> str:
     return f"{base_url.rstrip('/')}/propagation?{urlencode({'subject': subject_id})}"
 
 
-def fetch(url: str, timeout: float = 10.0) -> tuple[int, Any]:
-    """(HTTP status, decoded JSON body or text) of a GET on the stream worker."""
+def fetch(url: str, timeout: float = 10.0, token: Secret | None = None) -> tuple[int, Any]:
+    """(HTTP status, decoded JSON body or text) of a GET on the stream worker, sending
+    ``token`` as a bearer token (the worker answers 401 without it)."""
     if not url.startswith(("http://", "https://")):
         raise StreamsUnavailableError(f"STREAM_WORKER_URL must be http(s), got {url!r}")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers.update(authorization(token))
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             return response.status, _body(response.read())

@@ -34,6 +34,7 @@ from schemas.events import (
 from schemas.examples import example
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Choice, Purpose, Regime, Right, SinkFamily, SubjectKind
+from tests.support.access import API_TOKEN
 
 from .conftest import read_back, run_cli, start_gateway
 
@@ -302,12 +303,15 @@ def stand_in_worker(answers: dict[str, tuple[int, Any]]) -> Iterator[str]:
     """A local HTTP server answering the stream worker's agreed propagation view.
 
     The stream worker (``python -m streams``) is another engineer's process; this stands
-    in for its two JSON routes only, so the CLI's HTTP handling can be checked.
+    in for its two JSON routes only, so the CLI's HTTP handling can be checked. Like the
+    worker, it answers only ``Authorization: Bearer <API_TOKEN>`` (401 otherwise).
     """
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             status, body = answers.get(self.path, (404, {"found": False}))
+            if self.headers.get("Authorization") != f"Bearer {API_TOKEN}":
+                status, body = 401, {"error": "a bearer token is required"}
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -337,15 +341,21 @@ def test_propagation_status_from_the_worker_view(relay_env: dict[str, str]) -> N
         "/propagation?subject=a+b": (200, {"propagations": [answer]}),
     }
     with stand_in_worker(routes) as url:
-        env = {**relay_env, "STREAM_WORKER_URL": url}
+        env = {**relay_env, "STREAM_WORKER_URL": url, "STREAM_WORKER_TOKEN": API_TOKEN}
         found = run_cli(env, "propagation", event_id)
         by_subject = run_cli(env, "propagation", "--subject", "a b")
         unknown = run_cli(env, "propagation", new_event_id())
+        no_token = run_cli({**env, "STREAM_WORKER_TOKEN": ""}, "propagation", event_id)
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == answer
     assert json.loads(by_subject.stdout) == {"propagations": [answer]}
     assert unknown.returncode == 1
     assert "HTTP 404" in unknown.stderr
+    assert no_token.returncode == 1
+    assert "HTTP 401" in no_token.stderr
+    assert "STREAM_WORKER_TOKEN" in no_token.stderr
+    for run in (found, by_subject, unknown, no_token):
+        assert API_TOKEN not in run.stdout + run.stderr
     down = run_cli({**relay_env, "STREAM_WORKER_URL": url}, "propagation", event_id)
     assert down.returncode == 1
     assert "does not answer" in down.stderr
