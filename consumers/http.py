@@ -4,6 +4,11 @@ Routes map a path to a function of the query parameters returning a
 :class:`Response`; the standard library's threading server is enough for health
 checks, Prometheus scrapes and a lookup endpoint, and keeps sinks free of an event
 loop. Handlers must not log request parameters: they may hold personal identifiers.
+
+Every route but the open ones (``/metrics``, ``/healthz``) answers only a request that
+carries the configured bearer token (:class:`~schemas.bearer.BearerGuard`): a route
+added later is protected without anyone remembering to, and with no token configured
+those routes refuse everyone.
 """
 
 from __future__ import annotations
@@ -14,14 +19,19 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from schemas.bearer import BearerGuard
 from schemas.errors import ConsentRelayError
+from schemas.settings import Secret
 
 log = logging.getLogger(__name__)
+
+OPEN_PATHS: Final = frozenset({"/metrics", "/healthz"})
+"""Routes served without a token: they say nothing about anyone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +41,12 @@ class Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
     @classmethod
-    def json(cls, status: int, payload: Any) -> Response:
-        """A JSON response."""
-        return cls(status, json.dumps(payload).encode())
+    def json(cls, status: int, payload: Any, *headers: tuple[str, str]) -> Response:
+        """A JSON response (with extra ``(name, value)`` headers)."""
+        return cls(status, json.dumps(payload).encode(), headers=headers)
 
 
 Route = Callable[[Mapping[str, str]], Response]
@@ -61,11 +72,17 @@ def health_route(_query: Mapping[str, str]) -> Response:
 
 
 class HttpServer:
-    """Serves GET routes on ``host:port`` from a daemon thread until :meth:`stop`."""
+    """Serves GET routes on ``host:port`` from a daemon thread until :meth:`stop`; all
+    but :data:`OPEN_PATHS` only to a caller presenting ``token``."""
 
-    def __init__(self, host: str, port: int, routes: Mapping[str, Route]) -> None:
+    def __init__(
+        self, host: str, port: int, routes: Mapping[str, Route], *, token: Secret | None = None
+    ) -> None:
         self._routes = dict(routes)
-        handler = _handler_class(self._routes)
+        guarded = sorted(set(self._routes) - OPEN_PATHS)
+        if guarded and token is None:
+            log.warning("no API token is configured: %s refuse every request", guarded)
+        handler = _handler_class(self._routes, BearerGuard(token))
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
@@ -90,7 +107,7 @@ class HttpServer:
         self._server.server_close()
 
 
-def _handler_class(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
+def _handler_class(routes: Mapping[str, Route], guard: BearerGuard) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
@@ -98,6 +115,12 @@ def _handler_class(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
             if route is None:
                 self._send(Response.json(404, {"error": "not found"}))
                 return
+            if url.path not in OPEN_PATHS:
+                denial = guard.check(self.headers.get("Authorization"))
+                if denial is not None:
+                    challenge = ("WWW-Authenticate", denial.challenge)
+                    self._send(Response.json(denial.status, denial.body(), challenge))
+                    return
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             try:
                 response = route(query)
@@ -112,6 +135,8 @@ def _handler_class(routes: Mapping[str, Route]) -> type[BaseHTTPRequestHandler]:
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers:
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(response.body)
 

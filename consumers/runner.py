@@ -190,7 +190,9 @@ class SinkRunner:
     def run(self) -> None:
         """Consume and apply until :meth:`stop`; raises on a fatal error, uncommitted."""
         if self._serve_http:
-            self._http = HttpServer(self.options.http_host, self._port, self._routes).start()
+            self._http = HttpServer(
+                self.options.http_host, self._port, self._routes, token=self.options.api_token
+            ).start()
         clean = False
         try:
             self._registry = self.settings.registry_client()

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from schemas.bearer import check_token
+from schemas.settings import Secret
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunnerSettings:
-    """Consumer group, HTTP port, batching and retry knobs of one sink process."""
+    """Consumer group, HTTP address and token, batching and retry knobs of one sink."""
 
     group_id: str = ""
     """Consumer group; empty means ``consent-relay.sink.<family>``."""
@@ -21,7 +24,12 @@ class RunnerSettings:
     partitions back at once instead of after the session timeout."""
     session_timeout_seconds: float = 45.0
     """How long the group waits for a silent member (crashed) before reassigning."""
-    http_host: str = "0.0.0.0"  # noqa: S104 - metrics must be scrapable from outside the pod
+    http_host: str = "127.0.0.1"
+    """Address of /metrics and the sink's API. Only this machine by default: a deployment
+    whose Prometheus is elsewhere sets ``0.0.0.0`` (deploy/ does)."""
+    api_token: Secret | None = None
+    """Bearer token of the sink's API (the marketing sink's /v1/may-contact): unset,
+    every route but /metrics and /healthz refuses every request with 401."""
     http_port: int = 0
     """Port of /metrics and the sink's API; 0 means the family's default port."""
     batch_size: int = 500
@@ -51,3 +59,4 @@ class RunnerSettings:
             raise ValueError("session_timeout_seconds must be between 1 and 1800")
         if self.breaker_threshold < 1:
             raise ValueError("breaker_threshold must be at least 1")
+        check_token(self.api_token, "api_token")

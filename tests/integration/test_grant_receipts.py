@@ -13,7 +13,6 @@ the withdrawal's receipt proves there is none.
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from schemas.codec import EventDecoder
 from schemas.events import FullyPropagated, InstructionIssued, PropagationReceipt
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
+from tests.support.access import get_json
 from tests.support.processes import http_text, stream_and_marketing_sink, wait_for
 
 SUBJECT = "subject-grant-then-withdraw"
@@ -90,7 +90,7 @@ def _applied(sink_url: str) -> float:
 
 def _may_contact(sink_url: str, channel: str, purpose: Purpose) -> bool:
     query = urllib.parse.urlencode({"subject": SUBJECT, "channel": channel, "purpose": purpose})
-    return bool(json.loads(http_text(f"{sink_url}/v1/may-contact?{query}"))["allowed"])
+    return bool(get_json(f"{sink_url}/v1/may-contact?{query}")["allowed"])
 
 
 class _Reader:

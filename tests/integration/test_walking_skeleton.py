@@ -24,6 +24,7 @@ from schemas.codec import EventDecoder
 from schemas.events import PropagationReceipt
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
+from tests.support.access import API_TOKEN, get, get_json
 from tests.support.processes import http_text, stream_and_marketing_sink, wait_for
 
 
@@ -64,7 +65,8 @@ def test_a_withdrawal_is_honoured_by_the_marketing_sink(
         query = urllib.parse.urlencode(
             {"subject": "subject-skeleton", "channel": "EMAIL", "purpose": "MARKETING_EMAIL"}
         )
-        decision = json.loads(http_text(f"{sink_url}/v1/may-contact?{query}"))
+        assert get(f"{sink_url}/v1/may-contact?{query}", token=None).status == 401
+        decision = get_json(f"{sink_url}/v1/may-contact?{query}")
         assert decision["allowed"] is False
 
         sink_metrics = http_text(f"{sink_url}/metrics")
@@ -104,7 +106,7 @@ def test_a_withdrawal_is_honoured_by_the_marketing_sink(
         assert "subject-skeleton" not in stream_metrics + sink_metrics
 
         # The proof, as an operator asks for it: the CLI reads the worker's view.
-        cli_env = {**relay_env, "STREAM_WORKER_URL": stream_url}
+        cli_env = {**relay_env, "STREAM_WORKER_URL": stream_url, "STREAM_WORKER_TOKEN": API_TOKEN}
         record = wait_for(
             "the worker to report the withdrawal fully propagated",
             lambda: _complete(_cli(cli_env, "propagation", published.event_id)),

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.support.access import API_TOKEN
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_PY = ROOT / "deploy" / "local.py"
 _LOCAL_MODULE = "consent_relay_deploy_local"
@@ -141,13 +143,15 @@ def stream_and_marketing_sink(
     relay_env: Mapping[str, str], tmp_path: Path, name: str, group: str
 ) -> Iterator[tuple[str, str]]:
     """A stream worker and a marketing sink (SQLite under ``tmp_path``) on the relay of
-    ``relay_env``, both answering /metrics; yields their base URLs (stream, sink)."""
+    ``relay_env``, both answering /metrics, their APIs wanting
+    :data:`~tests.support.access.API_TOKEN`; yields their base URLs (stream, sink)."""
     stream_port, sink_port = free_port(), free_port()
     stream_env = {
         **relay_env,
         "STREAMS_APP_ID": f"{name}-{group}",
         "STREAMS_WEB_PORT": str(stream_port),
         "STREAMS_DATA_DIR": str(tmp_path / "streams"),
+        "STREAMS_API_TOKEN": API_TOKEN,
     }
     sink_env = {
         **relay_env,
@@ -155,6 +159,7 @@ def stream_and_marketing_sink(
         "MARKETING_SINK_HASH_KEY": f"{name}-test-hash-key",
         "MARKETING_SINK_HTTP_PORT": str(sink_port),
         "MARKETING_SINK_GROUP_ID": f"{group}-marketing",
+        "MARKETING_SINK_API_TOKEN": API_TOKEN,
     }
     stream_url = f"http://127.0.0.1:{stream_port}"
     sink_url = f"http://127.0.0.1:{sink_port}"

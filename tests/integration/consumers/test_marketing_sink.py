@@ -3,7 +3,6 @@ apply, receipt, may-contact, retries while the store is locked, dead letters, bo
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import urllib.request
@@ -29,7 +28,9 @@ from schemas.events import (
     Subject,
     utc_now,
 )
+from schemas.settings import Secret
 from schemas.taxonomy import Action, Channel, Choice, Outcome, Purpose, Regime, SubjectKind
+from tests.support.access import API_TOKEN, get_json
 
 KEY = b"integration-key-0123456789"
 FAST = RunnerSettings(
@@ -37,6 +38,7 @@ FAST = RunnerSettings(
     backoff_initial_seconds=0.05,
     backoff_max_seconds=0.5,
     breaker_threshold=2,
+    api_token=Secret(API_TOKEN),
 )
 EMAIL = (Channel.EMAIL, Purpose.MARKETING_EMAIL)
 
@@ -56,11 +58,6 @@ def receipts_by_instruction(reader: Any) -> dict[str, list[PropagationReceipt]]:
     for record in reader.poll(0.3):
         found.setdefault(record.instruction_id, []).append(record)
     return found
-
-
-def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def get_text(url: str) -> str:
