@@ -50,6 +50,11 @@ def main() -> int:
         access_log_class=AccessLogger,
         print=None,
         shutdown_timeout=settings.delivery_timeout_s + 5,
+        # A connection has read_timeout_s to deliver a request's headers (aiohttp counts
+        # them against the keep-alive timer, from when the connection opens or its last
+        # answer went out), and after an early answer read_timeout_s to finish the body.
+        keepalive_timeout=settings.read_timeout_s,
+        lingering_time=settings.read_timeout_s,
     )
     return 0
 

@@ -1,16 +1,17 @@
-"""The gateway's routes: authenticate, parse, validate, authorize, publish, answer.
+"""The gateway's routes: authenticate, authorize, parse, validate, publish, answer.
 
-Each publishing route turns its JSON body into one record type (validation errors are
-422 naming the field), checks the calling service may take that action, and answers 202
-with the event id only once the broker acknowledged it; 503 (with ``Retry-After``) when
-it did not within the delivery bound. A ``Sec-GPC: 1`` header also records an opt-out of
-sale/sharing for the request's subject, published first.
+Each publishing route checks the calling service first (RFC 6750: 401 without a known
+token, 403 when it may not take the action the body asks for), so a caller learns
+nothing about a body it may not send; then it turns the JSON body into one record type
+(validation errors are 422 naming the field) and answers 202 with the event id only once
+the broker acknowledged it; 503 (with ``Retry-After``) when it did not within the
+delivery bound. A ``Sec-GPC: 1`` header also records an opt-out of sale/sharing for the
+request's subject, published first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import datetime
 from typing import Any, Final
@@ -23,10 +24,11 @@ from producers.aio import AsyncConsentClient
 from producers.envelope import EnvelopeDefaults
 from producers.errors import PublishError
 from producers.gateway import unsubscribe
+from producers.gateway.bodies import read_json, reading
 from producers.gateway.openapi import document
 from producers.gateway.problems import ProblemError
 from producers.gateway.settings import GatewaySettings
-from producers.gateway.tokens import Caller, TokenBook, action_of
+from producers.gateway.tokens import ROUTE_ACTIONS, Caller, TokenBook, action_of, action_of_draft
 from producers.publisher import Published
 from schemas.errors import RegistryUnavailableError, UnknownSchemaError, ValidationError
 from schemas.events import ConsentEvent, utc_now
@@ -49,7 +51,11 @@ def publishing(kind: type[ConsentEvent]) -> Any:
     async def handler(request: web.Request) -> web.Response:
         arrived = utc_now()
         caller = authenticate(request)
-        body = await read_json(request)
+        authorize_route(caller, kind)
+        body = await read_json(request, request.app[SETTINGS])
+        asked = action_of_draft(kind, body)
+        if asked is not None:
+            authorize(caller, asked)
         try:
             event = drafts.build(kind, body, DEFAULTS)
         except ValidationError as exc:
@@ -68,7 +74,8 @@ async def one_click_unsubscribe(request: web.Request) -> web.Response:
     key = request.app[SETTINGS].unsubscribe_key
     if not subject or not signature or not unsubscribe.verify(key, subject, signature):
         raise ProblemError(403, "this unsubscribe link is not valid")
-    form = await request.post()
+    async with reading(request, request.app[SETTINGS]):
+        form = await request.post()
     if form.get(unsubscribe.ONE_CLICK_FIELD) != unsubscribe.ONE_CLICK_VALUE:
         raise ProblemError(
             400,
@@ -85,7 +92,7 @@ async def one_click_unsubscribe(request: web.Request) -> web.Response:
 
 
 def authenticate(request: web.Request) -> Caller:
-    """The calling service: 401 without a bearer token, 403 for an unknown one."""
+    """The calling service; 401 without a bearer token or with an unknown one (RFC 6750)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ProblemError(
@@ -93,25 +100,32 @@ def authenticate(request: web.Request) -> Caller:
         )
     caller = request.app[TOKENS].caller(token.strip())
     if caller is None:
-        raise ProblemError(403, "this token is not known")
+        raise ProblemError(
+            401,
+            "this token is not known",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     return caller
+
+
+def authorize_route(caller: Caller, kind: type[ConsentEvent]) -> None:
+    """403 unless ``caller`` may take at least one of the actions a ``kind`` can need."""
+    if not caller.may_any(ROUTE_ACTIONS[kind]):
+        raise ProblemError(
+            403,
+            f"service {caller.service!r} may not send {kind.__name__}",
+            headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'},
+        )
 
 
 def authorize(caller: Caller, action: str) -> None:
     """403 unless ``caller`` may take ``action``."""
     if not caller.may(action):
-        raise ProblemError(403, f"service {caller.service!r} may not {action!r}")
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON; 413 past the size limit, 400 when malformed."""
-    raw = await request.read()
-    if not raw:
-        raise ProblemError(400, "the body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProblemError(400, f"the body is not valid JSON: {exc}") from exc
+        raise ProblemError(
+            403,
+            f"service {caller.service!r} may not {action!r}",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{action}"'},
+        )
 
 
 async def accept(request: web.Request, event: ConsentEvent, arrived: datetime) -> web.Response:

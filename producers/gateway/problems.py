@@ -22,12 +22,16 @@ class ProblemError(ConsentRelayError):
         *,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+        # Close after answering: the body was not (wholly) read, so the connection
+        # cannot carry another request.
+        self.close = close
 
     def response(self) -> web.Response:
         """The problem as an HTTP response."""
@@ -38,6 +42,9 @@ class ProblemError(ConsentRelayError):
         }
         if self.field is not None:
             body["field"] = self.field
-        return web.json_response(
+        response = web.json_response(
             body, status=self.status, content_type=PROBLEM_JSON, headers=self.headers
         )
+        if self.close:
+            response.force_close()
+        return response

@@ -38,10 +38,48 @@ class Caller:
         """Whether this service may take ``action``."""
         return ANY_ACTION in self.actions or action in self.actions
 
+    def may_any(self, actions: frozenset[str]) -> bool:
+        """Whether this service may take at least one of ``actions``."""
+        return ANY_ACTION in self.actions or not self.actions.isdisjoint(actions)
+
 
 def token_hash(token: str) -> str:
     """The ``sha256:<hex>`` form a tokens file may store instead of the token."""
     return _HASH_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+ROUTE_ACTIONS: Final[Mapping[type[ConsentEvent], frozenset[str]]] = {
+    ConsentChanged: frozenset({"grant", "withdraw"}),
+    RightsRequested: frozenset(r.value.lower() for r in Right),
+    CookiePreferencesSet: frozenset({"cookies"}),
+}
+"""The actions an event type can need: a caller allowed none of them may not use its route."""
+
+_DRAFT_FIELD: Final[Mapping[type[ConsentEvent], str]] = {
+    ConsentChanged: "choice",
+    RightsRequested: "right",
+}
+
+
+def action_of_draft(kind: type[ConsentEvent], draft: object) -> str | None:
+    """The action a JSON draft of ``kind`` asks for, read before the draft is validated.
+
+    None when the draft does not name one yet (no or an unknown ``choice``/``right``):
+    validation then says what is wrong, and :func:`action_of` the built event decides.
+    """
+    if kind is CookiePreferencesSet:
+        return "cookies"
+    field = _DRAFT_FIELD.get(kind)
+    value = draft.get(field) if field is not None and isinstance(draft, dict) else None
+    if not isinstance(value, str):
+        return None
+    if kind is ConsentChanged:
+        return _CHOICE_ACTIONS.get(value)
+    return value.lower() if value in _RIGHT_NAMES else None
+
+
+_CHOICE_ACTIONS: Final = {Choice.GRANTED.value: "grant", Choice.WITHDRAWN.value: "withdraw"}
+_RIGHT_NAMES: Final = frozenset(r.value for r in Right)
 
 
 def action_of(event: ConsentEvent) -> str:

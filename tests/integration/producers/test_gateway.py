@@ -119,7 +119,7 @@ def test_rejected_requests_publish_nothing(
     assert no_token.status_code == 401
     assert no_token.headers["WWW-Authenticate"] == "Bearer"
     assert wrong_scheme.status_code == 401
-    assert bad_token.status_code == 403
+    assert bad_token.status_code == 401  # RFC 6750: an unknown token is invalid_token
     assert not_allowed.status_code == 403
     assert "grant" in not_allowed.json()["detail"]
     assert malformed.status_code == 400

@@ -17,6 +17,7 @@ def test_defaults() -> None:
     )
     assert settings.port == 8080
     assert settings.max_body_bytes == 65536
+    assert settings.read_timeout_s == 5.0
     assert KEY not in repr(settings)
 
 
@@ -29,6 +30,9 @@ def test_defaults() -> None:
         ({"GATEWAY_TOKEN_FILE": "typo.json"}, "GATEWAY_TOKEN_FILE"),
         ({"GATEWAY_LOG_LEVEL": "LOUD"}, "GATEWAY_LOG_LEVEL"),
         ({"GATEWAY_DELIVERY_TIMEOUT_S": "0"}, "GATEWAY_DELIVERY_TIMEOUT_S"),
+        ({"GATEWAY_READ_TIMEOUT_S": "0"}, "GATEWAY_READ_TIMEOUT_S"),
+        ({"GATEWAY_READ_TIMEOUT_S": "600"}, "GATEWAY_READ_TIMEOUT_S"),
+        ({"GATEWAY_READ_TIMEOUT_S": "soon"}, "GATEWAY_READ_TIMEOUT_S"),
     ],
 )
 def test_invalid_settings_name_the_key(extra: dict[str, str], key: str) -> None:

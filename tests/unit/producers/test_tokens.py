@@ -9,8 +9,17 @@ from typing import Any
 import pytest
 
 from producers import builders
-from producers.gateway.tokens import TokenBook, action_of, token_hash
+from producers.gateway.tokens import (
+    ACTIONS,
+    ROUTE_ACTIONS,
+    Caller,
+    TokenBook,
+    action_of,
+    action_of_draft,
+    token_hash,
+)
 from schemas.errors import ConfigError
+from schemas.events import ConsentChanged, CookiePreferencesSet, RightsRequested
 
 
 def test_hashed_and_plain_tokens_resolve_to_their_service(tmp_path: Path) -> None:
@@ -85,3 +94,34 @@ def test_actions_of_events() -> None:
     assert action_of(builders.withdraw("u", ["MARKETING_EMAIL"])) == "withdraw"
     assert action_of(builders.request_erasure("u")) == "erasure"
     assert action_of(builders.set_cookie_preferences("d", granted=["STATISTICS"])) == "cookies"
+
+
+@pytest.mark.parametrize(
+    ("kind", "draft", "action"),
+    [
+        (ConsentChanged, {"choice": "GRANTED", "purposes": "garbage"}, "grant"),
+        (ConsentChanged, {"choice": "WITHDRAWN"}, "withdraw"),
+        (ConsentChanged, {"choice": "MAYBE"}, None),
+        (ConsentChanged, {"choice": ["GRANTED"]}, None),
+        (ConsentChanged, {}, None),
+        (ConsentChanged, ["GRANTED"], None),
+        (RightsRequested, {"right": "ERASURE", "subject": 7}, "erasure"),
+        (RightsRequested, {"right": "erasure"}, None),
+        (RightsRequested, {"right": {"x": 1}}, None),
+        (CookiePreferencesSet, "anything at all", "cookies"),
+    ],
+)
+def test_the_action_a_draft_asks_for_before_it_is_validated(
+    kind: Any, draft: Any, action: str | None
+) -> None:
+    assert action_of_draft(kind, draft) == action
+
+
+def test_a_caller_may_use_a_route_when_it_may_take_one_of_its_actions() -> None:
+    crm = Caller("crm", frozenset({"withdraw", "erasure"}))
+    assert crm.may_any(ROUTE_ACTIONS[ConsentChanged])
+    assert crm.may_any(ROUTE_ACTIONS[RightsRequested])
+    assert not crm.may_any(ROUTE_ACTIONS[CookiePreferencesSet])
+    assert Caller("web", frozenset({"*"})).may_any(ROUTE_ACTIONS[CookiePreferencesSet])
+    # Every action a route can need is one a tokens file can grant.
+    assert set().union(*ROUTE_ACTIONS.values()) == ACTIONS
