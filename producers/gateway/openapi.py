@@ -145,7 +145,7 @@ def document() -> dict[str, Any]:
                     }
                 },
             },
-            "responses": {k: v for k, v in _responses().items() if k not in {"401", "422"}},
+            "responses": {k: v for k, v in _responses().items() if k != "401"},
         }
     }
     for path, summary in {
@@ -187,10 +187,20 @@ def _responses() -> dict[str, Any]:
     accepted = {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}
     return {
         "202": {"description": "The broker acknowledged the event.", "content": accepted},
-        "400": {"description": "Malformed body.", "content": problem},
-        "401": {"description": "No bearer token.", "content": problem},
+        "400": {
+            "description": "Not plain JSON: malformed, nested too deeply, a member twice, NaN.",
+            "content": problem,
+        },
+        "401": {
+            "description": "No bearer token, or an unknown one (RFC 6750 invalid_token).",
+            "content": problem,
+        },
         "403": {
-            "description": "Unknown token, action not allowed, or forged link.",
+            "description": "Action not allowed (checked before the body), or forged link.",
+            "content": problem,
+        },
+        "408": {
+            "description": "The body did not arrive within the read deadline; connection closed.",
             "content": problem,
         },
         "413": {"description": "Body too large.", "content": problem},

@@ -23,5 +23,5 @@ def test_routes_and_schemas() -> None:
     assert consent["additionalProperties"] is False
     assert consent["properties"]["occurred_at"]["format"] == "date-time"
     post = doc["paths"]["/v1/consents"]["post"]
-    assert {"202", "401", "403", "413", "422", "503"} <= set(post["responses"])
+    assert {"202", "400", "401", "403", "408", "413", "422", "503"} <= set(post["responses"])
     assert post["security"] == [{"bearer": []}]
