@@ -55,6 +55,8 @@ class Process:
     host_of: Callable[[Any], str]
     files: Mapping[str, Callable[[Path, Mapping[str, str]], Any]] = field(default_factory=dict)
     """Settings naming a config file → the code's loader of that file."""
+    api: bool = False
+    """It serves a per-person API, which answers only its ``API_TOKEN`` (none: nobody)."""
 
 
 def _sink_port(family: str) -> Callable[[Any], int]:
@@ -80,6 +82,7 @@ PROCESSES = {
         ("/metrics",),
         lambda s: s.web_port,
         lambda s: s.web_bind,
+        api=True,
     ),
     "consumers.marketing": Process(
         "consumers.marketing.settings:MarketingSettings",
@@ -87,6 +90,7 @@ PROCESSES = {
         SINK_ROUTES,
         _sink_port("MARKETING"),
         lambda s: s.http_host,
+        api=True,
     ),
     "consumers.analytics": Process(
         "consumers.analytics.settings:AnalyticsSinkSettings",
@@ -201,6 +205,8 @@ def check_process(
         problems.append(f"{where}: serves on {process.port_of(settings)}, not {process.port}")
     if process.host_of(settings) not in {"0.0.0.0", "::"}:  # reachable from outside
         problems.append(f"{where}: binds {process.host_of(settings)}, unreachable from outside")
+    if process.api and settings.api_token is None:
+        problems.append(f"{where}: no {prefix}API_TOKEN, so its API answers no one")
     port_vars = {prefix + "HTTP_PORT", prefix + "PORT", prefix + "WEB_PORT"}
     defaults = {k: v for k, v in container.env.items() if k not in port_vars}
     if process.port_of(load(cls, prefix, defaults)) != process.port:
