@@ -2,7 +2,10 @@
 
 Answers ``{"allowed": bool, "reason": str}`` from the same database the sink writes,
 so the answer is right the moment a receipt says APPLIED. Bad parameters get 400, a
-database that is down 503. Parameters are never logged (they hold a subject id).
+database that is down 503. Parameters are never logged (they hold a subject id). The
+route answers about a person, so :class:`~consumers.http.HttpServer` serves it only to
+``Authorization: Bearer <MARKETING_SINK_API_TOKEN>`` (401 otherwise, and to everyone
+when no token is configured).
 """
 
 from __future__ import annotations
