@@ -13,6 +13,9 @@ import hmac
 from typing import Final
 from urllib.parse import urlencode
 
+from schemas.errors import ValidationError
+from schemas.validation import identifier_problem
+
 PATH: Final = "/v1/unsubscribe"
 ONE_CLICK_FIELD: Final = "List-Unsubscribe"
 ONE_CLICK_VALUE: Final = "One-Click"
@@ -29,6 +32,13 @@ def verify(key: str, subject_id: str, signature: str) -> bool:
 
 
 def link(base_url: str, key: str, subject_id: str) -> str:
-    """The full one-click unsubscribe URL for ``subject_id`` on the gateway at ``base_url``."""
+    """The full one-click unsubscribe URL for ``subject_id`` on the gateway at ``base_url``.
+
+    An id the contract refuses raises ValidationError: the gateway would refuse the
+    withdrawal such a link asks for, so the link is never issued.
+    """
+    problem = identifier_problem(subject_id)
+    if problem is not None:
+        raise ValidationError("subject.id", problem)
     query = urlencode({"s": subject_id, "sig": sign(key, subject_id)})
     return f"{base_url.rstrip('/')}{PATH}?{query}"

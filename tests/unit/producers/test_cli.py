@@ -83,6 +83,16 @@ def test_an_id_with_a_control_character_exits_2_naming_the_field(
     )
 
 
+def test_no_unsubscribe_link_for_an_id_with_a_control_character(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_UNSUBSCRIBE_KEY", "k" * 32)
+    assert cli.main(["unsubscribe-link", "u\x01"]) == cli.EXIT_INVALID
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "subject.id: contains a control character (U+0001)" in captured.err
+
+
 def test_missing_kafka_settings_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

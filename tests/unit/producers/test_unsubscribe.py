@@ -6,7 +6,10 @@ import hashlib
 import hmac
 from urllib.parse import parse_qs, urlparse
 
+import pytest
+
 from producers.gateway import unsubscribe
+from schemas.errors import ValidationError
 
 KEY = "k" * 32
 
@@ -32,3 +35,10 @@ def test_link_carries_subject_and_signature() -> None:
     query = parse_qs(url.query)
     assert query["s"] == ["a b&c"]
     assert unsubscribe.verify(KEY, "a b&c", query["sig"][0])
+
+
+def test_no_link_for_an_id_the_contract_refuses() -> None:
+    for subject_id in ("", "u\x00-42", "u-42\r\n"):
+        with pytest.raises(ValidationError) as caught:
+            unsubscribe.link("https://relay.example", KEY, subject_id)
+        assert caught.value.field_name == "subject.id"
