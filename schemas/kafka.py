@@ -2,7 +2,9 @@
 every process uses so that nothing is lost.
 
 Producers are idempotent with ``acks=all``; consumers never auto-commit and store
-offsets only after the work is done (``enable.auto.offset.store=False``).
+offsets only after the work is done (``enable.auto.offset.store=False``). Every client
+reconnects to a broker that went away at most a second after it is back, without
+flooding the log meanwhile (:data:`RECONNECT`).
 Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, ``CONSENT_RELAY_TOPIC_PREFIX`` and
 ``CONSENT_RELAY_PARTITIONS``. Those families are shared with other tools (``KAFKA_HEAP_OPTS``,
 ``CONSENT_RELAY_CACHE``), so an unknown key is refused only when it is evidently a misspelt
@@ -17,7 +19,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlparse
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -37,6 +39,19 @@ KNOWN_KEYS = (
     "CONSENT_RELAY_PARTITIONS",
 )
 _MISSPELLING_CUTOFF = 0.75
+
+RECONNECT: Final[dict[str, Any]] = {
+    # librdkafka's default lets the gap between reconnects grow to 10 s, so a client
+    # could notice a returned broker 10 s late; 1 s bounds that, and one connection
+    # attempt a second per broker costs nothing.
+    "reconnect.backoff.max.ms": 1000,
+    # With every known broker down, librdkafka's default "rebootstrap" recovery
+    # re-adds the bootstrap brokers every 50 ms, each retried at once and logged (20+
+    # lines a second per client): the backoff above never applies. A deployment whose
+    # brokers keep their advertised addresses, as ours do, needs no re-bootstrap.
+    "metadata.recovery.strategy": "none",
+}
+"""How every librdkafka client reconnects after a broker outage."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +106,7 @@ class KafkaSettings:
         """An idempotent, acks=all producer; nothing acknowledged is lost."""
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
+            **RECONNECT,
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -104,6 +120,7 @@ class KafkaSettings:
         """A consumer that commits only offsets stored after the work is durable."""
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
+            **RECONNECT,
             "group.id": group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -116,7 +133,7 @@ class KafkaSettings:
 
     def admin_config(self) -> dict[str, Any]:
         """Config for an AdminClient."""
-        return {"bootstrap.servers": self.bootstrap}
+        return {"bootstrap.servers": self.bootstrap, **RECONNECT}
 
     def registry_client(self) -> SchemaRegistryClient:
         """A client of the Confluent-compatible schema registry."""
