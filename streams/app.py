@@ -235,33 +235,7 @@ def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettin
 def _log_activity(app: faust.App, ctx: StreamContext) -> None:
     for stage, doing in sorted(ctx.activity.items()):
         log.warning("activity %s: %s", stage, doing)
-    consumer = app.consumer
-    # Faust's own bookkeeping, private and read only here, to tell a stalled fetch loop.
-    for name in (
-        "flow_active",
-        "_active_partitions",
-        "_paused_partitions",
-        "_buffered_partitions",
-        "_read_offset",
-        "_committed_offset",
-    ):
-        log.warning("consumer %s: %s", name, getattr(consumer, name, "?"))
-    log.warning("consumer assignment: %s", consumer.assignment())
-    thread = getattr(consumer, "_thread", None)
-    client = getattr(thread, "_consumer", None)
-    assignment = getattr(getattr(client, "_subscription", None), "subscription", None)
-    assignment = getattr(assignment, "assignment", None)
-    for tp in sorted(consumer.assignment()):
-        state = assignment.state_value(tp) if assignment is not None else None
-        log.warning(
-            "aiokafka %s[%d]: %s",
-            tp.topic,
-            tp.partition,
-            {
-                k: getattr(state, k, "?")
-                for k in ("paused", "has_valid_position", "awaiting_reset", "_position")
-            },
-        )
+    log.warning("consumer assignment: %s", sorted(app.consumer.assignment()))
     log.warning("flow control active: %s", app.flow_control.is_active())
     _log_task_stacks()
 

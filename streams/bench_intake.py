@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,6 @@ from streams.benchkit import (
     peak_rss_mib,
 )
 from streams.metrics import StreamMetrics
-from streams.outbox import Record
 from streams.routing import load_policy
 
 MARKETING = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.MARKETING_TELEPHONE)
@@ -139,12 +138,6 @@ class _CountingSender:
     ) -> Awaitable[Any]:
         self.count += 1
         return self._delivered()
-
-    async def send_batches(
-        self, batches: Mapping[tuple[str, int], Sequence[Record]]
-    ) -> list[Awaitable[Any]]:
-        self.count += sum(len(records) for records in batches.values())
-        return [self._delivered()]
 
 
 def offline(count: int, subjects: int, batch: int) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,7 +42,6 @@ from schemas.taxonomy import (
 from schemas.topics import Topics
 from streams.agents.context import StreamContext
 from streams.metrics import StreamMetrics
-from streams.outbox import Record
 from streams.routing import RoutingPolicy, load_policy
 
 
@@ -199,14 +198,6 @@ class RecordingSender:
         headers: Any,
     ) -> Awaitable[Any]:
         return self._delivery([(topic, key, value, partition)])
-
-    async def send_batches(
-        self, batches: Mapping[tuple[str, int], Sequence[Record]]
-    ) -> list[Awaitable[Any]]:
-        return [
-            self._delivery([(topic, key, value, partition) for key, value, _h in records])
-            for (topic, partition), records in batches.items()
-        ]
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         """The decoded Avro dicts sent to ``topic``."""
