@@ -1,20 +1,135 @@
-"""Creating Consent Relay's topics on a broker (idempotent)."""
+"""Creating Consent Relay's topics on a broker (idempotent), and waiting for the broker.
+
+A relay process that starts before its broker (a node reboot, a compose file starting
+everything at once) must wait for it, not exit: :func:`wait_for_broker` asks for the
+cluster's metadata until it answers, each attempt longer than the one before up to
+:data:`STARTUP_BACKOFF_MAX` seconds, with one log line per attempt. An attempt returns
+as soon as the broker answers, so a process is on its way within about a second of the
+broker's return however long it waited. ``ensure_topics(..., wait=True)`` waits like
+that before creating topics, and again if the broker goes away while it does.
+"""
 
 from __future__ import annotations
 
-from confluent_kafka import KafkaException
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Final
+
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
 from schemas.topics import TopicSpec
 
+log = logging.getLogger(__name__)
+
+STARTUP_BACKOFF_INITIAL: Final = 0.5
+"""Seconds the first attempt to reach the broker may take."""
+STARTUP_BACKOFF_MAX: Final = 5.0
+"""Seconds any attempt may take: the longest silence between two log lines."""
+
+_FATAL: Final = frozenset(
+    {
+        KafkaError._AUTHENTICATION,
+        KafkaError._SSL,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.INVALID_CONFIG,
+        KafkaError.INVALID_REPLICATION_FACTOR,
+        KafkaError.POLICY_VIOLATION,
+    }
+)
+"""Answers that waiting will not change."""
+
+
+class BrokerUnavailableError(ConsentRelayError):
+    """The broker did not answer within the time the caller was willing to wait."""
+
+
+def wait_for_broker(
+    settings: KafkaSettings,
+    *,
+    stop: threading.Event | None = None,
+    give_up_after: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
+) -> bool:
+    """Block until the broker answers a metadata request; False if ``stop`` is set first.
+
+    Attempts take 0.5, 1, 2, 4, then 5 s at most (:data:`STARTUP_BACKOFF_MAX`), each
+    logged. Raises :class:`BrokerUnavailableError` when the broker refuses us for good
+    (authentication, say) or, with ``give_up_after``, when that many seconds passed.
+    ``clock`` and ``sleep`` (default: ``stop.wait``, or ``time.sleep``) are for tests.
+    """
+    pause = sleep or (stop.wait if stop is not None else time.sleep)
+    admin = AdminClient(settings.admin_config())
+    began = clock()
+    attempt = 0
+    while stop is None or not stop.is_set():
+        attempt += 1
+        allowed = _attempt_seconds(attempt)
+        started = clock()
+        try:
+            admin.list_topics(timeout=allowed)
+        except KafkaException as exc:
+            _give_up_if(exc, settings, began, give_up_after, clock)
+            log.warning(
+                "broker %s does not answer (%s); attempt %d, waiting up to %.1f s for it",
+                settings.bootstrap,
+                _describe(exc),
+                attempt,
+                _attempt_seconds(attempt + 1),
+            )
+            # An attempt may fail at once (a refused connection): never retry faster
+            # than the backoff allows.
+            remaining = allowed - (clock() - started)
+            if remaining > 0:
+                pause(remaining)
+            continue
+        if attempt > 1:
+            log.info(
+                "broker %s answered after %.1f s (%d attempts)",
+                settings.bootstrap,
+                clock() - began,
+                attempt,
+            )
+        return True
+    return False
+
 
 def ensure_topics(
-    settings: KafkaSettings, specs: tuple[TopicSpec, ...] | None = None, timeout: float = 30.0
+    settings: KafkaSettings,
+    specs: tuple[TopicSpec, ...] | None = None,
+    timeout: float = 30.0,
+    *,
+    wait: bool = False,
+    stop: threading.Event | None = None,
 ) -> list[str]:
-    """Create whichever of ``specs`` (default: every topic) is missing; names created."""
+    """Create whichever of ``specs`` (default: every topic) is missing; names created.
+
+    With ``wait`` a process's start-up waits for the broker (:func:`wait_for_broker`)
+    and retries while the broker answers "not now"; nothing is created if ``stop`` is
+    set first. Without, a broker that does not answer within ``timeout`` raises.
+    """
     specs = settings.topics.all() if specs is None else specs
+    while True:
+        if wait and not wait_for_broker(settings, stop=stop):
+            return []
+        try:
+            return _create_missing(settings, specs, timeout)
+        except KafkaException as exc:
+            if not wait or not _transient(exc):
+                raise ConsentRelayError(f"cannot list or create topics: {exc}") from exc
+            log.warning("creating topics failed for now (%s); waiting for the broker", exc)
+
+
+def _create_missing(
+    settings: KafkaSettings, specs: tuple[TopicSpec, ...], timeout: float
+) -> list[str]:
     admin = AdminClient(settings.admin_config())
     existing = set(admin.list_topics(timeout=timeout).topics)
     wanted = [
@@ -30,6 +145,42 @@ def ensure_topics(
             future.result(timeout)
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise ConsentRelayError(f"cannot create topic {name}: {exc}") from exc
+            if exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            if _transient(exc):
+                raise
+            raise ConsentRelayError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def _attempt_seconds(attempt: int) -> float:
+    doubled: float = STARTUP_BACKOFF_INITIAL * 2.0 ** min(attempt - 1, 16)
+    return min(STARTUP_BACKOFF_MAX, doubled)
+
+
+def _transient(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    if not isinstance(error, KafkaError):
+        return False
+    return not error.fatal() and error.code() not in _FATAL
+
+
+def _describe(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
+def _give_up_if(
+    exc: KafkaException,
+    settings: KafkaSettings,
+    began: float,
+    give_up_after: float | None,
+    clock: Callable[[], float],
+) -> None:
+    if not _transient(exc):
+        raise BrokerUnavailableError(f"broker {settings.bootstrap} refuses: {exc}") from exc
+    if give_up_after is not None and clock() - began >= give_up_after:
+        raise BrokerUnavailableError(
+            f"broker {settings.bootstrap} did not answer within {give_up_after:g} s: "
+            f"{_describe(exc)}"
+        ) from exc
