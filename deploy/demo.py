@@ -32,6 +32,7 @@ from confluent_kafka import Consumer
 
 from consumers.partners.destinations import PARTNER_DESTINATIONS
 from consumers.partners.identities import IdentityMap
+from producers import propagation
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
@@ -39,11 +40,14 @@ from schemas.errors import ValidationError
 from schemas.events import FullyPropagated, PropagationReceipt
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.settings import Secret
 from schemas.taxonomy import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "demo"
 PARTNER_SECRET = "demo-partner-secret"
+API_TOKEN = "demo-api-token-not-a-secret"
+"""Bearer token of the worker's /propagation and the marketing sink's /v1/may-contact."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,7 @@ def processes(receiver_port: int) -> list[Process]:
                 "STREAMS_WEB_PORT": "6066",
                 "STREAMS_DATA_DIR": str(VAR / "streams"),
                 "STREAMS_APP_ID": "consent-relay-demo",
+                "STREAMS_API_TOKEN": API_TOKEN,
             },
         ),
         Process(
@@ -175,6 +180,7 @@ def processes(receiver_port: int) -> list[Process]:
                 "MARKETING_SINK_HTTP_PORT": "8091",
                 "MARKETING_SINK_DATABASE_URL": f"sqlite:///{VAR / 'marketing.sqlite'}",
                 "MARKETING_SINK_HASH_KEY": "demo-marketing-hash-key",
+                "MARKETING_SINK_API_TOKEN": API_TOKEN,
             },
         ),
         Process(
@@ -321,6 +327,23 @@ def collect(
     return receipts, done
 
 
+def ask_the_worker(done: dict[str, FullyPropagated]) -> None:
+    """The proof as an operator asks the stream worker for it: with its API token, and
+    without (refused: the answer is about a person)."""
+    if not done:
+        return
+    url = propagation.event_url("http://127.0.0.1:6066", next(iter(done)))
+    status, body = propagation.fetch(url, token=Secret(API_TOKEN))
+    refused, _ = propagation.fetch(url)
+    answer = body if isinstance(body, dict) else {}
+    say(
+        f"\nthe stream worker's view (GET :6066/propagation/<event-id>, "
+        f"Authorization: Bearer {API_TOKEN}): HTTP {status}, "
+        f"{len(answer.get('honoured', []))} destinations honoured; "
+        f"without the token: HTTP {refused}"
+    )
+
+
 def report(
     cases: dict[str, str],
     receipts: dict[str, list[PropagationReceipt]],
@@ -389,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             cases = publish_cases(client)
         receipts, done = collect(settings, cases, args.bound)
         report(cases, receipts, done)
+        ask_the_worker(done)
         if not args.once:
             say("\n/metrics stays up on ports 6066, 8091, 8092, 8093; Ctrl-C to stop.")
             try:

@@ -41,6 +41,9 @@ def test_demo_reports_every_withdrawal_fully_propagated(kafka: Any) -> None:
     assert "NOT fully propagated" not in out, out
     assert out.count("fully propagated to") == 8, out
     assert "SKIPPED" in out  # sellers know only some buyers
+    # The worker's view answers the demo's token, and nobody without it.
+    assert "HTTP 200" in out, out
+    assert "without the token: HTTP 401" in out, out
 
 
 def _load_demo() -> ModuleType:
