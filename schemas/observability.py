@@ -112,6 +112,15 @@ LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 def configure_logging(level: str | int = logging.INFO) -> None:
-    """A process's logging: :data:`LOG_FORMAT` on stderr at ``level``, repeats limited."""
-    logging.basicConfig(level=level.upper() if isinstance(level, str) else level, format=LOG_FORMAT)
-    limit_repeats()
+    """A process's logging: :data:`LOG_FORMAT` on stderr at ``level``, repeats limited.
+
+    Like :func:`logging.basicConfig`, it leaves a root logger that already has handlers
+    (a host such as pytest configured it) as it is."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RepeatLimit())
+    root.addHandler(handler)

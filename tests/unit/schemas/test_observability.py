@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from schemas.observability import RepeatLimit, limit_repeats
+from schemas.observability import RepeatLimit, configure_logging, limit_repeats
 
 
 class Clock:
@@ -113,3 +113,24 @@ def test_few_kinds_are_remembered_at_most(clock: Clock) -> None:
 def test_bad_limits_are_refused() -> None:
     with pytest.raises(ValueError, match="burst"):
         RepeatLimit(burst=0)
+
+
+def test_configure_logging_limits_repeats_on_the_handler_it_adds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    configure_logging("warning")
+    (handler,) = root.handlers
+    assert root.level == logging.WARNING
+    assert any(isinstance(f, RepeatLimit) for f in handler.filters)
+
+
+def test_configure_logging_leaves_a_configured_root_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = logging.getLogger()
+    existing = logging.NullHandler()
+    monkeypatch.setattr(root, "handlers", [existing])
+    configure_logging("debug")
+    assert root.handlers == [existing]
+    assert not existing.filters
