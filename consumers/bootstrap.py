@@ -4,7 +4,9 @@ Reads every partition of ``Topics.state`` from the beginning up to the end it ha
 when seeding began, without joining a consumer group or committing anything, and
 hands each subject's :class:`~schemas.events.ConsentStateRecorded` to the sink.
 Compaction may not have run yet, so a subject can appear more than once; states are
-handed over in offset order, so the newest one is applied last.
+handed over in offset order, so the newest one is applied last. A sink started before
+its broker waits for it (capped exponential backoff, a line per attempt) for as long as
+it takes, until stopped; the read itself must finish within the bootstrap timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from confluent_kafka import (
 )
 
 from consumers.decoding import decode_as
+from schemas.admin import attempt_seconds
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.events import ConsentStateRecorded
@@ -55,7 +58,7 @@ def bootstrap(
     consumer = Consumer(settings.consumer_config(f"{group_id}.bootstrap"))
     applied = 0
     try:
-        ends = _end_offsets_retrying(consumer, topic, time.monotonic() + timeout)
+        ends = _end_offsets_waiting(consumer, topic, stop)
         if not ends:
             return 0
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
@@ -69,8 +72,13 @@ def bootstrap(
                 # the position passing the end also means the partition is done.
                 _drop_finished(consumer, topic, ends)
                 continue
-            if message.error() is not None:
-                raise BootstrapError(f"reading {topic}: {message.error()}")
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise BootstrapError(f"reading {topic}: {error}")
+                # The broker away for a moment: librdkafka reconnects on its own.
+                log.warning("reading %s: %s", topic, error)
+                continue
             partition, offset = message.partition() or 0, message.offset() or 0
             if message.value() is not None:
                 applied += _apply(on_state, decoder, message, on_invalid)
@@ -114,35 +122,51 @@ _TRANSIENT = frozenset(
         KafkaError.REQUEST_TIMED_OUT,
         KafkaError._TRANSPORT,
         KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError._RESOLVE,
     }
 )
 """Broker answers that mean "not yet", e.g. for a topic created a moment ago."""
 
 
-def _end_offsets_retrying(consumer: Consumer, topic: str, deadline: float) -> dict[int, int]:
-    """:func:`_end_offsets`, retried while the broker answers with a retriable error
-    (a leader not yet elected for a topic created a moment ago, say)."""
-    while True:
+def _end_offsets_waiting(
+    consumer: Consumer, topic: str, stop: threading.Event
+) -> dict[int, int] | None:
+    """:func:`_end_offsets`, tried again while the broker is away or answers "not yet"
+    (a leader not yet elected for a topic created a moment ago, say), each attempt
+    longer up to 5 s; None if ``stop`` is set first."""
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        allowed = attempt_seconds(attempt)
+        started = time.monotonic()
         try:
-            return _end_offsets(consumer, topic)
+            return _end_offsets(consumer, topic, allowed)
         except KafkaException as exc:
             error = exc.args[0]
-            transient = error.retriable() or error.code() in _TRANSIENT
-            if not transient or time.monotonic() > deadline:
+            if error.fatal() or not (error.retriable() or error.code() in _TRANSIENT):
                 raise
-            log.info("end offsets of %s not available yet (%s); retrying", topic, error)
-            time.sleep(0.5)
+            log.warning(
+                "end offsets of %s not available yet (%s); attempt %d, trying again",
+                topic,
+                error.str(),
+                attempt,
+            )
+            stop.wait(max(0.0, allowed - (time.monotonic() - started)))
+    return None
 
 
-def _end_offsets(consumer: Consumer, topic: str) -> dict[int, int]:
+def _end_offsets(consumer: Consumer, topic: str, timeout: float) -> dict[int, int]:
     """Partition → high watermark, for partitions that hold anything."""
-    metadata = consumer.list_topics(topic, timeout=30)
+    metadata = consumer.list_topics(topic, timeout=timeout)
     info = metadata.topics.get(topic)
     if info is None or info.error is not None:
         raise BootstrapError(f"topic {topic} is not available: {info and info.error}")
     ends: dict[int, int] = {}
     for partition in info.partitions:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(topic, partition), timeout=timeout
+        )
         if high > low:
             ends[partition] = high
     return ends

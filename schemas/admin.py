@@ -71,7 +71,7 @@ def wait_for_broker(
     attempt = 0
     while stop is None or not stop.is_set():
         attempt += 1
-        allowed = _attempt_seconds(attempt)
+        allowed = attempt_seconds(attempt)
         started = clock()
         try:
             admin.list_topics(timeout=allowed)
@@ -82,7 +82,7 @@ def wait_for_broker(
                 settings.bootstrap,
                 _describe(exc),
                 attempt,
-                _attempt_seconds(attempt + 1),
+                attempt_seconds(attempt + 1),
             )
             # An attempt may fail at once (a refused connection): never retry faster
             # than the backoff allows.
@@ -153,7 +153,8 @@ def _create_missing(
     return created
 
 
-def _attempt_seconds(attempt: int) -> float:
+def attempt_seconds(attempt: int) -> float:
+    """How long start-up attempt ``attempt`` (1-based) may take: 0.5, 1, 2, 4, then 5 s."""
     doubled: float = STARTUP_BACKOFF_INITIAL * 2.0 ** min(attempt - 1, 16)
     return min(STARTUP_BACKOFF_MAX, doubled)
 
