@@ -1,0 +1,146 @@
+"""A sink's bootstrap waits for a broker that is away, and rides out a blip while it
+reads the state topic (a fake consumer: no network)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from consumers import bootstrap as bootstrap_module
+from consumers.bootstrap import BootstrapError, bootstrap
+from schemas.codec import EventDecoder
+from schemas.kafka import KafkaSettings
+
+SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")
+
+
+class FakeError:
+    def __init__(self, code: int, fatal: bool = False) -> None:
+        self._code, self._fatal = code, fatal
+
+    def code(self) -> int:
+        return self._code
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+    def __str__(self) -> str:
+        return f"error {self._code}"
+
+
+class FakeMessage:
+    def __init__(self, offset: int, error: FakeError | None = None) -> None:
+        self._offset, self._error = offset, error
+
+    def error(self) -> FakeError | None:
+        return self._error
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return b"state"
+
+
+class FakeConsumer:
+    """One partition holding two state records; the broker away ``down`` times first."""
+
+    down = 0
+    listings: list[float] = []
+    script: list[FakeMessage | None] = []
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        pass
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        FakeConsumer.listings.append(timeout)
+        if FakeConsumer.down > 0:
+            FakeConsumer.down -= 1
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+
+        class Info:
+            error = None
+            partitions = {0: None}
+
+        class Metadata:
+            topics = {topic: Info()}
+
+        return Metadata()
+
+    def get_watermark_offsets(self, _tp: Any, timeout: float) -> tuple[int, int]:
+        return 0, 2
+
+    def assign(self, _partitions: Any) -> None:
+        pass
+
+    def poll(self, _timeout: float) -> FakeMessage | None:
+        return FakeConsumer.script.pop(0) if FakeConsumer.script else None
+
+    def position(self, partitions: Any) -> Any:
+        return partitions
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
+    FakeConsumer.down = 0
+    FakeConsumer.listings = []
+    FakeConsumer.script = [FakeMessage(0), FakeMessage(1)]
+    monkeypatch.setattr(bootstrap_module, "Consumer", FakeConsumer)
+    monkeypatch.setattr(bootstrap_module, "decode_as", lambda _d, value, _t: value)
+    return FakeConsumer
+
+
+def run(stop: threading.Event | None = None) -> tuple[int, list[Any]]:
+    states: list[Any] = []
+    count = bootstrap(
+        SETTINGS,
+        group_id="g",
+        decoder=EventDecoder(None),
+        on_state=states.append,
+        on_invalid=lambda _m, exc: pytest.fail(f"invalid: {exc}"),
+        stop=stop or threading.Event(),
+        timeout=30,
+    )
+    return count, states
+
+
+def test_the_broker_is_waited_for_with_growing_attempts(fake: type[FakeConsumer]) -> None:
+    fake.down = 2
+    began = time.monotonic()
+    count, states = run()
+    assert (count, len(states)) == (2, 2)
+    assert fake.listings == [0.5, 1.0, 2.0]
+    assert time.monotonic() - began >= 1.5  # no tight loop while the broker refuses
+
+
+def test_stop_ends_the_wait(fake: type[FakeConsumer]) -> None:
+    fake.down = 1000
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    assert run(stop) == (0, [])
+    assert len(fake.listings) <= 2
+
+
+def test_a_broker_blip_while_reading_is_ridden_out(fake: type[FakeConsumer]) -> None:
+    fake.script = [
+        FakeMessage(0),
+        FakeMessage(-1, FakeError(KafkaError._TRANSPORT)),
+        FakeMessage(1),
+    ]
+    assert run()[0] == 2
+
+
+def test_a_fatal_error_while_reading_fails_the_bootstrap(fake: type[FakeConsumer]) -> None:
+    fake.script = [FakeMessage(0), FakeMessage(-1, FakeError(KafkaError._FATAL, fatal=True))]
+    with pytest.raises(BootstrapError, match="reading"):
+        run()
