@@ -26,6 +26,7 @@ class SinkMetrics(NamedTuple):
     instructions: Counter
     propagation_seconds: Histogram
     retries: Counter
+    duplicates: Counter
     dead_letters: Counter
     circuit_breaker_open: Gauge
     consumer_lag: Gauge
@@ -52,6 +53,12 @@ class SinkMetrics(NamedTuple):
             retries=Counter(
                 "consent_relay_sink_retries_total",
                 "Retries after a retriable downstream failure.",
+                ["sink_family", "destination"],
+                registry=registry,
+            ),
+            duplicates=Counter(
+                "consent_relay_sink_duplicates_total",
+                "Instructions already answered, dropped with no second effect or receipt.",
                 ["sink_family", "destination"],
                 registry=registry,
             ),

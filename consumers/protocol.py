@@ -3,12 +3,14 @@
 A sink only knows its downstream system. The runner owns everything else: consuming,
 retries with backoff, dead letters, receipts, offsets and metrics. ``apply`` must be
 idempotent per ``instruction.instruction_id`` (the runner may deliver an instruction
-again after a crash) and must return only once the effect is durable.
+again after a crash) and must return only once the effect is durable. A sink that also
+:class:`RemembersAnswers` lets the runner drop an instruction it has already honoured
+and answered, so a duplicate costs no second receipt and no second downstream call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol, runtime_checkable
@@ -87,6 +89,26 @@ class AppliesBatches(Protocol):
         Raise a SinkError for the whole batch: retriable (the runner retries it) or
         permanent (the runner then applies one by one to find the culprit).
         """
+        ...
+
+
+@runtime_checkable
+class RemembersAnswers(Protocol):
+    """Optional: a sink that keeps, durably, the ids of the instructions it has answered.
+
+    "Answered" means honoured (APPLIED or SKIPPED, never FAILED) *and* its receipt, if
+    one was asked for, acknowledged by the broker: the runner calls :meth:`remember`
+    only after the flush that acknowledged those receipts, so a crash in between
+    leaves the instruction unanswered and its redelivery gets its receipt again.
+    """
+
+    def answered(self, instruction_ids: Collection[str]) -> dict[str, datetime]:
+        """When each of ``instruction_ids`` that is answered was remembered; raise a
+        SinkError if the sink cannot tell."""
+        ...
+
+    def remember(self, instruction_ids: Collection[str]) -> None:
+        """Record ``instruction_ids`` as answered, idempotently."""
         ...
 
 

@@ -18,6 +18,30 @@ a permanent failure is dead-lettered with its coordinates (and, if a receipt was
 requested, answered with a FAILED one). An empty store is first seeded from the
 consent-state topic. :meth:`SinkRunner.stop` (SIGTERM in :func:`run_sink`) finishes
 the chunk in flight, flushes, commits, closes.
+
+Duplicates cost nothing downstream. The same instruction id can arrive again: a
+producer re-sending an event, a stream re-processing a batch, a redelivery after a
+crash. Copies within a chunk are one instruction (applied and answered once, at its
+first position). Across chunks, a sink that :class:`~consumers.protocol.RemembersAnswers`
+is asked which of the chunk's ids it has *answered*, and those get no second effect
+(no second partner call) and no second receipt, only a count in
+``consent_relay_sink_duplicates_total``.
+
+Why "answered" and not "applied": the receipt is what proves propagation, and a sink
+that crashed after applying but before the broker acknowledged the receipt must
+still send it when the instruction comes back. So an instruction is remembered as
+answered only after the flush that acknowledged its receipt (grants, which want
+none, after the same flush), and only if it was APPLIED or SKIPPED: a FAILED one
+(dead-lettered) is attempted again normally when it returns, e.g. redriven. A crash
+between that flush and ``remember`` loses nothing: the instruction is not
+remembered, so its redelivery is applied again idempotently (the store answers its
+first result, a partner is not called twice) and answered again with the same
+receipt id, which the stream counts once. Remembering that fails is logged and has
+the same effect. Only a *recent* answer (``duplicate_window_seconds``, an hour by
+default) silences a duplicate: the stream keeps a subject's last 50 completed
+propagations, and a duplicate of an event it has forgotten starts a new one that
+waits for receipts, so an older duplicate is answered again, still without a second
+effect.
 """
 
 from __future__ import annotations
@@ -31,7 +55,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from types import FrameType
 from typing import TypeVar, cast
@@ -48,9 +72,11 @@ from consumers.protocol import (
     AppliesBatches,
     FinishesBootstrap,
     PermanentSinkError,
+    RemembersAnswers,
     RetriableSinkError,
     ServesHttp,
     Sink,
+    SinkError,
     SinkResult,
 )
 from consumers.publisher import Publisher, build_dead_letter, build_receipt
@@ -169,6 +195,8 @@ class SinkRunner:
         self._pending: deque[Message] = deque()
         self._done: dict[tuple[str, int], int] = {}
         self._finished: set[tuple[str, int, int]] = set()
+        self._answered: list[str] = []
+        """Ids answered since the last flush: remembered once their receipts are acked."""
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
         self.ready = threading.Event()
@@ -291,7 +319,8 @@ class SinkRunner:
             self._pending.extend(consumer.consume(self.options.batch_size - 1, 0))
 
     def _process(self, chunk: list[Message]) -> None:
-        """Decode, apply (as one batch when the sink can), then answer each in order."""
+        """Decode, leave out what is already answered, apply the rest (as one batch when
+        the sink can), then answer each in order."""
         items: list[_Item] = []
         for message in chunk:
             if not self._accept(message):
@@ -306,17 +335,49 @@ class SinkRunner:
                 continue
             handled = instruction if self.sink.handles(instruction) else None
             items.append(_Item(message, handled, None))
-        todo = [item.instruction for item in items if item.instruction is not None]
-        outcomes = iter(self._apply_all(todo, chunk))
+        ours = [item.instruction for item in items if item.instruction is not None]
+        answered = self._answered_before(ours, chunk)
+        todo: dict[str, InstructionIssued] = {}
+        for instruction in ours:
+            if instruction.instruction_id not in answered:
+                todo.setdefault(instruction.instruction_id, instruction)
+        results = self._apply_all(list(todo.values()), chunk)
+        outcomes = dict(zip(todo, results, strict=True))
         for item in items:
             if item.error is not None:
                 self._dead_letter(item.message, item.error, "decode", chunk)
             elif item.instruction is not None:
-                result, error = next(outcomes)
-                if error is not None:
-                    self._dead_letter(item.message, error, "apply", chunk)
-                self._answer(item.instruction, result, chunk)
+                # The first copy takes the outcome; any other is a duplicate.
+                outcome = outcomes.pop(item.instruction.instruction_id, None)
+                if outcome is None:
+                    self._count_duplicate(item.instruction)
+                else:
+                    result, error = outcome
+                    if error is not None:
+                        self._dead_letter(item.message, error, "apply", chunk)
+                    self._answer(item.instruction, result, chunk)
             self._mark_done(item.message)
+
+    def _answered_before(
+        self, instructions: list[InstructionIssued], chunk: list[Message]
+    ) -> set[str]:
+        """The ids of ``instructions`` the sink answered within the duplicate window (none
+        if it cannot say)."""
+        sink = self.sink
+        window = self.options.duplicate_window_seconds
+        if not instructions or not window or not isinstance(sink, RemembersAnswers):
+            return set()
+        ids = [i.instruction_id for i in instructions]
+        try:
+            answered = self._retrying(
+                lambda: sink.answered(ids), instructions[0].destination, chunk
+            )
+        except PermanentSinkError as exc:
+            # Not knowing is safe: the instructions are applied (idempotently) and answered.
+            log.warning("cannot tell which were answered (%s): answering all", exc)
+            return set()
+        since = utc_now() - timedelta(seconds=window)
+        return {i for i, at in answered.items() if at >= since}
 
     def _addressed_elsewhere(self, message: Message) -> bool:
         """True when the stream's header names another destination: skip, don't decode."""
@@ -378,12 +439,31 @@ class SinkRunner:
             receipt = build_receipt(instruction, result, applied_at)
             publisher = self._require_publisher()
             self._retrying(lambda: publisher.receipt(receipt), REGISTRY, chunk)
+        if result.outcome is not Outcome.FAILED:
+            self._answered.append(instruction.instruction_id)
         family, destination = instruction.sink_family.value, instruction.destination
         self.metrics.instructions.labels(family, destination, result.outcome.value).inc()
         if result.outcome is Outcome.APPLIED:
             self.metrics.propagation_seconds.labels(family, destination).observe(
                 _seconds_between(instruction.occurred_at, applied_at)
             )
+
+    def _count_duplicate(self, instruction: InstructionIssued) -> None:
+        family, destination = instruction.sink_family.value, instruction.destination
+        self.metrics.duplicates.labels(family, destination).inc()
+
+    def _remember_answered(self) -> None:
+        """Tell the sink which instructions are answered, now that their receipts are acked."""
+        ids, self._answered = self._answered, []
+        sink = self.sink
+        window = self.options.duplicate_window_seconds
+        if not ids or not window or not isinstance(sink, RemembersAnswers):
+            return
+        try:
+            sink.remember(ids)
+        except SinkError as exc:
+            # Safe to go on: a duplicate of these is answered again, with the same receipt id.
+            log.warning("could not remember %d answered instruction(s): %s", len(ids), exc)
 
     def _dead_letter(
         self, message: Message, error: Exception, step: str, chunk: list[Message] | None = None
@@ -483,8 +563,10 @@ class SinkRunner:
             self._done[key] = (message.offset() or 0) + 1
 
     def _checkpoint(self) -> None:
-        """Flush receipts and dead letters, then store and commit finished offsets."""
+        """Flush receipts and dead letters, remember what they answered, then store and
+        commit finished offsets."""
         self._flush()
+        self._remember_answered()
         consumer = self._consumer
         done = {k: v for k, v in self._done.items() if k in self._assigned}
         self._done.clear()

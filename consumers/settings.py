@@ -41,6 +41,11 @@ class RunnerSettings:
     backoff_max_seconds: float = 30.0
     breaker_threshold: int = 3
     """Consecutive retriable failures after which the circuit-breaker gauge shows 1."""
+    duplicate_window_seconds: float = 3600.0
+    """A duplicate of an instruction answered this recently is dropped without a second
+    receipt; an older one is answered again (never applied twice). The stream keeps a
+    subject's last 50 completed propagations: a duplicate of an event it has forgotten
+    starts a new one, which must not wait forever for a receipt. 0 answers every one."""
     bootstrap_timeout_seconds: float = 300.0
     log_level: str = "INFO"
 
@@ -59,4 +64,6 @@ class RunnerSettings:
             raise ValueError("session_timeout_seconds must be between 1 and 1800")
         if self.breaker_threshold < 1:
             raise ValueError("breaker_threshold must be at least 1")
+        if self.duplicate_window_seconds < 0:
+            raise ValueError("duplicate_window_seconds must not be negative")
         check_token(self.api_token, "api_token")

@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS applied_instructions (
     applied_at     INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Instructions the runner has answered (applied or skipped, receipt acknowledged):
+-- a duplicate of one is dropped with no second receipt.
+CREATE TABLE IF NOT EXISTS answered_instructions (
+    instruction_id TEXT PRIMARY KEY,
+    answered_at    INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- The sink's own bookkeeping (e.g. when seeding from the consent state finished).
 CREATE TABLE IF NOT EXISTS sink_state (
     key   TEXT PRIMARY KEY,

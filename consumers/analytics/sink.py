@@ -8,7 +8,8 @@ action the store does not know is permanent (dead-lettered, FAILED receipt).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import ClassVar
 
 from consumers.analytics.store import (
@@ -53,6 +54,20 @@ class AnalyticsSink:
         except UnsupportedInstructionError as exc:
             raise PermanentSinkError(str(exc)) from exc
         return [SinkResult(Outcome.APPLIED, applied_at=at) for at in times]
+
+    def answered(self, instruction_ids: Collection[str]) -> dict[str, datetime]:
+        """Those already answered: the runner drops their duplicates."""
+        try:
+            return self.store.answered(instruction_ids)
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
+    def remember(self, instruction_ids: Collection[str]) -> None:
+        """Record them as answered (their receipts are acknowledged)."""
+        try:
+            self.store.remember(instruction_ids)
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
 
     def needs_bootstrap(self) -> bool:
         """True until seeding from the consent state has finished once."""

@@ -12,14 +12,16 @@ out-of-order delivery cannot reopen processing that a later withdrawal closed.
 * ERASE deletes the person's records (or, in ``anonymise`` mode, strips the subject
   and payload from them so only anonymous statistics remain).
 
-Database errors surface as :class:`StoreUnavailableError`; the sink makes them retriable.
+The store also keeps the ids of the instructions the runner has answered (their
+receipt acknowledged), so a duplicate is dropped without a second receipt. Database
+errors surface as :class:`StoreUnavailableError`; the sink makes them retriable.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +43,8 @@ ANALYTICS_PURPOSES: Final = (
 instruction with no purposes covers, and what bootstrap reads from the consent state."""
 
 _SEEDED = "seeded_at"
+_IDS_PER_QUERY = 500
+"""Instruction ids per ``IN (...)`` lookup, well under SQLite's parameter limit."""
 
 
 class StoreUnavailableError(ConsentRelayError):
@@ -130,6 +134,37 @@ class AnalyticsStore:
                 applied_at.append(from_epoch_ms(now))
             conn.execute("COMMIT")
         return applied_at
+
+    def answered(self, instruction_ids: Collection[str]) -> dict[str, datetime]:
+        """When each of ``instruction_ids`` the runner has answered (receipt acknowledged)
+        was last answered."""
+        wanted = list(dict.fromkeys(instruction_ids))
+        found: dict[str, datetime] = {}
+        # The writer's connection: it sees what it committed, and a reader would open
+        # the file once per chunk.
+        with self._write() as conn:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                part = wanted[start : start + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(
+                    "SELECT instruction_id, answered_at FROM answered_instructions"  # noqa: S608
+                    f" WHERE instruction_id IN ({marks})",
+                    part,
+                )
+                found.update((i, from_epoch_ms(at)) for i, at in rows)
+        return found
+
+    def remember(self, instruction_ids: Collection[str]) -> None:
+        """Record ``instruction_ids`` as answered now."""
+        now = epoch_ms(utc_now())
+        with self._write() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT OR REPLACE INTO answered_instructions (instruction_id, answered_at) "
+                "VALUES (?, ?)",
+                ((i, now) for i in dict.fromkeys(instruction_ids)),
+            )
+            conn.execute("COMMIT")
 
     def is_seeded(self) -> bool:
         """Whether seeding from the consent state has finished once."""

@@ -6,7 +6,8 @@ A thin adapter between :class:`~consumers.protocol.Sink` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import ClassVar
 
 from consumers.http import Route
@@ -48,6 +49,14 @@ class MarketingSink:
     def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
         """Apply many in one transaction (the runner's fast path)."""
         return self.store.apply_batch(instructions)
+
+    def answered(self, instruction_ids: Collection[str]) -> dict[str, datetime]:
+        """Those already answered: the runner drops their duplicates."""
+        return self.store.answered(instruction_ids)
+
+    def remember(self, instruction_ids: Collection[str]) -> None:
+        """Record them as answered (their receipts are acknowledged)."""
+        self.store.remember(instruction_ids)
 
     def needs_bootstrap(self) -> bool:
         """True until a bootstrap has finished on this database."""

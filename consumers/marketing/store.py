@@ -7,12 +7,14 @@ on the same list. Every instruction is applied in the same transaction as its ro
 in ``applied_instructions`` (a batch shares one transaction): a redelivered
 instruction changes nothing and gets its first answer back. Erasure deletes the
 person's contact data and keeps only keyed hashes of their addresses (and of their
-subject id), which keep suppressing.
+subject id), which keep suppressing. ``answered_instructions`` holds the ids the
+runner has answered (receipt acknowledged), so it can drop a duplicate without a
+second receipt (:class:`~consumers.protocol.RemembersAnswers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,6 +56,9 @@ TABLES = (
         outcome TEXT NOT NULL,
         reason TEXT,
         applied_at BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS answered_instructions (
+        instruction_id TEXT PRIMARY KEY,
+        answered_at BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS store_meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL)""",
@@ -79,6 +84,9 @@ ON CONFLICT (subject_id) DO UPDATE SET
 WHERE excluded.changed_at > restrictions.changed_at
    OR (excluded.changed_at = restrictions.changed_at
        AND excluded.restricted >= restrictions.restricted)"""
+
+_IDS_PER_QUERY = 500
+"""Instruction ids per ``IN (...)`` lookup, well under either engine's parameter limit."""
 
 CHANNEL_ADDRESS: dict[Channel, AddressKind] = {
     Channel.EMAIL: AddressKind.EMAIL,
@@ -258,6 +266,35 @@ class MarketingStore:
                 (self._hash(AddressKind.SUBJECT, subject),),
             )
         )
+
+    def answered(self, instruction_ids: Collection[str]) -> dict[str, datetime]:
+        """When each of ``instruction_ids`` the runner has answered (receipt acknowledged)
+        was last answered."""
+        wanted = list(dict.fromkeys(instruction_ids))
+        found: dict[str, datetime] = {}
+        with self.database.reading() as tx:
+            for start in range(0, len(wanted), _IDS_PER_QUERY):
+                part = wanted[start : start + _IDS_PER_QUERY]
+                marks = ",".join("?" * len(part))
+                rows = tx.rows(
+                    "SELECT instruction_id, answered_at FROM answered_instructions"  # noqa: S608
+                    f" WHERE instruction_id IN ({marks})",
+                    part,
+                )
+                found.update((str(i), from_ms(at)) for i, at in rows)
+        return found
+
+    def remember(self, instruction_ids: Collection[str]) -> None:
+        """Record ``instruction_ids`` as answered now."""
+        now = to_ms(utc_now())
+        with self.database.transaction() as tx:
+            for instruction_id in dict.fromkeys(instruction_ids):
+                tx.run(
+                    "INSERT INTO answered_instructions (instruction_id, answered_at)"
+                    " VALUES (?, ?) ON CONFLICT (instruction_id) DO UPDATE SET"
+                    " answered_at = excluded.answered_at",
+                    (instruction_id, now),
+                )
 
     # -- bootstrap -----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from consumers.http import HttpServer, health_route, metrics_route
+from consumers.partners.answers import Answers, RecentAnswers, SqliteAnswers
 from consumers.partners.breaker import BreakerState, CircuitBreaker
 from consumers.partners.config import PartnerConfig, PartnersConfig
 from consumers.partners.identities import IdentityMap
@@ -115,6 +116,7 @@ class PartnerSinkProcess:
             ),
             breaker=breaker,
             identities=identities,
+            answers=self._answers(partner.name),
         )
         runner = SinkRunner(
             sink,
@@ -134,3 +136,8 @@ class PartnerSinkProcess:
 
         breaker.on_change = on_change
         return runner
+
+    def _answers(self, partner: str) -> Answers:
+        if self.settings.database is None:
+            return RecentAnswers()
+        return SqliteAnswers(self.settings.database, partner)

@@ -5,14 +5,18 @@ the entrypoint runs one pipeline per partner and a dead partner only stalls its 
 A batch of instructions goes out in POSTs of at most the partner's ``batch_size``
 (one instruction per POST, today's body, when it is 1). Before every POST the circuit
 breaker is consulted: while it is open the sink fails fast with a retriable error and
-the runner backs off.
+the runner backs off. The ids it has answered (:mod:`consumers.partners.answers`) let
+the runner drop a recent duplicate instruction before any POST, and keep the sink from
+telling a partner the same instruction twice when an older duplicate is answered again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import ClassVar, Final
 
+from consumers.partners.answers import Answers, AnswersUnavailableError, RecentAnswers
 from consumers.partners.breaker import CircuitBreaker
 from consumers.partners.config import KnownSubjects, PartnerConfig
 from consumers.partners.identities import IdentityMap, IdentityMapUnavailableError
@@ -51,6 +55,7 @@ class PartnerSink:
         client: WebhookClient,
         breaker: CircuitBreaker,
         identities: IdentityMap | None,
+        answers: Answers | None = None,
     ) -> None:
         if partner.known_subjects is KnownSubjects.MAPPED and identities is None:
             raise ValueError(f"partner {partner.name} needs an identity map")
@@ -59,6 +64,7 @@ class PartnerSink:
         self.breaker = breaker
         self._client = client
         self._identities = identities
+        self._answers: Answers = answers if answers is not None else RecentAnswers()
         self._delivered: set[str] = set()
         """Idempotency keys the partner acknowledged in a batch not yet finished."""
 
@@ -71,25 +77,39 @@ class PartnerSink:
 
     def apply(self, instruction: InstructionIssued) -> SinkResult:
         """Tell the partner, or skip a person it has no identifier for."""
-        if self._unknown([instruction]):
-            return SKIPPED
-        self._deliver([instruction])
-        return APPLIED
+        return self.apply_batch([instruction])[0]
 
     def apply_batch(self, instructions: Sequence[InstructionIssued]) -> list[SinkResult]:
         """Tell the partner in POSTs of at most ``batch_size`` instructions, in order.
 
         A failed POST fails the whole call (the runner retries it, or splits it on a
         permanent refusal); the POSTs the partner already acknowledged in this call are
-        not sent again on the retry.
+        not sent again on the retry, nor instructions answered before (a duplicate).
         """
         unknown = self._unknown(instructions)
-        todo = [i for i in instructions if i.subject.id not in unknown]
+        told = self.answered([i.instruction_id for i in instructions])
+        todo = [
+            i for i in instructions if i.subject.id not in unknown and i.instruction_id not in told
+        ]
         size = self.partner.batch_size
         for start in range(0, len(todo), size):
             self._deliver(todo[start : start + size], remember=True)
         self._delivered.clear()
-        return [SKIPPED if i.subject.id in unknown else APPLIED for i in instructions]
+        return [self._result(i, unknown, told) for i in instructions]
+
+    def answered(self, instruction_ids: Collection[str]) -> dict[str, datetime]:
+        """Those this partner was already told (or skipped) and answered for."""
+        try:
+            return self._answers.answered(instruction_ids)
+        except AnswersUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
+    def remember(self, instruction_ids: Collection[str]) -> None:
+        """Record them as answered (their receipts are acknowledged)."""
+        try:
+            self._answers.remember(instruction_ids)
+        except AnswersUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
 
     def needs_bootstrap(self) -> bool:
         """Partners keep no local store to seed: instructions alone drive them."""
@@ -99,8 +119,9 @@ class PartnerSink:
         """Nothing to seed (see :meth:`needs_bootstrap`)."""
 
     def close(self) -> None:
-        """Close the partner connection kept alive between webhooks."""
+        """Close the partner connection kept alive between webhooks, and the answers."""
         self._client.close()
+        self._answers.close()
 
     def _deliver(self, chunk: Sequence[InstructionIssued], *, remember: bool = False) -> None:
         """One signed POST of ``chunk``, through the breaker; skipped if the partner already
@@ -127,6 +148,16 @@ class PartnerSink:
             if len(self._delivered) >= _REMEMBERED_LIMIT:
                 self._delivered.clear()
             self._delivered.add(key)
+
+    @staticmethod
+    def _result(
+        instruction: InstructionIssued, unknown: set[str], told: dict[str, datetime]
+    ) -> SinkResult:
+        if instruction.subject.id in unknown:
+            return SKIPPED
+        earlier = told.get(instruction.instruction_id)
+        # A duplicate answered again keeps (about) its first time, as the stores do.
+        return APPLIED if earlier is None else SinkResult(Outcome.APPLIED, applied_at=earlier)
 
     def _idempotency_key(self, chunk: Sequence[InstructionIssued]) -> str:
         if self.partner.batch_size == 1:

@@ -235,3 +235,23 @@ def test_reads_never_create_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError):
         store.may_process(ALICE.id)
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_answered_instructions_are_remembered_across_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "answered.sqlite"
+    ids = [str(uuid.uuid4()) for _ in range(1200)]  # more than one IN (...) lookup
+    store = AnalyticsStore(path)
+    store.ensure_schema()
+    assert store.answered(ids) == {}
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    store.remember(ids[:1000])
+    store.remember(ids[:1])
+    store.close()
+    reopened = AnalyticsStore(path)
+    reopened.ensure_schema()
+    try:
+        found = reopened.answered(ids)
+    finally:
+        reopened.close()
+    assert set(found) == set(ids[:1000])
+    assert all(before <= at <= datetime.now(UTC) for at in found.values())

@@ -302,3 +302,21 @@ def test_a_batch_that_cannot_commit_leaves_nothing_behind(tmp_path: Path) -> Non
     with store.database.reading() as tx:
         assert tx.rows("SELECT COUNT(*) FROM applied_instructions") == [(0,)]
     store.close()
+
+
+def test_answered_instructions_are_remembered_across_a_reopen(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/answered.db"
+    ids = [str(uuid.uuid4()) for _ in range(1200)]  # more than one IN (...) lookup
+    store = MarketingStore(Database(url), AddressHasher(KEY))
+    assert store.answered(ids) == {}
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    store.remember(ids[:1000])
+    store.remember(ids[:1])  # again: the latest time is kept
+    store.close()
+    reopened = MarketingStore(Database(url), AddressHasher(KEY))
+    try:
+        found = reopened.answered([*ids, ids[0]])
+    finally:
+        reopened.close()
+    assert set(found) == set(ids[:1000])
+    assert all(before <= at <= datetime.now(UTC) for at in found.values())
