@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
+from schemas.observability import configure_logging, limit_repeats
 from streams.config import StreamSettings
 
 
@@ -46,8 +48,17 @@ def _worker(kafka: KafkaSettings, settings: StreamSettings) -> int:
 
     from streams.app import build  # noqa: PLC0415
 
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # While the broker is away aiokafka logs the same errors thousands of
+            # times a second: a few of each kind per period, and a count, are enough.
+            limit_repeats(logger)
+
+    # Until Faust sets up logging: build() may wait for the broker, saying so.
+    configure_logging(settings.log_level)
     stream_app = build(kafka, settings)
-    worker = faust.Worker(stream_app.app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = Worker(stream_app.app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()
     return 0  # pragma: no cover - execute_from_commandline exits
 

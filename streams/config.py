@@ -48,7 +48,21 @@ class StreamSettings:
     gate_intake_wait_seconds: float = 10.0
     """Longest the gate waits for intake to apply the consent already published."""
     batch_within_seconds: float = 0.05
-    session_timeout_seconds: float = 30.0
+    session_timeout_seconds: float = 10.0
+    """How long the group waits for a worker that went silent (crashed and not back, or
+    cut off) before its partitions go to the others. Heartbeats go every quarter of it,
+    at most every 3 s."""
+    static_membership: bool = True
+    """Rejoin the group under :attr:`member_name` after a restart: a worker killed and
+    started again gets its partitions back at once instead of after the session
+    timeout. The price: a worker stopped for good (scaled down) keeps its partitions
+    for one session timeout, as Faust's Kafka client (aiokafka) does not leave the
+    group on close as a static member. Off: a stopped worker leaves at once, and a
+    restarted one waits for its predecessor's session to run out."""
+    group_instance_id: str = ""
+    """The worker's static member name; empty means ``<host name>:<web port>``, unique
+    as long as each worker on a host has a port of its own (it must) and stable across
+    restarts. Two live workers of one app under one name fence each other off."""
     standby_replicas: int = 1
     completed_per_subject: int = 50
     """Completed propagations kept per subject for queries (FullyPropagated keeps all)."""
@@ -73,6 +87,8 @@ class StreamSettings:
             )
         if not 6 <= self.session_timeout_seconds <= 300:
             raise ValueError("STREAMS_SESSION_TIMEOUT_SECONDS must be within 6..300")
+        if self.group_instance_id != self.group_instance_id.strip():
+            raise ValueError("STREAMS_GROUP_INSTANCE_ID must not start or end with blanks")
         if self.standby_replicas < 0 or self.completed_per_subject < 1:
             raise ValueError("STREAMS_STANDBY_REPLICAS >= 0, STREAMS_COMPLETED_PER_SUBJECT >= 1")
         if self.metrics_interval_seconds <= 0:
@@ -99,6 +115,13 @@ class StreamSettings:
         if self.web_host:
             return self.web_host
         return self.web_bind if _is_loopback(self.web_bind) else socket.gethostname()
+
+    @property
+    def member_name(self) -> str | None:
+        """The static group member name, or None without static membership."""
+        if not self.static_membership:
+            return None
+        return self.group_instance_id or f"{socket.gethostname()}:{self.web_port}"
 
     def faust_app_id(self, topic_prefix: str) -> str:
         """The Faust app id (consumer group, changelog topic prefix) for a deployment."""
