@@ -77,7 +77,9 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
     # Before _copartitioned reads the broker: the partners' own instruction topics too.
-    ensure_topics(kafka, topics.all((d.family, d.name) for d in policy.destinations))
+    # Started before its broker (a reboot, compose starting everything at once), the
+    # worker waits for it, with backoff, instead of exiting.
+    ensure_topics(kafka, topics.all((d.family, d.name) for d in policy.destinations), wait=True)
     app_id = settings.faust_app_id(kafka.topic_prefix)
     app = faust.App(
         app_id,
@@ -92,6 +94,9 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_seconds / 4),
+        # A restarted worker takes its partitions back at once instead of waiting for
+        # its dead predecessor's session to run out (STREAMS_STATIC_MEMBERSHIP).
+        consumer_group_instance_id=settings.member_name,
         producer_acks=-1,
         # A delivery that takes this long fails and the batch is retried, instead of
         # stalling the stream for Faust's default 20 minutes.
