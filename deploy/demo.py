@@ -199,6 +199,8 @@ def processes(receiver_port: int) -> list[Process]:
             {
                 "PARTNER_SINK_HTTP_PORT": "8093",
                 "PARTNER_SINK_CONFIG": str(partner_config(receiver_port)),
+                # What each partner was told: a duplicate is not sent again after a restart.
+                "PARTNER_SINK_DATABASE": str(VAR / "partner-answers.sqlite"),
             },
         ),
     ]

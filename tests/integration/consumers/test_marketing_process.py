@@ -4,21 +4,25 @@ effect; SIGTERM finishes the instruction in flight, commits and exits 0."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.events import InstructionIssued, utc_now
-from schemas.taxonomy import Action, Purpose
+from schemas.taxonomy import Action, Outcome, Purpose
 from tests.support.processes import free_port
 
 KEY = "process-test-key-0123456789"
@@ -219,3 +223,126 @@ def test_sigterm_finishes_in_flight_commits_and_exits_cleanly(
         f"\nsigterm test: stopped {stop_seconds:.2f}s after SIGTERM with {applied}/"
         f"{len(instructions)} applied and committed"
     )
+
+
+class RegistryProxy:
+    """A pass-through to the real schema registry that can hold the receipt's schema
+    lookup: the sink has applied the instruction and not yet sent its receipt."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urllib.parse.urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._base = parts.path
+        self.holding = threading.Event()
+        self.held = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self._base}"
+
+    def __enter__(self) -> RegistryProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.holding.clear()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if "PropagationReceipt" in self.path and proxy.holding.is_set():
+                    proxy.held.set()
+                    deadline = time.monotonic() + 60
+                    while proxy.holding.is_set() and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    self.send_error(503)
+                    return
+                conn = http.client.HTTPConnection(*proxy._upstream, timeout=30)
+                try:
+                    headers = {
+                        k: v for k, v in self.headers.items() if k.lower() in FORWARDED_HEADERS
+                    }
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    answer = conn.getresponse()
+                    payload = answer.read()
+                finally:
+                    conn.close()
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.getheader("Content-Type") or "")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler
+
+
+FORWARDED_HEADERS = {"content-type", "accept", "authorization"}
+
+
+def answered_count(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM answered_instructions").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_killed_after_applying_before_its_receipt_the_restart_still_answers_it(
+    sink_kit: Any,
+    sink_env: dict[str, str],
+    processes: list[SinkProcess],
+    until: Any,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL lands after the instruction is durable in the store and before its receipt
+    was sent: the restarted sink answers the redelivery (the receipt proves
+    propagation), without applying it twice; a later duplicate gets nothing more."""
+    db = tmp_path / "marketing.db"
+    withdrawal = sink_kit.instruction(Action.SUPPRESS, subject="kill-after-apply")
+    topic = sink_kit.instruction_topic
+    receipts = sink_kit.reader(sink_kit.settings.topics.receipts)
+    sink_kit.publish([withdrawal])
+    with RegistryProxy(sink_kit.settings.registry_url) as registry:
+        registry.holding.set()
+        first = SinkProcess(
+            {**sink_env, "SCHEMA_REGISTRY_URL": registry.url}, tmp_path / "sink-1.log"
+        )
+        processes.append(first)
+        until(registry.held.is_set, timeout=120, interval=0.05)
+        assert applied_count(db) == 1  # applied, and its receipt is being prepared
+        first.signal(signal.SIGKILL)
+        assert first.wait(30) == -signal.SIGKILL
+    assert answered_count(db) == 0
+    assert sink_kit.committed(topic) == 0
+    assert receipts.poll(1.0) == []
+
+    second = SinkProcess(sink_env, tmp_path / "sink-2.log")
+    processes.append(second)
+    [receipt] = until(lambda: receipts.poll(0.5), timeout=120)
+    assert (receipt.instruction_id, receipt.outcome) == (withdrawal.instruction_id, Outcome.APPLIED)
+    until(lambda: sink_kit.committed(topic) == 1, timeout=60)
+    assert answered_count(db) == 1
+    assert applied_count(db) == 1
+
+    sink_kit.publish([withdrawal])  # the same instruction again
+    until(lambda: sink_kit.committed(topic) == 2, timeout=60)
+    second.signal(signal.SIGTERM)
+    assert second.wait(60) == 0
+    assert receipts.poll(1.0) == [receipt]
