@@ -1,0 +1,131 @@
+"""The faults, one function each, and the schedule they run in.
+
+Each injection does its damage, undoes it (restarts the process, brings the broker,
+PostgreSQL or the partner back) and returns an :class:`~deploy.faults.recovery.Injected`
+naming the moment of return and the destinations that must honour withdrawals again.
+The schedule: the stream worker killed (twice in the full run, first and last), each
+sink killed, the malformed burst, PostgreSQL stopped, a partner failing, the broker
+stopped and started.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.faults import burst
+from deploy.faults.cluster import Cluster
+from deploy.faults.config import FaultsConfig
+from deploy.faults.destinations import Target
+from deploy.faults.malformed import Record
+from deploy.faults.postgres import Postgres
+from deploy.faults.recovery import Injected
+from deploy.faults.say import say
+from deploy.faults.supervisor import Supervisor
+from schemas.kafka import KafkaSettings
+from schemas.taxonomy import SinkFamily
+
+FAILING_PARTNER = "sellers"
+"""The partner that answers 500 for a while (it hears the workload's purposes)."""
+
+
+@dataclass(slots=True)
+class Rig:
+    """Everything a fault acts on."""
+
+    config: FaultsConfig
+    settings: KafkaSettings
+    supervisor: Supervisor
+    cluster: Cluster
+    postgres: Postgres
+    fail_file: Path
+    targets: tuple[Target, ...]
+    malformed: list[tuple[str, Record]]
+    burst_result: burst.BurstResult | None = None
+
+    def labels(self, family: SinkFamily | None = None) -> tuple[str, ...]:
+        """The workload's destinations (of ``family``)."""
+        return tuple(t.label for t in self.targets if family is None or t.family is family)
+
+
+Injection = Callable[[Rig], Injected]
+
+
+def kill(process: str, family: SinkFamily | None, title: str) -> Injection:
+    """SIGKILL ``process`` and start it again at once."""
+
+    def inject(rig: Rig) -> Injected:
+        killed, restarted = rig.supervisor.kill_and_restart(process)
+        # A killed stream worker may have routed what it read before it died; only
+        # withdrawals published after the kill prove the new one works.
+        fresh = killed if family is None else None
+        return Injected(title, rig.labels(family), killed, restarted, fresh)
+
+    return inject
+
+
+def malformed_burst(rig: Rig) -> Injected:
+    """Publish every malformed record as fast as the producer takes them."""
+    began = time.time()
+    rig.burst_result = burst.publish(rig.settings, rig.settings.topics.consent, rig.malformed)
+    landed = len(rig.burst_result.landed)
+    say(f"  {landed:,} malformed records on the topic in {time.time() - began:.1f} s")
+    done = rig.burst_result.finished
+    return Injected("malformed burst", rig.labels(), began, done, done)
+
+
+def postgres_outage(rig: Rig) -> Injected:
+    """Stop PostgreSQL for a while and start it again."""
+    began = time.time()
+    rig.postgres.stop()
+    time.sleep(rig.config.postgres_down_seconds)
+    rig.postgres.start()
+    title = f"PostgreSQL stopped {rig.config.postgres_down_seconds:.0f} s"
+    return Injected(title, rig.labels(SinkFamily.MARKETING), began, time.time())
+
+
+def partner_outage(rig: Rig) -> Injected:
+    """One partner answers 500 for a while."""
+    began = time.time()
+    rig.fail_file.write_text(f"/hooks/{FAILING_PARTNER}\n")
+    time.sleep(rig.config.partner_down_seconds)
+    rig.fail_file.unlink()
+    back = time.time()
+    label = f"{SinkFamily.PARTNER_SHARING.value}/{FAILING_PARTNER}"
+    title = f"partner {FAILING_PARTNER} answering 500 for {rig.config.partner_down_seconds:.0f} s"
+    return Injected(title, (label,), began, back)
+
+
+def broker_outage(rig: Rig) -> Injected:
+    """Stop the broker (cleanly, its data kept) and start it again."""
+    began = time.time()
+    rig.cluster.stop_broker()
+    time.sleep(rig.config.broker_down_seconds)
+    rig.cluster.start_broker()
+    title = f"broker stopped {rig.config.broker_down_seconds:.0f} s"
+    return Injected(title, rig.labels(), began, time.time())
+
+
+def schedule(config: FaultsConfig) -> list[Injection]:
+    """The faults in the order they are injected."""
+    worker = "stream-worker-0"
+    steps: list[Injection] = [
+        kill(
+            worker,
+            None,
+            "stream worker SIGKILL #1" if config.worker_kills > 1 else "stream worker SIGKILL",
+        ),
+        kill("marketing-sink", SinkFamily.MARKETING, "marketing sink SIGKILL"),
+        kill("analytics-sink", SinkFamily.ANALYTICS, "analytics sink SIGKILL"),
+        kill("partner-sink", SinkFamily.PARTNER_SHARING, "partner sink SIGKILL"),
+        malformed_burst,
+        postgres_outage,
+        partner_outage,
+        broker_outage,
+    ]
+    steps += [
+        kill(worker, None, f"stream worker SIGKILL #{n}") for n in range(2, config.worker_kills + 1)
+    ]
+    return steps
