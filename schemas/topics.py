@@ -99,6 +99,13 @@ class Topics:
         return f"{self.prefix}consent.state"
 
     @property
+    def intake_progress(self) -> str:
+        """How far the stream's intake has applied each consent partition: on partition
+        *p*, keyed by *p*, the next consent offset whose effects are published (compacted;
+        written and read by ``streams`` only, for the consent gate; not a contract event)."""
+        return f"{self.prefix}consent.intake.progress"
+
+    @property
     def dead_letters(self) -> str:
         """Anything that could not be processed, with reason and source coordinates."""
         return f"{self.prefix}consent.deadletters"
@@ -133,6 +140,7 @@ class Topics:
         return (
             *(TopicSpec(name, self.partitions) for name in plain),
             TopicSpec(self.state, self.partitions, dict(COMPACTED)),
+            TopicSpec(self.intake_progress, self.partitions, dict(COMPACTED)),
             *self.destination_topics(destinations),
         )
 

@@ -11,10 +11,17 @@ once per batch to the compacted state topic.
 A message whose key is not its subject's id would put the subject's events on two
 partitions (and two workers); it is re-published keyed by the subject instead, so it
 still takes effect, in order with that subject's other events.
+
+After a batch is published (every delivery acknowledged, the state changelog's
+included), intake writes how far it got on each of the batch's consent partitions to
+the progress topic (:mod:`streams.progress`): the consent gate, its own process, waits
+on it before deciding data against the state. It must come after those
+acknowledgements, not with them, or the gate could read the progress before the state.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,14 +33,14 @@ from schemas.events import (
     RightsRequested,
 )
 from schemas.taxonomy import Choice
-from streams import fanout, propagation, records
+from streams import fanout, progress, propagation, records
 from streams.agents.batch import Batch, UnexpectedEventError, run
-from streams.agents.context import RawMessage, StreamContext
+from streams.agents.context import RawMessage, StreamContext, log
 from streams.claims import effect_of
 from streams.propagation import SubjectPropagations
 from streams.resolution import Effect, apply
 from streams.staging import Staged
-from streams.times import to_ms
+from streams.times import now_ms, to_ms
 
 STAGE = "stream.intake"
 
@@ -49,10 +56,28 @@ class Intake:
         self.ctx.activity[STAGE] = "waiting for the tables' lock"
         async with self.ctx.lock:
             await run(self.ctx, messages, lambda: IntakeBatch(self.ctx))
-        progress = self.ctx.intake_progress
+        await self._report_progress(messages)
+
+    async def _report_progress(self, messages: Sequence[RawMessage]) -> None:
+        """One progress record per consent partition of the published batch. Not awaited:
+        a lost one only makes the gate wait for the workers' next commit instead."""
+        topic = self.ctx.topics.intake_progress
+        reached: dict[int, int] = {}
         for message in messages:
-            if message.offset > progress.get(message.partition, -1):
-                progress[message.partition] = message.offset
+            reached[message.partition] = max(reached.get(message.partition, 0), message.offset + 1)
+        at = now_ms()
+        for partition, offset in reached.items():
+            target = self.ctx.partition_for(topic, partition)
+            if target is None:
+                continue  # not co-partitioned: the gate refuses to run on such topics
+            key, value = progress.encode(progress.IntakeProgressed(partition, offset, at))
+            sent = await self.ctx.sender.send(topic, key, value, target, None, None)
+            asyncio.ensure_future(sent).add_done_callback(_progress_delivered)
+
+
+def _progress_delivered(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("intake progress not delivered: %s", delivery.exception())
 
 
 def is_tracked(effect: Effect) -> bool:

@@ -11,6 +11,7 @@ from schemas.events import instruction_id
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
+from streams.progress import decode
 
 
 def run(coro: Any) -> Any:
@@ -40,7 +41,14 @@ def test_intake_routes_tracks_and_publishes_state(harness: Any, make: Any) -> No
     assert grant.subject.id.encode() not in harness.ctx.pending
     states = harness.sender.on(topics.state)
     assert {s["subject"]["id"] for s in states} == {objection.subject.id, grant.subject.id}
-    assert harness.ctx.intake_progress == {2: 0, 1: 1}
+    # Then how far intake got, per partition, on that partition: after everything else.
+    sent = harness.sender.sent
+    reports = [(k, v, p) for t, k, v, p in sent if t == topics.intake_progress]
+    assert {decode(k, v).partition: (decode(k, v).offset, p) for k, v, p in reports} == {
+        2: (1, 2),
+        1: (2, 1),
+    }
+    assert [t for t, *_ in sent[-2:]] == [topics.intake_progress] * 2
 
 
 def test_each_partner_instruction_goes_to_its_own_topic(harness: Any, make: Any) -> None:
