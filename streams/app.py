@@ -34,7 +34,6 @@ from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.config import StreamSettings
 from streams.gate import GatePolicy
-from streams.gate_wiring import attach as attach_gate
 from streams.metrics import StreamMetrics
 from streams.offsets import rewinder
 from streams.routing import load_policy
@@ -151,7 +150,6 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     sources = (topics.consent, topics.receipts)
     app.on_rebalance_complete.connect(rewinder(kafka, app_id, sources, assignment, _seek_wait(app)))
     _add_agents(app, ctx, settings)
-    attach_gate(app, ctx, kafka, settings, app_id)
     _add_housekeeping(app, ctx, settings)
     views.register(app, pending, done, settings.api_token)
     return StreamApp(app, ctx, registry, settings, kafka)

@@ -58,8 +58,6 @@ class StreamContext:
     """Output topics with as many partitions as the input: the input partition is theirs."""
     completed_per_subject: int = 50
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    intake_progress: dict[int, int] = field(default_factory=dict)
-    """Consent partition → last offset whose effects are committed (the gate waits on it)."""
     sleep: Any = asyncio.sleep
     activity: dict[str, str] = field(default_factory=dict)
     """Stage → what it is doing now (logged on SIGUSR2, for diagnosing a stall)."""

@@ -1,5 +1,4 @@
-"""The consent gate's batch work without Kafka: decoding, deciding, dead letters, the
-rule for waiting on intake, and its settings."""
+"""The consent gate's batch work without Kafka: decoding, deciding, dead letters."""
 
 from __future__ import annotations
 
@@ -11,13 +10,12 @@ from confluent_kafka import Message
 
 from schemas.codec import EventDecoder, encode_single_object
 from schemas.converters import from_dict, to_dict
-from schemas.errors import ConfigError, InvalidEventError, ValidationError
+from schemas.errors import InvalidEventError, ValidationError
 from schemas.events import DataEventCaptured
 from schemas.taxonomy import Choice, Purpose, Recipient
-from streams.agents.batch import UnexpectedEventError
-from streams.agents.gate import GateJudge, intake_behind, read_data_event
 from streams.agents.intake import Intake
-from streams.config import StreamSettings
+from streams.gate.judge import GateJudge, UnexpectedEventError, read_data_event
+from streams.gate.rules import GatePolicy
 from streams.times import to_ms
 
 DECODER = EventDecoder(None)
@@ -26,7 +24,7 @@ DECODER = EventDecoder(None)
 def judge_for(harness: Any) -> GateJudge:
     ctx = harness.ctx
     return GateJudge(
-        policy=ctx.gate_policy,
+        policy=GatePolicy(),
         topics=ctx.topics,
         state=ctx.state,
         decoder=DECODER,
@@ -173,29 +171,3 @@ def test_only_data_events_belong_on_the_data_topic(make: Any) -> None:
         read_data_event(DECODER, consent)
     with pytest.raises(InvalidEventError):
         read_data_event(DECODER, b"")
-
-
-def test_the_gate_waits_until_intake_has_applied_what_is_published() -> None:
-    ends: dict[int, int | None] = {0: 10, 1: None, 2: 5}
-    assert intake_behind(ends, {0: 3, 2: 4}, waited=0.0) == [0]
-    assert intake_behind(ends, {0: 9, 2: 4}, waited=0.0) == []
-    # A partition intake has said nothing about: waited for during a grace period only.
-    assert intake_behind({3: 2}, {}, waited=0.5) == [3]
-    assert intake_behind({3: 2}, {}, waited=1.5) == []
-    assert intake_behind({3: 0}, {}, waited=0.0) == []
-    # What intake's group had committed when the partition was taken over is applied
-    # (recovered) already; beyond it, the gate waits without a grace period.
-    assert intake_behind({3: 5}, {}, waited=0.0, committed={3: 4}) == []
-    assert intake_behind({3: 8}, {}, waited=5.0, committed={3: 4}) == [3]
-    assert intake_behind({3: 8}, {3: 7}, waited=5.0, committed={3: 4}) == []
-    assert intake_behind({3: 8}, {}, waited=5.0, committed={3: -1}) == [3]
-
-
-def test_gate_settings_are_validated() -> None:
-    settings = StreamSettings.from_env(
-        {"STREAMS_GATE_BATCH_SIZE": "100", "STREAMS_GATE_INTAKE_WAIT_SECONDS": "2.5"}
-    )
-    assert (settings.gate_batch_size, settings.gate_intake_wait_seconds) == (100, 2.5)
-    for env in ({"STREAMS_GATE_BATCH_SIZE": "0"}, {"STREAMS_GATE_INTAKE_WAIT_SECONDS": "-1"}):
-        with pytest.raises((ConfigError, ValueError)):
-            StreamSettings.from_env(env)

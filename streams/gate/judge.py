@@ -1,14 +1,13 @@
-"""The consent gate's work on one batch of data events, without any Kafka I/O.
+"""The consent gate's decision on one batch of data events, without any Kafka I/O.
 
-The data topic is co-partitioned with the consent topic, so a subject's consent state
-is local. :func:`intake_behind` is the rule for waiting until intake has applied every
-consent event already on the matching consent partitions, so a withdrawal published
-before the data is in force when the data is judged. :class:`GateJudge` then decodes
-each data event, decides it (:mod:`streams.gate`: the data's event time against the
-decisions' times) and says what to publish: the allowed events' bytes untouched, on the
-data partition's number of the allowed topic; events keyed by something other than their
-subject, re-published keyed by it; anything undecodable or invalid, dead-lettered with
-field, reason and source coordinates. The caller publishes that and only then counts it.
+:class:`GateJudge` decodes each data event, decides it (:mod:`streams.gate.rules`: the
+data's event time against the decisions' times, in the subject's state as
+:mod:`streams.gate.state` rebuilt it) and says what to publish: the allowed events'
+bytes untouched, on the data partition's number of the allowed topic; events keyed by
+something other than their subject, re-published keyed by it; anything undecodable or
+invalid, dead-lettered with field, reason and source coordinates. The caller publishes
+that and only then counts it. Whether the state is complete enough to decide at all is
+:mod:`streams.gate.coverage`'s question, answered before this runs.
 
 Decoding takes a cheap path: the Avro dict is checked for exactly what the contract
 would reject in the fields the gate reads, and only an event failing that check is built
@@ -17,6 +16,7 @@ as a record, so its dead letter names the same field and reason as a full decode
 
 from __future__ import annotations
 
+import logging
 from collections import Counter as Counts
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -31,24 +31,35 @@ from schemas.taxonomy import Purpose, Recipient, SubjectKind
 from schemas.topics import Topics
 from schemas.validation import MAX_SUBJECT_ID_LENGTH
 from streams import records
-from streams.agents.batch import PublishError, UnexpectedEventError
-from streams.agents.context import log
-from streams.gate import GatePolicy, decide
+from streams.gate.rules import GatePolicy, decide
 from streams.resolution import SubjectState
 from streams.times import now_ms, to_ms
 from streams.wire import Encoder
 
+log = logging.getLogger("streams.gate")
+
 STAGE = "stream.gate"
+"""The gate's name in dead letters and metrics (unchanged since it ran in the worker)."""
 EVENT_TYPE = DataEventCaptured.__name__
-UNKNOWN_PROGRESS_GRACE_SECONDS = 1.0
-"""How long to wait for intake to report progress on a partition it has said nothing
-about (it is either idle, i.e. caught up, or about to report its first batch)."""
 
 _PURPOSES = {p.value: p for p in Purpose}
 _RECIPIENTS = {r.value: r for r in Recipient}
 _KINDS = frozenset(k.value for k in SubjectKind)
 _FIELDS = 6
 """Fields of a DataEventCaptured dict (the shipped schema is the reader's)."""
+
+
+class PublishError(ConsentRelayError):
+    """A batch's output could not be encoded or delivered; the batch is decided again."""
+
+
+class UnexpectedEventError(InvalidEventError):
+    """A well-formed event of a type that does not belong on the data topic."""
+
+    def __init__(self, event_type: str) -> None:
+        super().__init__(f"{event_type} does not belong on the data events topic")
+        self.field_name = None
+        self.reason = f"{event_type} does not belong on the data events topic"
 
 
 class DictDecoder(Protocol):
@@ -68,36 +79,11 @@ class DataEvent(NamedTuple):
     at_ms: int
 
 
-def intake_behind(
-    ends: Mapping[int, int | None],
-    progress: Mapping[int, int],
-    waited: float,
-    committed: Mapping[int, int] | None = None,
-) -> list[int]:
-    """Consent partitions intake has not caught up with yet (end = next offset written).
-
-    Intake has applied up to what it reported since the worker started (``progress``)
-    or, before it reports, what its group had committed when the partition was taken
-    over (``committed``, already in the recovered state; -1 for nothing committed). A
-    partition known to neither counts as caught up after a grace period.
-    """
-    committed = committed or {}
-    behind = []
-    for p, end in ends.items():
-        if end is None:
-            continue
-        applied = max(progress.get(p, -1), committed.get(p, -1))
-        known = p in progress or p in committed
-        if applied < end - 1 and (known or waited < UNKNOWN_PROGRESS_GRACE_SECONDS):
-            behind.append(p)
-    return behind
-
-
 def read_data_event(decoder: DictDecoder, value: bytes | None) -> DataEvent:
     """The fields the gate decides on; raises InvalidEventError as a full decode would."""
     event_type, fields = decoder.decode_dict(value)
     if event_type is not DataEventCaptured:
-        raise UnexpectedEventError(event_type.__name__, "data events")
+        raise UnexpectedEventError(event_type.__name__)
     subject = fields.get("subject")
     recipient_name = fields.get("recipient")
     purpose = _PURPOSES.get(fields.get("purpose"))  # type: ignore[arg-type]
@@ -150,14 +136,10 @@ class GateBatch:
 
 
 class GateJudge:
-    """Decides batches of data events against the worker's consent state.
+    """Decides batches of data events against the subjects' consent state.
 
-    ``state`` is read from the gate's own thread while intake writes it on the event
-    loop: each read is one dict lookup, atomic under the GIL, and the values are frozen
-    :class:`~streams.resolution.SubjectState` that intake replaces whole, never mutates,
-    so a read sees either the state before an intake batch or after it, never a mix.
-    Intake records its progress only after its batch's writes, so once the gate has seen
-    that progress the writes are visible too.
+    ``state`` maps a subject id to its :class:`~streams.resolution.SubjectState`; the
+    gate's loop updates it between batches, never while one is decided.
     """
 
     def __init__(

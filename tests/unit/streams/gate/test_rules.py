@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
-from streams.gate import GatePolicy, Verdict, decide
+from streams.gate.rules import GatePolicy, Verdict, decide
 from streams.resolution import Claim, Effect, SubjectState, apply
 
 GDPR = GatePolicy()

@@ -1,0 +1,72 @@
+"""The gate's one entrypoint: ``python -m streams.gate``.
+
+Settings are read from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``,
+``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``GATE_*``, see
+:mod:`streams.gate.settings`) and validated before anything starts; /metrics is served
+on ``GATE_HTTP_HOST:GATE_HTTP_PORT``. SIGTERM or SIGINT finishes the batch in flight (or
+abandons it uncommitted if it is still waiting), commits, leaves the group and flushes.
+Exit status: 0 after a stop, 2 for a bad setting, 1 if the gate could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from schemas.errors import ConfigError, ConsentRelayError
+from schemas.kafka import KafkaSettings
+from schemas.observability import configure_logging
+from streams.gate.loop import Gate
+from streams.gate.metrics import GateMetrics
+from streams.gate.settings import GateSettings
+
+log = logging.getLogger("streams.gate")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the gate until a signal; the process exit status."""
+    argparse.ArgumentParser(
+        prog="python -m streams.gate",
+        description="The consent gate: data.events in, data.events.allowed out.",
+    ).parse_args(argv)
+    try:
+        kafka = KafkaSettings.from_env()
+        settings = GateSettings.from_env()
+    except ConfigError as exc:
+        configure_logging()
+        log.error("invalid setting %s: %s", exc.key, exc.reason)
+        return 2
+    configure_logging(settings.log_level)
+    registry = CollectorRegistry()
+    metrics = GateMetrics.create(registry)
+    server, thread = start_http_server(settings.http_port, settings.http_host, registry)
+    gate = Gate(kafka, settings, metrics)
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the batch in flight", signum)
+        gate.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        gate.run()
+    except ConfigError as exc:
+        log.error("invalid setting %s: %s", exc.key, exc.reason)
+        return 2
+    except ConsentRelayError as exc:
+        log.error("the gate stopped: %s: %s", type(exc).__name__, exc)
+        return 1
+    finally:
+        server.shutdown()
+        thread.join(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,413 @@
+"""The gate process's consume → cover → decide → publish → commit loop.
+
+One thread, three confluent-kafka clients and an admin client. The data consumer is a
+member of the gate's own group (cooperative-sticky), subscribed to ``data.events``.
+When the group assigns it data partition *p*, the :class:`StateFollower` starts reading
+partition *p* of the state changelog and of intake's progress from their start, and
+the workers' committed offset of consent partition *p* (else its first offset) is taken
+as applied by intake; when *p* is revoked, what is published is committed and *p*'s
+subjects are forgotten. Assignment changes happen inside the data consumer's poll,
+so never while a batch is in hand.
+
+A batch is whatever has arrived, up to ``GATE_BATCH_SIZE``: waiting for more would only
+add delay, and a backlog fills batches anyway. For each batch the loop asks the broker
+where its consent partitions end, waits until the state covers them
+(:mod:`streams.gate.coverage`; bounded by ``GATE_INTAKE_WAIT_SECONDS``, asking the
+workers' committed offsets again every half second in case intake's progress records
+were lost), decides (:class:`~streams.gate.judge.GateJudge`), produces with explicit
+partitions, flushes, confirms every delivery, and only then commits the batch's offsets
+and counts its metrics: nothing is lost, and after a crash some events are forwarded
+twice at most. A batch whose output cannot be published is decided again after a
+backoff, for as long as it takes; a stop abandons it uncommitted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from prometheus_client import Counter
+
+from schemas.admin import ensure_topics
+from schemas.codec import EventDecoder
+from schemas.errors import ConfigError, ConsentRelayError
+from schemas.kafka import KafkaSettings
+from streams.gate.coverage import Coverage, Need
+from streams.gate.follower import StateFollower
+from streams.gate.judge import GateBatch, GateJudge, Output, PublishError
+from streams.gate.metrics import GateMetrics
+from streams.gate.settings import GateSettings
+from streams.gate.state import ConsentStates
+from streams.wire import RegistryEncoder
+
+log = logging.getLogger("streams.gate")
+
+POLL_SECONDS = 0.1
+"""Longest a data poll blocks, so a stop and the state's growth are seen promptly."""
+COVER_SLICE_SECONDS = 0.002
+"""Longest one wait for state or progress records blocks while a batch waits."""
+FLOOR_EVERY_SECONDS = 0.5
+"""How often a batch waiting for intake asks the workers' committed offsets."""
+ADMIN_TIMEOUT_SECONDS = 30.0
+DELIVERY_TIMEOUT_SECONDS = 30.0
+"""A batch not acknowledged within this is decided and published again."""
+CLOSE_TIMEOUT_SECONDS = 30.0
+TOPIC_WAIT_LOG_SECONDS = 30.0
+RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+RETRIABLE = (PublishError, ConsentRelayError, KafkaException, OSError, TimeoutError)
+_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+_EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+
+
+class Interrupted(Exception):  # noqa: N818 - a signal between methods, not an error
+    """The batch in hand is abandoned: the gate is stopping."""
+
+
+class Gate:
+    """The gate: build with settings, :meth:`run` until :meth:`stop`."""
+
+    def __init__(self, kafka: KafkaSettings, settings: GateSettings, metrics: GateMetrics) -> None:
+        self.kafka = kafka
+        self.topics = kafka.topics
+        self.settings = settings
+        self.metrics = metrics
+        prefix = kafka.topic_prefix
+        self.group = settings.group(prefix)
+        self.stream_group = settings.stream_group(prefix)
+        self.changelog = settings.state_changelog(prefix)
+        self.states = ConsentStates()
+        self.coverage: dict[int, Coverage] = {}
+        self.uncommitted: dict[int, int] = {}
+        """Data partition → next offset, of batches published but not yet committed."""
+        self._stopping = threading.Event()
+        self._failed: list[KafkaError] = []
+        self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
+        self.admin = AdminClient(kafka.admin_config())
+        self.consumer = Consumer(
+            kafka.consumer_config(
+                self.group,
+                **{"session.timeout.ms": int(settings.session_timeout_seconds * 1000)},
+            )
+        )
+        self.follower = StateFollower(
+            Consumer(kafka.consumer_config(f"{self.group}.state")),
+            self.changelog,
+            self.topics.intake_progress,
+            self.states,
+            self.coverage,
+        )
+        # Only failed deliveries call back: a flush that leaves nothing and reports no
+        # failure means every message of the batch was acknowledged.
+        self.producer = Producer(
+            kafka.producer_config(
+                on_delivery=self._delivered, **{"delivery.report.only.error": True}
+            )
+        )
+        self.judge: GateJudge | None = None
+
+    # ------------------------------------------------------------- other threads
+
+    def stop(self) -> None:
+        """Finish or abandon the batch in hand, commit what is published, close."""
+        self._stopping.set()
+
+    # ------------------------------------------------------------------- start
+
+    def prepare(self) -> None:
+        """Create missing relay topics, wait for the workers' state changelog, check
+        that everything the gate reads is co-partitioned; ConfigError if it is not."""
+        ensure_topics(self.kafka, self.topics.all())
+        counts = self._wait_for_changelog()
+        topics = self.topics
+        wanted = counts[topics.consent]
+        together = (topics.consent, topics.data_events, topics.intake_progress, self.changelog)
+        odd = {t: counts.get(t) for t in together if counts.get(t) != wanted}
+        if odd:
+            raise ConfigError(
+                "CONSENT_RELAY_PARTITIONS",
+                f"{topics.consent} has {wanted} partitions but {odd}: the gate needs them "
+                "co-partitioned",
+            )
+        registry = self.kafka.registry_client()
+        copartitioned = {name for name, n in counts.items() if n == wanted}
+        self.judge = GateJudge(
+            policy=self.settings.policy,
+            topics=topics,
+            state=self.states.subjects,
+            decoder=EventDecoder(registry),
+            encode=RegistryEncoder(registry),
+            copartitioned=frozenset(copartitioned),
+        )
+
+    def _wait_for_changelog(self) -> dict[str, int]:
+        """Topic → partitions, once the workers have created their state changelog."""
+        told: float | None = None
+        while True:
+            metadata = self.admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+            if self.changelog in metadata:
+                return {name: len(meta.partitions) for name, meta in metadata.items()}
+            now = time.monotonic()
+            if told is None or now - told >= TOPIC_WAIT_LOG_SECONDS:
+                told = now
+                log.info("waiting for the stream workers to create %s", self.changelog)
+            if self._stopping.wait(1.0):
+                raise Interrupted
+
+    # ------------------------------------------------------------------- loop
+
+    def run(self) -> None:
+        """Process batches until stopped."""
+        try:
+            try:
+                self.prepare()
+            except Interrupted:
+                return
+            self.consumer.subscribe(
+                [self.topics.data_events],
+                on_assign=self._assigned,
+                on_revoke=self._revoked,
+                on_lost=self._lost,
+            )
+            log.info("gate: group %s, state from %s", self.group, self.changelog)
+            while not self._stopping.is_set():
+                messages = self._next_batch()
+                self.follower.drain()
+                if messages:
+                    self._process(messages)
+                self.metrics.subjects.set(len(self.states))
+        finally:
+            self._close()
+
+    def _next_batch(self) -> list[Message]:
+        """Whatever has arrived, up to the batch size; waits only for the first one."""
+        first = self.consumer.poll(POLL_SECONDS)
+        if first is None:
+            return []
+        polled = [first, *self.consumer.consume(self.settings.batch_size - 1, timeout=0)]
+        messages = []
+        for message in polled:
+            error = message.error()
+            if error is None:
+                # A revocation inside the second call leaves the first call's messages
+                # of that partition to its next owner (they are not committed).
+                if (message.partition() or 0) in self.coverage:
+                    messages.append(message)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                log.warning("gate: consumer: %s", error)
+        return messages
+
+    def _process(self, messages: list[Message]) -> None:
+        assert self.judge is not None
+        partitions = {m.partition() or 0 for m in messages}
+        attempt = 0
+        while True:
+            try:
+                self._await_coverage(partitions)
+                batch = self.judge.judge(messages)
+                self._publish(batch.out)
+            except Interrupted:
+                log.info("gate: stopping; a batch of %d is left uncommitted", len(messages))
+                return
+            except RETRIABLE as exc:
+                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+                log.warning(
+                    "gate: batch of %d not published (%s: %s); again in %.1fs",
+                    len(messages),
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                attempt += 1
+                if self._stopping.wait(delay):
+                    return
+                continue
+            break
+        for message in messages:
+            self.uncommitted[message.partition() or 0] = (message.offset() or 0) + 1
+        self._commit(asynchronous=True)
+        self._count(batch)
+
+    # --------------------------------------------------------------- coverage
+
+    def _await_coverage(self, partitions: set[int]) -> None:
+        """Until the state covers what was on these consent partitions (bounded)."""
+        started = asked_floor = time.monotonic()
+        ends = self._ends(self.topics.consent, partitions)
+        while True:
+            self.follower.drain()
+            needs = {p: self.coverage[p].need(ends[p]) for p in partitions}
+            asking = [p for p, need in needs.items() if need is Need.STATE_END]
+            if asking:
+                applied = {p: self.coverage[p].applied for p in asking}
+                for p, end in self._ends(self.changelog, asking).items():
+                    self.coverage[p].asked_end(max(end, 0), applied[p])
+                continue
+            blocked = {p: need for p, need in needs.items() if need is not None}
+            waited = time.monotonic() - started
+            if not blocked:
+                self.metrics.coverage_wait.observe(waited)
+                return
+            if waited >= self.settings.intake_wait_seconds:
+                log.warning(
+                    "gate: consent state of partitions %s not covered after %.1fs (%s); "
+                    "deciding on the state at hand",
+                    sorted(blocked),
+                    waited,
+                    ", ".join(sorted(set(blocked.values()))),
+                )
+                self.metrics.coverage_timeouts.inc()
+                self.metrics.coverage_wait.observe(waited)
+                return
+            if self._stopping.is_set():
+                raise Interrupted
+            behind = [p for p, need in blocked.items() if need is Need.INTAKE]
+            if behind and time.monotonic() - asked_floor >= FLOOR_EVERY_SECONDS:
+                asked_floor = time.monotonic()
+                for p, offset in self._intake_floor(behind).items():
+                    self.coverage[p].intake_reached(offset)
+                continue
+            self.follower.sync_positions(p for p, need in blocked.items() if need is Need.STATE)
+            self.follower.drain(COVER_SLICE_SECONDS)
+
+    def _ends(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Partition → end offset of ``topic``, asked of the broker now."""
+        return self._list_offsets(topic, partitions, _LATEST)
+
+    def _list_offsets(self, topic: str, partitions: Iterable[int], spec: Any) -> dict[int, int]:
+        asked = {TopicPartition(topic, p): spec for p in partitions}
+        futures = self.admin.list_offsets(asked, request_timeout=ADMIN_TIMEOUT_SECONDS)
+        return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+    def _intake_floor(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Consent partition → offset before which intake has applied everything, by the
+        workers' committed offsets (intake commits only after publishing); a partition
+        with none committed is applied up to its first offset (nothing before it exists)."""
+        wanted = sorted(partitions)
+        asked = [TopicPartition(self.topics.consent, p) for p in wanted]
+        request = [ConsumerGroupTopicPartitions(self.stream_group, asked)]
+        futures = self.admin.list_consumer_group_offsets(
+            request, request_timeout=ADMIN_TIMEOUT_SECONDS
+        )
+        found = futures[self.stream_group].result().topic_partitions or []
+        floor = {tp.partition: tp.offset for tp in found if tp.offset >= 0}
+        missing = [p for p in wanted if p not in floor]
+        if missing:
+            floor.update(self._list_offsets(self.topics.consent, missing, _EARLIEST))
+        return floor
+
+    # ------------------------------------------------------------ rebalances
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        added = sorted(tp.partition for tp in partitions)
+        if not added:
+            return
+        try:
+            floor = self._intake_floor(added)
+        except (KafkaException, OSError) as exc:
+            # Not fatal: a batch waiting for intake asks again every half second.
+            log.warning("gate: workers' committed offsets not readable (%s)", exc)
+            floor = {}
+        for p in added:
+            coverage = self.coverage[p] = Coverage()
+            coverage.intake_reached(floor.get(p, -1))
+        self.follower.follow(added)
+        self.metrics.partitions.set(len(self.coverage))
+        log.info("gate: assigned %s; rebuilding their consent state", added)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = sorted(tp.partition for tp in partitions)
+        self._commit(asynchronous=False, only=gone)
+        self._forget(gone)
+        log.info("gate: revoked %s", gone)
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = sorted(tp.partition for tp in partitions)
+        for p in gone:
+            self.uncommitted.pop(p, None)
+        self._forget(gone)
+        log.warning("gate: lost %s (their published batches may be forwarded again)", gone)
+
+    def _forget(self, partitions: list[int]) -> None:
+        held = [p for p in partitions if p in self.coverage]
+        self.follower.unfollow(held)
+        for p in held:
+            del self.coverage[p]
+        self.metrics.partitions.set(len(self.coverage))
+        self.metrics.subjects.set(len(self.states))
+
+    # ---------------------------------------------------------------- output
+
+    def _publish(self, out: list[Output]) -> None:
+        """Produce every message and wait until the broker has acknowledged each."""
+        self._failed.clear()
+        produce = self.producer.produce
+        for topic, key, value, partition in out:
+            while True:
+                try:
+                    produce(topic, value, key, -1 if partition is None else partition)
+                    break
+                except BufferError:
+                    self.producer.poll(0.05)
+        left = self.producer.flush(DELIVERY_TIMEOUT_SECONDS)
+        if left or self._failed:
+            first = self._failed[0] if self._failed else None
+            raise PublishError(f"{left} not acknowledged, {len(self._failed)} failed ({first})")
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            self._failed.append(error)
+
+    def _commit(self, *, asynchronous: bool, only: Iterable[int] | None = None) -> None:
+        chosen = self.uncommitted if only is None else set(only) & set(self.uncommitted)
+        if not chosen:
+            return
+        topic = self.topics.data_events
+        offsets = [TopicPartition(topic, p, self.uncommitted.pop(p)) for p in list(chosen)]
+        if asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+
+    def _count(self, batch: GateBatch) -> None:
+        """Add a published batch's counts to the metrics."""
+        metrics = self.metrics
+        for counts, counter in (
+            (batch.events, metrics.events),
+            (batch.dead_letters, metrics.dead_letters),
+            (batch.gate, metrics.decisions),
+        ):
+            for labels, n in counts.items():
+                child = self._children.get((counter, labels))
+                if child is None:
+                    child = self._children[(counter, labels)] = counter.labels(*labels)
+                child.inc(n)
+        observe = metrics.delay.observe
+        for seconds in batch.delays:
+            observe(seconds)
+
+    def _close(self) -> None:
+        try:
+            self._commit(asynchronous=False)
+        except KafkaException as exc:
+            log.warning("gate: last commit failed (%s); those events will be read again", exc)
+        # Leaving the group revokes (and commits) whatever is still assigned.
+        self.consumer.close()
+        self.follower.close()
+        left = self.producer.flush(CLOSE_TIMEOUT_SECONDS)
+        if left:
+            log.warning("gate: %d messages not delivered at close", left)

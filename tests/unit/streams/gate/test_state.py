@@ -1,0 +1,123 @@
+"""The gate's consent state rebuilt from the workers' state changelog and intake's
+progress, without Kafka: a fake consumer hands the follower the records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, Message, TopicPartition
+
+from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
+from streams.gate.coverage import Coverage
+from streams.gate.follower import StateFollower
+from streams.gate.state import ConsentStates, StateRecordError
+from streams.progress import IntakeProgressed, encode
+from streams.resolution import Claim, Effect, SubjectState, apply
+from streams.table_codecs import encode_state
+
+CHANGELOG = "app-consent-state-changelog"
+PROGRESS = "consent.intake.progress"
+EMAIL = Purpose.MARKETING_EMAIL
+
+
+def state(*choices: tuple[int, Choice]) -> SubjectState:
+    current = None
+    for at, choice in choices:
+        effect = Effect(claims=(Claim((EMAIL, Regime.GDPR, None), choice),))
+        current = apply(current, SubjectKind.ACCOUNT, f"e-{at}", at, effect).state
+    assert current is not None
+    return current
+
+
+def test_states_are_rebuilt_per_partition_and_dropped_with_it() -> None:
+    states = ConsentStates()
+    states.hold(1)
+    states.hold(2)
+    withdrawn = state((100, Choice.GRANTED), (200, Choice.WITHDRAWN))
+    states.apply(1, b"a", encode_state(state((100, Choice.GRANTED))))
+    states.apply(1, b"a", encode_state(withdrawn))  # the newer record wins
+    states.apply(2, b"b", encode_state(state((50, Choice.GRANTED))))
+    states.apply(3, b"c", encode_state(withdrawn))  # not held: a revocation raced it
+    assert states.subjects[b"a"] == withdrawn
+    assert set(states.subjects) == {b"a", b"b"}
+    states.apply(2, b"b", None)  # a tombstone
+    assert set(states.subjects) == {b"a"}
+    assert states.drop(1) == 1
+    assert len(states) == 0
+    assert states.partitions == frozenset({2})
+
+
+def test_a_record_the_workers_could_not_have_written_stops_the_gate() -> None:
+    states = ConsentStates()
+    states.hold(0)
+    with pytest.raises(StateRecordError):
+        states.apply(0, b"a", b'{"k": "ACCOUNT"}')
+    with pytest.raises(StateRecordError):
+        states.apply(0, None, encode_state(state((1, Choice.GRANTED))))
+
+
+class FakeConsumer:
+    """Hands out queued messages; records assignments."""
+
+    def __init__(self) -> None:
+        self.queue: list[Message] = []
+        self.assigned: set[tuple[str, int]] = set()
+        self.positions: dict[tuple[str, int], int] = {}
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(tp.topic, tp.partition) for tp in partitions}
+
+    def consume(self, num: int, timeout: float) -> list[Message]:
+        taken, self.queue = self.queue[:num], self.queue[num:]
+        return taken
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return [
+            TopicPartition(tp.topic, tp.partition, self.positions.get((tp.topic, tp.partition), -1))
+            for tp in partitions
+        ]
+
+
+def follower_with(coverage: dict[int, Coverage]) -> tuple[StateFollower, FakeConsumer]:
+    consumer = FakeConsumer()
+    fake: Any = consumer
+    return StateFollower(fake, CHANGELOG, PROGRESS, ConsentStates(), coverage), consumer
+
+
+def test_the_follower_reads_state_and_progress_of_the_held_partitions() -> None:
+    coverage = {1: Coverage()}
+    follower, consumer = follower_with(coverage)
+    follower.follow([1])
+    assert consumer.assigned == {(CHANGELOG, 1), (PROGRESS, 1)}
+    withdrawn = state((100, Choice.GRANTED), (200, Choice.WITHDRAWN))
+    key, value = encode(IntakeProgressed(1, 42, 7))
+    other_key, other_value = encode(IntakeProgressed(0, 99, 7))
+    consumer.queue = [
+        Message(topic=CHANGELOG, partition=1, offset=7, key=b"a", value=encode_state(withdrawn)),
+        Message(topic=PROGRESS, partition=1, offset=3, key=key, value=value),
+        Message(topic=PROGRESS, partition=1, offset=4, key=b"1", value=b"garbage"),
+        Message(topic=PROGRESS, partition=1, offset=5, key=other_key, value=other_value),
+        Message(error=KafkaError(KafkaError._TRANSPORT)),
+        Message(topic=CHANGELOG, partition=2, offset=0, key=b"z", value=encode_state(withdrawn)),
+    ]
+    assert follower.drain() == 6
+    assert follower.states.subjects == {b"a": withdrawn}
+    # Garbage and a record naming another partition are skipped, not taken as progress.
+    assert (coverage[1].applied, coverage[1].state_read) == (42, 8)
+    consumer.positions[(CHANGELOG, 1)] = 11  # past offsets holding no record
+    follower.sync_positions([1])
+    assert coverage[1].state_read == 11
+    follower.unfollow([1])
+    assert consumer.assigned == set()
+    assert follower.states.subjects == {}
+
+
+def test_a_fatal_consumer_error_stops_the_follower() -> None:
+    follower, consumer = follower_with({})
+    consumer.queue = [Message(error=KafkaError(KafkaError._FATAL, fatal=True))]
+    with pytest.raises(Exception, match="FATAL"):
+        follower.drain()
