@@ -67,6 +67,7 @@ from consumers.backoff import Backoff
 from consumers.bootstrap import bootstrap
 from consumers.decoding import decode_as
 from consumers.http import HttpServer, Route, health_route, metrics_route
+from consumers.membership import Membership, claim
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
@@ -90,6 +91,7 @@ from schemas.errors import (
 )
 from schemas.events import InstructionIssued, utc_now
 from schemas.kafka import KafkaSettings
+from schemas.observability import configure_logging
 from schemas.settings import load
 from schemas.taxonomy import Outcome, SinkFamily
 from schemas.topics import DESTINATION_HEADER
@@ -108,6 +110,9 @@ DEFAULT_PORTS: Mapping[SinkFamily, int] = {
 
 RETRIABLE = (RetriableSinkError, RegistryUnavailableError)
 """Failures that mean "not now": wait and try the same message again."""
+
+LEAVE_TIMEOUT_SECONDS = 10.0
+"""Longest a clean stop waits for the group to take this member's partitions back."""
 
 STORE = "store"
 """Destination label of retries while bootstrapping (no instruction, the sink's store)."""
@@ -189,6 +194,7 @@ class SinkRunner:
         self._http: HttpServer | None = None
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
+        self._membership: Membership | None = None
         self._publisher: Publisher | None = None
         self._registry: SchemaRegistryClient | None = None
         self._decoder = EventDecoder(None)
@@ -271,8 +277,9 @@ class SinkRunner:
             "session.timeout.ms": int(self.options.session_timeout_seconds * 1000),
             "queued.max.messages.kbytes": self.options.prefetch_kbytes,
         }
-        if self.options.group_instance_id:
-            overrides["group.instance.id"] = self.options.group_instance_id
+        if self.options.static_membership:
+            self._membership = claim(self.group_id, self.options.group_instance_id)
+            overrides["group.instance.id"] = self._membership.name
         config = self.settings.consumer_config(self.group_id, **overrides)
         consumer = self._consumer = Consumer(config)
         consumer.subscribe(
@@ -615,14 +622,32 @@ class SinkRunner:
 
     # -- shutdown ------------------------------------------------------------------
 
+    def _leave_group(self) -> None:
+        """Hand this member's partitions over now. A static member's close() does not
+        leave the group (Kafka keeps its partitions for its return until the session
+        times out); unsubscribing does, once the revocation has run in a poll."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        consumer.unsubscribe()
+        deadline = time.monotonic() + LEAVE_TIMEOUT_SECONDS
+        while consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.1)
+        # The LeaveGroup request goes out after the revocation, from librdkafka's thread.
+        consumer.poll(0.2)
+
     def _shutdown(self, clean: bool) -> None:
         try:
             if clean:
                 self._checkpoint()
+                self._leave_group()
         finally:
             if self._consumer is not None:
                 self._consumer.close()
                 self._consumer = None
+            if self._membership is not None:
+                self._membership.release()
+                self._membership = None
             self.sink.close()
             if self._registry is not None:
                 self._registry.close()
@@ -654,13 +679,10 @@ def run_sink(
         kafka = KafkaSettings.from_env(env)
         options = load(settings_cls, prefix, env)
     except ConfigError as exc:
-        logging.basicConfig(level=logging.INFO)
+        configure_logging()
         log.error("invalid setting %s: %s", exc.key, exc.reason)
         return 2
-    logging.basicConfig(
-        level=options.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(options.log_level)
     try:
         sink = build(options)
     except ConfigError as exc:

@@ -19,11 +19,17 @@ class RunnerSettings:
 
     group_id: str = ""
     """Consumer group; empty means ``consent-relay.sink.<family>``."""
+    static_membership: bool = True
+    """Rejoin the group under the same member name after a restart: a sink killed and
+    started again gets its partitions back at once instead of after the session
+    timeout. A sink that stops cleanly leaves the group either way."""
     group_instance_id: str = ""
-    """Static group membership (e.g. the pod name): a restarted instance gets its
-    partitions back at once instead of after the session timeout."""
-    session_timeout_seconds: float = 45.0
-    """How long the group waits for a silent member (crashed) before reassigning."""
+    """The static member name (e.g. a StatefulSet pod's name); empty means
+    ``<host name>#<n>``, ``n`` the lowest number not held by another live process of
+    the group on this host (see :mod:`consumers.membership`)."""
+    session_timeout_seconds: float = 10.0
+    """How long the group waits for a member that went silent (crashed and not back,
+    or cut off) before its partitions go to the others."""
     http_host: str = "127.0.0.1"
     """Address of /metrics and the sink's API. Only this machine by default: a deployment
     whose Prometheus is elsewhere sets ``0.0.0.0`` (deploy/ does)."""
