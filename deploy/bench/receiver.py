@@ -3,11 +3,14 @@
 A threading HTTP/1.1 server that checks each request's HMAC signature once (401 if
 wrong) and answers 200, counting instructions per partner path: one for a
 single-instruction body, one per element of a ``{"instructions": [...]}`` batch body
-(``consumers/partners/WEBHOOK.md``). It stands in for partners, so it is kept cheap:
-connections stay open (one thread per partner connection, not one per request), and
-a batch is counted from its bytes without parsing the JSON. It runs as its own process
-so its CPU is measured apart from the relay and the load generator. It writes its port
-to ``--port-file`` once listening and its counts to ``--stats-file`` on SIGTERM.
+(``consumers/partners/WEBHOOK.md``). It stands in for partners in the bench and in the
+demo (``deploy/demo.py``), so it is kept cheap and out of the relay's way: connections
+stay open (HTTP/1.1, one thread per partner connection, not one per request), the
+listen backlog takes every partner pipeline connecting at once (with the default of 5,
+the others wait out the kernel's 1 s SYN retry), and a batch is counted from its bytes
+without parsing the JSON. It runs as its own process so its CPU is measured apart from
+the relay and the load generator. It writes its port to ``--port-file`` once listening
+and its counts to ``--stats-file`` on SIGTERM.
 
 Two options serve the fault harness (``deploy/faults``): ``--record FILE`` appends every
 signed body, as one line, with the path it came to (what each partner was told, to
