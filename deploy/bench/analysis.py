@@ -8,6 +8,10 @@ reported by kind (it may be legitimate: nothing held the purpose) — it is not 
 FullyPropagated is cross-checked against the instructions: a completion naming other
 destinations than the instructions did is a *mismatch*.
 
+Per family, a withdrawal's latency is that of the family's last honouring receipt (every
+destination of the family has applied it), and how many families each routed
+withdrawal reached is counted (the idle phase's withdrawals are meant to reach all three).
+
 If the relay had not caught up when the phase ended, missing receipts are *pending*,
 not lost (``lost`` is then None: unknown), and in the latency distributions every
 withdrawal still waiting counts as slower than any that finished, so a p99 that falls
@@ -76,6 +80,12 @@ class PhaseResult:
     """destination label (or ``fully propagated``) → measured latencies in ms."""
     unfinished: dict[str, int] = field(default_factory=dict)
     """destination label (or ``fully propagated``) → measured withdrawals still waiting."""
+    family_latency_ms: dict[str, list[int]] = field(default_factory=dict)
+    """sink family → measured latencies of its last receipt per withdrawal, in ms."""
+    family_unfinished: dict[str, int] = field(default_factory=dict)
+    """sink family → measured withdrawals it has not fully honoured."""
+    families_reached: dict[int, int] = field(default_factory=dict)
+    """number of sink families a routed withdrawal reached → withdrawals."""
 
     @property
     def lost(self) -> int | None:
@@ -103,6 +113,11 @@ class PhaseResult:
                 k: percentiles(self.latency_ms.get(k, []), self.unfinished.get(k, 0))
                 for k in sorted(set(self.latency_ms) | set(self.unfinished))
             },
+            "family_latency_ms": {
+                k: percentiles(self.family_latency_ms.get(k, []), self.family_unfinished.get(k, 0))
+                for k in sorted(set(self.family_latency_ms) | set(self.family_unfinished))
+            },
+            "families_reached": {str(k): v for k, v in sorted(self.families_reached.items())},
         }
 
 
@@ -119,22 +134,34 @@ def reconcile(
             continue
         result.routed += 1
         labels = set()
+        family_ms: dict[str, list[int]] = {}
+        family_waiting: set[str] = set()
         for instruction in instructions:
             labels.add(instruction.label)
+            family = instruction.label.partition("/")[0]
             result.expected += 1
             receipt = got.receipts.get(instruction.instruction_id)
             if receipt is None or receipt.outcome not in HONOURING:
                 result.missing += 1
                 result.failed += receipt is not None
                 result.missing_instruction_ids.append(instruction.instruction_id)
+                family_ms.setdefault(family, [])
+                family_waiting.add(family)
                 if withdrawal.measured:
                     _count(result.unfinished, instruction.label)
                 continue
             result.receipted += 1
+            took = receipt.applied_ms - receipt.occurred_ms
+            family_ms.setdefault(family, []).append(took)
             if withdrawal.measured:
-                result.latency_ms.setdefault(receipt.label, []).append(
-                    receipt.applied_ms - receipt.occurred_ms
-                )
+                result.latency_ms.setdefault(receipt.label, []).append(took)
+        _count(result.families_reached, len(family_ms))
+        if withdrawal.measured:
+            for family, took_ms in family_ms.items():
+                if family in family_waiting:
+                    _count(result.family_unfinished, family)
+                else:
+                    result.family_latency_ms.setdefault(family, []).append(max(took_ms))
         done = got.completions.get(event_id)
         if done is None:
             result.not_fully_propagated += 1
@@ -148,5 +175,5 @@ def reconcile(
     return result
 
 
-def _count(counts: dict[str, int], key: str) -> None:
+def _count(counts: dict[Any, int], key: Any) -> None:
     counts[key] = counts.get(key, 0) + 1

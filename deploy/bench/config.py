@@ -1,10 +1,12 @@
 """The benchmark's knobs, from the command line, validated before anything starts.
 
-``--rates 1000,5000,max`` lists the phases in order: a number is an offered rate in
-consent events per second held for ``--warmup`` + ``--duration`` seconds; ``max``
-publishes a backlog of ``--max-events`` as fast as the producer can (after a warm-up
-at 1,000 events/s) and measures how fast the relay eats it. Between phases the run
-waits until every consumer group of the relay has caught up (``--drain-timeout``).
+``--rates idle,1000,5000,max`` lists the phases in order: ``idle`` sends
+``--idle-events`` single withdrawals (each reaching all three sink families) 100 ms
+apart, after ``--warmup`` seconds of the same; a number is an offered rate in consent
+events per second held for ``--warmup`` + ``--duration`` seconds; ``max`` publishes a
+backlog of ``--max-events`` as fast as the producer can (after a warm-up at 1,000
+events/s) and measures how fast the relay eats it. Between phases the run waits until
+every consumer group of the relay has caught up (``--drain-timeout``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ ROOT: Final = Path(__file__).resolve().parents[2]
 MAX: Final = "max"
 MAX_WARMUP_RATE: Final = 1000
 """Offered rate of the warm-up before a ``max`` phase's backlog."""
+IDLE: Final = "idle"
+IDLE_RATE: Final = 10
+"""The idle phase's withdrawals per second: one every 100 ms, so each finds the relay
+with nothing else to do (issue 14's idle latency)."""
 
 
 class BenchConfigError(ValueError):
@@ -28,14 +34,30 @@ class BenchConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Phase:
-    """One load phase: a fixed offered rate, or ``None`` for the maximum."""
+    """One load phase: a fixed offered rate, ``None`` for the maximum, or the idle phase
+    (single withdrawals to every family at :data:`IDLE_RATE`)."""
 
     rate: int | None
+    idle: bool = False
+
+    @classmethod
+    def idle_phase(cls) -> Phase:
+        """Single withdrawals, 100 ms apart."""
+        return cls(IDLE_RATE, idle=True)
 
     @property
     def name(self) -> str:
-        """``1000/s`` or ``max``."""
+        """``idle``, ``1000/s`` or ``max``."""
+        if self.idle:
+            return IDLE
         return MAX if self.rate is None else f"{self.rate}/s"
+
+    @property
+    def kind(self) -> str:
+        """``idle``, ``rate`` or ``max``."""
+        if self.idle:
+            return IDLE
+        return MAX if self.rate is None else "rate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +68,7 @@ class BenchConfig:
     duration: float = 20.0
     warmup: float = 5.0
     max_events: int = 50_000
+    idle_events: int = 200
     workers: int = 1
     partitions: int = 6
     subjects: int = 200_000
@@ -68,8 +91,10 @@ class BenchConfig:
             raise BenchConfigError("--rates needs at least one phase")
         if self.duration <= 0 or self.warmup < 0:
             raise BenchConfigError("--duration must be > 0 and --warmup >= 0")
-        if self.max_events < 1 or self.gate_events < 1 or self.gate_rate < 1:
-            raise BenchConfigError("--max-events, --gate-events and --gate-rate must be >= 1")
+        if min(self.max_events, self.idle_events, self.gate_events, self.gate_rate) < 1:
+            raise BenchConfigError(
+                "--max-events, --idle-events, --gate-events and --gate-rate must be >= 1"
+            )
         if self.workers < 1 or self.partitions < self.workers:
             raise BenchConfigError("need 1 <= --workers <= --partitions")
         if self.subjects < 10 or self.zipf < 0:
@@ -83,17 +108,20 @@ class BenchConfig:
 
 
 def parse_rates(text: str) -> tuple[Phase, ...]:
-    """``"1000,5000,max"`` as phases."""
+    """``"idle,1000,5000,max"`` as phases."""
     phases = []
     for raw in text.split(","):
         item = raw.strip().lower()
         if item == MAX:
             phases.append(Phase(None))
             continue
+        if item == IDLE:
+            phases.append(Phase.idle_phase())
+            continue
         try:
             rate = int(float(item.removesuffix("/s")))
         except ValueError as exc:
-            raise BenchConfigError(f"--rates: {raw!r} is not a number or 'max'") from exc
+            raise BenchConfigError(f"--rates: {raw!r} is not a number, 'idle' or 'max'") from exc
         if rate < 1:
             raise BenchConfigError(f"--rates: {raw!r} must be at least 1 event/s")
         phases.append(Phase(rate))
@@ -106,10 +134,13 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m deploy.bench",
         description="Propagation benchmark: the real relay on the real broker under load.",
     )
-    p.add_argument("--rates", default="1000,5000,max", help="phases, e.g. 1000,5000,max")
+    p.add_argument("--rates", default="idle,1000,5000,max", help="phases, e.g. idle,1000,5000,max")
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds per phase")
     p.add_argument("--max-events", type=int, default=50_000, help="backlog of the max phase")
+    p.add_argument(
+        "--idle-events", type=int, default=200, help="withdrawals of the idle phase (100 ms apart)"
+    )
     p.add_argument("--workers", type=int, default=1, help="stream worker processes")
     p.add_argument("--partitions", type=int, default=6, help="partitions per relay topic")
     p.add_argument("--subjects", type=int, default=200_000, help="distinct subjects")
@@ -152,6 +183,7 @@ def from_args(argv: Sequence[str] | None = None) -> BenchConfig:
         duration=args.duration,
         warmup=args.warmup,
         max_events=args.max_events,
+        idle_events=args.idle_events,
         workers=args.workers,
         partitions=args.partitions,
         subjects=args.subjects,

@@ -63,6 +63,11 @@ class Offsets:
         result = self._admin.list_consumer_groups(request_timeout=_TIMEOUT_S).result()
         return sorted(g.group_id for g in result.valid if g.group_id.startswith(prefix))
 
+    def topics(self, prefix: str) -> list[str]:
+        """Topics whose name starts with ``prefix``."""
+        listed = self._admin.list_topics(timeout=_TIMEOUT_S).topics
+        return sorted(t for t in listed if t.startswith(prefix))
+
     def partitions(self, topic: str) -> int:
         """How many partitions ``topic`` has (cached)."""
         known = self._partitions.get(topic)
@@ -149,9 +154,7 @@ class Offsets:
 
     def delete_all(self, prefix: str) -> tuple[int, int]:
         """Delete every topic and consumer group named ``prefix…``; (topics, groups) asked."""
-        topics = [
-            t for t in self._admin.list_topics(timeout=_TIMEOUT_S).topics if t.startswith(prefix)
-        ]
+        topics = self.topics(prefix)
         groups = self.groups(prefix)
         for future in (self._admin.delete_topics(topics) if topics else {}).values():
             future.result()

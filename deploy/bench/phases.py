@@ -5,7 +5,8 @@ Each phase gets a relay of its own (fresh topic prefix, fresh processes; see
 its backlog into the next one. Before anything is timed one withdrawal is sent and
 awaited as FullyPropagated (:func:`probe`). CPU per process is read from /proc around
 the phase, and py-spy (with ``--profile``) samples the processes during the measured
-window.
+window. The Kafka records the relay appended during the phase are counted from its
+topics' end offsets (:mod:`deploy.bench.costs`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from deploy.bench import procfs
-from deploy.bench.config import MAX_WARMUP_RATE, BenchConfig, Phase
+from deploy.bench.config import IDLE_RATE, MAX_WARMUP_RATE, BenchConfig, Phase
+from deploy.bench.costs import LOAD_GENERATOR, records_written, topic_ends
 from deploy.bench.loadgen import LoadGenerator, SendReport, SentWithdrawal
 from deploy.bench.offsets import GroupLag, Offsets
 from deploy.bench.profile import Recorder
@@ -31,7 +33,7 @@ from deploy.bench.workload import Prepared, Workload
 from schemas.codec import EventDecoder
 from schemas.kafka import KafkaSettings
 
-LOAD_GENERATOR = "load generator (bench)"
+__all__ = ["LOAD_GENERATOR", "PhaseRun", "cpu_meter", "pids", "prepare", "probe", "run_phase"]
 
 
 @dataclass(slots=True)
@@ -54,6 +56,11 @@ class PhaseRun:
     final_lag: dict[str, GroupLag] = field(default_factory=dict)
     backlog_start: dict[int, int] = field(default_factory=dict)
     backlog_end: dict[int, int] = field(default_factory=dict)
+    records: dict[str, int] = field(default_factory=dict)
+    """topic → records appended from the warm-up until the relay caught up."""
+    backlog_growth: int | None = None
+    """Fixed rates: events sent in the measured window minus events the stream consumed
+    in it (> 0: the stream fell behind)."""
     profile: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,7 +98,7 @@ def cpu_meter(
             continue
         used = after.cpu_seconds - start.cpu_seconds
         cpu[name] = round(100 * used / wall, 1)
-        seconds[name] = round(used, 2)
+        seconds[name] = round(used, 3)
         peaks[name] = round(after.peak_rss_mb, 1)
 
 
@@ -99,6 +106,10 @@ def prepare(workload: Workload, config: BenchConfig) -> list[PhaseRun]:
     """Encode every phase's events ahead of time."""
     runs = []
     for phase in config.phases:
+        if phase.idle:
+            warm = workload.prepare_idle(int(IDLE_RATE * config.warmup))
+            runs.append(PhaseRun(phase, warm, workload.prepare_idle(config.idle_events)))
+            continue
         warm_rate = phase.rate or MAX_WARMUP_RATE
         warm = workload.prepare(int(warm_rate * config.warmup))
         measured = workload.prepare(
@@ -156,6 +167,8 @@ def run_phase(
     """Warm up, send the measured load, catch up; fill in ``run``."""
     phase = run.phase
     topic = relay.settings.topics.consent
+    prefix = relay.settings.topic_prefix
+    ends_before = topic_ends(offsets, prefix)
     with cpu_meter(pids(relay, extra_pids), run.cpu_percent, run.peak_rss_mb, run.cpu_seconds):
         if run.warmup_events:
             say(f"{phase.name}: warm-up, {len(run.warmup_events):,} events")
@@ -178,6 +191,7 @@ def run_phase(
         run.drained, run.drain_seconds, run.final_lag = wait_caught_up(
             offsets, relay, config.drain_timeout
         )
+    run.records = records_written(ends_before, topic_ends(offsets, prefix))
     if recorder is not None:
         run.profile = recorder.finish()
         for key, summary in run.profile.items():
@@ -189,6 +203,9 @@ def run_phase(
         run.throughput = backlog_rate(series, run.measure_start, len(run.events))
     else:
         run.throughput = rate_between(series, run.measure_start, run.measure_end)
+        if run.throughput is not None:
+            consumed = run.throughput * (run.measure_end - run.measure_start)
+            run.backlog_growth = round(sent.sent - consumed)
     say(
         f"{phase.name}: stream {run.throughput or 0:,.0f} events/s; caught up "
         f"{'after' if run.drained else 'NOT within'} {run.drain_seconds:.1f} s"

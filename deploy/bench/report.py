@@ -1,8 +1,9 @@
 """The benchmark's output: ``bench.json``, ``bench.md`` and ``latency.png`` in one directory.
 
-The markdown holds the summary per phase, the latency per destination, CPU and peak
-memory per process, consumer lag at the end, the baseline ratio and the targets; the
-same text is printed at the end of a run. The plot shows, per phase, each destination's
+The markdown holds the summary per phase, the latency per destination and per sink
+family, CPU and peak memory per process, CPU and Kafka records per consent event,
+consumer lag at the end, the baseline ratio and issue 14's targets; the same text is
+printed at the end of a run. The plot shows, per phase, each destination's
 latency distribution (event time → applied, and → fully propagated) on a log scale.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.bench.analysis import FULLY
+from deploy.bench.costs import RELAY_TOTAL
 
 
 def _ms(value: Any, unfinished: bool = False) -> str:
@@ -39,7 +41,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"# Propagation benchmark {result['run']}",
         "",
         f"{result['machine']['cpus']} CPUs, load average before the run "
-        f"{result['machine']['load_before']}; relay code {result['relay_code']['revision'][:10]} "
+        f"{result['machine']['load_before']}, after {result['machine'].get('load_after', '-')}"
+        f"; relay code {result['relay_code']['revision'][:10]} "
         f"({result['relay_code']['from']}); broker {result['stack']['bootstrap']} "
         f"({'reused' if result['stack']['reused'] else 'started for the run'}); "
         f"{result['config']['partitions']} partitions; {result['config']['workers']} stream "
@@ -67,6 +70,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                 _ms(full.get("p90"), waiting),
                 _ms(full.get("p99"), waiting),
                 _ms(full.get("max"), waiting),
+                _growth(phase.get("backlog_growth")),
                 f"{phase['drain_seconds']:.1f}" + ("" if phase["drained"] else " (gave up)"),
             ]
         )
@@ -82,6 +86,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             "p90",
             "p99",
             "max",
+            "backlog growth",
             "catch-up s",
         ],
         rows,
@@ -103,6 +108,13 @@ def markdown(result: Mapping[str, Any]) -> str:
     out += _table(["destination", *[p["name"] for p in phases]], dest_rows)
     out += [
         "",
+        "## Per family: event time → the family's last receipt (all its destinations applied),"
+        " p50 / p99 ms",
+        "",
+    ]
+    out += _table(["family", *[p["name"] for p in phases]], _family_rows(phases))
+    out += [
+        "",
         "## CPU: % of one core over the phase (warm-up to caught up), CPU seconds, peak memory",
         "",
     ]
@@ -118,17 +130,22 @@ def markdown(result: Mapping[str, Any]) -> str:
         row.append("-" if peak is None else f"{peak:.0f}")
         cpu_rows.append(row)
     out += _table(["process", *[p["name"] for p in phases], "peak RSS MB"], cpu_rows)
-    per_event = []
-    for phase in phases:
-        used = phase.get("cpu_seconds", {})
-        stream = sum(v or 0 for k, v in used.items() if k.startswith("stream-worker"))
-        if phase["sent"] and stream:
-            per_event.append(
-                f"{phase['name']}: {stream / phase['sent'] * 1e6:,.0f} µs of stream-worker CPU "
-                "per consent event"
-            )
-    if per_event:
-        out += ["", "; ".join(per_event) + "."]
+    out += [
+        "",
+        "## CPU per consent event: ms of CPU over the phase ÷ consent events published in it",
+        "",
+        f"*{RELAY_TOTAL}*: every relay process, the broker and the registry (not the partner "
+        "receiver or the load generator).",
+        "",
+    ]
+    out += _table(["process", *[p["name"] for p in phases]], _cpu_per_event_rows(phases, names))
+    out += [
+        "",
+        "## Kafka records written per consent event (end offsets before the warm-up and "
+        "after catching up)",
+        "",
+    ]
+    out += _table(["topic", *[p["name"] for p in phases]], _record_rows(phases))
     gate = result.get("gate") or {}
     out += ["", "## Consent gate", ""]
     if gate.get("ran"):
@@ -191,6 +208,68 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _growth(value: Any) -> str:
+    return "-" if value is None else f"{value:+,}"
+
+
+def _family_rows(phases: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    families = sorted({f for p in phases for f in p["reconciliation"].get("family_latency_ms", {})})
+    rows = []
+    for family in families:
+        row = [family]
+        for phase in phases:
+            stats = phase["reconciliation"].get("family_latency_ms", {}).get(family, {})
+            waiting = stats.get("unfinished", 0)
+            row.append(
+                f"{_ms(stats.get('p50'), bool(waiting))} / {_ms(stats.get('p99'), bool(waiting))}"
+                f" (n={stats.get('count', 0)}" + (f", {waiting} waiting)" if waiting else ")")
+            )
+        rows.append(row)
+    reached = ["families reached (routed withdrawals)"]
+    for phase in phases:
+        counts = phase["reconciliation"].get("families_reached", {})
+        reached.append(", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "-")
+    return [*rows, reached]
+
+
+def _cpu_per_event_rows(
+    phases: Sequence[Mapping[str, Any]], names: Sequence[str]
+) -> list[list[str]]:
+    rows = []
+    for name in [*names, RELAY_TOTAL]:
+        row = [f"**{name}**" if name == RELAY_TOTAL else name]
+        for phase in phases:
+            value = (phase.get("cpu_ms_per_event") or {}).get(name)
+            row.append("-" if value is None else f"{value:.3f}")
+        rows.append(row)
+    return rows
+
+
+def _record_rows(phases: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    summaries = [phase.get("records_written") or {} for phase in phases]
+    topics = sorted({t for s in summaries for t in s.get("by_topic", {})})
+    inputs = sorted({t for s in summaries for t in s.get("inputs", {})})
+    rows = []
+    for phase_topics, key in ((topics, "by_topic"), (inputs, "inputs")):
+        for topic in phase_topics:
+            row = [topic if key == "by_topic" else f"{topic} (input, not counted)"]
+            for phase, summary in zip(phases, summaries, strict=True):
+                n = summary.get(key, {}).get(topic)
+                row.append("-" if n is None else _per_event(n, phase["sent"]))
+            rows.append(row)
+    total = ["**relay total**"]
+    for phase, summary in zip(phases, summaries, strict=True):
+        n = summary.get("total")
+        total.append("-" if n is None else f"**{_per_event(n, phase['sent'])}**")
+    return [*rows, total]
+
+
+def _per_event(records: int, events: int) -> str:
+    if not events:
+        return f"{records:,}"
+    return f"{records / events:.2f} ({records:,})"
 
 
 def plot(

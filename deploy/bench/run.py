@@ -30,6 +30,7 @@ from deploy.bench import baseline, profile, report, source
 from deploy.bench.analysis import PhaseResult, reconcile
 from deploy.bench.collect import collect
 from deploy.bench.config import ROOT, BenchConfig, run_id
+from deploy.bench.costs import cpu_ms_per_event, records_summary
 from deploy.bench.gate import gate_consumed, run_gate
 from deploy.bench.loadgen import LoadGenerator
 from deploy.bench.offsets import Offsets
@@ -149,12 +150,15 @@ def one_phase(
     say(f"{label}: read {sum(got.counts.values()):,} messages in {got.read_seconds:.1f} s")
     result = reconcile(phase_run.withdrawals, got, caught_up=phase_run.drained)
     sent = phase_run.reports[-1]
+    events = sum(r.sent for r in phase_run.reports)
+    inputs = (settings.topics.consent, settings.topics.data_events)
     data = {
         "name": phase_run.phase.name,
+        "kind": phase_run.phase.kind,
         "topic_prefix": settings.topic_prefix,
         "offered_rate": phase_run.phase.rate,
         "achieved_rate": round(sent.achieved_rate, 1),
-        "sent": sum(r.sent for r in phase_run.reports),
+        "sent": events,
         "failed": sum(r.failed for r in phase_run.reports),
         "measured_seconds": round(sent.finished - sent.started, 2),
         "probe_seconds": round(live.probe_seconds, 2),
@@ -166,6 +170,11 @@ def one_phase(
         "drain_seconds": round(phase_run.drain_seconds, 1),
         "cpu_percent": phase_run.cpu_percent,
         "cpu_seconds": phase_run.cpu_seconds,
+        "cpu_ms_per_event": cpu_ms_per_event(phase_run.cpu_seconds, events),
+        "records_written": records_summary(
+            phase_run.records, events, settings.topic_prefix, inputs
+        ),
+        "backlog_growth": phase_run.backlog_growth,
         "peak_rss_mb": phase_run.peak_rss_mb,
         "final_lag": {
             g.removeprefix(settings.topic_prefix): lag.by_topic
@@ -316,6 +325,7 @@ def main(config: BenchConfig) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "load_before": load_before,
+            "load_after": [round(x, 2) for x in os.getloadavg()],
             "python": sys.version.split()[0],
         },
         "stack": {

@@ -220,6 +220,67 @@ MIX: Final[tuple[tuple[str, float, bool, Build], ...]] = (
 )
 """The event mix; shares sum to 1 (70% grants, 30% withdrawals and rights requests)."""
 
+REACHES_MARKETING_AND_PARTNERS: Final = (Purpose.TARGETED_ADVERTISING, Purpose.COOKIES_MARKETING)
+REACHES_ANALYTICS: Final = (
+    Purpose.RESEARCH_AND_STATISTICS,
+    Purpose.COOKIES_STATISTICS,
+    Purpose.COOKIES_PERSONALISATION,
+)
+"""Purposes heard by the marketing family and partners, and by the analytics family
+(streams/routing.toml): one of each makes a withdrawal reach all three families."""
+
+
+def _everywhere(rng: random.Random) -> tuple[Purpose, ...]:
+    return (rng.choice(REACHES_MARKETING_AND_PARTNERS), rng.choice(REACHES_ANALYTICS))
+
+
+def withdraw_everywhere(rng: random.Random, sid: str, at: datetime) -> ConsentEvent:
+    """A withdrawal in the privacy settings of purposes all three families hear."""
+    return ConsentChanged(
+        **_envelope(rng, _account(sid), at),
+        choice=Choice.WITHDRAWN,
+        purposes=_everywhere(rng),
+    )
+
+
+def withdraw_consent_everywhere(rng: random.Random, sid: str, at: datetime) -> ConsentEvent:
+    """The right to withdraw consent, for purposes all three families hear."""
+    return RightsRequested(
+        **_envelope(rng, _account(sid), at, source=Source.API),
+        right=Right.WITHDRAW_CONSENT,
+        purposes=_everywhere(rng),
+    )
+
+
+def cookies_refused_all(rng: random.Random, sid: str, at: datetime) -> ConsentEvent:
+    """A cookie banner refusing every category but the essential one."""
+    device = f"dev-{sid}"
+    return CookiePreferencesSet(
+        **_envelope(
+            rng, Subject(id=device, kind=SubjectKind.DEVICE), at, source=Source.COOKIE_TOOL
+        ),
+        device_id=device,
+        granted=(CookieCategory.ESSENTIAL,),
+        refused=CATEGORIES,
+    )
+
+
+IDLE_MIX: Final[tuple[tuple[str, float, bool, Build], ...]] = (
+    ("withdraw", 0.13, True, withdraw_everywhere),
+    ("cookies_refused", 0.05, True, cookies_refused_all),
+    ("withdraw_consent", 0.01, True, withdraw_consent_everywhere),
+    ("restrict_processing", 0.008, True, _right(Right.RESTRICT_PROCESSING)),
+    ("erasure", 0.006, True, _right(Right.ERASURE)),
+    (
+        "erasure_of_minor",
+        0.002,
+        True,
+        _right(Right.ERASURE_OF_MINOR, requested_by=Requester.GUARDIAN),
+    ),
+)
+"""The idle phase's withdrawals: the mix's kinds that can reach every sink family, in
+the mix's proportions, each scoped so that it does (the bench reports how many did)."""
+
 
 ALL_PURPOSES: Final = tuple(Purpose)
 RECIPIENTS_OF_DATA: Final = (
@@ -268,20 +329,31 @@ class Workload:
             t: EventSerializer(registry, t)
             for t in (ConsentChanged, RightsRequested, CookiePreferencesSet, DataEventCaptured)
         }
-        self._kinds = [m[0] for m in MIX]
-        self._weights = [m[1] for m in MIX]
-        self._by_kind = {m[0]: m for m in MIX}
+        self._idle_subjects = 0
 
     def prepare(self, count: int) -> list[Prepared]:
         """``count`` encoded consent events in sending order."""
+        ids = self._rng.choices(range(self._subjects), cum_weights=self._cum, k=count)
+        return self._encode(MIX, [str(i) for i in ids])
+
+    def prepare_idle(self, count: int) -> list[Prepared]:
+        """``count`` withdrawals to every sink family (:data:`IDLE_MIX`), one per subject,
+        none of whom the other phases use: each is a first, unsuperseded decision."""
+        first = self._idle_subjects
+        self._idle_subjects += count
+        return self._encode(IDLE_MIX, [f"idle{n}" for n in range(first, first + count)])
+
+    def _encode(
+        self, mix: Sequence[tuple[str, float, bool, Build]], subjects: Sequence[str]
+    ) -> list[Prepared]:
         rng = self._rng
         sentinel_at, sentinel = _sentinel()
-        ids = rng.choices(range(self._subjects), cum_weights=self._cum, k=count)
-        kinds = rng.choices(self._kinds, weights=self._weights, k=count)
+        by_kind = {m[0]: m for m in mix}
+        kinds = rng.choices(list(by_kind), weights=[m[1] for m in mix], k=len(subjects))
         out = []
-        for sid, kind in zip(ids, kinds, strict=True):
-            _, _, is_withdrawal, build = self._by_kind[kind]
-            event = build(rng, str(sid), sentinel_at)
+        for sid, kind in zip(subjects, kinds, strict=True):
+            _, _, is_withdrawal, build = by_kind[kind]
+            event = build(rng, sid, sentinel_at)
             data = self._serializers[type(event)](event, self.topic)
             out.append(
                 Prepared(

@@ -1,8 +1,9 @@
 """The propagation benchmark runs end to end on a tiny load and loses nothing.
 
 It starts the real relay (stream worker, the three sinks, a partner receiver) against
-the session's broker and registry, publishes a few seconds of consent events at a low
-rate, and must write ``bench.json`` (with ``lost == 0``), ``bench.md`` and the plot.
+the session's broker and registry, sends a few idle withdrawals 100 ms apart, then a few
+seconds of consent events at a low rate, and must write ``bench.json`` (with
+``lost == 0``, records and CPU per consent event), ``bench.md`` and the plot.
 No speed is checked: the benchmark reports figures, it does not assert them.
 """
 
@@ -29,7 +30,9 @@ def test_bench_runs_on_a_tiny_load_and_loses_nothing(kafka: Any, tmp_path: Path)
         "-m",
         "deploy.bench",
         "--rates",
-        "40",
+        "idle,40",
+        "--idle-events",
+        "5",
         "--duration",
         "3",
         "--warmup",
@@ -50,7 +53,7 @@ def test_bench_runs_on_a_tiny_load_and_loses_nothing(kafka: Any, tmp_path: Path)
         str(tmp_path),
     ]
     done = subprocess.run(
-        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=150, check=False
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
     )
     output = (done.stdout + done.stderr)[-4000:]
     assert done.returncode == 0, output
@@ -58,7 +61,17 @@ def test_bench_runs_on_a_tiny_load_and_loses_nothing(kafka: Any, tmp_path: Path)
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     result = json.loads((run_dir / "bench.json").read_text())
     assert result["lost_total"] == 0, output
-    [phase] = result["phases"]
+    idle, phase = result["phases"]
+    assert idle["sent"] == 15  # 1 s of warm-up at 10/s, then the 5 measured
+    assert idle["reconciliation"]["families_reached"] == {"3": 15}
+    assert set(idle["reconciliation"]["family_latency_ms"]) == {
+        "MARKETING",
+        "ANALYTICS",
+        "PARTNER_SHARING",
+    }
+    assert idle["records_written"]["total"] > 0
+    assert phase["records_written"]["inputs"]["consent.events"] == 160
+    assert phase["cpu_ms_per_event"]["whole relay"] > 0
     reconciliation = phase["reconciliation"]
     assert phase["sent"] == 160
     assert phase["failed"] == 0
