@@ -45,6 +45,8 @@ class StateFollower:
         self.progress_topic = progress_topic
         self.states = states
         self.coverage = coverage
+        self.applied = 0
+        """Records read since the start (the loop freezes the collector's view by it)."""
 
     def _pairs(self, partitions: Iterable[int]) -> list[TopicPartition]:
         return [
@@ -84,6 +86,7 @@ class StateFollower:
                 self._apply(message)
             applied += len(messages)
             wait = 0.0
+        self.applied += applied
         return applied
 
     def _apply(self, message: Message) -> None:

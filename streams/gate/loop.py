@@ -23,6 +23,7 @@ backoff, for as long as it takes; a stop abandons it uncommitted.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -67,6 +68,12 @@ DELIVERY_TIMEOUT_SECONDS = 30.0
 CLOSE_TIMEOUT_SECONDS = 30.0
 TOPIC_WAIT_LOG_SECONDS = 30.0
 RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+FREEZE_EVERY_RECORDS = 10_000
+"""State records read between two ``gc.freeze()`` calls. Subjects' states live until
+their partition is revoked and hold no reference cycles (reference counting frees them
+whatever their generation), so the collector need not walk them again and again: with
+~20,000 subjects a full collection took up to 370 ms, a pause in every waiting data
+event's delay."""
 RETRIABLE = (PublishError, ConsentRelayError, KafkaException, OSError, TimeoutError)
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -182,12 +189,16 @@ class Gate:
                 on_lost=self._lost,
             )
             log.info("gate: group %s, state from %s", self.group, self.changelog)
+            frozen_at = 0
             while not self._stopping.is_set():
                 messages = self._next_batch()
                 self.follower.drain()
                 if messages:
                     self._process(messages)
                 self.metrics.subjects.set(len(self.states))
+                if self.follower.applied - frozen_at >= FREEZE_EVERY_RECORDS:
+                    frozen_at = self.follower.applied
+                    gc.freeze()
         finally:
             self._close()
 

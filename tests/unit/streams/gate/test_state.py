@@ -105,6 +105,7 @@ def test_the_follower_reads_state_and_progress_of_the_held_partitions() -> None:
         Message(topic=CHANGELOG, partition=2, offset=0, key=b"z", value=encode_state(withdrawn)),
     ]
     assert follower.drain() == 6
+    assert follower.applied == 6
     assert follower.states.subjects == {b"a": withdrawn}
     # Garbage and a record naming another partition are skipped, not taken as progress.
     assert (coverage[1].applied, coverage[1].state_read) == (42, 8)
