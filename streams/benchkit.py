@@ -9,15 +9,19 @@ import ctypes
 import os
 import signal
 import socket
+import time
 import urllib.error
 import urllib.request
 
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.kafka import KafkaSettings
 
 _PR_SET_PDEATHSIG = 1
+GROUP_EMPTY_SECONDS = 60.0
+"""How long a run's consumer group may stay non-empty after its processes stopped."""
 
 
 def free_port() -> int:
@@ -81,6 +85,20 @@ def delete_run(kafka: KafkaSettings, prefix: str, *, groups: bool = False) -> No
         for g in admin.list_consumer_groups(request_timeout=30).result().valid
         if g.group_id.startswith(prefix)
     ]
-    if named:
-        for future in admin.delete_consumer_groups(named, request_timeout=30).values():
-            future.result(60)
+    deadline = time.monotonic() + GROUP_EMPTY_SECONDS
+    while named:
+        futures = admin.delete_consumer_groups(named, request_timeout=30)
+        busy = []
+        for group, future in futures.items():
+            try:
+                future.result(60)
+            except KafkaException as exc:
+                # A member that has just exited may be listed until the broker notices.
+                if exc.args[0].code() != KafkaError.NON_EMPTY_GROUP or (
+                    time.monotonic() > deadline
+                ):
+                    raise
+                busy.append(group)
+        named = busy
+        if named:
+            time.sleep(1.0)

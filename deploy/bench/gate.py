@@ -1,16 +1,17 @@
 """The consent gate under load: data events at a fixed rate (delay), then a backlog (speed).
 
 The gate phase runs on a relay of its own after the consent phases, which first gets
-``--warmup`` seconds of consent events at 200/s for the same subjects. Its delay is the
-allowed message's Kafka timestamp (set when the worker produced it) minus the data
-event's ``occurred_at`` (set when the load generator sent it), for the events of the
-fixed-rate part. Its throughput is read off the workers' data-event counter over the
-middle 80% of the backlog; when the gate clears the backlog faster than that counter is
-sampled (once a second), it is read off the allowed backlog messages' timestamps instead:
-80% of the backlog over the time between the 10th and 90th percentile of those
-timestamps (allowed events are spread evenly through the backlog). Either way it is
-bounded by how fast the load generator published the backlog, which is reported next
-to it.
+``--warmup`` seconds of consent events at 200/s for the same subjects. The gate is the
+relay's ``python -m streams.gate`` process (a thread of the stream worker in older
+revisions). Its delay is the allowed message's Kafka timestamp (set when the gate
+produced it) minus the data event's ``occurred_at`` (set when the load generator sent
+it), for the events of the fixed-rate part. Its throughput is read off the gate's
+data-event counter over the middle 80% of the backlog; when the gate clears the backlog
+faster than that counter is sampled (once a second), it is read off the allowed backlog
+messages' timestamps instead: 80% of the backlog over the time between the 10th and
+90th percentile of those timestamps (allowed events are spread evenly through the
+backlog). Either way it is bounded by how fast the load generator published the
+backlog, which is reported next to it.
 """
 
 from __future__ import annotations
@@ -35,16 +36,19 @@ busiest subjects; little enough that the sinks need not catch up for long)."""
 
 
 def gate_consumed(offsets: Offsets, relay: Relay) -> bool:
-    """Whether the stream workers consume the data-events topic at all.
+    """Whether the relay gates the data-events topic at all.
 
-    As a Faust agent the gate was a member of the stream group; as its own loop
-    (``streams.gatekeeper``) it assigns itself partitions by hand, so its group
-    ``<stream group>-gate`` has no members, only the offsets it commits as it takes them.
+    As a process (``python -m streams.gate``) the gate is a member of its own group
+    ``<stream group>-gate``. As a thread of the worker it assigned itself partitions by
+    hand in that group, which then had no members, only the offsets it committed as it
+    took them; as a Faust agent, before that, it was a member of the stream group.
     """
     data = relay.settings.topics.data_events
+    if relay.has_gate_process:
+        return True
     if data in offsets.assigned_topics(relay.stream_group):
         return True
-    return any(topic == data for topic, _ in offsets.committed(f"{relay.stream_group}-gate"))
+    return any(topic == data for topic, _ in offsets.committed(relay.gate_group))
 
 
 def run_gate(

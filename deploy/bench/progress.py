@@ -1,8 +1,9 @@
 """How far the relay has got: the stream's event counters over time, and catching up.
 
 :class:`Sampler` records, every second, how many consent and data events the stream
-workers have consumed, from their ``consent_relay_stream_events_total`` metric (or,
-if the workers do not export it, their group's committed offsets). Throughput is read
+workers and the consent gate have consumed, from their
+``consent_relay_stream_events_total`` metric (or, if they do not export it, their
+groups' committed offsets). Throughput is read
 off that series: over a window for a fixed rate, over the middle 80% of a backlog for
 the maximum. :func:`wait_caught_up` waits until every relay consumer group has no lag
 on the relay's topics.
@@ -47,7 +48,7 @@ class Sampler(threading.Thread):
         self.progress = Progress()
         self._halt = threading.Event()
         self._offsets = Offsets(relay.settings)
-        self._urls = [c.metrics_url for c in relay.workers_children if c.metrics_url]
+        self._urls = [c.metrics_url for c in relay.stream_children if c.metrics_url]
 
     def sample(self) -> tuple[float, float]:
         """Consent and data events consumed so far, from metrics or committed offsets."""
@@ -65,7 +66,8 @@ class Sampler(threading.Thread):
             group = [self.relay.stream_group]
             topics = self.relay.settings.topics
             consent = float(self._offsets.consumed(group, topics.consent))
-            data = float(self._offsets.consumed(group, topics.data_events))
+            gates = [self.relay.gate_group]
+            data = float(self._offsets.consumed(gates, topics.data_events))
         return consent, data
 
     def run(self) -> None:

@@ -3,10 +3,12 @@
 Started in this order, each waited for on its ``/metrics`` before the next: the local
 partner receiver (``python -m deploy.bench.receiver``), the marketing, analytics and
 partner-sharing sinks (``python -m consumers.<family>`` with real SQLite stores and
-real webhooks), then the stream worker(s) (``python -m streams worker``, optionally
-under pyinstrument). Every process gets free ports, its own state directory, and
-consumer groups under the run's topic prefix; logs go to ``<results>/logs``. Stopping
-sends SIGTERM (the processes commit and flush) and waits.
+real webhooks), the stream worker(s) (``python -m streams worker``, optionally under
+pyinstrument), then the consent gate (``python -m streams.gate``) if the relay's code
+has one (before it had, the gate was a thread of the worker). Every process gets free
+ports, its own state directory, and consumer groups under the run's topic prefix; logs
+go to ``<results>/logs``. Stopping sends SIGTERM (the processes commit and flush) and
+waits.
 """
 
 from __future__ import annotations
@@ -139,6 +141,8 @@ class Relay:
             self._start_sinks(port, timeout)
             for index in range(self.workers):
                 self._start_worker(index, timeout)
+            if self.has_gate_process:
+                self._start_gate(timeout)
         except BaseException:
             self.stop()
             raise
@@ -295,9 +299,36 @@ class Relay:
         _wait_http(child, timeout)
 
     @property
+    def has_gate_process(self) -> bool:
+        """The relay's code runs the consent gate as a process of its own."""
+        return (self.source_dir / "streams" / "gate" / "__main__.py").exists()
+
+    def _start_gate(self, timeout: float) -> None:
+        port = free_port()
+        env = {
+            **self.base_env(),
+            "GATE_HTTP_PORT": str(port),
+            "GATE_HTTP_HOST": "127.0.0.1",
+            "GATE_STREAM_APP_ID": STREAM_APP_ID,
+        }
+        child = self._spawn("stream-gate", [sys.executable, "-m", "streams.gate"], env)
+        child.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        _wait_http(child, timeout)
+
+    @property
     def workers_children(self) -> list[Child]:
         """The stream worker processes."""
         return [c for c in self.children if c.name.startswith("stream-worker")]
+
+    @property
+    def stream_children(self) -> list[Child]:
+        """The processes counting stream events: the workers, and the gate process."""
+        return [c for c in self.children if c.name.startswith("stream-")]
+
+    @property
+    def gate_group(self) -> str:
+        """The consent gate's consumer group (as a process, or as a thread before)."""
+        return f"{self.stream_group}-gate"
 
     def check_alive(self) -> None:
         """Raise RelayError if any process has exited."""
