@@ -84,6 +84,13 @@ PROCESSES = {
         lambda s: s.web_bind,
         api=True,
     ),
+    "streams.gate": Process(
+        "streams.gate.settings:GateSettings",
+        8094,
+        ("/metrics",),
+        lambda s: s.http_port,
+        lambda s: s.http_host,
+    ),
     "consumers.marketing": Process(
         "consumers.marketing.settings:MarketingSettings",
         8091,
@@ -118,6 +125,7 @@ PROCESSES = {
 }
 JOBS = {
     "consent-relay-streams": "streams",
+    "consent-relay-gate": "streams.gate",
     "consent-relay-marketing": "consumers.marketing",
     "consent-relay-analytics": "consumers.analytics",
     "consent-relay-partners": "consumers.partners",
