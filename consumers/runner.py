@@ -111,6 +111,12 @@ DEFAULT_PORTS: Mapping[SinkFamily, int] = {
 RETRIABLE = (RetriableSinkError, RegistryUnavailableError)
 """Failures that mean "not now": wait and try the same message again."""
 
+FLUSH_TIMEOUT_SECONDS = 330.0
+"""Longest a flush waits for receipts and dead letters to be acknowledged. The
+producer's own delivery timeout (librdkafka's message.timeout.ms, 300 s) fails a
+message first, so a broker outage shorter than that stalls the sink, as it must,
+instead of ending it as an unacknowledged flush."""
+
 LEAVE_TIMEOUT_SECONDS = 10.0
 """Longest a clean stop waits for the group to take this member's partitions back."""
 
@@ -589,7 +595,7 @@ class SinkRunner:
 
     def _flush(self) -> None:
         if self._publisher is not None:
-            self._publisher.flush()
+            self._publisher.flush(FLUSH_TIMEOUT_SECONDS)
 
     def _require_publisher(self) -> Publisher:
         if self._publisher is None:

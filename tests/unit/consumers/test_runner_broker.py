@@ -1,5 +1,6 @@
-"""The sink runner's group membership: a static name a restart gets back, and a clean
-stop that hands the partitions over at once (fake consumer and publisher: no network)."""
+"""The sink runner and the broker: a static member name a restart gets back, a clean
+stop that hands the partitions over at once, a flush that outlasts a broker outage
+(fake consumer and publisher: no network)."""
 
 from __future__ import annotations
 
@@ -64,11 +65,13 @@ class FakeConsumer:
 
 
 class FakePublisher:
+    flushes: ClassVar[list[float]] = []
+
     def __init__(self, *_args: Any) -> None:
         pass
 
     def flush(self, timeout: float = 60.0) -> None:
-        del timeout
+        FakePublisher.flushes.append(timeout)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class IdleSink:
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeConsumer.made = []
+    FakePublisher.flushes = []
     monkeypatch.setattr(runner_module, "Consumer", FakeConsumer)
     monkeypatch.setattr(runner_module, "Publisher", FakePublisher)
 
@@ -145,3 +149,13 @@ def test_a_configured_name_is_used_and_static_membership_can_be_off() -> None:
     named, dynamic = FakeConsumer.made
     assert named.config["group.instance.id"] == "pod-0"
     assert "group.instance.id" not in dynamic.config
+
+
+def test_a_flush_outlasts_the_producers_own_delivery_timeout() -> None:
+    # A minute's flush ended the sink when the broker was away longer (seen in a 65 s
+    # outage); librdkafka fails an undeliverable message itself after 300 s.
+    runner, thread = run_until_ready(RunnerSettings(group_id=f"g-{uuid.uuid4().hex[:8]}"))
+    runner.stop()
+    thread.join(10)
+    assert FakePublisher.flushes
+    assert min(FakePublisher.flushes) > 300
