@@ -50,6 +50,7 @@ EXIT_REJECTED_ROWS: Final = 3
 
 PROCESSES: Final = {
     "stream": "streams",
+    "gate": "streams.gate",
     "marketing-sink": "consumers.marketing",
     "analytics-sink": "consumers.analytics",
     "partner-sink": "consumers.partners",

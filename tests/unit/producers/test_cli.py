@@ -56,8 +56,10 @@ def test_run_maps_each_process_to_its_module() -> None:
         "consumers.partners",
         "--x",
     ]
+    assert cli.process_argv("gate", []) == [sys.executable, "-m", "streams.gate"]
     assert set(cli.PROCESSES) == {
         "stream",
+        "gate",
         "marketing-sink",
         "analytics-sink",
         "partner-sink",
