@@ -4,7 +4,7 @@ A data event on partition *p* is decided only once the gate's state for *p* hold
 effect of every consent event that was on consent partition *p* when the gate read the
 data event, so a withdrawal published before the data cannot be missed however far
 behind the stream is (its event time then decides, see :mod:`streams.gate.rules`).
-Three things must hold, and :meth:`Coverage.need` names the first that does not:
+Three things must hold (:meth:`Coverage.need` names what is still missing):
 
 1. **Intake has applied them.** ``applied`` is the next consent offset whose effects
    intake has published: its progress records (:mod:`streams.progress`), or the
@@ -18,9 +18,12 @@ Three things must hold, and :meth:`Coverage.need` names the first that does not:
 3. **The gate has read that far.** ``state_read`` (the next changelog offset read)
    reaches that end.
 
-The first time a partition is checked after it was assigned, the end is asked whatever
-``consent_end`` is: the state is rebuilt from the start of the changelog before
-anything on that partition is decided.
+Before any of that, a newly assigned partition's state is rebuilt: the changelog's end
+is asked the first time the partition is checked, and read to, before anything on that
+partition is decided; and whatever end is known is always read to first. So the one
+wait the gate's loop may cut short (``GATE_INTAKE_WAIT_SECONDS``) is the wait for intake,
+never the reading of what the changelog already holds: a partly read state could let
+through the data of a subject whose restriction or opt-out was not read yet.
 """
 
 from __future__ import annotations
@@ -68,10 +71,12 @@ class Coverage:
     def need(self, consent_end: int) -> Need | None:
         """What is missing before data read when the consent partition ended at
         ``consent_end`` may be decided; None when nothing is."""
-        if self.applied < consent_end:
-            return Need.INTAKE
-        if self.state_end < 0 or self.end_for < consent_end:
+        if self.state_end < 0:
             return Need.STATE_END
         if self.state_read < self.state_end:
             return Need.STATE
+        if self.applied < consent_end:
+            return Need.INTAKE
+        if self.end_for < consent_end:
+            return Need.STATE_END
         return None

@@ -12,9 +12,10 @@ so never while a batch is in hand.
 A batch is whatever has arrived, up to ``GATE_BATCH_SIZE``: waiting for more would only
 add delay, and a backlog fills batches anyway. For each batch the loop asks the broker
 where its consent partitions end, waits until the state covers them
-(:mod:`streams.gate.coverage`; bounded by ``GATE_INTAKE_WAIT_SECONDS``, asking the
-workers' committed offsets again every half second in case intake's progress records
-were lost), decides (:class:`~streams.gate.judge.GateJudge`), produces with explicit
+(:mod:`streams.gate.coverage`; the wait for intake is bounded by
+``GATE_INTAKE_WAIT_SECONDS``, and asks the workers' committed offsets again every half
+second in case intake's progress records were lost; the reading of the changelog is
+not bounded), decides (:class:`~streams.gate.judge.GateJudge`), produces with explicit
 partitions, flushes, confirms every delivery, and only then commits the batch's offsets
 and counts its metrics: nothing is lost, and after a crash some events are forwarded
 twice at most. A batch whose output cannot be published is decided again after a
@@ -67,6 +68,9 @@ DELIVERY_TIMEOUT_SECONDS = 30.0
 """A batch not acknowledged within this is decided and published again."""
 CLOSE_TIMEOUT_SECONDS = 30.0
 TOPIC_WAIT_LOG_SECONDS = 30.0
+READING_LOG_SECONDS = 30.0
+"""How often a batch waiting for the state to be read says so (that wait has no bound:
+deciding on a partly read state could let a restricted subject's data through)."""
 RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 FREEZE_EVERY_RECORDS = 10_000
 """State records read between two ``gc.freeze()`` calls. Subjects' states live until
@@ -257,7 +261,7 @@ class Gate:
 
     def _await_coverage(self, partitions: set[int]) -> None:
         """Until the state covers what was on these consent partitions (bounded)."""
-        started = asked_floor = time.monotonic()
+        started = asked_floor = told = time.monotonic()
         ends = self._ends(self.topics.consent, partitions)
         while True:
             self.follower.drain()
@@ -273,17 +277,20 @@ class Gate:
             if not blocked:
                 self.metrics.coverage_wait.observe(waited)
                 return
-            if waited >= self.settings.intake_wait_seconds:
+            reading = sorted(p for p, need in blocked.items() if need is not Need.INTAKE)
+            if waited >= self.settings.intake_wait_seconds and not reading:
                 log.warning(
-                    "gate: consent state of partitions %s not covered after %.1fs (%s); "
-                    "deciding on the state at hand",
+                    "gate: intake has not applied the consent published on partitions %s "
+                    "after %.1fs; deciding on the state read so far",
                     sorted(blocked),
                     waited,
-                    ", ".join(sorted(set(blocked.values()))),
                 )
                 self.metrics.coverage_timeouts.inc()
                 self.metrics.coverage_wait.observe(waited)
                 return
+            if reading and time.monotonic() - told >= READING_LOG_SECONDS:
+                told = time.monotonic()
+                log.info("gate: still reading the consent state of partitions %s", reading)
             if self._stopping.is_set():
                 raise Interrupted
             behind = [p for p, need in blocked.items() if need is Need.INTAKE]

@@ -64,8 +64,8 @@ class GateMetrics(NamedTuple):
             ),
             coverage_timeouts=Counter(
                 "consent_relay_gate_coverage_timeouts_total",
-                "Batches decided before the consent state covered them "
-                "(GATE_INTAKE_WAIT_SECONDS passed).",
+                "Batches decided before intake had applied the consent published before "
+                "them (GATE_INTAKE_WAIT_SECONDS passed).",
                 registry=registry,
             ),
             subjects=Gauge(

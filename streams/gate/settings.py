@@ -39,8 +39,10 @@ class GateSettings:
     batch_size: int = 5000
     """Most data events decided, published and committed together."""
     intake_wait_seconds: float = 10.0
-    """Longest a batch waits for the consent state to cover it; then it is decided on
-    the state at hand, with a warning and ``consent_relay_gate_coverage_timeouts_total``."""
+    """Longest a batch waits for intake to apply the consent published before it; then it
+    is decided on the state read so far, with a warning and
+    ``consent_relay_gate_coverage_timeouts_total`` (the state the changelog is known to
+    hold is always read first)."""
     opt_out_default_allow: bool = True
     """For opt-out regimes (CCPA): let data through when no choice is recorded."""
     default_regime: Regime = Regime.GDPR

@@ -8,15 +8,25 @@ from streams.gate.coverage import Coverage, Need
 
 def test_a_new_partition_is_rebuilt_before_anything_is_decided() -> None:
     coverage = Coverage()
-    assert coverage.need(0) is Need.INTAKE  # not even the workers' offset known yet
-    coverage.intake_reached(0)  # nothing committed: the consent partition starts at 0
     assert coverage.need(0) is Need.STATE_END  # asked once, whatever the consent end
-    coverage.asked_end(10, applied_when_asked=0)
+    coverage.asked_end(10, applied_when_asked=coverage.applied)
     assert coverage.need(0) is Need.STATE
     coverage.read_to(9)
     assert coverage.need(0) is Need.STATE
     coverage.read_to(10)
+    assert coverage.need(0) is Need.INTAKE  # not even the workers' offset known yet
+    coverage.intake_reached(0)  # nothing committed: the consent partition starts at 0
+    assert coverage.need(0) is Need.STATE_END  # the end asked before did not cover it
+    coverage.asked_end(10, applied_when_asked=0)
     assert coverage.need(0) is None
+
+
+def test_what_the_changelog_is_known_to_hold_is_read_before_intake_is_waited_for() -> None:
+    # The loop may stop waiting for intake (GATE_INTAKE_WAIT_SECONDS), never for this.
+    coverage = Coverage()
+    coverage.asked_end(500, applied_when_asked=-1)
+    coverage.read_to(200)
+    assert coverage.need(10) is Need.STATE
 
 
 def covered(applied: int = 5, end: int = 10) -> Coverage:
@@ -43,6 +53,7 @@ def test_an_end_asked_before_the_progress_was_known_does_not_cover_it() -> None:
     coverage = covered(applied=5)
     coverage.asked_end(11, applied_when_asked=5)  # asked, then progress 6 arrived
     coverage.intake_reached(6)
+    coverage.read_to(11)
     assert coverage.need(6) is Need.STATE_END
 
 
