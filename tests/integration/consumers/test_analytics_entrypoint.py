@@ -7,7 +7,6 @@ SIGTERM exits cleanly, a bad setting exits 2 naming it, and logs carry no subjec
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -23,6 +22,7 @@ from consumers.analytics.sink import DESTINATION
 from consumers.analytics.store import AnalyticsRecord, AnalyticsStore
 from schemas.events import Subject, utc_now
 from schemas.taxonomy import Action, Purpose, SinkFamily, SubjectKind
+from tests.support.access import API_TOKEN, get
 from tests.support.processes import free_port
 
 SUBJECT = "acct-analytics-entry-1"
@@ -31,10 +31,10 @@ SUBJECT = "acct-analytics-entry-1"
 def may_process(port: int) -> bool | None:
     url = f"http://127.0.0.1:{port}/may-process?subject_id={SUBJECT}"
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return bool(json.loads(response.read())["may_process"])
+        answer = get(url)
     except (urllib.error.URLError, ConnectionError):
         return None
+    return bool(answer.json()["may_process"]) if answer.status == 200 else None
 
 
 def test_runs_applies_answers_and_stops_cleanly(
@@ -63,6 +63,7 @@ def test_runs_applies_answers_and_stops_cleanly(
         "ANALYTICS_SINK_GROUP_ID": sink_kit.group,
         "ANALYTICS_SINK_HTTP_PORT": str(port),
         "ANALYTICS_SINK_HTTP_HOST": "127.0.0.1",
+        "ANALYTICS_SINK_API_TOKEN": API_TOKEN,
         "ANALYTICS_SINK_LOG_LEVEL": "DEBUG",
     }
     log = tmp_path / "analytics.log"
