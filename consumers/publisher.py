@@ -11,14 +11,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumers.protocol import SinkResult
+from consumers.protocol import RetriableSinkError, SinkResult
 from schemas import deadletters
 from schemas.codec import EventSerializer
 from schemas.errors import ConsentRelayError, InvalidEventError
-from schemas.events import DeadLettered, InstructionIssued, PropagationReceipt, utc_now
+from schemas.events import (
+    DeadLettered,
+    InstructionIssued,
+    InstructionsAnswered,
+    PropagationReceipt,
+    answers_id,
+    utc_now,
+)
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Outcome
 
@@ -72,20 +79,53 @@ def build_dead_letter(
     )
 
 
+ANSWERS_PER_RECORD = 500
+"""Most receipts in one InstructionsAnswered (about 100 KB)."""
+
+
 class Publisher:
-    """Writes receipts and dead letters; :meth:`flush` confirms every one was acknowledged."""
+    """Writes receipts and dead letters; :meth:`flush` confirms every one was acknowledged.
+
+    A batch's receipts go out as one InstructionsAnswered per receipts partition: the
+    stream then reads one message per partition and batch instead of one per
+    instruction. That needs the instruction's topic to be co-partitioned with the
+    receipts topic (as many partitions, keyed by subject), which every relay topic is;
+    a receipt for an instruction from a topic that is not goes out alone, keyed by its
+    subject.
+    """
 
     def __init__(self, settings: KafkaSettings, registry: SchemaRegistryClient) -> None:
         self._topics = settings.topics
         self._producer = Producer(settings.producer_config())
         self._receipts = EventSerializer(registry, PropagationReceipt)
+        self._answers = EventSerializer(registry, InstructionsAnswered)
         self._dead_letters = EventSerializer(registry, DeadLettered)
         self._failures: list[str] = []
+        self._queued: dict[int, list[PropagationReceipt]] = {}
+        self._partition_counts: dict[str, int] = {}
 
-    def receipt(self, receipt: PropagationReceipt) -> None:
-        """Queue ``receipt`` on the receipts topic, keyed by subject id."""
+    def receipt(self, receipt: PropagationReceipt, source: tuple[str, int] | None = None) -> None:
+        """Queue ``receipt``: with its instruction's ``(topic, partition)``, for
+        :meth:`send_receipts` to batch; else now, on its own, keyed by subject id."""
+        if source is not None and self._copartitioned(source[0]):
+            self._queued.setdefault(source[1], []).append(receipt)
+            return
         topic = self._topics.receipts
         self._produce(topic, receipt.subject.id.encode(), self._receipts(receipt, topic))
+
+    def send_receipts(self) -> None:
+        """Send the queued receipts, one InstructionsAnswered per partition and
+        :data:`ANSWERS_PER_RECORD`; all are serialized before any is sent, so a registry
+        failure leaves them queued for a retry."""
+        topic = self._topics.receipts
+        records = [
+            (partition, self._answers(_answered(receipts[n : n + ANSWERS_PER_RECORD]), topic))
+            for partition, receipts in self._queued.items()
+            for n in range(0, len(receipts), ANSWERS_PER_RECORD)
+        ]
+        for partition, value in records:
+            self._produce(topic, None, value, partition)
+        self._queued.clear()
 
     def dead_letter(self, dead: DeadLettered) -> None:
         """Queue ``dead`` on the dead-letter topic, keyed like the original message."""
@@ -93,7 +133,9 @@ class Publisher:
         self._produce(topic, dead.original_key, self._dead_letters(dead, topic))
 
     def flush(self, timeout: float = 60.0) -> None:
-        """Wait until every queued message is acknowledged; raise DeliveryError if not."""
+        """Send what is queued, then wait until every message is acknowledged; raise
+        DeliveryError if one was not."""
+        self.send_receipts()
         remaining = self._producer.flush(timeout)
         failures, self._failures = self._failures, []
         if remaining:
@@ -101,10 +143,36 @@ class Publisher:
         if failures:
             raise DeliveryError(f"{len(failures)} message(s) not delivered: {failures[0]}")
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes) -> None:
+    def _copartitioned(self, topic: str) -> bool:
+        return self._partitions(topic) == self._partitions(self._topics.receipts)
+
+    def _partitions(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            try:
+                metadata = self._producer.list_topics(topic, timeout=10).topics[topic]
+            except KafkaException as exc:
+                raise RetriableSinkError(f"no metadata for {topic}: {exc}") from exc
+            if metadata.error is not None or not metadata.partitions:
+                raise RetriableSinkError(f"no metadata for {topic}: {metadata.error}")
+            count = self._partition_counts[topic] = len(metadata.partitions)
+        return count
+
+    def _produce(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                if partition is None:
+                    self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
+                else:
+                    self._producer.produce(
+                        topic,
+                        value=value,
+                        key=key,
+                        partition=partition,
+                        on_delivery=self._delivered,
+                    )
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports to make room.
@@ -114,3 +182,9 @@ class Publisher:
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
             self._failures.append(str(error))
+
+
+def _answered(receipts: list[PropagationReceipt]) -> InstructionsAnswered:
+    return InstructionsAnswered(
+        batch_id=answers_id(r.receipt_id for r in receipts), receipts=tuple(receipts)
+    )

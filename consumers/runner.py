@@ -9,11 +9,13 @@ one call to ``apply_batch`` when the sink offers it (one database transaction), 
 one by one;
 then each whose ``receipt_requested`` is set (the stream tracks the event: a
 withdrawal or a rights request) gets its :class:`~schemas.events.PropagationReceipt`
-(APPLIED, SKIPPED or FAILED); a grant's instruction is applied and counted but not
-answered, since nothing waits for its proof. Only once every receipt and dead letter
-is acknowledged are offsets stored and committed (at-least-once; sinks are idempotent
-per instruction id). A retriable failure pauses consumption and retries the same work
-with jittered exponential backoff until it succeeds, so nothing is committed past it;
+(APPLIED, SKIPPED or FAILED), sent with the chunk's others as one
+:class:`~schemas.events.InstructionsAnswered` per partition; a grant's instruction is
+applied and counted but not answered, since nothing waits for its proof. Only once
+every receipt and dead letter is acknowledged are offsets stored and committed
+(at-least-once; sinks are idempotent per instruction id). A retriable failure pauses
+consumption and retries the same work with jittered exponential backoff until it
+succeeds, so nothing is committed past it;
 a permanent failure is dead-lettered with its coordinates (and, if a receipt was
 requested, answered with a FAILED one). An empty store is first seeded from the
 consent-state topic. :meth:`SinkRunner.stop` (SIGTERM in :func:`run_sink`) finishes
@@ -368,8 +370,10 @@ class SinkRunner:
                     result, error = outcome
                     if error is not None:
                         self._dead_letter(item.message, error, "apply", chunk)
-                    self._answer(item.instruction, result, chunk)
+                    self._answer(item.message, item.instruction, result, chunk)
             self._mark_done(item.message)
+        publisher = self._require_publisher()
+        self._retrying(publisher.send_receipts, REGISTRY, chunk)
 
     def _answered_before(
         self, instructions: list[InstructionIssued], chunk: list[Message]
@@ -444,14 +448,20 @@ class SinkRunner:
         return result, None
 
     def _answer(
-        self, instruction: InstructionIssued, result: SinkResult, chunk: list[Message]
+        self,
+        message: Message,
+        instruction: InstructionIssued,
+        result: SinkResult,
+        chunk: list[Message],
     ) -> None:
-        """Publish the receipt if the stream asked for one, and count the outcome."""
+        """Queue the receipt if the stream asked for one (sent with the chunk's others),
+        and count the outcome."""
         applied_at = result.applied_at or utc_now()
         if instruction.receipt_requested:
             receipt = build_receipt(instruction, result, applied_at)
             publisher = self._require_publisher()
-            self._retrying(lambda: publisher.receipt(receipt), REGISTRY, chunk)
+            source = (message.topic() or "", message.partition() or 0)
+            self._retrying(lambda: publisher.receipt(receipt, source), REGISTRY, chunk)
         if result.outcome is not Outcome.FAILED:
             self._answered.append(instruction.instruction_id)
         family, destination = instruction.sink_family.value, instruction.destination

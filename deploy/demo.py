@@ -37,7 +37,7 @@ from producers.client import ConsentClient
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
 from schemas.errors import ValidationError
-from schemas.events import FullyPropagated, PropagationReceipt
+from schemas.events import FullyPropagated, PropagationReceipt, receipts_in
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.settings import Secret
@@ -318,11 +318,10 @@ def collect(
             if msg is None or msg.error():
                 continue
             event = decoder.decode(msg.value())
-            if event.event_id not in cases:
-                continue
-            if isinstance(event, PropagationReceipt):
-                receipts.setdefault(event.event_id, []).append(event)
-            elif isinstance(event, FullyPropagated):
+            for receipt in receipts_in(event):
+                if receipt.event_id in cases:
+                    receipts.setdefault(receipt.event_id, []).append(receipt)
+            if isinstance(event, FullyPropagated) and event.event_id in cases:
                 done[event.event_id] = event
     finally:
         consumer.close()

@@ -11,6 +11,7 @@ that exists is a record that may be published.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -68,6 +69,12 @@ def instruction_id(event_id: str, sink_family: SinkFamily, destination: str) -> 
     same event issues the same id, so sinks and the receipt tracker deduplicate on it.
     """
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_id}/{sink_family.value}/{destination}"))
+
+
+def answers_id(receipt_ids: Iterable[str]) -> str:
+    """The deterministic id of an InstructionsAnswered: ``uuid5(NAMESPACE_URL,
+    "answers/<receipt ids, sorted, comma-separated>")``."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "answers/" + ",".join(sorted(receipt_ids))))
 
 
 def utc_now() -> datetime:
@@ -244,6 +251,34 @@ class PropagationReceipt:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class InstructionsAnswered:
+    """A sink's receipts for a batch of instructions on one partition, as one record."""
+
+    # A sink answers many instructions at a time: one record per batch and partition
+    # costs the stream one message to read instead of one per destination. Every
+    # receipt in it concerns a subject whose events are on this record's partition (the
+    # instruction topics and the receipts topic are co-partitioned with the consent
+    # topic), so the stream applies each exactly as it would a PropagationReceipt.
+
+    batch_id: str = doc("Deterministic UUID of this batch (from its receipts' ids).")
+    receipts: tuple[PropagationReceipt, ...] = doc(
+        "The receipts, at most 500, each as a PropagationReceipt would carry it."
+    )
+
+    TOPIC_KIND: ClassVar[str] = "receipt"
+
+
+def receipts_in(record: Any) -> tuple[PropagationReceipt, ...]:
+    """The receipts a record of the receipts topic carries: a PropagationReceipt's own,
+    an InstructionsAnswered's, none for anything else."""
+    if isinstance(record, InstructionsAnswered):
+        return record.receipts
+    if isinstance(record, PropagationReceipt):
+        return (record,)
+    return ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DestinationStatus:
     """One destination's part in a propagation."""
 
@@ -353,6 +388,7 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     *CONSENT_EVENT_TYPES,
     InstructionIssued,
     PropagationReceipt,
+    InstructionsAnswered,
     FullyPropagated,
     ConsentStateRecorded,
     DataEventCaptured,

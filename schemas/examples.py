@@ -22,9 +22,11 @@ from schemas.events import (
     DestinationStatus,
     FullyPropagated,
     InstructionIssued,
+    InstructionsAnswered,
     PropagationReceipt,
     RightsRequested,
     Subject,
+    answers_id,
     instruction_id,
     new_event_id,
     utc_now,
@@ -146,6 +148,14 @@ def _receipt(now: datetime) -> dict[str, Any]:
     }
 
 
+def _answered(now: datetime) -> dict[str, Any]:
+    receipts = (PropagationReceipt(**_receipt(now)), PropagationReceipt(**_receipt(now)))
+    return {
+        "batch_id": answers_id(r.receipt_id for r in receipts),
+        "receipts": receipts,
+    }
+
+
 def _fully_propagated(now: datetime) -> dict[str, Any]:
     return {
         "event_id": new_event_id(),
@@ -214,6 +224,7 @@ _FIELDS = {
     CookiePreferencesSet: _cookie_preferences,
     InstructionIssued: _instruction,
     PropagationReceipt: _receipt,
+    InstructionsAnswered: _answered,
     FullyPropagated: _fully_propagated,
     ConsentStateRecorded: _state,
     DataEventCaptured: _data_event,

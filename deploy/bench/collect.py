@@ -26,7 +26,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.bench.offsets import TP, Offsets
 from schemas.codec import SHIPPED, EventDecoder
-from schemas.events import InstructionIssued, PropagationReceipt
+from schemas.events import InstructionIssued, InstructionsAnswered, PropagationReceipt
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Action, Outcome
 
@@ -218,9 +218,20 @@ def collect(
                     )
                 )
     receipts = _Filter(decoder, PropagationReceipt, wanted)
+    kinds: dict[bytes, type[Any]] = {}
+    """Schema id → event type: a sink writes single receipts or batches of them."""
     for value in each(topics.receipts):
-        record = receipts.decode_if_wanted(value)
-        if record is not None:
+        kind = kinds.get(value[1:5])
+        if kind is None:
+            kind = kinds[value[1:5]] = decoder.decode_dict(value)[0]
+        if kind is InstructionsAnswered:
+            found = [
+                r for r in decoder.decode_dict(value)[1]["receipts"] if r["event_id"] in wanted
+            ]
+        else:
+            single = receipts.decode_if_wanted(value)
+            found = [] if single is None else [single]
+        for record in found:
             _keep_receipt(out.receipts, record)
     for value in each(topics.propagated):
         _, record = decoder.decode_dict(value)

@@ -63,15 +63,18 @@ class ReceiptWatch(threading.Thread):
                     except ConsentRelayError:
                         self.undecodable += 1
                         continue
-                    if record["outcome"] not in HONOURING:
-                        continue
-                    honoured = Honoured(
-                        f"{record['sink_family']}/{record['destination']}",
-                        record["event_id"],
-                        int(record["applied_at"].timestamp() * 1000),
-                    )
+                    # A sink's batch of receipts (InstructionsAnswered), or one receipt.
+                    honoured = [
+                        Honoured(
+                            f"{r['sink_family']}/{r['destination']}",
+                            r["event_id"],
+                            int(r["applied_at"].timestamp() * 1000),
+                        )
+                        for r in record.get("receipts", (record,))
+                        if r["outcome"] in HONOURING
+                    ]
                     with self._lock:
-                        self._honoured.append(honoured)
+                        self._honoured.extend(honoured)
         finally:
             consumer.close()
 

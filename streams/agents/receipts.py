@@ -1,6 +1,8 @@
 """Receipts: sinks' PropagationReceipts in; FullyPropagated out.
 
-Each receipt answers one instruction of a pending propagation. When the last
+Each receipt answers one instruction of a pending propagation. A sink sends a batch's
+receipts as one InstructionsAnswered per partition (a single PropagationReceipt, as
+older sinks send, is read the same way). When the last
 destination has honoured the event, the propagation moves to the subject's completed
 records and FullyPropagated is published. A receipt whose propagation is not known yet
 (its consent event is being processed again after a crash) is parked and applied when
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas.errors import InvalidEventError
-from schemas.events import PropagationReceipt
+from schemas.events import InstructionsAnswered, PropagationReceipt
 from streams import propagation, records
 from streams.agents.batch import Batch, UnexpectedEventError, run
 from streams.agents.context import RawMessage, StreamContext
@@ -42,14 +44,22 @@ class ReceiptsBatch(Batch):
     stage = STAGE
 
     def add(self, message: RawMessage) -> None:
-        """Apply one receipt to its propagation."""
+        """Apply one receipt, or each receipt of a sink's batch, to its propagation."""
         try:
-            receipt = self.ctx.decoder.decode(message.value)
-            if not isinstance(receipt, PropagationReceipt):
-                raise UnexpectedEventError(type(receipt).__name__, "receipts")
+            decoded = self.ctx.decoder.decode(message.value)
+            if isinstance(decoded, InstructionsAnswered):
+                receipts: tuple[PropagationReceipt, ...] = decoded.receipts
+            elif isinstance(decoded, PropagationReceipt):
+                receipts = (decoded,)
+            else:
+                raise UnexpectedEventError(type(decoded).__name__, "receipts")
         except InvalidEventError as exc:
             self.dead_letter(message, exc)
             return
+        for receipt in receipts:
+            self._apply(receipt, message.partition)
+
+    def _apply(self, receipt: PropagationReceipt, partition: int) -> None:
         key = receipt.subject.id.encode()
         holder = self.pending.get(key) or SubjectPropagations()
         record = holder.find(receipt.event_id)
@@ -61,7 +71,7 @@ class ReceiptsBatch(Batch):
             orphan = Orphan(
                 receipt.event_id, receipt.instruction_id, receipt.outcome, applied_ms, self.now
             )
-            self.pending.put(key, holder.with_orphan(orphan, self.now), message.partition)
+            self.pending.put(key, holder.with_orphan(orphan, self.now), partition)
             self.tally.events[(EVENT_TYPE, "parked")] += 1
             return
         updated = propagation.answer(
@@ -72,9 +82,9 @@ class ReceiptsBatch(Batch):
             return
         holder = holder.replacing(updated)
         if holder:
-            self.pending.put(key, holder, message.partition)
+            self.pending.put(key, holder, partition)
         else:
-            self.pending.delete(key, message.partition)
+            self.pending.delete(key, partition)
         if updated.complete:
-            self.complete(key, records.subject_dict(receipt.subject), updated, message.partition)
+            self.complete(key, records.subject_dict(receipt.subject), updated, partition)
         self.tally.events[(EVENT_TYPE, "applied")] += 1

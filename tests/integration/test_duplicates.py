@@ -25,7 +25,7 @@ from consumers.partners.destinations import PARTNER_DESTINATIONS
 from producers import builders
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
-from schemas.events import FullyPropagated, PropagationReceipt
+from schemas.events import FullyPropagated, receipts_in
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Purpose, SinkFamily
 from tests.integration.consumers.partner_servers import PartnerServer
@@ -178,11 +178,10 @@ class Watcher:
             if message is None or message.error() is not None:
                 continue
             event = self._decoder.decode(message.value())
-            if event.event_id != self.event_id:
-                continue
-            if isinstance(event, PropagationReceipt):
-                self.receipts[f"{event.sink_family.value}/{event.destination}"] += 1
-            elif isinstance(event, FullyPropagated):
+            for receipt in receipts_in(event):
+                if receipt.event_id == self.event_id:
+                    self.receipts[f"{receipt.sink_family.value}/{receipt.destination}"] += 1
+            if isinstance(event, FullyPropagated) and event.event_id == self.event_id:
                 self.propagated.append(event)
 
     def fully_propagated(self) -> FullyPropagated | None:

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
-from schemas.events import FullyPropagated, InstructionIssued, PropagationReceipt
+from schemas.events import FullyPropagated, InstructionIssued, PropagationReceipt, receipts_in
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
 from tests.support.access import get_json
@@ -126,8 +126,8 @@ class _Reader:
             event: Any = self._decoder.decode(msg.value())
             if isinstance(event, InstructionIssued):
                 self._flags.setdefault(event.event_id, set()).add(event.receipt_requested)
-            elif isinstance(event, PropagationReceipt) and event.subject.id == SUBJECT:
-                self._receipts.append(event)
+            elif receipts := receipts_in(event):
+                self._receipts += [r for r in receipts if r.subject.id == SUBJECT]
             elif isinstance(event, FullyPropagated):
                 self._propagated[event.event_id] = event
 

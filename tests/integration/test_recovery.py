@@ -40,7 +40,7 @@ from producers import builders
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
-from schemas.events import PropagationReceipt
+from schemas.events import receipts_in
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
@@ -380,13 +380,12 @@ class ReceiptWatch:
         for message in self._consumer.consume(500, timeout=0.2):
             if message.error() is not None:
                 continue
-            receipt = self._decoder.decode(message.value())
-            if (
-                isinstance(receipt, PropagationReceipt)
-                and receipt.sink_family is SinkFamily.MARKETING
-                and receipt.outcome is Outcome.APPLIED
-            ):
-                self._seen.add(receipt.event_id)
+            for receipt in receipts_in(self._decoder.decode(message.value())):
+                if (
+                    receipt.sink_family is SinkFamily.MARKETING
+                    and receipt.outcome is Outcome.APPLIED
+                ):
+                    self._seen.add(receipt.event_id)
         return event_id in self._seen
 
     def __enter__(self) -> ReceiptWatch:

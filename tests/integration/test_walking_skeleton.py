@@ -21,7 +21,7 @@ from confluent_kafka import Consumer
 
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
-from schemas.events import PropagationReceipt
+from schemas.events import PropagationReceipt, receipts_in
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
 from tests.support.access import API_TOKEN, get, get_json
@@ -154,9 +154,9 @@ def _await_receipt(settings: KafkaSettings, event_id: str, group: str) -> Propag
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 return None
-            event = decoder.decode(msg.value())
-            if isinstance(event, PropagationReceipt) and event.event_id == event_id:
-                return event
+            for receipt in receipts_in(decoder.decode(msg.value())):
+                if receipt.event_id == event_id:
+                    return receipt
             return None
 
         return wait_for("the marketing sink's receipt", poll, bound=120)

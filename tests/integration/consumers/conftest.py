@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from consumers.runner import SinkRunner
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
-from schemas.events import InstructionIssued, Subject, new_event_id, utc_now
+from schemas.events import InstructionIssued, Subject, new_event_id, receipts_in, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Action, Channel, Purpose, Regime, SinkFamily, SubjectKind
 from tests.support.threads import running_in_thread
@@ -72,7 +72,10 @@ class TopicReader:
             message = self._consumer.poll(0.1)
             if message is None or message.error() is not None:
                 continue
-            self.records.append((self._decoder.decode(message.value()), message))
+            record = self._decoder.decode(message.value())
+            # A sink's batch of receipts reads as its receipts, one by one.
+            for each in receipts_in(record) or (record,):
+                self.records.append((each, message))
         return [r for r, _ in self.records]
 
     def close(self) -> None:

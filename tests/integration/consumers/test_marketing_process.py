@@ -264,7 +264,8 @@ class RegistryProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                if "PropagationReceipt" in self.path and proxy.holding.is_set():
+                receipt = "PropagationReceipt" in self.path or "InstructionsAnswered" in self.path
+                if receipt and proxy.holding.is_set():
                     proxy.held.set()
                     deadline = time.monotonic() + 60
                     while proxy.holding.is_set() and time.monotonic() < deadline:

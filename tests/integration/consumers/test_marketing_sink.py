@@ -19,6 +19,7 @@ from consumers.marketing.store import Contact, Decision, MarketingStore
 from consumers.protocol import PermanentSinkError, RetriableSinkError, SinkResult
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
+from producers.partitioner import partition_for
 from schemas.events import (
     ConsentEntry,
     ConsentStateRecorded,
@@ -154,8 +155,11 @@ def test_suppression_is_stored_and_receipted_and_may_contact_answers(
     assert "consent_relay_propagation_seconds_count" in metrics
     assert "consent_relay_consumer_lag" in metrics
     assert "subj-a" not in metrics
-    # The receipt is keyed by the subject, so it follows the subject's partition.
-    assert receipts.records[0][1].key() in {b"subj-a", b"subj-b"}
+    # Receipts go on their instruction's partition, the subject's, where the stream keeps
+    # the subject's propagations (the topics are co-partitioned with the consent topic).
+    partitions = sink_kit.settings.partitions
+    for receipt, message in receipts.records:
+        assert message.partition() == partition_for(receipt.subject.id.encode(), partitions)
 
 
 def test_a_locked_store_holds_instructions_back_then_applies_each_once_in_order(

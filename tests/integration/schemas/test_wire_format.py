@@ -32,6 +32,7 @@ from schemas.events import (
     DeadLettered,
     FullyPropagated,
     InstructionIssued,
+    InstructionsAnswered,
     PropagationReceipt,
     RightsRequested,
 )
@@ -49,6 +50,7 @@ def topic_of(settings: KafkaSettings, event: Any) -> str:
         RightsRequested: topics.consent,
         CookiePreferencesSet: topics.consent,
         PropagationReceipt: topics.receipts,
+        InstructionsAnswered: topics.receipts,
         FullyPropagated: topics.propagated,
         ConsentStateRecorded: topics.state,
         DataEventCaptured: topics.data_events,
@@ -64,7 +66,9 @@ def topic_of(settings: KafkaSettings, event: Any) -> str:
 
 def key_of(event: Any) -> bytes:
     subject = getattr(event, "subject", None)
-    return (subject.id if subject else event.dead_letter_id).encode()
+    if subject is not None:
+        return str(subject.id).encode()
+    return str(getattr(event, "dead_letter_id", None) or event.batch_id).encode()
 
 
 def test_every_event_type_round_trips_through_kafka(

@@ -41,6 +41,7 @@ from schemas.events import (
     RightsRequested,
     Subject,
     new_event_id,
+    receipts_in,
     utc_now,
 )
 from schemas.kafka import KafkaSettings
@@ -150,10 +151,13 @@ class TopicReader:
                 if message.error() is not None:
                     continue
                 value = message.value()
-                self.records.append(self._decoder.decode(value) if self.decode else value)
-                self.keys.append(message.key())
-                self.coordinates.append((message.partition() or 0, message.offset() or 0))
-                self.topics.append(message.topic() or "")
+                record = self._decoder.decode(value) if self.decode else value
+                # A sink's batch of receipts reads as its receipts, one by one.
+                for each in (receipts_in(record) if self.decode else ()) or (record,):
+                    self.records.append(each)
+                    self.keys.append(message.key())
+                    self.coordinates.append((message.partition() or 0, message.offset() or 0))
+                    self.topics.append(message.topic() or "")
         return self.records
 
     def close(self) -> None:

@@ -73,6 +73,9 @@ class FakePublisher:
     def flush(self, timeout: float = 60.0) -> None:
         FakePublisher.flushes.append(timeout)
 
+    def send_receipts(self) -> None:
+        pass
+
 
 @dataclass
 class IdleSink:

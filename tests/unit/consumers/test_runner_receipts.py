@@ -66,8 +66,11 @@ class FakePublisher:
     receipts: list[PropagationReceipt] = field(default_factory=list)
     dead_letters: list[DeadLettered] = field(default_factory=list)
 
-    def receipt(self, receipt: PropagationReceipt) -> None:
+    def receipt(self, receipt: PropagationReceipt, source: Any = None) -> None:
         self.receipts.append(receipt)
+
+    def send_receipts(self) -> None:
+        pass
 
     def dead_letter(self, dead: DeadLettered) -> None:
         self.dead_letters.append(dead)

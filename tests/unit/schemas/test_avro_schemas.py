@@ -28,6 +28,7 @@ PII_FIELDS = {
     ("CookiePreferencesSet", "device_id"),
     ("InstructionIssued", "subject.id"),
     ("PropagationReceipt", "subject.id"),
+    ("InstructionsAnswered", "receipts.subject.id"),
     ("FullyPropagated", "subject.id"),
     ("ConsentStateRecorded", "subject.id"),
     ("DataEventCaptured", "subject.id"),

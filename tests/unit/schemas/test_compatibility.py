@@ -20,6 +20,10 @@ def field(schema: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
+LATEST = compatibility.releases()[-1].name
+"""The newest release, which the shipped schemas are checked against."""
+
+
 def changed(event: str, edit: Edit) -> list[str]:
     """Problems found after applying ``edit`` to the shipped schema of ``event``."""
     shipped = compatibility.shipped_schemas()
@@ -65,9 +69,9 @@ def test_releases_are_kept_and_cover_every_event() -> None:
 def test_a_new_required_field_without_default_breaks_backward_compatibility() -> None:
     problems = changed("ConsentChanged", add_required_field)
     assert problems == [
-        "ConsentChanged: not backward-compatible with release 1 (the new schema cannot read "
-        "data written with release 1): reader_field_missing_default_value at /fields/12: "
-        "channel"
+        f"ConsentChanged: not backward-compatible with release {LATEST} (the new schema "
+        f"cannot read data written with release {LATEST}): reader_field_missing_default_value "
+        "at /fields/12: channel"
     ]
 
 
@@ -91,17 +95,17 @@ def test_a_removed_enum_symbol_fails() -> None:
     problems = changed("ConsentChanged", remove_enum_symbol)
     assert problems == [
         "ConsentChanged: enum io.consentrelay.events.Purpose dropped symbol(s) MARKETING_SMS "
-        "released in 1; released data would decode as UNKNOWN"
+        f"released in {LATEST}; released data would decode as UNKNOWN"
     ]
 
 
 def test_a_type_change_fails_both_ways() -> None:
     problems = changed("ConsentChanged", change_type)
     assert len(problems) == 2
-    assert problems[0].startswith("ConsentChanged: not backward-compatible with release 1")
+    assert problems[0].startswith(f"ConsentChanged: not backward-compatible with release {LATEST}")
     assert "missing_union_branch at /fields/7/type/1" in problems[0]
     assert "reader union lacking writer type: STRING" in problems[0]
-    assert problems[1].startswith("ConsentChanged: not forward-compatible with release 1")
+    assert problems[1].startswith(f"ConsentChanged: not forward-compatible with release {LATEST}")
     assert "reader union lacking writer type: LONG" in problems[1]
 
 
@@ -109,8 +113,8 @@ def test_a_removed_required_field_breaks_old_readers() -> None:
     problems = changed("ConsentChanged", remove_required_field)
     assert len(problems) == 1
     assert problems[0].startswith(
-        "ConsentChanged: not forward-compatible with release 1 (readers of release 1 cannot "
-        "read data written with the new schema)"
+        f"ConsentChanged: not forward-compatible with release {LATEST} (readers of release "
+        f"{LATEST} cannot read data written with the new schema)"
     )
 
 
@@ -118,7 +122,7 @@ def test_a_dropped_enum_default_fails() -> None:
     problems = changed("ConsentChanged", drop_enum_default)
     assert problems == [
         "ConsentChanged: enum io.consentrelay.events.Purpose changed its default 'UNKNOWN' "
-        "released in 1 to None; older readers could no longer take new symbols"
+        f"released in {LATEST} to None; older readers could no longer take new symbols"
     ]
 
 
@@ -138,7 +142,9 @@ def test_the_problem_names_the_event_that_broke() -> None:
 def test_a_schema_no_longer_shipped_fails() -> None:
     shipped = compatibility.shipped_schemas()
     del shipped["FullyPropagated.avsc"]
-    assert compatibility.check(shipped) == ["FullyPropagated: released in 1 but no longer shipped"]
+    assert compatibility.check(shipped) == [
+        f"FullyPropagated: released in {LATEST} but no longer shipped"
+    ]
 
 
 def test_a_schema_that_does_not_parse_fails() -> None:
@@ -154,7 +160,7 @@ def test_every_event_type_is_checked(event_type: type[Any]) -> None:
     name = event_type.__name__
     problems = changed(name, add_required_field)
     assert len(problems) == 1
-    assert problems[0].startswith(f"{name}: not backward-compatible with release 1")
+    assert problems[0].startswith(f"{name}: not backward-compatible with release {LATEST}")
     assert problems[0].endswith(
         "reader_field_missing_default_value at /fields/"
         f"{len(json.loads(compatibility.shipped_schemas()[name + '.avsc'])['fields'])}: channel"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from schemas.events import instruction_id
+from schemas.events import InstructionsAnswered, answers_id, instruction_id
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
@@ -279,3 +279,20 @@ def test_a_refusal_that_passes_never_moves_past_the_message(harness: Any, make: 
     # Neither applied nor dead-lettered while everything is refused; applied after.
     assert withdrawal.event_id in {i["event_id"] for i in harness.instructions()}
     assert harness.sender.on(topics.dead_letters) == []
+
+
+def test_a_sinks_batch_of_receipts_is_one_message(harness: Any, make: Any) -> None:
+    topics = harness.topics
+    withdrawals = [make.right(Right.ERASURE) for _ in range(3)]
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, w) for w in withdrawals]))
+    issued = harness.instructions()
+    receipts = tuple(make.receipt(i) for i in issued)
+    answered = InstructionsAnswered(
+        batch_id=answers_id(r.receipt_id for r in receipts), receipts=receipts
+    )
+    run(Receipts(harness.ctx).handle([harness.message(topics.receipts, answered, key=b"")]))
+    done = harness.sender.on(topics.propagated)
+    assert {d["event_id"] for d in done} == {w.event_id for w in withdrawals}
+    assert harness.ctx.pending == {}
+    counted = harness.ctx.metrics.events.labels("PropagationReceipt", "applied")._value.get()
+    assert counted == len(issued)
