@@ -45,6 +45,8 @@ class FaultsConfig:
     partitions: int = 3
     seed: int = 13
     out: Path = ROOT / "results"
+    revision: str | None = None
+    """Run the relay from this git revision (a snapshot) instead of the working tree."""
 
     def __post_init__(self) -> None:
         if self.events < 100 or self.subjects < 10:
@@ -94,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recovery-timeout", type=float, help="seconds to wait for each recovery")
     p.add_argument("--seed", type=int, help="workload random seed")
     p.add_argument("--out", type=Path, help="results directory (default: results/)")
+    p.add_argument(
+        "--revision", help="run the relay from this git revision instead of the working tree"
+    )
     return p
 
 
@@ -108,5 +113,6 @@ def from_args(argv: Sequence[str] | None = None) -> FaultsConfig:
         "recovery_timeout": args.recovery_timeout,
         "seed": args.seed,
         "out": args.out,
+        "revision": args.revision,
     }
     return replace(base, **{k: v for k, v in given.items() if v is not None})

@@ -20,7 +20,6 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from deploy.bench.config import ROOT
-from deploy.bench.loadgen import LoadGenerator
 from deploy.bench.offsets import Offsets
 from deploy.bench.progress import wait_caught_up
 from deploy.bench.relay import Relay, RelayError
@@ -53,6 +52,8 @@ class Live:
     """The relay's state (its partners file, analytics store, recorded partner bodies)."""
     log_dir: Path
     targets: tuple[Target, ...]
+    source_dir: Path = ROOT
+    """Where the relay's code is imported from (the working tree, or a snapshot)."""
 
     @property
     def record(self) -> Path:
@@ -75,7 +76,9 @@ class Exercised:
     caught_up: bool
     landed: list[Landed]
     refused: dict[str, int]
-    flush_timeouts: int
+    undelivered: int
+    """The harness's own events not delivered within a minute (see deploy/faults/sender.py)."""
+    producers_replaced: int
 
 
 def exercise(
@@ -87,7 +90,7 @@ def exercise(
         settings,
         live.state_dir,
         live.log_dir,
-        source_dir=ROOT,
+        source_dir=live.source_dir,
         marketing_database_url=live.postgres.url,
         receiver_args=("--record", str(live.record), "--fail-file", str(live.fail_file)),
     )
@@ -104,9 +107,7 @@ def exercise(
         supervisor = Supervisor(relay, config.startup_timeout)
         supervisor.start()
         stack.callback(supervisor.stop)
-        probes = LoadGenerator(settings, settings.topics.consent)
-        stack.callback(probes.close)
-        heartbeat = Heartbeat(probes, encoder)
+        heartbeat = Heartbeat(settings, encoder)
         heartbeat.start()
         stack.callback(heartbeat.stop)
         rig = Rig(
@@ -155,7 +156,8 @@ def exercise(
         caught_up=caught_up,
         landed=list(burst.landed) if burst else [],
         refused=dict(burst.refused) if burst else {},
-        flush_timeouts=load.failed,
+        undelivered=load.sender.undelivered + heartbeat.sender.undelivered,
+        producers_replaced=load.sender.replaced + heartbeat.sender.replaced,
     )
 
 

@@ -1,6 +1,7 @@
 """The workload, flowing in the background while faults are injected.
 
-The bench's :class:`~deploy.bench.loadgen.LoadGenerator` sends it at a fixed rate, one
+The bench's :class:`~deploy.bench.loadgen.LoadGenerator` (through
+:class:`~deploy.faults.sender.Sender`) sends it at a fixed rate, one
 second's worth per call, so the moment every acknowledged withdrawal was published is
 known while the run goes on (a recovery after a stream worker restart only counts
 withdrawals the dead worker cannot have seen). While the broker is down a call waits
@@ -16,8 +17,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from deploy.bench.loadgen import LoadGenerator
 from deploy.bench.workload import Prepared
+from deploy.faults.sender import Sender
 from schemas.kafka import KafkaSettings
 
 
@@ -26,7 +27,7 @@ class Load(threading.Thread):
 
     def __init__(self, settings: KafkaSettings, events: Sequence[Prepared], rate: float) -> None:
         super().__init__(name="faults-load", daemon=True)
-        self._gen = LoadGenerator(settings, settings.topics.consent)
+        self.sender = Sender(settings, "load")
         self._events = events
         self._rate = rate
         self._halt = threading.Event()
@@ -36,7 +37,6 @@ class Load(threading.Thread):
         self._published: dict[str, int] = {}
         self.handed = 0
         """Events handed to the producer so far."""
-        self.failed = 0
         self.finished_at: float | None = None
 
     @property
@@ -65,14 +65,13 @@ class Load(threading.Thread):
                     break
                 chunk = self._events[start:end]
                 start = end
-                report = self._gen.send(chunk, self._rate, measured=True)
+                report = self.sender.send(chunk, self._rate)
                 with self._lock:
                     for event_id, sent in report.withdrawals.items():
                         self._published.setdefault(event_id, sent.sent_ms)
                 self.handed += report.sent
-                self.failed += report.failed
         finally:
-            self._gen.close()
+            self.sender.close()
             self.finished_at = time.time()
 
     def published_ms(self, event_id: str) -> int | None:

@@ -15,10 +15,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from deploy.bench.loadgen import LoadGenerator
 from deploy.faults.load import Load
 from deploy.faults.receipts import ReceiptWatch
+from deploy.faults.sender import Sender
 from deploy.faults.workload import Encoder, probe
+from schemas.kafka import KafkaSettings
 
 PROBE_EVERY_S = 1.0
 POLL_S = 0.25
@@ -52,9 +53,9 @@ class Recovery:
 class Heartbeat(threading.Thread):
     """Publishes a probe withdrawal every second until :meth:`stop`, remembering when."""
 
-    def __init__(self, gen: LoadGenerator, encoder: Encoder) -> None:
+    def __init__(self, settings: KafkaSettings, encoder: Encoder) -> None:
         super().__init__(name="faults-heartbeat", daemon=True)
-        self._gen = gen
+        self.sender = Sender(settings, "probes")
         self._encoder = encoder
         self._published: dict[str, int] = {}
         self._halt = threading.Event()
@@ -68,16 +69,17 @@ class Heartbeat(threading.Thread):
             self.sent += 1
             prepared = self._encoder.prepared(decision)
             self._published[decision.event_id] = now_ms
-            self._gen.send([prepared], None, measured=False)
+            self.sender.send([prepared], None)
 
     def published_ms(self, event_id: str) -> int | None:
         """When a probe was published."""
         return self._published.get(event_id)
 
     def stop(self) -> None:
-        """End the thread (after the probe in flight)."""
+        """End the thread (after the probe in flight) and close its producers."""
         self._halt.set()
         self.join(90)
+        self.sender.close()
 
 
 def measure(

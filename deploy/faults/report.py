@@ -55,6 +55,12 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             dead["valid_dead_lettered"] == 0,
         ),
         _row(
+            "caught up before the stores were read",
+            "yes" if result["caught_up"] else f"no (within {result['drain_timeout']:.0f} s)",
+            "yes",
+            bool(result["caught_up"]),
+        ),
+        _row(
             "unexpected exits",
             f"{len(result['unexpected_exits'])}",
             "0",

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.bench import source
 from deploy.bench.config import ROOT, run_id
 from deploy.bench.offsets import Offsets
 from deploy.faults import deadletters, malformed, readback, report, stores
@@ -126,8 +127,19 @@ def main(config: FaultsConfig) -> int:
         )
         schema_ids = register_all(settings.registry_client())
         ensure_topics(settings)
+        code = source.describe(config.revision)
+        source_dir = ROOT
+        if config.revision is not None:
+            source_dir = source.snapshot(config.revision, paths.state / "src")
         live = Live(
-            config, settings, cluster, pg, paths.relay, paths.out / "logs", targets(PURPOSES)
+            config,
+            settings,
+            cluster,
+            pg,
+            paths.relay,
+            paths.out / "logs",
+            targets(PURPOSES),
+            source_dir,
         )
         encoder = Encoder(
             EventSerializer(settings.registry_client(), ConsentChanged), settings.topics.consent
@@ -164,6 +176,7 @@ def main(config: FaultsConfig) -> int:
         valid_dead=valid_dead,
         done=done,
     )
+    result["relay_code"] = code
     text = report.write(paths.out, result)
     sys.stdout.write("\n" + text + "\n\n")
     say(f"{result['verdict']}; results in {paths.out}")
@@ -204,13 +217,15 @@ def _result(
         if problems
         else "nothing lost or misapplied, every malformed record dead-lettered",
         "caught_up": done.caught_up,
+        "drain_timeout": config.drain_timeout,
         "sent": {
             "valid": on_topic.sends,
             "duplicates": on_topic.duplicates,
             "probes": on_topic.probes,
             "distinct_events": len(on_topic.decisions),
             "unknown_records_on_topic": on_topic.unknown,
-            "load_flush_timeouts": done.flush_timeouts,
+            "undelivered_within_a_minute": done.undelivered,
+            "producers_replaced": done.producers_replaced,
         },
         "totals": {
             "lost": lost,

@@ -50,6 +50,8 @@ def test_short_fault_run_loses_nothing_and_dead_letters_every_malformed_record(
         preexec_fn=_terminate_with_parent,
     )
     output = (done.stdout + done.stderr)[-6000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("|")]
+    sys.stdout.write("\n".join(table) + "\n")  # shown with -rA: the recovery seconds
     [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert (run_dir / "faults.md").is_file(), output
     result = json.loads((run_dir / "faults.json").read_text())
