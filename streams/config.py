@@ -47,7 +47,10 @@ class StreamSettings:
     """Most data events the gate decides, publishes and commits together."""
     gate_intake_wait_seconds: float = 10.0
     """Longest the gate waits for intake to apply the consent already published."""
-    batch_within_seconds: float = 0.05
+    batch_within_seconds: float = 0.005
+    """How long an agent waits for a batch to fill before taking what has arrived. Short,
+    so a lone withdrawal is not held back (idle latency); under load batches still fill
+    to ``batch_size`` while the previous one is being published."""
     session_timeout_seconds: float = 10.0
     """How long the group waits for a worker that went silent (crashed and not back, or
     cut off) before its partitions go to the others. Heartbeats go every quarter of it,
