@@ -33,7 +33,6 @@ from streams.agents.context import StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.config import StreamSettings
-from streams.gate import GatePolicy
 from streams.metrics import StreamMetrics
 from streams.offsets import rewinder
 from streams.routing import load_policy
@@ -139,7 +138,6 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
             "pending": Changelog(pending.changelog_topic.get_topic_name(), encode_pending),
             "done": Changelog(done.changelog_topic.get_topic_name(), encode_done),
         },
-        gate_policy=GatePolicy(settings.gate_opt_out_default_allow, settings.default_regime),
         copartitioned=_copartitioned(kafka),
         completed_per_subject=settings.completed_per_subject,
     )

@@ -8,17 +8,20 @@ runs (and tenants) sharing a broker never share consumer groups or changelog top
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.bearer import check_token
+from schemas.errors import ConfigError
 from schemas.settings import Secret, load
-from schemas.taxonomy import Regime
 
 PREFIX = "STREAMS_"
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+MOVED_TO_GATE = "STREAMS_GATE_"
+"""The worker's former gate settings: the gate is its own process, read from ``GATE_*``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +41,7 @@ class StreamSettings:
     data_dir: Path = Path("var/streams")
     routing_file: Path | None = None
     """The routing policy; empty means the packaged ``streams/routing.toml``."""
-    gate_opt_out_default_allow: bool = True
-    """For opt-out regimes (CCPA): let data through when no choice is recorded."""
-    gate_default_regime: str = Regime.GDPR.value
-    """Regime assumed for a subject the stream knows nothing about."""
     batch_size: int = 2000
-    gate_batch_size: int = 5000
-    """Most data events the gate decides, publishes and commits together."""
-    gate_intake_wait_seconds: float = 10.0
-    """Longest the gate waits for intake to apply the consent already published."""
     batch_within_seconds: float = 0.005
     """How long an agent waits for a batch to fill before taking what has arrived. Short,
     so a lone withdrawal is not held back (idle latency); under load batches still fill
@@ -77,17 +72,8 @@ class StreamSettings:
             raise ValueError("STREAMS_APP_ID must not be empty")
         if not 0 < self.web_port < 65536:
             raise ValueError(f"STREAMS_WEB_PORT {self.web_port} is not a TCP port")
-        if self.gate_default_regime not in Regime.__members__:
-            raise ValueError(
-                f"STREAMS_GATE_DEFAULT_REGIME {self.gate_default_regime!r} is not one of "
-                + ", ".join(Regime.__members__)
-            )
         if self.batch_size < 1 or self.batch_within_seconds <= 0:
             raise ValueError("STREAMS_BATCH_SIZE and STREAMS_BATCH_WITHIN_SECONDS must be > 0")
-        if self.gate_batch_size < 1 or self.gate_intake_wait_seconds < 0:
-            raise ValueError(
-                "STREAMS_GATE_BATCH_SIZE must be > 0, STREAMS_GATE_INTAKE_WAIT_SECONDS >= 0"
-            )
         if not 6 <= self.session_timeout_seconds <= 300:
             raise ValueError("STREAMS_SESSION_TIMEOUT_SECONDS must be within 6..300")
         if self.group_instance_id != self.group_instance_id.strip():
@@ -103,12 +89,16 @@ class StreamSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StreamSettings:
         """Read and validate; an unknown or bad ``STREAMS_*`` key raises ConfigError."""
+        env = os.environ if env is None else env
+        moved = sorted(k for k in env if k.startswith(MOVED_TO_GATE))
+        if moved:
+            # Unknown like any other key, but a deployment upgraded from the worker's own
+            # gate thread has them: say where they went, not just what is known.
+            gate_key = "GATE_" + moved[0].removeprefix(MOVED_TO_GATE)
+            raise ConfigError(
+                moved[0], f"the consent gate is its own process: set {gate_key} for it instead"
+            )
         return load(cls, PREFIX, env)
-
-    @property
-    def default_regime(self) -> Regime:
-        """:attr:`gate_default_regime` as a Regime."""
-        return Regime(self.gate_default_regime)
 
     @property
     def advertised_host(self) -> str:

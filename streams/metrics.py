@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.observability import LATENCY_BUCKETS, PROPAGATION_BUCKETS
+from schemas.observability import PROPAGATION_BUCKETS
 
 """Full propagation waits on every sink, so it also gets minute-scale buckets."""
 
@@ -27,8 +27,6 @@ class StreamMetrics(NamedTuple):
     pending_withdrawals: Gauge
     oldest_pending_age: Gauge
     fully_propagated: Histogram
-    gate_events: Counter
-    gate_delay: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamMetrics:
@@ -69,31 +67,18 @@ class StreamMetrics(NamedTuple):
                 buckets=PROPAGATION_BUCKETS,
                 registry=registry,
             ),
-            gate_events=Counter(
-                "consent_relay_gate_events_total",
-                "Data events the consent gate decided, by decision and purpose.",
-                ["decision", "purpose"],
-                registry=registry,
-            ),
-            gate_delay=Histogram(
-                "consent_relay_gate_delay_seconds",
-                "From a data event's time to the gate's decision.",
-                buckets=LATENCY_BUCKETS,
-                registry=registry,
-            ),
         )
 
 
 class Tally:
     """Per-batch counts, added to the collectors in one go."""
 
-    __slots__ = ("dead_letters", "events", "gate", "instructions")
+    __slots__ = ("dead_letters", "events", "instructions")
 
     def __init__(self) -> None:
         self.events: Counts[tuple[str, str]] = Counts()
         self.instructions: Counts[tuple[str, str, str]] = Counts()
         self.dead_letters: Counts[tuple[str, str]] = Counts()
-        self.gate: Counts[tuple[str, str]] = Counts()
 
     def flush(self, metrics: StreamMetrics) -> None:
         """Add the counts to ``metrics`` and reset."""
@@ -101,7 +86,6 @@ class Tally:
             (self.events, metrics.events),
             (self.instructions, metrics.instructions),
             (self.dead_letters, metrics.dead_letters),
-            (self.gate, metrics.gate_events),
         ):
             for labels, n in counts.items():
                 counter.labels(*labels).inc(n)

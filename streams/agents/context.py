@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from schemas.topics import Topics
-from streams.gate import GatePolicy
 from streams.metrics import StreamMetrics
 from streams.outbox import Sender
 from streams.propagation import Propagation, SubjectPropagations
@@ -53,7 +52,6 @@ class StreamContext:
     pending: MutableMapping[bytes, SubjectPropagations]
     done: MutableMapping[bytes, tuple[Propagation, ...]]
     """The tables' local data (Faust: ``table.data``); batches write them after publishing."""
-    gate_policy: GatePolicy = field(default_factory=GatePolicy)
     copartitioned: frozenset[str] = frozenset()
     """Output topics with as many partitions as the input: the input partition is theirs."""
     completed_per_subject: int = 50

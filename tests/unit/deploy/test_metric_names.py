@@ -50,6 +50,10 @@ AGREED = {
     "consent_relay_gateway_requests_total": frozenset({"route", "status"}),
     "consent_relay_gateway_request_seconds_bucket": frozenset({"route"}),
 }
+# Series a single process exports: name prefix → where in the repository it is defined.
+# The gate is its own process (python -m streams.gate, Prometheus job consent-relay-gate);
+# a worker exporting empty gate series beside it would only blur what the panels read.
+OWNERS = {"consent_relay_gate_": "streams/gate/"}
 # Labels every scraped series has, or that a histogram adds.
 SCRAPE_LABELS = {"job", "instance", "le", "quantile"}
 METRIC = re.compile(r"\bconsent_relay_[a-z0-9_]+")
@@ -169,6 +173,18 @@ def test_a_metric_defined_twice_has_the_same_kind_and_labels() -> None:
         where.setdefault(d.name.removesuffix("_total"), []).append(d.where)
     clashes = {name: where[name] for name, shapes in by_name.items() if len(shapes) > 1}
     assert not clashes
+
+
+def test_each_process_exports_only_its_own_series() -> None:
+    stray = [
+        f"{d.where}: {d.name}"
+        for d in definitions()
+        for prefix, owner in OWNERS.items()
+        if d.name.startswith(prefix) and not d.where.startswith(owner)
+    ]
+    assert not stray, f"defined outside the process that owns them: {stray}"
+    for prefix, owner in OWNERS.items():
+        assert any(d.name.startswith(prefix) for d in definitions()), f"{owner} has no {prefix}*"
 
 
 def test_every_metric_queried_is_exported(queries: list[tuple[str, str, str]]) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import ConfigError
-from schemas.taxonomy import Regime
 from streams.__main__ import main
 from streams.config import StreamSettings
 
@@ -16,17 +15,10 @@ KAFKA = {"KAFKA_BOOTSTRAP": "127.0.0.1:1", "SCHEMA_REGISTRY_URL": "http://127.0.
 
 def test_defaults_and_conversions() -> None:
     settings = StreamSettings.from_env(
-        {
-            "STREAMS_WEB_PORT": "7000",
-            "STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW": "false",
-            "STREAMS_ROUTING_FILE": "/etc/routing.toml",
-            "STREAMS_GATE_DEFAULT_REGIME": "CCPA",
-        }
+        {"STREAMS_WEB_PORT": "7000", "STREAMS_ROUTING_FILE": "/etc/routing.toml"}
     )
     assert settings.web_port == 7000
-    assert not settings.gate_opt_out_default_allow
     assert settings.routing_file == Path("/etc/routing.toml")
-    assert settings.default_regime is Regime.CCPA
     assert settings.faust_app_id("t-1.") == "t-1.consent-relay-streams"
     assert StreamSettings.from_env({}).web_port == 6066
 
@@ -37,16 +29,33 @@ def test_defaults_and_conversions() -> None:
         ({"STREAMS_WEB_PORTT": "1"}, "STREAMS_WEB_PORTT"),
         ({"STREAMS_WEB_PORT": "http"}, "STREAMS_WEB_PORT"),
         ({"STREAMS_WEB_PORT": "70000"}, "STREAMS_WEB_PORT"),
-        ({"STREAMS_GATE_DEFAULT_REGIME": "MARS"}, "STREAMS_GATE_DEFAULT_REGIME"),
         ({"STREAMS_BATCH_SIZE": "0"}, "STREAMS_BATCH_SIZE"),
         ({"STREAMS_SESSION_TIMEOUT_SECONDS": "1"}, "STREAMS_SESSION_TIMEOUT_SECONDS"),
         ({"STREAMS_LOG_LEVEL": "LOUD"}, "STREAMS_LOG_LEVEL"),
-        ({"STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW": "maybe"}, "STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW"),
     ],
 )
 def test_bad_settings_name_the_key(env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         StreamSettings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "STREAMS_GATE_OPT_OUT_DEFAULT_ALLOW",
+        "STREAMS_GATE_DEFAULT_REGIME",
+        "STREAMS_GATE_BATCH_SIZE",
+        "STREAMS_GATE_INTAKE_WAIT_SECONDS",
+    ],
+)
+def test_the_former_gate_settings_stop_the_worker_and_say_where_they_went(key: str) -> None:
+    # The gate is its own process (python -m streams.gate, GATE_* settings); a worker
+    # still given its old keys must not start as if they took effect.
+    assert "gate_default_regime" not in StreamSettings.__dataclass_fields__
+    with pytest.raises(ConfigError) as refused:
+        StreamSettings.from_env({key: "1"})
+    assert refused.value.key == key
+    assert "GATE_" + key.removeprefix("STREAMS_GATE_") in refused.value.reason
 
 
 def test_entrypoint_refuses_bad_settings_before_touching_kafka(
