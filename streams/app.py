@@ -33,20 +33,13 @@ from streams.agents.context import StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.config import StreamSettings
+from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
 from streams.metrics import StreamMetrics
 from streams.offsets import rewinder
 from streams.routing import load_policy
 from streams.sending import ProducerSender
 from streams.staging import Changelog
-from streams.table_codecs import (
-    DONE_CODEC,
-    PENDING_CODEC,
-    STATE_CODEC,
-    encode_done,
-    encode_pending,
-    encode_state,
-    register_codecs,
-)
+from streams.table_codecs import encode_done, encode_pending, encode_state
 from streams.times import now_ms
 from streams.wire import registry_wire
 

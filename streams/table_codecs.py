@@ -1,8 +1,10 @@
 """How the stream's table values are written to their compacted changelog topics.
 
 Table values are compact JSON (short keys, epoch-millisecond times), registered as
-Faust codecs so tables hold Python objects in memory and encode only on write. The
-same functions let :mod:`streams.query` read the changelog topics without Faust.
+Faust codecs (:mod:`streams.faust_codecs`) so tables hold Python objects in memory and
+encode only on write. This module does not import Faust: the same functions let
+:mod:`streams.query` and the consent gate (its own process) read the changelog topics
+without it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from faust.serializers import codecs
-
 from schemas.taxonomy import Choice, Outcome, Purpose, Recipient, Regime, SubjectKind
 from streams.propagation import Answer, Orphan, Propagation, SubjectPropagations
 from streams.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
-
-STATE_CODEC = "consent_relay_state"
-PENDING_CODEC = "consent_relay_pending"
-DONE_CODEC = "consent_relay_done"
 
 _W, _G = "W", "G"
 
@@ -129,34 +125,3 @@ def _prop_from_doc(doc: dict[str, Any]) -> Propagation:
         answers={label: Answer(Outcome(o), at, iid) for label, (o, at, iid) in doc["a"].items()},
         completed_at_ms=doc["c"],
     )
-
-
-class _StateCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return encode_state(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return decode_state(s)
-
-
-class _PendingCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return encode_pending(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return decode_pending(s)
-
-
-class _DoneCodec(codecs.Codec):
-    def _dumps(self, obj: Any) -> bytes:
-        return encode_done(obj)
-
-    def _loads(self, s: bytes) -> Any:
-        return decode_done(s)
-
-
-def register_codecs() -> None:
-    """Make the table codecs known to Faust (idempotent)."""
-    codecs.register(STATE_CODEC, _StateCodec())
-    codecs.register(PENDING_CODEC, _PendingCodec())
-    codecs.register(DONE_CODEC, _DoneCodec())
