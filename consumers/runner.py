@@ -69,7 +69,6 @@ from consumers.backoff import Backoff
 from consumers.bootstrap import bootstrap
 from consumers.decoding import decode_as
 from consumers.http import HttpServer, Route, health_route, metrics_route
-from consumers.membership import Membership, claim
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
@@ -93,6 +92,7 @@ from schemas.errors import (
 )
 from schemas.events import InstructionIssued, utc_now
 from schemas.kafka import KafkaSettings
+from schemas.membership import Membership, claim
 from schemas.observability import configure_logging
 from schemas.settings import load
 from schemas.taxonomy import Outcome, SinkFamily

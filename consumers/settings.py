@@ -26,7 +26,7 @@ class RunnerSettings:
     group_instance_id: str = ""
     """The static member name (e.g. a StatefulSet pod's name); empty means
     ``<host name>#<n>``, ``n`` the lowest number not held by another live process of
-    the group on this host (see :mod:`consumers.membership`)."""
+    the group on this host (see :mod:`schemas.membership`)."""
     session_timeout_seconds: float = 10.0
     """How long the group waits for a member that went silent (crashed and not back,
     or cut off) before its partitions go to the others."""

@@ -14,12 +14,12 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from consumers import runner as runner_module
-from consumers.membership import claim
 from consumers.protocol import SinkResult
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
 from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.kafka import KafkaSettings
+from schemas.membership import claim
 from schemas.taxonomy import SinkFamily
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")

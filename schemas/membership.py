@@ -1,14 +1,16 @@
-"""Static consumer-group membership for sink processes: a name a restarted sink gets back.
+"""Static consumer-group membership: a name a restarted process gets back.
 
-A sink killed and started again rejoins its group under its old name
+A sink or a gate killed and started again rejoins its group under its old name
 (``group.instance.id``) and takes its partitions back at once; under a new name the
 group would wait for the dead member's session to run out first. Configured names
-(``<SINK>_SINK_GROUP_INSTANCE_ID``, e.g. a StatefulSet pod's name) are used as they are.
-Otherwise :func:`claim` makes one: this host's name and a slot number, the lowest not
-held by a live process of the same group on this host. A slot is an advisory lock on a
-file (:data:`LOCK_DIR`) that the kernel drops when its holder dies however it dies, so
-the restarted process finds its predecessor's slot free, and two live sinks of one
-group on one host never share a name (the broker would fence one of them off).
+(``<SINK>_SINK_GROUP_INSTANCE_ID``, ``GATE_GROUP_INSTANCE_ID``, e.g. a StatefulSet pod's
+name) are used as they are. Otherwise :func:`claim` makes one: this host's name and a
+slot number, the lowest not held by a live process of the same group on this host. A
+slot is an advisory lock on a file (:data:`LOCK_DIR`) that the kernel drops when its
+holder dies however it dies, so the restarted process finds its predecessor's slot free,
+and two live members of one group on one host never share a name (the broker would
+fence one of them off). It lives in ``schemas`` because sinks and the gate (``streams``)
+both use it, and neither may import the other.
 """
 
 from __future__ import annotations
