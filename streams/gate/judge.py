@@ -29,7 +29,7 @@ from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.events import DataEventCaptured, DeadLettered
 from schemas.taxonomy import Purpose, Recipient, SubjectKind
 from schemas.topics import Topics
-from schemas.validation import MAX_SUBJECT_ID_LENGTH
+from schemas.validation import identifier_problem
 from streams import records
 from streams.gate.rules import GatePolicy, decide
 from streams.resolution import SubjectState
@@ -101,11 +101,9 @@ def read_data_event(decoder: DictDecoder, value: bytes | None) -> DataEvent:
         and subject.get("kind") in _KINDS
     ):
         subject_id = subject.get("id")
-        if (
-            type(subject_id) is str
-            and subject_id.strip()
-            and len(subject_id) <= MAX_SUBJECT_ID_LENGTH
-        ):
+        # The contract's one id rule (no control characters, ...), not a copy of part of
+        # it: an id the full decode refuses must be dead-lettered here too, never passed.
+        if type(subject_id) is str and identifier_problem(subject_id) is None:
             return DataEvent(subject_id.encode(), purpose, recipient, to_ms(at))
     # Not the common case: build the record, which raises what the contract says.
     event = from_dict(DataEventCaptured, fields)

@@ -144,6 +144,10 @@ def test_the_cheap_decode_reads_what_a_full_decode_reads(make: Any) -> None:
         {"recipient": "UNKNOWN"},
         {"subject": {"id": "   ", "kind": "ACCOUNT"}},
         {"subject": {"id": "x" * 257, "kind": "ACCOUNT"}},
+        {"subject": {"id": "s\x00t", "kind": "ACCOUNT"}},
+        {"subject": {"id": "s\n", "kind": "ACCOUNT"}},
+        {"subject": {"id": "s\x85", "kind": "ACCOUNT"}},
+        {"subject": {"id": "s\ud800", "kind": "ACCOUNT"}},
         {"subject": {"id": "s", "kind": "UNKNOWN"}},
         {"subject": {"id": "s"}},
         {"occurred_at": "yesterday"},
@@ -163,6 +167,25 @@ def test_the_cheap_decode_rejects_exactly_as_a_full_decode(
         full.value.field_name,
         full.value.reason,
     )
+
+
+def test_a_subject_id_with_a_nul_is_dead_lettered_not_passed(harness: Any, make: Any) -> None:
+    # The id rule of the contract (schemas.validation.identifier_problem) holds on the
+    # gate's cheap path too: a NUL-bearing id would be accepted by nothing downstream.
+    subject_id = "s-nul\x00id"
+    fields = _fields(make, subject={"id": subject_id, "kind": "ACCOUNT"})
+    judge = judge_for(harness)
+    judge.decoder = DictsDecoder(fields)
+    message = kafka_message(harness.topics.data_events, b"v", subject_id.encode(), 0, 7)
+
+    batch = judge.judge([message])
+
+    ((topic, _key, value, _partition),) = batch.out
+    assert topic == harness.topics.dead_letters
+    letter = DECODER.decode(value)
+    assert (letter.error_class, letter.source_offset) == ("ValidationError", 7)
+    assert batch.events == {("unknown", "dead_lettered"): 1}
+    assert not batch.gate
 
 
 def test_only_data_events_belong_on_the_data_topic(make: Any) -> None:
