@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from schemas.bearer import BearerGuard
 from schemas.errors import ConsentRelayError
 from schemas.settings import Secret
+from schemas.validation import identifier_problem
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,20 @@ Route = Callable[[Mapping[str, str]], Response]
 
 class BadRequestError(ConsentRelayError):
     """A route's parameters are missing or invalid; answered with 400 and the reason."""
+
+
+def identifier_param(query: Mapping[str, str], name: str) -> str:
+    """The subject id in query parameter ``name``, exactly as given, if the contract's id
+    rule (:func:`schemas.validation.identifier_problem`) accepts it; else 400 naming the
+    parameter, so an id no store holds (a NUL, which PostgreSQL refuses) never reaches one.
+    The reason names a position, never the id."""
+    value = query.get(name, "")
+    if not value:
+        raise BadRequestError(f"query parameter {name!r} is required")
+    problem = identifier_problem(value)
+    if problem is not None:
+        raise BadRequestError(f"query parameter {name!r} {problem}")
+    return value
 
 
 def metrics_route(registry: CollectorRegistry) -> Route:

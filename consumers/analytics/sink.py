@@ -17,7 +17,7 @@ from consumers.analytics.store import (
     StoreUnavailableError,
     UnsupportedInstructionError,
 )
-from consumers.http import BadRequestError, Response, Route
+from consumers.http import BadRequestError, Response, Route, identifier_param
 from consumers.protocol import PermanentSinkError, RetriableSinkError, SinkResult
 from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.taxonomy import Outcome, Purpose, SinkFamily
@@ -99,9 +99,7 @@ class AnalyticsSink:
         self.store.close()
 
     def _may_process(self, query: Mapping[str, str]) -> Response:
-        subject_id = query.get("subject_id", "")
-        if not subject_id:
-            raise BadRequestError("subject_id is required")
+        subject_id = identifier_param(query, "subject_id")
         purpose = None
         if query.get("purpose"):
             try:

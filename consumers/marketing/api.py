@@ -2,10 +2,11 @@
 
 Answers ``{"allowed": bool, "reason": str}`` from the same database the sink writes,
 so the answer is right the moment a receipt says APPLIED. Bad parameters get 400, a
-database that is down 503. Parameters are never logged (they hold a subject id). The
-route answers about a person, so :class:`~consumers.http.HttpServer` serves it only to
-``Authorization: Bearer <MARKETING_SINK_API_TOKEN>`` (401 otherwise, and to everyone
-when no token is configured).
+subject id the contract's id rule refuses (a control character, say) too, without being
+looked up; a database that is down 503. Parameters are never logged (they hold a subject
+id). The route answers about a person, so :class:`~consumers.http.HttpServer` serves it
+only to ``Authorization: Bearer <MARKETING_SINK_API_TOKEN>`` (401 otherwise, and to
+everyone when no token is configured).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from consumers.http import BadRequestError, Response, Route
+from consumers.http import BadRequestError, Response, Route, identifier_param
 from consumers.marketing.store import MarketingStore
 from schemas.taxonomy import Channel, Purpose
 
@@ -24,7 +25,7 @@ def routes(store: MarketingStore) -> dict[str, Route]:
     """Path → handler for the marketing API."""
 
     def may_contact(query: Mapping[str, str]) -> Response:
-        subject = _required(query, "subject")
+        subject = identifier_param(query, "subject")
         channel = _member(Channel, _required(query, "channel"), "channel")
         purpose = _member(Purpose, _required(query, "purpose"), "purpose")
         decision = store.may_contact(subject, channel, purpose)
