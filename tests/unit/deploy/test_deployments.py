@@ -5,7 +5,8 @@ describe is checked against the code instead: its command is a real entrypoint (
 ``__main__`` module, or a real subcommand of ``python -m producers``), its environment
 passes the process's own settings validation (an unknown variable under the process's
 prefix stops it), no variable is set that nothing reads, its config files load with
-the code's loaders, and its ports, probes and scrape targets are the agreed ones.
+the code's loaders, the files it must find again after a restart are on writable
+persistent volumes, and its ports, probes and scrape targets are the agreed ones.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class Process:
     """Settings naming a config file → the code's loader of that file."""
     api: bool = False
     """It serves a per-person API, which answers only its ``API_TOKEN`` (none: nobody)."""
+    durable: tuple[str, ...] = ()
+    """Settings naming a file the process must find again after a restart: each must be
+    set, and on a writable volume that outlives the container."""
 
 
 def _sink_port(family: str) -> Callable[[Any], int]:
@@ -105,6 +109,7 @@ PROCESSES = {
         SINK_ROUTES,
         _sink_port("ANALYTICS"),
         lambda s: s.http_host,
+        durable=("database",),
     ),
     "consumers.partners": Process(
         "consumers.partners.settings:PartnerSinkSettings",
@@ -113,6 +118,9 @@ PROCESSES = {
         _sink_port("PARTNER_SHARING"),
         lambda s: s.http_host,
         {"config": _load_partners},
+        # What each partner acknowledged: without it a duplicate after a restart is
+        # POSTed again (consumers/partners/answers.py).
+        durable=("database",),
     ),
     "producers.gateway": Process(
         "producers.gateway.settings:GatewaySettings",
@@ -142,6 +150,8 @@ class Container:
     env: dict[str, str]
     files: dict[str, str]
     """Mounted config files: path in the container → content."""
+    persistent: tuple[str, ...] = ()
+    """Mount paths of writable volumes that outlive the container (not config mounts)."""
 
 
 def invocations(command: list[str]) -> Iterator[list[str]]:
@@ -219,6 +229,15 @@ def check_process(
     defaults = {k: v for k, v in container.env.items() if k not in port_vars}
     if process.port_of(load(cls, prefix, defaults)) != process.port:
         problems.append(f"{where}: the code's default port is not the agreed {process.port}")
+    for name in process.durable:
+        kept = getattr(settings, name)
+        if kept is None:
+            problems.append(f"{where}: no {prefix}{name.upper()}: its state is lost on restart")
+        elif not any(Path(kept).is_relative_to(mount) for mount in container.persistent):
+            problems.append(
+                f"{where}: {prefix}{name.upper()}={kept} is on no writable persistent volume"
+                f" (those mounted: {list(container.persistent)})"
+            )
     for name, value in vars_of(settings).items():
         if isinstance(value, str) and value.startswith("sqlite://"):
             value = Path(value.removeprefix("sqlite://").replace("//", "/", 1))  # noqa: PLW2901
@@ -273,7 +292,12 @@ def compose_containers(compose: dict[str, Any]) -> dict[str, Container]:
             for c in service.get("configs", [])
         }
         env = {k: str(v) for k, v in service.get("environment", {}).items()}
-        containers[name] = Container(f"compose {name}", service["command"], env, files)
+        persistent = tuple(
+            target
+            for source, target, *mode in (v.split(":") for v in service.get("volumes", []))
+            if source in (compose.get("volumes") or {}) and "ro" not in mode
+        )
+        containers[name] = Container(f"compose {name}", service["command"], env, files, persistent)
     return containers
 
 
@@ -386,6 +410,12 @@ def pod_containers(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any],
                 else:
                     env[var["name"]] = "10.1.2.3"  # a fieldRef such as status.podIP
             files = {}
+            persistent = tuple(
+                mount["mountPath"]
+                for mount in c.get("volumeMounts", [])
+                if "persistentVolumeClaim" in volumes[mount["name"]]
+                and not mount.get("readOnly", False)
+            )
             for mount in c.get("volumeMounts", []):
                 config_map = volumes[mount["name"]].get("configMap")
                 if config_map is not None:
@@ -393,7 +423,7 @@ def pod_containers(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any],
                     for item in config_map["items"]:
                         files[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
             where = f"k8s {workload['kind']} {workload['metadata']['name']}/{c['name']}"
-            yield workload, Container(where, c["command"], env, files)
+            yield workload, Container(where, c["command"], env, files, persistent)
 
 
 def test_kustomization_lists_every_manifest(read_yaml: Callable[[Path], Any]) -> None:
