@@ -38,6 +38,7 @@ from schemas.admin import ensure_topics
 from schemas.errors import ConfigError, ConsentRelayError, ValidationError
 from schemas.events import DeadLettered
 from schemas.kafka import KafkaSettings
+from schemas.observability import configure_logging
 from schemas.registry import register_all
 from schemas.taxonomy import Source
 
@@ -432,10 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="consent-relay: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        logging.INFO if args.verbose else logging.WARNING, line="consent-relay: %(message)s"
     )
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     handler: Callable[[argparse.Namespace], int] = args.handler

@@ -111,8 +111,9 @@ LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s %(message)s"
 """The sinks' and tools' log line: time, level, logger, message."""
 
 
-def configure_logging(level: str | int = logging.INFO) -> None:
-    """A process's logging: :data:`LOG_FORMAT` on stderr at ``level``, repeats limited.
+def configure_logging(level: str | int = logging.INFO, *, line: str = LOG_FORMAT) -> None:
+    """A process's logging: ``line`` (:data:`LOG_FORMAT`) on stderr at ``level``, repeats
+    limited.
 
     Like :func:`logging.basicConfig`, it leaves a root logger that already has handlers
     (a host such as pytest configured it) as it is."""
@@ -121,6 +122,6 @@ def configure_logging(level: str | int = logging.INFO) -> None:
         return
     root.setLevel(level.upper() if isinstance(level, str) else level)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(line))
     handler.addFilter(RepeatLimit())
     root.addHandler(handler)

@@ -4,6 +4,8 @@ Reads :class:`~schemas.kafka.KafkaSettings`, ``PARTNER_SINK_*``
 (:mod:`consumers.partners.settings`) and the partners file named by
 ``PARTNER_SINK_CONFIG`` (:mod:`consumers.partners.config`); serves /metrics on
 ``PARTNER_SINK_HTTP_PORT`` (default 8093). Exits 2 naming the bad setting or entry.
+Started before its broker, it waits for it; repeated log lines are limited
+(:func:`~schemas.observability.configure_logging`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PREFIX, PartnerSinkSettings
 from schemas.errors import ConfigError
 from schemas.kafka import KafkaSettings
+from schemas.observability import configure_logging
 from schemas.settings import load
 
 log = logging.getLogger("consumers.partners")
@@ -33,13 +36,10 @@ def main(env: Mapping[str, str] | None = None) -> int:
         settings = load(PartnerSinkSettings, PREFIX, env)
         config = load_config(settings.config, env)
     except ConfigError as exc:
-        logging.basicConfig(level=logging.INFO)
+        configure_logging()
         log.error("invalid setting %s: %s", exc.key, exc.reason)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(settings.log_level)
     process = PartnerSinkProcess(kafka, settings, config)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

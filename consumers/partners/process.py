@@ -80,10 +80,16 @@ class PartnerSinkProcess:
 
     def run(self) -> None:
         """Run every pipeline until :meth:`stop`; re-raises the first pipeline's failure."""
-        # Whichever starts first, this process or the stream, creates the partners' topics.
+        # Whichever starts first, this process or the stream, creates the partners' topics;
+        # a process started before its broker waits for it (a stop ends the wait).
         ensure_topics(
-            self.kafka, self.kafka.topics.destination_topics((FAMILY, p) for p in self.runners)
+            self.kafka,
+            self.kafka.topics.destination_topics((FAMILY, p) for p in self.runners),
+            wait=True,
+            stop=self._stop,
         )
+        if self._stop.is_set():
+            return
         routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:

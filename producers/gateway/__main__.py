@@ -17,6 +17,7 @@ from producers.gateway.settings import PREFIX, GatewaySettings
 from producers.gateway.tokens import TokenBook
 from schemas.errors import ConfigError
 from schemas.kafka import KafkaSettings
+from schemas.observability import configure_logging
 from schemas.settings import load
 
 log = logging.getLogger("producers.gateway")
@@ -24,7 +25,7 @@ log = logging.getLogger("producers.gateway")
 
 def main() -> int:
     """Run the gateway until signalled; returns the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     try:
         settings = load(GatewaySettings, PREFIX)
         kafka = KafkaSettings.from_env()

@@ -134,3 +134,15 @@ def test_configure_logging_leaves_a_configured_root_alone(monkeypatch: pytest.Mo
     configure_logging("debug")
     assert root.handlers == [existing]
     assert not existing.filters
+
+
+def test_configure_logging_writes_the_line_a_tool_asks_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    configure_logging(logging.WARNING, line="consent-relay: %(message)s")
+    (handler,) = root.handlers
+    assert handler.format(logging.makeLogRecord({"msg": "hi"})) == "consent-relay: hi"
+    assert any(isinstance(f, RepeatLimit) for f in handler.filters)
