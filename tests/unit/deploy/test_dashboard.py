@@ -28,6 +28,8 @@ REQUIRED = {
     "throughput in": r"rate\(consent_relay_events_published_total",
     "throughput through the stream": r"rate\(consent_relay_stream_events_total",
     "throughput out": r"rate\(consent_relay_sink_instructions_total",
+    "duplicates dropped": r"sum by \(sink_family, destination\) "
+    r"\(rate\(consent_relay_sink_duplicates_total",
     "pending withdrawals": r"consent_relay_pending_withdrawals\b",
     "oldest pending withdrawal": r"consent_relay_oldest_pending_withdrawal_age_seconds",
     "dead letters": r"consent_relay_dead_letters_total",

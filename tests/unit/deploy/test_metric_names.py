@@ -44,6 +44,7 @@ AGREED = {
     "consent_relay_sink_instructions_total": frozenset({"sink_family", "destination", "outcome"}),
     "consent_relay_propagation_seconds_bucket": frozenset({"sink_family", "destination"}),
     "consent_relay_sink_retries_total": frozenset({"sink_family", "destination"}),
+    "consent_relay_sink_duplicates_total": frozenset({"sink_family", "destination"}),
     "consent_relay_circuit_breaker_open": frozenset({"destination"}),
     "consent_relay_consumer_lag": frozenset({"group", "topic"}),
     "consent_relay_events_published_total": frozenset({"event_type", "source"}),
