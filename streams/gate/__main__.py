@@ -3,8 +3,9 @@
 Settings are read from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``,
 ``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``GATE_*``, see
 :mod:`streams.gate.settings`) and validated before anything starts; /metrics is served
-on ``GATE_HTTP_HOST:GATE_HTTP_PORT``. SIGTERM or SIGINT finishes the batch in flight (or
-abandons it uncommitted if it is still waiting), commits, leaves the group and flushes.
+on ``GATE_HTTP_HOST:GATE_HTTP_PORT``. Started before its broker, it waits for it.
+SIGTERM or SIGINT finishes the batch in flight (or abandons it uncommitted if it is still
+waiting), commits, leaves the group and flushes.
 Exit status: 0 after a stop, 2 for a bad setting, 1 if the gate could not run.
 """
 
@@ -53,15 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = CollectorRegistry()
     metrics = GateMetrics.create(registry)
     server, thread = start_http_server(settings.http_port, settings.http_host, registry)
-    gate = Gate(kafka, settings, metrics)
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the batch in flight", signum)
-        gate.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
+        gate = Gate(kafka, settings, metrics)
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: stopping after the batch in flight", signum)
+            gate.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
         gate.run()
     except ConfigError as exc:
         log.error("invalid setting %s: %s", exc.key, exc.reason)

@@ -43,10 +43,11 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Counter
 
-from schemas.admin import ensure_topics
+from schemas.admin import ensure_topics, wait_for_broker
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.kafka import KafkaSettings
+from schemas.membership import Membership, claim
 from streams.gate.coverage import Coverage, Need
 from streams.gate.follower import StateFollower
 from streams.gate.judge import GateBatch, GateJudge, Output, PublishError
@@ -67,6 +68,8 @@ ADMIN_TIMEOUT_SECONDS = 30.0
 DELIVERY_TIMEOUT_SECONDS = 30.0
 """A batch not acknowledged within this is decided and published again."""
 CLOSE_TIMEOUT_SECONDS = 30.0
+LEAVE_TIMEOUT_SECONDS = 10.0
+"""Longest a clean stop waits for the group to take this gate's partitions back."""
 TOPIC_WAIT_LOG_SECONDS = 30.0
 READING_LOG_SECONDS = 30.0
 """How often a batch waiting for the state to be read says so (that wait has no bound:
@@ -107,12 +110,20 @@ class Gate:
         self._failed: list[KafkaError] = []
         self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
         self.admin = AdminClient(kafka.admin_config())
+        # A static member name: a gate killed and started again gets its partitions back
+        # at once instead of after its predecessor's session (GATE_STATIC_MEMBERSHIP).
+        self.membership: Membership | None = (
+            claim(self.group, settings.group_instance_id) if settings.static_membership else None
+        )
+        member = {"group.instance.id": self.membership.name} if self.membership else {}
         self.consumer = Consumer(
             kafka.consumer_config(
                 self.group,
                 **{"session.timeout.ms": int(settings.session_timeout_seconds * 1000)},
+                **member,
             )
         )
+        self._subscribed = False
         self.follower = StateFollower(
             Consumer(kafka.consumer_config(f"{self.group}.state")),
             self.changelog,
@@ -139,8 +150,12 @@ class Gate:
 
     def prepare(self) -> None:
         """Create missing relay topics, wait for the workers' state changelog, check
-        that everything the gate reads is co-partitioned; ConfigError if it is not."""
-        ensure_topics(self.kafka, self.topics.all())
+        that everything the gate reads is co-partitioned; ConfigError if it is not.
+
+        A gate started before its broker waits for it; :meth:`stop` ends the wait."""
+        ensure_topics(self.kafka, self.topics.all(), wait=True, stop=self._stopping)
+        if self._stopping.is_set():
+            raise Interrupted
         counts = self._wait_for_changelog()
         topics = self.topics
         wanted = counts[topics.consent]
@@ -167,7 +182,13 @@ class Gate:
         """Topic → partitions, once the workers have created their state changelog."""
         told: float | None = None
         while True:
-            metadata = self.admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+            try:
+                metadata = self.admin.list_topics(timeout=ADMIN_TIMEOUT_SECONDS).topics
+            except KafkaException as exc:
+                log.warning("gate: no answer from the broker (%s); waiting for it", exc)
+                if not wait_for_broker(self.kafka, stop=self._stopping):
+                    raise Interrupted from exc
+                continue
             if self.changelog in metadata:
                 return {name: len(meta.partitions) for name, meta in metadata.items()}
             now = time.monotonic()
@@ -192,7 +213,13 @@ class Gate:
                 on_revoke=self._revoked,
                 on_lost=self._lost,
             )
-            log.info("gate: group %s, state from %s", self.group, self.changelog)
+            self._subscribed = True
+            log.info(
+                "gate: group %s as %s, state from %s",
+                self.group,
+                self.membership.name if self.membership else "a dynamic member",
+                self.changelog,
+            )
             frozen_at = 0
             while not self._stopping.is_set():
                 messages = self._next_batch()
@@ -418,13 +445,33 @@ class Gate:
         for seconds in batch.delays:
             observe(seconds)
 
+    def _leave_group(self) -> None:
+        """Hand the partitions over now. A static member's close() does not leave the
+        group (Kafka keeps its partitions for its return until the session times out);
+        unsubscribing does, once the revocation (which commits) has run in a poll."""
+        if not self._subscribed:
+            return
+        self.consumer.unsubscribe()
+        deadline = time.monotonic() + LEAVE_TIMEOUT_SECONDS
+        # A message these polls return is not decided: uncommitted, its next owner has it.
+        while self.consumer.assignment() and time.monotonic() < deadline:
+            self.consumer.poll(POLL_SECONDS)
+        # The LeaveGroup request goes out after the revocation, from librdkafka's thread.
+        self.consumer.poll(0.2)
+
     def _close(self) -> None:
         try:
             self._commit(asynchronous=False)
         except KafkaException as exc:
             log.warning("gate: last commit failed (%s); those events will be read again", exc)
-        # Leaving the group revokes (and commits) whatever is still assigned.
-        self.consumer.close()
+        try:
+            self._leave_group()
+        except KafkaException as exc:
+            log.warning("gate: leaving the group failed (%s); it waits for the session", exc)
+        finally:
+            self.consumer.close()
+            if self.membership is not None:
+                self.membership.release()
         self.follower.close()
         left = self.producer.flush(CLOSE_TIMEOUT_SECONDS)
         if left:

@@ -47,8 +47,17 @@ class GateSettings:
     """For opt-out regimes (CCPA): let data through when no choice is recorded."""
     default_regime: Regime = Regime.GDPR
     """Regime assumed for a subject the stream knows nothing about."""
-    session_timeout_seconds: float = 30.0
-    """How long the group waits for a silent gate (crashed) before reassigning."""
+    session_timeout_seconds: float = 10.0
+    """How long the group waits for a gate that went silent (crashed and not back, or
+    cut off) before its partitions go to the others."""
+    static_membership: bool = True
+    """Rejoin the group under the same member name after a restart: a gate killed and
+    started again gets its partitions back at once instead of after the session
+    timeout. A gate that stops cleanly leaves the group either way."""
+    group_instance_id: str = ""
+    """The static member name (e.g. a StatefulSet pod's name); empty means
+    ``<host name>#<n>``, ``n`` the lowest number not held by another live gate of the
+    group on this host (:mod:`schemas.membership`)."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -65,6 +74,8 @@ class GateSettings:
             )
         if not 6 <= self.session_timeout_seconds <= 300:
             raise ValueError("GATE_SESSION_TIMEOUT_SECONDS must be within 6..300")
+        if self.group_instance_id != self.group_instance_id.strip():
+            raise ValueError("GATE_GROUP_INSTANCE_ID must not start or end with blanks")
         if self.log_level.upper() not in LOG_LEVELS:
             raise ValueError(f"GATE_LOG_LEVEL must be one of {sorted(LOG_LEVELS)}")
 

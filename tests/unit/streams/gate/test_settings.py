@@ -22,6 +22,9 @@ def test_defaults_names_and_conversions() -> None:
     assert settings.stream_group("t-1.") == "t-1.consent-relay-streams"
     assert settings.state_changelog("t-1.") == "t-1.consent-relay-streams-consent-state-changelog"
     assert settings.policy == GatePolicy()
+    # Back in seconds: a restarted gate rejoins under its name, a dead one is noticed in 10 s.
+    assert (settings.static_membership, settings.group_instance_id) == (True, "")
+    assert settings.session_timeout_seconds == 10.0
     custom = GateSettings.from_env(
         {
             "GATE_STREAM_APP_ID": "relay",
@@ -49,6 +52,8 @@ def test_defaults_names_and_conversions() -> None:
         ({"GATE_INTAKE_WAIT_SECONDS": "600"}, "GATE_INTAKE_WAIT_SECONDS"),
         ({"GATE_SESSION_TIMEOUT_SECONDS": "1"}, "GATE_SESSION_TIMEOUT_SECONDS"),
         ({"GATE_STREAM_APP_ID": " "}, "GATE_STREAM_APP_ID"),
+        ({"GATE_GROUP_INSTANCE_ID": "pod-0 "}, "GATE_GROUP_INSTANCE_ID"),
+        ({"GATE_STATIC_MEMBERSHIP": "maybe"}, "GATE_STATIC_MEMBERSHIP"),
         ({"GATE_LOG_LEVEL": "LOUD"}, "GATE_LOG_LEVEL"),
     ],
 )
