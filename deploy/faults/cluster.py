@@ -4,7 +4,7 @@ Started with ``deploy/local.py`` on free ports under the run's state directory, 
 the shared development stack: stopping the broker would break everyone else's tests.
 The broker is stopped with SIGTERM (a clean shutdown) and started again from the same
 state directory, so it comes back with its data, on the same ports, while the registry
-keeps running.
+keeps running. Both are owned by the harness: if it dies, however it dies, they stop.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class Cluster:
         ports = local.pick_free_ports(3)
         say(f"starting a private broker and registry in {state_dir}")
         try:
-            ends = local.start(state_dir, *ports, log=_quiet)
+            # Owned: a harness killed mid-run leaves no broker or registry behind.
+            ends = local.start(state_dir, *ports, owned=True, log=_quiet)
         except local.StackError as exc:
             raise ClusterError(str(exc)) from exc
         return cls(local, state_dir, ends.bootstrap, ends.registry_url)
@@ -72,7 +73,7 @@ class Cluster:
     def start_broker(self) -> None:
         """Start the broker again from its state directory; returns once it answers."""
         try:
-            self.local.start(self.state_dir, log=_quiet)
+            self.local.start(self.state_dir, owned=True, log=_quiet)
         except self.local.StackError as exc:
             raise ClusterError(str(exc)) from exc
 

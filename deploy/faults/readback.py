@@ -10,6 +10,7 @@ delivery reports gave.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from deploy.bench.collect import read_topic
@@ -32,6 +33,8 @@ class OnTopic:
     malformed: int = 0
     unknown: int = 0
     """Records that are neither (the stream re-publishing under another key, say)."""
+    kinds: Counter[str] = field(default_factory=Counter)
+    """Distinct valid events by kind (fresh, tie, late, probe)."""
 
     @property
     def duplicates(self) -> int:
@@ -51,7 +54,9 @@ def consent_topic(
         if decision is not None:
             out.sends += 1
             out.probes += decision.kind == "probe"
-            out.decisions.setdefault(decision.event_id, decision)
+            if decision.event_id not in out.decisions:
+                out.decisions[decision.event_id] = decision
+                out.kinds[decision.kind] += 1
             out.valid_at.append(where)
         elif where in malformed:
             out.malformed += 1

@@ -223,6 +223,7 @@ def _result(
             "duplicates": on_topic.duplicates,
             "probes": on_topic.probes,
             "distinct_events": len(on_topic.decisions),
+            "distinct_by_kind": dict(on_topic.kinds),
             "unknown_records_on_topic": on_topic.unknown,
             "undelivered_within_a_minute": done.undelivered,
             "producers_replaced": done.producers_replaced,
