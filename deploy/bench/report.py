@@ -57,7 +57,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         rec = phase["reconciliation"]
         full = rec["latency_ms"].get(FULLY, {})
         waiting = bool(full.get("unfinished"))
-        lost = str(rec["lost"]) if rec["lost"] is not None else f"? ({rec['pending']:,} pending)"
+        lost = str(rec["lost"]) if rec["lost"] is not None else _unknown_loss(rec)
         rows.append(
             [
                 phase["name"],
@@ -208,6 +208,13 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _unknown_loss(rec: Mapping[str, Any]) -> str:
+    # Instructions the stream had not issued yet are not expected, so "0 pending" alone
+    # would read as nothing missing: say the relay had not caught up.
+    pending = f", {rec['pending']:,} receipts pending" if rec["pending"] else ""
+    return f"? (not caught up{pending})"
 
 
 def _growth(value: Any) -> str:
