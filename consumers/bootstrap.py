@@ -3,10 +3,17 @@
 Reads every partition of ``Topics.state`` from the beginning up to the end it had
 when seeding began, without joining a consumer group or committing anything, and
 hands each subject's :class:`~schemas.events.ConsentStateRecorded` to the sink.
-Compaction may not have run yet, so a subject can appear more than once; states are
-handed over in offset order, so the newest one is applied last. A sink started before
-its broker waits for it (capped exponential backoff, a line per attempt) for as long as
-it takes, until stopped; the read itself must finish within the bootstrap timeout.
+A sink started before its broker waits for it (capped exponential backoff, a line per
+attempt) for as long as it takes, until stopped; the read itself must finish within
+the bootstrap timeout.
+
+A million subjects must seed in well under a minute, so records are fetched
+:data:`BATCH` at a time, decoded with :func:`consumers.state_records.decode_state`
+(the full contract checks, without the generic record walk) and handed to
+``on_states`` a batch at a time, for the store to write in one transaction.
+Compaction may not have run yet, so a subject can appear more than once: a batch
+carries only the newest state of each of its subjects, and batches are handed over
+in offset order, so the newest state is the one that stays.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol, runtime_checkable
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -25,7 +33,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumers.decoding import decode_as
+from consumers.state_records import decode_state
 from schemas.admin import attempt_seconds
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError, InvalidEventError
@@ -33,6 +41,25 @@ from schemas.events import ConsentStateRecorded
 from schemas.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+
+BATCH: Final = 10_000
+"""State records fetched, decoded and handed to the store at a time: large enough that
+a transaction's commit and a fetch's round trip cost little per subject, small enough
+that a batch's records (a few MB) are nothing to hold."""
+
+OnStates = Callable[[Sequence[ConsentStateRecorded]], None]
+"""Takes a batch of states (the newest per subject) and makes them durable together."""
+
+
+@runtime_checkable
+class SeedsInBatches(Protocol):
+    """Optional for a sink: seeds a batch of states in one step (one transaction)."""
+
+    def bootstrap_batch(self, states: Sequence[ConsentStateRecorded]) -> None:
+        """Seed every state (each subject at most once), all or nothing, idempotently;
+        a RetriableSinkError lets the runner try the whole batch again."""
+        ...
 
 
 class BootstrapError(ConsentRelayError):
@@ -44,16 +71,27 @@ def bootstrap(
     *,
     group_id: str,
     decoder: EventDecoder,
-    on_state: Callable[[ConsentStateRecorded], None],
+    on_state: Callable[[ConsentStateRecorded], None] | None = None,
+    on_states: OnStates | None = None,
     on_invalid: Callable[[Message, InvalidEventError], None],
     stop: threading.Event,
     timeout: float = 300.0,
 ) -> int:
-    """Feed every state record to ``on_state``; returns how many were applied.
+    """Feed every state record to ``on_states`` in batches (or, without it, one at a
+    time to ``on_state``); returns how many records were read and valid.
 
-    ``on_invalid`` receives records that cannot be decoded (to dead-letter them).
-    Returns early, without finishing, when ``stop`` is set.
+    ``on_invalid`` receives records that cannot be decoded (to dead-letter them), before
+    their batch is handed over. Returns early, without finishing, when ``stop`` is set.
     """
+    if on_states is None:
+        if on_state is None:
+            raise TypeError("bootstrap needs on_states or on_state")
+        one = on_state
+
+        def on_states(states: Sequence[ConsentStateRecorded]) -> None:
+            for state in states:
+                one(state)
+
     topic = settings.topics.state
     consumer = Consumer(settings.consumer_config(f"{group_id}.bootstrap"))
     applied = 0
@@ -66,24 +104,31 @@ def bootstrap(
         while ends and not stop.is_set():
             if time.monotonic() > deadline:
                 raise BootstrapError(f"{topic} not read to its end within {timeout}s")
-            message = consumer.poll(0.5)
-            if message is None:
+            messages = consumer.consume(BATCH, 0.5)
+            if not messages:
                 # Under read_committed a trailing transaction marker is never delivered:
                 # the position passing the end also means the partition is done.
                 _drop_finished(consumer, topic, ends)
                 continue
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise BootstrapError(f"reading {topic}: {error}")
-                # The broker away for a moment: librdkafka reconnects on its own.
-                log.warning("reading %s: %s", topic, error)
-                continue
-            partition, offset = message.partition() or 0, message.offset() or 0
-            if message.value() is not None:
-                applied += _apply(on_state, decoder, message, on_invalid)
-            if offset + 1 >= ends.get(partition, 0):
-                ends.pop(partition, None)
+            batch = _Batch()
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.fatal():
+                        raise BootstrapError(f"reading {topic}: {error}")
+                    # The broker away for a moment: librdkafka reconnects on its own.
+                    log.warning("reading %s: %s", topic, error)
+                    continue
+                partition, offset = message.partition() or 0, message.offset() or 0
+                end = ends.get(partition)
+                if end is None or offset >= end:
+                    continue  # written after seeding began: the instructions cover it
+                if offset + 1 >= end:
+                    ends.pop(partition, None)
+                if message.value() is not None:
+                    applied += batch.add(decoder, message, on_invalid)
+            if batch.states:
+                on_states(list(batch.states.values()))
     except KafkaException as exc:
         raise BootstrapError(f"reading {topic}: {exc}") from exc
     finally:
@@ -92,19 +137,30 @@ def bootstrap(
     return applied
 
 
-def _apply(
-    on_state: Callable[[ConsentStateRecorded], None],
-    decoder: EventDecoder,
-    message: Message,
-    on_invalid: Callable[[Message, InvalidEventError], None],
-) -> int:
-    try:
-        state = decode_as(decoder, message.value(), ConsentStateRecorded)
-    except InvalidEventError as exc:
-        on_invalid(message, exc)
-        return 0
-    on_state(state)
-    return 1
+class _Batch:
+    """The newest valid state per subject among one fetch's records."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, ConsentStateRecorded] = {}
+
+    def add(
+        self,
+        decoder: EventDecoder,
+        message: Message,
+        on_invalid: Callable[[Message, InvalidEventError], None],
+    ) -> int:
+        try:
+            state = decode_state(decoder, message.value())
+        except InvalidEventError as exc:
+            on_invalid(message, exc)
+            return 0
+        subject = state.subject.id
+        held = self.states.get(subject)
+        # Offset order within a partition; the time decides should a subject ever have
+        # been written to two partitions (a changed partition count).
+        if held is None or state.updated_at >= held.updated_at:
+            self.states[subject] = state
+        return 1
 
 
 def _drop_finished(consumer: Consumer, topic: str, ends: dict[int, int]) -> None:

@@ -66,7 +66,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.backoff import Backoff
-from consumers.bootstrap import bootstrap
+from consumers.bootstrap import SeedsInBatches, bootstrap
 from consumers.decoding import decode_as
 from consumers.http import HttpServer, Route, health_route, metrics_route
 from consumers.metrics import SinkMetrics, consumer_lag
@@ -256,11 +256,17 @@ class SinkRunner:
     def _bootstrap(self) -> None:
         log.info("store is empty: seeding it from %s", self.settings.topics.state)
         try:
+            sink = self.sink
             count = bootstrap(
                 self.settings,
                 group_id=self.group_id,
                 decoder=self._decoder,
-                on_state=lambda state: self._retrying(lambda: self.sink.bootstrap(state), STORE),
+                on_state=lambda state: self._retrying(lambda: sink.bootstrap(state), STORE),
+                on_states=(
+                    (lambda states: self._retrying(lambda: sink.bootstrap_batch(states), STORE))
+                    if isinstance(sink, SeedsInBatches)
+                    else None
+                ),
                 on_invalid=lambda message, exc: self._dead_letter(message, exc, "bootstrap"),
                 stop=self._stop,
                 timeout=self.options.bootstrap_timeout_seconds,

@@ -83,6 +83,13 @@ class AnalyticsSink:
         except StoreUnavailableError as exc:
             raise RetriableSinkError(str(exc)) from exc
 
+    def bootstrap_batch(self, states: Sequence[ConsentStateRecorded]) -> None:
+        """Seed many people's opt-outs and restrictions in one transaction."""
+        try:
+            self.store.seed_many(states)
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
     def bootstrap_finished(self) -> None:
         """Remember that seeding is complete, so a restart does not seed again."""
         try:

@@ -41,6 +41,11 @@ class Executor(Protocol):
         """Execute a change; the number of rows it touched."""
         ...
 
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute a change once per row of parameters, in one round of the driver
+        (SQLite's executemany; psycopg's pipelined executemany)."""
+        ...
+
 
 class _Cursor:
     def __init__(self, cursor: Any, postgres: bool) -> None:
@@ -57,6 +62,10 @@ class _Cursor:
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         self._cursor.execute(self._sql(sql), tuple(params))
         return int(self._cursor.rowcount)
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cursor.executemany(self._sql(sql), rows)
 
 
 class Database:

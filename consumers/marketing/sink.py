@@ -66,6 +66,10 @@ class MarketingSink:
         """Seed one subject from the consent-state topic."""
         self.store.bootstrap(state)
 
+    def bootstrap_batch(self, states: Sequence[ConsentStateRecorded]) -> None:
+        """Seed many subjects' suppressions and restrictions in one transaction."""
+        self.store.bootstrap_batch(states)
+
     def bootstrap_finished(self) -> None:
         """Remember the bootstrap is complete."""
         self.store.mark_bootstrapped()

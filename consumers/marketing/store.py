@@ -85,6 +85,12 @@ WHERE excluded.changed_at > restrictions.changed_at
    OR (excluded.changed_at = restrictions.changed_at
        AND excluded.restricted >= restrictions.restricted)"""
 
+_SEED_CELLS: dict[Purpose, tuple[tuple[str, str], ...]] = {
+    purpose: tuple(sorted((c.value, p.value) for c, p in cells([purpose], [])))
+    for purpose in DIRECT_MARKETING_PURPOSES
+}
+"""The suppression-list cells a state entry's purpose covers (every channel it may use)."""
+
 _IDS_PER_QUERY = 500
 """Instruction ids per ``IN (...)`` lookup, well under either engine's parameter limit."""
 
@@ -152,6 +158,10 @@ class MarketingStore:
     def __init__(self, database: Database, hasher: AddressHasher) -> None:
         self.database = database
         self._hash = hasher
+        self._seed_erased: set[str] = set()
+        """Subjects erased so far by this seed (the runner's one thread seeds)."""
+        self._prior_erasures: bool | None = None
+        """Whether the store held erasures when this seed began (None: not asked yet)."""
         with database.transaction() as tx:
             for ddl in TABLES:
                 tx.run(ddl)
@@ -305,29 +315,52 @@ class MarketingStore:
 
     def bootstrap(self, state: ConsentStateRecorded) -> None:
         """Seed one subject's suppressions and restriction from its current state."""
-        subject = state.subject.id
+        self.bootstrap_batch([state])
+
+    def bootstrap_batch(self, states: Sequence[ConsentStateRecorded]) -> None:
+        """Seed many subjects (each at most once) in one transaction, rows written with
+        one ``executemany`` per table: a million subjects seed in seconds, not minutes.
+
+        An erased subject's contact data goes and its hash stays; a subject erased
+        earlier in the seed is not given cells again (the stream never un-erases, but a
+        store keeps its own promise).
+        """
         with self.database.transaction() as tx:
-            if state.erased:
-                self._erase(tx, subject, to_ms(state.updated_at))
-                return
-            if self._erased(tx, subject):
-                return
-            if state.restricted:
-                tx.run(_UPSERT_RESTRICTION, (subject, 1, to_ms(state.updated_at), "bootstrap"))
-            for entry in state.entries:
-                if entry.purpose not in DIRECT_MARKETING_PURPOSES:
+            if self._prior_erasures is None:
+                self._prior_erasures = bool(tx.rows("SELECT 1 FROM erased_subjects LIMIT 1"))
+            for state in states:
+                if state.erased:
+                    self._erase(tx, state.subject.id, to_ms(state.updated_at))
+                    self._seed_erased.add(state.subject.id)
+            live = [s for s in states if not s.erased]
+            if self._prior_erasures:
+                # Erasures from before this seed (an interrupted one): ask per subject.
+                live = [s for s in live if not self._erased(tx, s.subject.id)]
+            cells_: list[tuple[str, str, str, int, int, str]] = []
+            restrictions: list[tuple[str, int, int, str]] = []
+            for state in live:
+                subject = state.subject.id
+                if subject in self._seed_erased:
                     continue
-                self._set_cells(
-                    tx,
-                    subject,
-                    cells([entry.purpose], []),
-                    suppress=entry.choice is Choice.WITHDRAWN,
-                    at=to_ms(entry.occurred_at),
-                    event_id=entry.event_id,
-                )
+                if state.restricted:
+                    restrictions.append((subject, 1, to_ms(state.updated_at), "bootstrap"))
+                for entry in state.entries:
+                    covered = _SEED_CELLS.get(entry.purpose)
+                    if not covered:
+                        continue
+                    suppressed = int(entry.choice is Choice.WITHDRAWN)
+                    at = to_ms(entry.occurred_at)
+                    cells_.extend(
+                        (subject, channel, purpose, suppressed, at, entry.event_id)
+                        for channel, purpose in covered
+                    )
+            tx.run_many(_UPSERT_RESTRICTION, restrictions)
+            tx.run_many(_UPSERT_CELL, cells_)
 
     def mark_bootstrapped(self) -> None:
         """Record that the bootstrap finished (a crash before this bootstraps again)."""
+        self._seed_erased.clear()
+        self._prior_erasures = None
         with self.database.transaction() as tx:
             tx.run(
                 "INSERT INTO store_meta (key, value) VALUES ('bootstrapped', ?)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,10 @@ from confluent_kafka import KafkaError, KafkaException
 from consumers import bootstrap as bootstrap_module
 from consumers.bootstrap import BootstrapError, bootstrap
 from schemas.codec import EventDecoder
+from schemas.errors import InvalidEventError, ValidationError
+from schemas.events import ConsentStateRecorded, Subject
 from schemas.kafka import KafkaSettings
+from schemas.taxonomy import SubjectKind
 
 SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")
 
@@ -33,8 +37,11 @@ class FakeError:
 
 
 class FakeMessage:
-    def __init__(self, offset: int, error: FakeError | None = None) -> None:
+    def __init__(
+        self, offset: int, error: FakeError | None = None, value: bytes | None = None
+    ) -> None:
         self._offset, self._error = offset, error
+        self._value = value
 
     def error(self) -> FakeError | None:
         return self._error
@@ -46,7 +53,7 @@ class FakeMessage:
         return self._offset
 
     def value(self) -> bytes:
-        return b"state"
+        return self._value or f"s-{self._offset}".encode()
 
 
 class FakeConsumer:
@@ -54,7 +61,8 @@ class FakeConsumer:
 
     down = 0
     listings: list[float] = []
-    script: list[FakeMessage | None] = []
+    script: list[FakeMessage | list[FakeMessage] | None] = []
+    end = 2
 
     def __init__(self, _config: dict[str, Any]) -> None:
         pass
@@ -75,13 +83,16 @@ class FakeConsumer:
         return Metadata()
 
     def get_watermark_offsets(self, _tp: Any, timeout: float) -> tuple[int, int]:
-        return 0, 2
+        return 0, FakeConsumer.end
 
     def assign(self, _partitions: Any) -> None:
         pass
 
-    def poll(self, _timeout: float) -> FakeMessage | None:
-        return FakeConsumer.script.pop(0) if FakeConsumer.script else None
+    def consume(self, _count: int, _timeout: float) -> list[FakeMessage]:
+        message = FakeConsumer.script.pop(0) if FakeConsumer.script else None
+        if isinstance(message, list):
+            return message
+        return [] if message is None else [message]
 
     def position(self, partitions: Any) -> Any:
         return partitions
@@ -95,9 +106,23 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
     FakeConsumer.down = 0
     FakeConsumer.listings = []
     FakeConsumer.script = [FakeMessage(0), FakeMessage(1)]
+    FakeConsumer.end = 2
     monkeypatch.setattr(bootstrap_module, "Consumer", FakeConsumer)
-    monkeypatch.setattr(bootstrap_module, "decode_as", lambda _d, value, _t: value)
+    monkeypatch.setattr(bootstrap_module, "decode_state", lambda _d, value: state(value))
     return FakeConsumer
+
+
+def state(value: bytes) -> ConsentStateRecorded:
+    """``b"<subject>"`` or ``b"<subject>@<seconds>"`` (its time); ``b"bad"`` is invalid."""
+    if value == b"bad":
+        raise ValidationError("subject.id", "refused")
+    subject, _, seconds = value.decode().partition("@")
+    return ConsentStateRecorded(
+        subject=Subject(id=subject, kind=SubjectKind.ACCOUNT),
+        entries=(),
+        restricted=bool(seconds),
+        updated_at=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=int(seconds or 0)),
+    )
 
 
 def run(stop: threading.Event | None = None) -> tuple[int, list[Any]]:
@@ -144,3 +169,36 @@ def test_a_fatal_error_while_reading_fails_the_bootstrap(fake: type[FakeConsumer
     fake.script = [FakeMessage(0), FakeMessage(-1, FakeError(KafkaError._FATAL, fatal=True))]
     with pytest.raises(BootstrapError, match="reading"):
         run()
+
+
+def test_a_batch_carries_the_newest_state_of_each_subject(
+    fake: type[FakeConsumer],
+) -> None:
+    fake.end = 6
+    fake.script = [
+        [
+            FakeMessage(0, value=b"a@1"),
+            FakeMessage(1, value=b"b@1"),
+            FakeMessage(2, value=b"a@3"),
+            FakeMessage(3, value=b"bad"),
+            FakeMessage(4, value=b"a@2"),  # older than a@3 (another partition, once)
+            FakeMessage(5, value=b"b@5"),
+            FakeMessage(6, value=b"c@9"),  # written after the seed began: not read
+        ]
+    ]
+    batches: list[list[ConsentStateRecorded]] = []
+    invalid: list[InvalidEventError] = []
+    count = bootstrap(
+        SETTINGS,
+        group_id="g",
+        decoder=EventDecoder(None),
+        on_states=lambda states: batches.append(list(states)),
+        on_invalid=lambda _m, exc: invalid.append(exc),
+        stop=threading.Event(),
+        timeout=30,
+    )
+    assert count == 5
+    assert len(invalid) == 1
+    assert len(batches) == 1
+    newest = {s.subject.id: s.updated_at.second for s in batches[0]}
+    assert newest == {"a": 3, "b": 5}

@@ -1,0 +1,197 @@
+"""Seeding in batches gives the stores exactly what seeding one state at a time gave,
+and the bulk decoder refuses exactly what the full decode refuses (no network)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.analytics.store import AnalyticsStore
+from consumers.decoding import decode_as
+from consumers.marketing.database import Database
+from consumers.marketing.hashing import AddressHasher
+from consumers.marketing.store import Contact, MarketingStore
+from consumers.state_records import decode_state, state_from_avro
+from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
+from schemas.converters import to_dict
+from schemas.errors import InvalidEventError
+from schemas.events import ConsentChanged, ConsentEntry, ConsentStateRecorded, Subject
+from schemas.examples import example
+from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+KEY = b"unit-test-key-0123456789"
+PURPOSES = (
+    Purpose.MARKETING_EMAIL,
+    Purpose.MARKETING_SMS,
+    Purpose.PERSONALISED_MARKETING,
+    Purpose.RESEARCH_AND_STATISTICS,
+    Purpose.COOKIES_STATISTICS,
+    Purpose.ACCOUNT_MANAGEMENT,
+)
+
+
+def state(index: int, *, at: datetime = T0) -> ConsentStateRecorded:
+    """A varied state: choices, kinds, restrictions and erasures all differ by index."""
+    return ConsentStateRecorded(
+        subject=Subject(
+            id=f"s-{index % 40}", kind=SubjectKind.DEVICE if index % 7 == 0 else SubjectKind.ACCOUNT
+        ),
+        entries=tuple(
+            ConsentEntry(
+                purpose=p,
+                regime=Regime.GDPR,
+                choice=Choice.WITHDRAWN if (index + n) % 3 == 0 else Choice.GRANTED,
+                occurred_at=at + timedelta(seconds=index - n),
+                event_id=str(uuid.UUID(int=index * 100 + n)),
+            )
+            for n, p in enumerate(PURPOSES[: 1 + index % len(PURPOSES)])
+        ),
+        restricted=index % 5 == 0,
+        erased=index % 11 == 10,
+        updated_at=at + timedelta(seconds=index),
+    )
+
+
+# The newest state of each of 40 subjects, as one seed batch holds them.
+STATES = list({s.subject.id: s for s in (state(i) for i in range(120))}.values())
+
+
+def dump(path: Path, tables: tuple[str, ...]) -> dict[str, list[tuple[Any, ...]]]:
+    with sqlite3.connect(path) as conn:
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}")) for t in tables}
+
+
+@pytest.fixture
+def marketing(tmp_path: Path) -> Iterator[tuple[MarketingStore, MarketingStore]]:
+    one = MarketingStore(Database(f"sqlite:///{tmp_path / 'one.db'}"), AddressHasher(KEY))
+    many = MarketingStore(Database(f"sqlite:///{tmp_path / 'many.db'}"), AddressHasher(KEY))
+    yield one, many
+    one.close()
+    many.close()
+
+
+MARKETING_TABLES = (
+    "suppressions",
+    "restrictions",
+    "contacts",
+    "erased_subjects",
+    "erased_addresses",
+)
+
+
+def test_marketing_batch_seed_equals_one_by_one(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    one, many = marketing
+    for store in marketing:
+        store.upsert_contact(Contact("s-10", "ten@example.com", "+4900010"))
+    for s in STATES:
+        one.bootstrap(s)
+    many.bootstrap_batch(STATES[:17])
+    many.bootstrap_batch(STATES[17:])
+    assert dump(tmp_path / "many.db", MARKETING_TABLES) == dump(
+        tmp_path / "one.db", MARKETING_TABLES
+    )
+    assert dump(tmp_path / "many.db", ("suppressions",))["suppressions"]  # not trivially equal
+
+
+def test_marketing_seed_gives_no_cells_to_a_subject_erased_earlier(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    _, store = marketing
+    erased = state(10)  # erased
+    later = ConsentStateRecorded(
+        subject=erased.subject,
+        entries=state(3).entries,
+        restricted=True,
+        updated_at=erased.updated_at + timedelta(seconds=1),
+    )
+    store.bootstrap_batch([erased])
+    store.bootstrap_batch([later])
+    tables = dump(tmp_path / "many.db", ("suppressions", "restrictions", "erased_subjects"))
+    assert tables["suppressions"] == []
+    assert tables["restrictions"] == []
+    assert len(tables["erased_subjects"]) == 1
+
+
+def test_marketing_seed_after_an_interrupted_one_honours_its_erasures(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    _, store = marketing
+    erased = state(10)
+    store.bootstrap_batch([erased])
+    store.close()
+    again = MarketingStore(Database(f"sqlite:///{tmp_path / 'many.db'}"), AddressHasher(KEY))
+    again.bootstrap_batch(
+        [ConsentStateRecorded(subject=erased.subject, entries=state(3).entries, updated_at=T0)]
+    )
+    assert dump(tmp_path / "many.db", ("suppressions",))["suppressions"] == []
+    again.close()
+
+
+def test_analytics_batch_seed_equals_one_by_one(tmp_path: Path) -> None:
+    one, many = AnalyticsStore(tmp_path / "one.db"), AnalyticsStore(tmp_path / "many.db")
+    for store in (one, many):
+        store.ensure_schema()
+    for s in STATES:
+        one.seed(s)
+    many.seed_many(STATES[:13])
+    many.seed_many(STATES[13:])
+    tables = ("analytics_opt_outs", "analytics_restrictions")
+    assert dump(tmp_path / "many.db", tables) == dump(tmp_path / "one.db", tables)
+    assert dump(tmp_path / "many.db", tables)["analytics_opt_outs"]
+    one.close()
+    many.close()
+
+
+def test_bulk_decode_equals_the_full_decode() -> None:
+    decoder = EventDecoder(None)
+    for s in (state(i) for i in range(60)):
+        data = encode_single_object(s)
+        assert decode_state(decoder, data) == decode_as(decoder, data, ConsentStateRecorded) == s
+
+
+def refusal(decoder: EventDecoder, data: bytes, bulk: bool) -> str:
+    decode: Any = decode_state if bulk else lambda d, b: decode_as(d, b, ConsentStateRecorded)
+    with pytest.raises(InvalidEventError) as caught:
+        decode(decoder, data)
+    return f"{type(caught.value).__name__}: {caught.value}"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: d["entries"][0].update(purpose="UNKNOWN"),
+        lambda d: d["entries"][0].update(choice="UNKNOWN"),
+        lambda d: d["entries"][0].update(regime="UNKNOWN"),
+        lambda d: d["subject"].update(kind="UNKNOWN"),
+        lambda d: d["subject"].update(id="a\x00b"),
+        lambda d: d["subject"].update(id=""),
+    ],
+)
+def test_bulk_decode_refuses_what_the_full_decode_refuses(spoil: Any) -> None:
+    avro = to_dict(state(2))
+    spoil(avro)
+    data = encode_single_object_dict(ConsentStateRecorded, avro)
+    decoder = EventDecoder(None)
+    assert refusal(decoder, data, bulk=True) == refusal(decoder, data, bulk=False)
+
+
+def test_bulk_decode_refuses_another_event_type() -> None:
+    data = encode_single_object(example(ConsentChanged))
+    decoder = EventDecoder(None)
+    with pytest.raises(InvalidEventError):
+        decode_state(decoder, data)
+
+
+def test_state_from_avro_checks_types_from_dict_would() -> None:
+    avro = to_dict(state(2))
+    avro["updated_at"] = int(T0.timestamp() * 1000)  # epoch ms: from_dict converts it
+    assert state_from_avro(avro).updated_at == T0
