@@ -82,6 +82,17 @@ whatever their generation), so the collector need not walk them again and again:
 ~20,000 subjects a full collection took up to 370 ms, a pause in every waiting data
 event's delay."""
 RETRIABLE = (PublishError, ConsentRelayError, KafkaException, OSError, TimeoutError)
+STALE_LEADERS = frozenset(
+    {
+        KafkaError.FENCED_LEADER_EPOCH,
+        KafkaError.UNKNOWN_LEADER_EPOCH,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+    }
+)
+"""Answers to an admin request that name a partition leader the admin client no longer
+has right. After a broker restart librdkafka's admin ListOffsets kept sending the old
+leader epoch (FENCED_LEADER_EPOCH for over a minute, until the gate was stopped): a new
+admin client asks for fresh metadata."""
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
@@ -336,7 +347,14 @@ class Gate:
     def _list_offsets(self, topic: str, partitions: Iterable[int], spec: Any) -> dict[int, int]:
         asked = {TopicPartition(topic, p): spec for p in partitions}
         futures = self.admin.list_offsets(asked, request_timeout=ADMIN_TIMEOUT_SECONDS)
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
+        try:
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() in STALE_LEADERS:
+                log.warning("gate: partition leaders out of date (%s); new admin client", error)
+                self.admin = AdminClient(self.kafka.admin_config())
+            raise
 
     def _intake_floor(self, partitions: Iterable[int]) -> dict[int, int]:
         """Consent partition → offset before which intake has applied everything, by the

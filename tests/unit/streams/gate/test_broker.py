@@ -1,16 +1,19 @@
 """The gate and the broker: it waits for an absent broker at start, joins its group under a
 static member name a restart gets back, and a clean stop leaves the group at once (a
-closed local port as the broker and a fake data consumer: nothing is sent)."""
+closed local port as the broker and a fake data consumer: nothing is sent); partition
+leaders an admin client has wrong after a broker restart get a new admin client."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import uuid
+from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from schemas.kafka import KafkaSettings
@@ -129,3 +132,40 @@ def test_a_gate_waits_for_an_absent_broker_until_stopped() -> None:
     thread.join(10.0)
     assert not thread.is_alive(), "a stop did not end the wait for the broker"
     assert failures == []
+
+
+class FakeAdmin:
+    """Answers ListOffsets with offset 7, or, for the first one made, FENCED_LEADER_EPOCH
+    (librdkafka's admin client kept sending a dead broker's leader epoch)."""
+
+    made: ClassVar[list[FakeAdmin]] = []
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        self.stale = not FakeAdmin.made
+        FakeAdmin.made.append(self)
+
+    def list_offsets(self, asked: dict[TopicPartition, Any], **_options: Any) -> dict[Any, Any]:
+        answers: dict[Any, Any] = {}
+        for tp in asked:
+            future: Future[Any] = Future()
+            if self.stale:
+                error = KafkaError(KafkaError.FENCED_LEADER_EPOCH)
+                future.set_exception(KafkaException(error))
+            else:
+                future.set_result(SimpleNamespace(offset=7))
+            answers[tp] = future
+        return answers
+
+
+def test_stale_partition_leaders_get_a_new_admin_client(
+    fake_consumers: list[FakeConsumer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FakeAdmin.made = []
+    monkeypatch.setattr(loop, "AdminClient", FakeAdmin)
+    asking = gate()
+    with pytest.raises(KafkaException):  # retried by the batch's loop after a backoff
+        asking._ends("t-consent", [0, 1])
+    assert asking._ends("t-consent", [0, 1]) == {0: 7, 1: 7}
+    assert len(FakeAdmin.made) == 2
+    if asking.membership is not None:
+        asking.membership.release()
