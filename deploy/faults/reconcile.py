@@ -9,9 +9,10 @@ must hold into
 * **ok**: the decision in force, with its event time;
 * **lost**: the destination never got the decision in force (it holds nothing, or an
   older decision): a lost withdrawal is a person still contacted, shared or analysed;
-* **misapplied**: it holds the right time with the wrong choice (a tie resolved as a
-  grant), or a decision newer than any valid event, or a cell no valid event asked for
-  (a malformed record took effect), or, at a partner, a grant delivered after a newer
+* **misapplied**: it holds the right time with the wrong choice although the decision in
+  force reached it (a tie resolved as a grant; had it never arrived, the cell is lost),
+  or a decision newer than any valid event, or a cell no valid event asked for (a
+  malformed record took effect), or, at a partner, a grant delivered after a newer
   withdrawal of the same cell (a partner applying instructions in order re-granted).
 
 Partners are judged as the webhook contract asks them to behave: an instruction they
@@ -21,7 +22,7 @@ cell stands.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -59,15 +60,30 @@ def newest(decisions: Iterable[Decision]) -> dict[CellKey, Cell]:
     return out
 
 
-def judge(expected: Cell, actual: Cell | None) -> Verdict:
-    """One cell: ok, lost, or misapplied."""
+def deciders(
+    decisions: Iterable[Decision], expected: Mapping[CellKey, Cell]
+) -> dict[CellKey, list[str]]:
+    """Per cell, the events whose decision is the one in force (several on a tie)."""
+    out: dict[CellKey, list[str]] = {}
+    for decision in decisions:
+        cell = Cell(decision.withdrawn, decision.at_ms)
+        for purpose in decision.purposes:
+            key = (decision.subject, purpose)
+            if expected.get(key) == cell:
+                out.setdefault(key, []).append(decision.event_id)
+    return out
+
+
+def judge(expected: Cell, actual: Cell | None, *, arrived: bool = True) -> Verdict:
+    """One cell: ok, lost, or misapplied; ``arrived``: the decision in force reached the
+    destination (its instruction was applied or delivered)."""
     if actual is None or actual.at_ms < expected.at_ms - TOLERANCE_MS:
         return Verdict.LOST
-    if (
-        abs(actual.at_ms - expected.at_ms) <= TOLERANCE_MS
-        and actual.withdrawn == expected.withdrawn
-    ):
+    same_time = abs(actual.at_ms - expected.at_ms) <= TOLERANCE_MS
+    if same_time and actual.withdrawn == expected.withdrawn:
         return Verdict.OK
+    if same_time and not arrived:
+        return Verdict.LOST  # only the other side of a tie got there
     return Verdict.MISAPPLIED
 
 
@@ -120,15 +136,17 @@ def compare(
     expected: Mapping[CellKey, Cell],
     actual: Mapping[CellKey, Cell],
     purposes: Iterable[Purpose],
+    arrived: Callable[[CellKey], bool] = lambda _key: True,
 ) -> Tally:
-    """Judge every cell of ``purposes`` that the destination must (or must not) hold."""
+    """Judge every cell of ``purposes`` that the destination must (or must not) hold;
+    ``arrived`` says whether a cell's decision in force reached the destination."""
     wanted = frozenset(purposes)
     tally = Tally(label)
     for key, cell in expected.items():
         if key[1] not in wanted:
             continue
         tally.cells += 1
-        verdict = judge(cell, actual.get(key))
+        verdict = judge(cell, actual.get(key), arrived=arrived(key))
         if verdict is Verdict.OK:
             tally.ok += 1
         elif verdict is Verdict.MISAPPLIED:

@@ -28,15 +28,16 @@ from deploy.bench.offsets import Offsets
 from deploy.faults import deadletters, malformed, readback, report, stores
 from deploy.faults.cluster import Cluster
 from deploy.faults.config import FaultsConfig
-from deploy.faults.destinations import targets
+from deploy.faults.destinations import Target, targets
 from deploy.faults.exercise import Exercised, Live, exercise
 from deploy.faults.postgres import Postgres
-from deploy.faults.reconcile import Tally, compare, newest, partner_state
+from deploy.faults.reconcile import Tally, compare, deciders, newest, partner_state
 from deploy.faults.say import say
+from deploy.faults.stores import CellKey
 from deploy.faults.workload import PURPOSES, Encoder, plan
 from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
-from schemas.events import ConsentChanged
+from schemas.events import ConsentChanged, instruction_id
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.taxonomy import SinkFamily
@@ -79,25 +80,38 @@ def _cluster(state: Path) -> Iterator[Cluster]:
 
 def _reconcile(live: Live, on_topic: readback.OnTopic) -> dict[str, Tally]:
     """Every destination's final state against the rule."""
-    expected = newest(on_topic.decisions.values())
-    subjects = {d.subject for d in on_topic.decisions.values()}
+    decisions = list(on_topic.decisions.values())
+    expected = newest(decisions)
+    winners = deciders(decisions, expected)
+    subjects = {d.subject for d in decisions}
     partners_file = live.state_dir / "partners.json"
     deliveries = stores.partner_deliveries(live.record, partners_file, subjects)
+    analytics_db = live.state_dir / "analytics.sqlite"
     tallies: dict[str, Tally] = {}
     for target in live.targets:
+        partner = None
         if target.family is SinkFamily.MARKETING:
             actual = stores.marketing(live.postgres.url, target.purposes)
-            tallies[target.label] = compare(target.label, expected, actual, target.purposes)
+            applied = stores.marketing_applied(live.postgres.url)
         elif target.family is SinkFamily.ANALYTICS:
-            actual = stores.analytics(live.state_dir / "analytics.sqlite", target.purposes)
-            tallies[target.label] = compare(target.label, expected, actual, target.purposes)
+            actual = stores.analytics(analytics_db, target.purposes)
+            applied = stores.analytics_applied(analytics_db)
         else:
-            state = partner_state(deliveries, target.name, target.purposes)
-            tally = compare(target.label, expected, state.cells, target.purposes)
-            tally.strays += state.strays
-            tally.stale_regrants = state.stale_regrants
-            tally.duplicated = state.duplicated
-            tallies[target.label] = tally
+            partner = partner_state(deliveries, target.name, target.purposes)
+            actual = partner.cells
+            applied = {d.instruction_id for d in deliveries if d.partner == target.name}
+
+        def arrived(key: CellKey, target: Target = target, applied: set[str] = applied) -> bool:
+            return any(
+                instruction_id(e, target.family, target.name) in applied for e in winners[key]
+            )
+
+        tally = compare(target.label, expected, actual, target.purposes, arrived)
+        if partner is not None:
+            tally.strays += partner.strays
+            tally.stale_regrants = partner.stale_regrants
+            tally.duplicated = partner.duplicated
+        tallies[target.label] = tally
     return tallies
 
 

@@ -70,6 +70,23 @@ def marketing(url: str, purposes: Iterable[Purpose]) -> dict[CellKey, Cell]:
     return out
 
 
+def marketing_applied(url: str) -> set[str]:
+    """Ids of every instruction the marketing store applied (or skipped)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT instruction_id FROM applied_instructions").fetchall()
+    return {row[0] for row in rows}
+
+
+def analytics_applied(path: Path) -> set[str]:
+    """Ids of every instruction the analytics store applied."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT instruction_id FROM applied_instructions").fetchall()
+    finally:
+        conn.close()
+    return {row[0] for row in rows}
+
+
 def analytics(path: Path, purposes: Iterable[Purpose]) -> dict[CellKey, Cell]:
     """The opt-out rows of ``purposes``."""
     wanted = {p.value: p for p in purposes}

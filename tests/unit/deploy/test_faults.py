@@ -24,7 +24,14 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from deploy.faults import malformed  # noqa: E402
-from deploy.faults.reconcile import Verdict, compare, judge, newest, partner_state  # noqa: E402
+from deploy.faults.reconcile import (  # noqa: E402
+    Verdict,
+    compare,
+    deciders,
+    judge,
+    newest,
+    partner_state,
+)
 from deploy.faults.stores import Cell, Delivery  # noqa: E402
 from deploy.faults.workload import PURPOSES, Decision, plan  # noqa: E402
 
@@ -66,6 +73,18 @@ def test_newest_decision_wins_a_tie_is_a_withdrawal_and_a_late_grant_never_regra
 )
 def test_a_cell_is_ok_lost_or_misapplied(actual: Cell | None, verdict: Verdict) -> None:
     assert judge(Cell(True, 100), actual) is verdict
+
+
+def test_a_tie_lost_on_the_way_is_lost_not_misapplied() -> None:
+    # The grant at 100 arrived, the withdrawal at 100 never did: nothing was misapplied.
+    assert judge(Cell(True, 100), Cell(False, 100), arrived=False) is Verdict.LOST
+    assert judge(Cell(True, 100), Cell(False, 100), arrived=True) is Verdict.MISAPPLIED
+
+
+def test_deciders_are_the_events_whose_decision_is_in_force() -> None:
+    events = [decision("a", False, 100), decision("a", True, 100), decision("a", True, 50)]
+    winners = deciders(events, newest(events))
+    assert winners == {("a", EMAIL): [events[1].event_id]}
 
 
 def test_compare_counts_lost_withdrawals_lost_grants_wrong_cells_and_strays() -> None:
