@@ -192,6 +192,7 @@ class AnalyticsStore:
     def mark_seeded(self) -> None:
         """Record that every subject's consent state has been seeded."""
         with self._write() as conn:
+            conn.execute("PRAGMA synchronous = FULL")
             conn.execute(
                 "INSERT OR REPLACE INTO sink_state (key, value) VALUES (?, ?)",
                 (_SEEDED, utc_now().isoformat()),
@@ -218,7 +219,14 @@ class AnalyticsStore:
                 restrictions.append((subject_id, kind, 1, epoch_ms(state.updated_at)))
             if state.erased:
                 erased.append((subject_id,))
+        # In key order, each index page is visited once per batch, not once per row.
+        opt_outs.sort()
+        restrictions.sort()
         with self._write() as conn:
+            # Until mark_seeded, whose FULL commit makes these durable too (the WAL is
+            # synced as a whole); WAL with NORMAL is never corrupted, a power cut only
+            # takes the last commits, and an unfinished seed starts again.
+            conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(_UPSERT_OPT_OUT, opt_outs)
             conn.executemany(_UPSERT_RESTRICTION, restrictions)

@@ -124,6 +124,16 @@ class Database:
             finally:
                 conn.execute("COMMIT")
 
+    def sync_every_commit(self, every: bool) -> None:
+        """SQLite: fsync each commit (``synchronous=FULL``, the default) or, while a seed
+        runs, only at WAL checkpoints (``NORMAL``). WAL with NORMAL is never corrupted;
+        a power cut may only take the last commits, and one FULL commit after them makes
+        them all durable, since the WAL is synced as a whole. PostgreSQL: nothing."""
+        if self.postgres:
+            return
+        with self._lock, _mapped_errors():
+            self._connection().execute(f"PRAGMA synchronous={'FULL' if every else 'NORMAL'}")
+
     def close(self) -> None:
         """Close the connection (reopened on next use)."""
         with self._lock:

@@ -325,6 +325,9 @@ class MarketingStore:
         earlier in the seed is not given cells again (the stream never un-erases, but a
         store keeps its own promise).
         """
+        if self._prior_erasures is None:
+            # Until mark_bootstrapped: a seed cut short by a power loss starts again.
+            self.database.sync_every_commit(False)
         with self.database.transaction() as tx:
             if self._prior_erasures is None:
                 self._prior_erasures = bool(tx.rows("SELECT 1 FROM erased_subjects LIMIT 1"))
@@ -354,6 +357,9 @@ class MarketingStore:
                         (subject, channel, purpose, suppressed, at, entry.event_id)
                         for channel, purpose in covered
                     )
+            # In key order, each index page is visited once per batch, not once per row.
+            restrictions.sort()
+            cells_.sort()
             tx.run_many(_UPSERT_RESTRICTION, restrictions)
             tx.run_many(_UPSERT_CELL, cells_)
 
@@ -361,6 +367,8 @@ class MarketingStore:
         """Record that the bootstrap finished (a crash before this bootstraps again)."""
         self._seed_erased.clear()
         self._prior_erasures = None
+        # This FULL commit makes every seed commit before it durable too.
+        self.database.sync_every_commit(True)
         with self.database.transaction() as tx:
             tx.run(
                 "INSERT INTO store_meta (key, value) VALUES ('bootstrapped', ?)"

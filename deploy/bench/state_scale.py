@@ -17,9 +17,11 @@ directory that is removed too.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,15 +58,26 @@ _ANALYTICS = ("RESEARCH_AND_STATISTICS", "COOKIES_STATISTICS")
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """One timed step."""
+    """One timed step: wall seconds, and CPU seconds of the process doing it (every
+    thread, librdkafka's included), which a machine shared with other work changes less;
+    ``store_seconds``: of the wall time, how long the store's writes took."""
 
     what: str
     count: int
     seconds: float
+    cpu_seconds: float
+    store_seconds: float | None = None
 
     def line(self) -> str:
         rate = self.count / self.seconds if self.seconds > 0 else float("inf")
-        return f"{self.what}: {self.count:,} in {self.seconds:.1f} s ({rate:,.0f}/s)"
+        cpu = self.cpu_seconds / max(1, self.count) * 1e6
+        text = (
+            f"{self.what}: {self.count:,} in {self.seconds:.1f} s ({rate:,.0f}/s),"
+            f" {cpu:.0f} µs CPU each"
+        )
+        if self.store_seconds is not None:
+            text += f", store writes {self.store_seconds:.1f} s"
+        return text
 
 
 def state_dict(index: int) -> dict[str, Any]:
@@ -116,7 +129,7 @@ def write_states(
             **{"linger.ms": 100, "batch.size": 1_000_000, "queue.buffering.max.kbytes": 262_144}
         )
     )
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     writer = _BodyWriter(header, schema)
     for index in range(count):
         record = make(index)
@@ -132,7 +145,7 @@ def write_states(
             producer.poll(0)
     if producer.flush(120):
         raise ConsentRelayError("states not all acknowledged within 120 s")
-    return Timing("write states", count, time.monotonic() - began)
+    return Timing("write states", count, time.monotonic() - began, time.process_time() - cpu)
 
 
 class _BodyWriter:
@@ -177,19 +190,27 @@ def _seed(
     def refuse(_message: Any, exc: Exception) -> None:
         raise ConsentRelayError(f"the bench's own state did not decode: {exc}") from exc
 
-    began = time.monotonic()
+    store_seconds = 0.0
+
+    def timed(states: Sequence[ConsentStateRecorded]) -> None:
+        nonlocal store_seconds
+        started = time.monotonic()
+        on_states(states)
+        store_seconds += time.monotonic() - started
+
+    began, cpu = time.monotonic(), time.process_time()
     with settings.registry_client() as registry:
         count = bootstrap(
             settings,
             group_id=f"state-scale-{uuid.uuid4().hex[:8]}",
             decoder=EventDecoder(registry),
-            on_states=on_states,
+            on_states=timed,
             on_invalid=refuse,
             stop=threading.Event(),
             timeout=3600,
         )
     finished()
-    return Timing(what, count, time.monotonic() - began)
+    return Timing(what, count, time.monotonic() - began, time.process_time() - cpu, store_seconds)
 
 
 def csv_rows(count: int) -> Iterator[str]:
@@ -215,7 +236,7 @@ def run_import(settings: KafkaSettings, directory: Path, count: int) -> Timing:
         "SCHEMA_REGISTRY_URL": settings.registry_url,
         "CONSENT_RELAY_TOPIC_PREFIX": settings.topic_prefix,
     }
-    began = time.monotonic()
+    began, cpu = time.monotonic(), _children_cpu()
     done = subprocess.run(
         [sys.executable, "-m", "producers", "import", str(path), "--quiet"],
         env=env,
@@ -223,13 +244,18 @@ def run_import(settings: KafkaSettings, directory: Path, count: int) -> Timing:
         text=True,
         check=False,
     )
-    seconds = time.monotonic() - began
+    seconds, cpu = time.monotonic() - began, _children_cpu() - cpu
     if done.returncode != 0:
         raise ConsentRelayError(f"import exited {done.returncode}: {done.stderr[-2000:]}")
     published = int(json.loads(done.stdout.strip().splitlines()[-1])["published"])
     if published != count:
         raise ConsentRelayError(f"import published {published} of {count} rows")
-    return Timing("consent-relay import", count, seconds)
+    return Timing("consent-relay import", count, seconds, cpu)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def delete_topics(settings: KafkaSettings) -> None:
@@ -277,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         delete_topics(settings)
     if args.json:
-        print(json.dumps({t.what: {"count": t.count, "seconds": t.seconds} for t in timings}))
+        print(json.dumps({t.what: dataclasses.asdict(t) for t in timings}))
     return 0
 
 

@@ -202,3 +202,37 @@ def test_a_batch_carries_the_newest_state_of_each_subject(
     assert len(batches) == 1
     newest = {s.subject.id: s.updated_at.second for s in batches[0]}
     assert newest == {"a": 3, "b": 5}
+
+
+def test_the_store_is_written_on_the_callers_thread(fake: type[FakeConsumer]) -> None:
+    threads: set[int] = set()
+    bootstrap(
+        SETTINGS,
+        group_id="g",
+        decoder=EventDecoder(None),
+        on_states=lambda _states: threads.add(threading.get_ident()),
+        on_invalid=lambda _m, exc: pytest.fail(f"invalid: {exc}"),
+        stop=threading.Event(),
+        timeout=30,
+    )
+    assert threads == {threading.get_ident()}
+
+
+def test_a_store_failure_stops_the_reader(fake: type[FakeConsumer]) -> None:
+    fake.end = 1000
+    fake.script = [[FakeMessage(i)] for i in range(1000)]
+
+    def fail(_states: object) -> None:
+        raise RuntimeError("store down for good")
+
+    with pytest.raises(RuntimeError, match="store down"):
+        bootstrap(
+            SETTINGS,
+            group_id="g",
+            decoder=EventDecoder(None),
+            on_states=fail,
+            on_invalid=lambda _m, exc: pytest.fail(f"invalid: {exc}"),
+            stop=threading.Event(),
+            timeout=30,
+        )
+    assert len(fake.script) > 900  # the reader quit instead of reading on

@@ -195,3 +195,19 @@ def test_state_from_avro_checks_types_from_dict_would() -> None:
     avro = to_dict(state(2))
     avro["updated_at"] = int(T0.timestamp() * 1000)  # epoch ms: from_dict converts it
     assert state_from_avro(avro).updated_at == T0
+
+
+def test_marketing_seed_syncs_at_its_end_not_every_commit(
+    marketing: tuple[MarketingStore, MarketingStore],
+) -> None:
+    _, store = marketing
+
+    def synchronous() -> int:
+        with store.database.reading() as tx:
+            return int(tx.rows("PRAGMA synchronous")[0][0])
+
+    assert synchronous() == 2  # FULL
+    store.bootstrap_batch(STATES)
+    assert synchronous() == 1  # NORMAL while seeding
+    store.mark_bootstrapped()
+    assert synchronous() == 2
