@@ -5,7 +5,8 @@ row's own ``event_id`` or is derived from ``(import id, line number)``, so re-se
 row after a crash is recognised downstream as the same event. Rows are published in
 file order, in batches; after every batch is acknowledged the checkpoint records the
 last line and the byte offset reached (with a digest of the bytes before it, so a
-changed file is not resumed by mistake). A bad row is reported with its line number and
+changed file is not resumed by mistake). A batch's acknowledgements are awaited only
+once the next batch is queued, so the producer is never idle while the import waits. A bad row is reported with its line number and
 the field and reason, and does not stop the rows after it.
 
 CSV: a header row naming columns among :data:`CSV_COLUMNS`; list cells separate values
@@ -259,6 +260,10 @@ def run_import(
             progress.total = path.stat().st_size
             progress.update(cursor.offset)
         pending: list[Future[Published]] = []
+        # The batch before the one being queued: its acknowledgements arrive while the
+        # next batch is read and queued, so the producer never waits for the reader
+        # and the reader only waits when the broker is behind.
+        sent: tuple[list[Future[Published]], _Mark] | None = None
         for line, item in parse(fmt, lines, header):
             if isinstance(item, RowError):
                 _reject(summary, item, on_reject)
@@ -270,12 +275,18 @@ def run_import(
                 else:
                     pending.append(client.send(event))
             if len(pending) >= batch_size:
-                _settle(pending, summary)
-                _save(checkpoint_path, path, import_id, cursor, summary)
-                if progress is not None:
-                    progress.update(cursor.offset, f"{summary.published} published")
+                if sent is not None:
+                    _settle(sent[0], summary)
+                    _save(checkpoint_path, path, import_id, sent[1], summary)
+                    if progress is not None:
+                        progress.update(sent[1].offset, f"{summary.published} published")
+                sent = pending, _Mark.of(cursor, summary)
+                pending = []
+        if sent is not None:
+            _settle(sent[0], summary)
+            _save(checkpoint_path, path, import_id, sent[1], summary)
         _settle(pending, summary)
-        _save(checkpoint_path, path, import_id, cursor, summary)
+        _save(checkpoint_path, path, import_id, _Mark.of(cursor, summary), summary)
         summary.last_line = cursor.line
         if progress is not None:
             progress.update(cursor.offset, f"{summary.published} published")
@@ -324,18 +335,33 @@ def _reject(summary: ImportSummary, error: RowError, on_reject: Callable[[RowErr
     on_reject(error)
 
 
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    """Where a batch ends: what its checkpoint records once the batch is acknowledged."""
+
+    line: int
+    offset: int
+    prefix_sha256: str
+    rejected: int
+
+    @classmethod
+    def of(cls, cursor: Cursor, summary: ImportSummary) -> _Mark:
+        return cls(cursor.line, cursor.offset, cursor.digest.hexdigest(), len(summary.rejected))
+
+
 def _save(
-    checkpoint_path: Path, path: Path, import_id: str, cursor: Cursor, summary: ImportSummary
+    checkpoint_path: Path, path: Path, import_id: str, mark: _Mark, summary: ImportSummary
 ) -> None:
+    """Record ``mark``; every row before it is acknowledged (``summary.published``)."""
     checkpoint.save(
         checkpoint_path,
         {
             "file": path.name,
             "import_id": import_id,
-            "line": cursor.line,
-            "offset": cursor.offset,
-            "prefix_sha256": cursor.digest.hexdigest(),
+            "line": mark.line,
+            "offset": mark.offset,
+            "prefix_sha256": mark.prefix_sha256,
             "published": summary.published_earlier + summary.published,
-            "rejected": summary.rejected_earlier + len(summary.rejected),
+            "rejected": summary.rejected_earlier + mark.rejected,
         },
     )

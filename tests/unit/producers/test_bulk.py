@@ -188,3 +188,38 @@ def test_ids_with_control_characters_are_rejected_alone(tmp_path: Path) -> None:
         assert [e.subject.id for e in sender.sent] == [good]
         assert {r.field for r in rejected} == {"subject.id"}
         assert all("control character" in r.reason for r in rejected)
+
+
+class WatchingSender(RecordingSender):
+    """Notes how many events had been sent when each acknowledgement was first awaited."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_when_awaited: list[int] = []
+
+    def send(self, event: ConsentEvent) -> Future[Published]:
+        future = super().send(event)
+        sender = self
+
+        class Watched(Future[Published]):
+            def result(self, timeout: float | None = None) -> Published:
+                sender.sent_when_awaited.append(len(sender.sent))
+                return future.result(timeout)
+
+        return Watched()
+
+
+def test_the_next_batch_is_queued_before_the_last_one_is_awaited(tmp_path: Path) -> None:
+    rows = [
+        f"ConsentChanged,s-{i},2019-08-01T10:00:00Z,GRANTED,MARKETING_EMAIL,r{i}\n"
+        for i in range(6)
+    ]
+    source = write(tmp_path / "history.csv", *rows, ROWS[3])  # and a bad row at the end
+    checkpoint = tmp_path / "cp.json"
+    sender = WatchingSender()
+    summary = bulk.run_import(source, sender, checkpoint_path=checkpoint, batch_size=2)
+    assert summary.published == 6
+    # Batch one (rows 1-2) is awaited once batch two is queued, and so on.
+    assert sender.sent_when_awaited[:2] == [4, 4]
+    saved = json.loads(checkpoint.read_text())
+    assert (saved["line"], saved["published"], saved["rejected"]) == (8, 6, 1)
