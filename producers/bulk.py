@@ -6,8 +6,9 @@ row after a crash is recognised downstream as the same event. Rows are published
 file order, in batches; after every batch is acknowledged the checkpoint records the
 last line and the byte offset reached (with a digest of the bytes before it, so a
 changed file is not resumed by mistake). A batch's acknowledgements are awaited only
-once the next batch is queued, so the producer is never idle while the import waits. A bad row is reported with its line number and
-the field and reason, and does not stop the rows after it.
+once the next batch is queued, so the producer is never idle while the import waits.
+A bad row is reported with its line number and the field and reason, and does not stop
+the rows after it.
 
 CSV: a header row naming columns among :data:`CSV_COLUMNS`; list cells separate values
 with ``|``; empty cells are absent. JSON Lines: one object per line, the gateway's body
