@@ -30,8 +30,23 @@ from consumers.marketing.sink import MarketingSink
 from consumers.marketing.store import Contact, Decision, MarketingStore
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
-from schemas.events import InstructionIssued, PropagationReceipt, Subject
-from schemas.taxonomy import Action, Channel, Outcome, Purpose, Regime, SinkFamily, SubjectKind
+from schemas.events import (
+    ConsentEntry,
+    ConsentStateRecorded,
+    InstructionIssued,
+    PropagationReceipt,
+    Subject,
+)
+from schemas.taxonomy import (
+    Action,
+    Channel,
+    Choice,
+    Outcome,
+    Purpose,
+    Regime,
+    SinkFamily,
+    SubjectKind,
+)
 
 KEY = b"postgres-test-key-0123456789"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -179,3 +194,45 @@ def test_the_sink_runs_on_postgresql(postgres: PostgresServer, sink_kit: Any, un
         assert all(not store.may_contact(f"pg-{i}", *EMAIL).allowed for i in range(50))
     assert {r.instruction_id for r in got} == {i.instruction_id for i in batch}
     assert {r.outcome for r in got} == {Outcome.APPLIED}
+
+
+def test_a_batch_seed_on_postgresql_equals_the_one_on_sqlite(
+    pg_store: MarketingStore, tmp_path: Path
+) -> None:
+    entries = tuple(
+        ConsentEntry(
+            purpose=purpose,
+            regime=Regime.GDPR,
+            choice=Choice.WITHDRAWN if n % 2 else Choice.GRANTED,
+            occurred_at=T0 + timedelta(seconds=n),
+            event_id=str(uuid.UUID(int=n)),
+        )
+        for n, purpose in enumerate(
+            (Purpose.MARKETING_EMAIL, Purpose.PERSONALISED_MARKETING, Purpose.MARKETING_SMS)
+        )
+    )
+    states = [
+        ConsentStateRecorded(
+            subject=Subject(id=f"s-{i}", kind=SubjectKind.ACCOUNT),
+            entries=entries[: 1 + i % 3],
+            restricted=i % 4 == 0,
+            erased=i % 9 == 8,
+            updated_at=T0 + timedelta(minutes=i),
+        )
+        for i in range(50)
+    ]
+    lite = MarketingStore(Database(f"sqlite:///{tmp_path / 'm.db'}"), AddressHasher(KEY))
+    for store in (pg_store, lite):
+        store.upsert_contact(Contact("s-8", "eight@example.com"))
+        store.bootstrap_batch(states[:20])
+        store.bootstrap_batch(states[20:])
+        store.mark_bootstrapped()
+    tables = ("suppressions", "restrictions", "contacts", "erased_subjects", "erased_addresses")
+
+    def dump(store: MarketingStore) -> list[list[tuple[Any, ...]]]:
+        with store.database.reading() as tx:
+            return [sorted(tx.rows(f"SELECT * FROM {t}")) for t in tables]
+
+    assert dump(pg_store) == dump(lite)
+    assert dump(lite)[0]
+    lite.close()
