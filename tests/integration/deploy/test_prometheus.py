@@ -44,7 +44,7 @@ TOKEN = "integration-test-token"
 PURPOSES = ["MARKETING_EMAIL", "RESEARCH_AND_STATISTICS", "SHARE_WITH_BUSINESS_PARTNERS"]
 DESTINATIONS = ("suppression_list", "analytics_store", "business_partners")
 # Settings prefixes of the relay's processes: a developer's own must not leak in.
-PREFIXES = ("STREAMS_", "MARKETING_SINK_", "ANALYTICS_SINK_", "PARTNER_SINK_", "GATEWAY_")
+PREFIXES = ("STREAMS_", "MARKETING_SINK_", "ANALYTICS_SINK_", "PARTNER_SINK_", "GATEWAY_", "GATE_")
 PER_DESTINATION = (
     "histogram_quantile({q}, sum by (sink_family, destination, le) "
     "(rate(consent_relay_propagation_seconds_bucket[2m])))"
@@ -216,7 +216,9 @@ def relay(
         f'url = "http://127.0.0.1:{webhook_port}/consent"\nsecret = "env:PARTNER_SECRET"\n'
         'known_subjects = "all"\n'
     )
-    ports = {name: free_port() for name in ("streams", "marketing", "analytics", "partners")}
+    ports = {
+        name: free_port() for name in ("streams", "gate", "marketing", "analytics", "partners")
+    }
     ports["gateway"] = free_port()
     python = [sys.executable, "-m"]
     return {
@@ -231,6 +233,11 @@ def relay(
                 "STREAMS_METRICS_INTERVAL_SECONDS": "1",
             },
             ports["streams"],
+        ),
+        "consent-relay-gate": (
+            [*python, "streams.gate"],
+            {**base, "GATE_HTTP_PORT": str(ports["gate"]), "GATE_HTTP_HOST": "127.0.0.1"},
+            ports["gate"],
         ),
         "consent-relay-marketing": (
             [*python, "consumers.marketing"],
