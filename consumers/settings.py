@@ -44,7 +44,9 @@ class RunnerSettings:
     64 MiB default only costs memory (the partner sink runs one consumer per partner)."""
     poll_timeout_seconds: float = 0.5
     backoff_initial_seconds: float = 0.1
-    backoff_max_seconds: float = 30.0
+    backoff_max_seconds: float = 5.0
+    """Longest wait between retries of work a store or partner refused: a sink is back
+    within about this long after its downstream returns (issue 13's 10 s target)."""
     breaker_threshold: int = 3
     """Consecutive retriable failures after which the circuit-breaker gauge shows 1."""
     duplicate_window_seconds: float = 3600.0

@@ -30,7 +30,7 @@ class CircuitBreaker:
         self,
         *,
         failure_threshold: int = 5,
-        reset_seconds: float = 30.0,
+        reset_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[BreakerState], None] | None = None,
     ) -> None:

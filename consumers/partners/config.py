@@ -11,7 +11,7 @@
     timeout_seconds = 5.0                         # optional, default 5
     known_subjects = "mapped"                     # "mapped" (identity map) or "all"
     failure_threshold = 5                         # breaker: failures before it opens
-    reset_seconds = 30.0                          # breaker: seconds before a probe
+    reset_seconds = 5.0                           # breaker: seconds before a probe
     pseudonym_key = "env:CRITEO_PSEUDONYM_KEY"    # optional, overrides the derived key
     batch_size = 500                              # optional, default 1: instructions per POST
 
@@ -76,7 +76,7 @@ class PartnerConfig:
     timeout_seconds: float = 5.0
     known_subjects: KnownSubjects = KnownSubjects.MAPPED
     failure_threshold: int = 5
-    reset_seconds: float = 30.0
+    reset_seconds: float = 5.0
     batch_size: int = 1
     """Most instructions per POST; 1 keeps the one-instruction body."""
 
@@ -176,7 +176,7 @@ def _partner(name: str, raw: Any, env: Mapping[str, str], master: bytes | None) 
         failure_threshold=int(
             _positive(entry.get("failure_threshold", 5), f"{where}.failure_threshold", whole=True)
         ),
-        reset_seconds=_positive(entry.get("reset_seconds", 30.0), f"{where}.reset_seconds"),
+        reset_seconds=_positive(entry.get("reset_seconds", 5.0), f"{where}.reset_seconds"),
         batch_size=_whole_between(
             entry.get("batch_size", 1), f"{where}.batch_size", 1, MAX_BATCH_SIZE
         ),
