@@ -1,7 +1,11 @@
 """Two workers share the partitions; one is SIGKILLed mid-stream. Every withdrawal still
 reaches every instruction topic it must, and is recorded exactly once in effect:
 duplicates may appear on the topics (at-least-once), but deduplicated by instruction id
-nothing is missing and nothing extra, and each withdrawal has one propagation record."""
+nothing is missing and nothing extra, and each withdrawal has one propagation record.
+
+"Mid-stream" holds however slowly the workers start (a busy machine): publishing begins
+once both own consent partitions, and the last part of the stream is published only
+after the kill."""
 
 from __future__ import annotations
 
@@ -11,6 +15,9 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+
 from schemas.taxonomy import Choice, Purpose, Right
 from streams import query
 
@@ -18,6 +25,8 @@ WITHDRAWALS = 400
 OBJECTIONS = 40
 OBJECTION_DESTINATIONS = 11
 PACE_SECONDS = 12.0
+HELD_BACK = 100
+"""Events of the stream published only after the kill."""
 
 
 def _iid(event_id: str, family: str, destination: str) -> str:
@@ -37,7 +46,7 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
     stream = withdrawals + objections
     stream.sort(key=lambda e: e.event_id)  # interleave the two kinds
     expected = {_iid(e.event_id, "MARKETING", "suppression_list") for e in withdrawals}
-    partners = ("google", "facebook", "instagram", "twitter", "vkontakte")
+    partners: tuple[str, ...] = ("google", "facebook", "instagram", "twitter", "vkontakte")
     partners += ("criteo", "bing", "yahoo", "mail_ru", "yandex")
     for e in objections:
         expected.add(_iid(e.event_id, "MARKETING", "suppression_list"))
@@ -46,11 +55,19 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
 
     victim = kit.start_worker()
     survivor = kit.start_worker()
+    # Both own consent partitions before anything is published, so both get some of it.
+    admin = AdminClient(kit.settings.admin_config())
+    kit.wait_until(lambda: _consent_owners(admin, kit.app_id_full, topics.consent) == 2)
     published = threading.Event()
+    killed = threading.Event()
 
     def publish_paced() -> None:
         chunk = 10
         for start in range(0, len(stream), chunk):
+            if start == len(stream) - HELD_BACK:
+                # The rest once a worker is killed: the kill lands while the stream
+                # flows, however long the workers took to start processing it.
+                killed.wait(300)
             kit.publish(*stream[start : start + chunk])
             time.sleep(PACE_SECONDS * chunk / len(stream))
         published.set()
@@ -71,6 +88,7 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
     kit.wait_until(lambda: processed(victim) > 0 and processed(survivor) > 0)
     assert not published.is_set()
     victim.kill()
+    killed.set()
 
     readers = [kit.instruction_reader()]
     by_iid = {}
@@ -119,3 +137,15 @@ def test_sigkill_of_one_worker_loses_nothing(stream_kit: Any, events: Any) -> No
     assert set(recorded) == {e.event_id for e in stream}
     assert set(recorded.values()) == {1}
     assert kit.metric(survivor.url, "consent_relay_pending_withdrawals") is not None
+
+
+def _consent_owners(admin: AdminClient, group: str, consent: str) -> int:
+    """How many members of the workers' group hold partitions of the consent topic."""
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(30)
+    except KafkaException:
+        return 0  # not there yet: no worker has joined
+    return sum(
+        any(tp.topic == consent for tp in member.assignment.topic_partitions)
+        for member in described.members
+    )
