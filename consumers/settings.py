@@ -19,10 +19,13 @@ class RunnerSettings:
 
     group_id: str = ""
     """Consumer group; empty means ``consent-relay.sink.<family>``."""
-    static_membership: bool = True
+    static_membership: bool = False
     """Rejoin the group under the same member name after a restart: a sink killed and
     started again gets its partitions back at once instead of after the session
-    timeout. A sink that stops cleanly leaves the group either way."""
+    timeout. A sink that stops cleanly leaves the group either way.
+    Off by default: after a broker outage longer than the session, static members were
+    seen never to rejoin (a sink's group left EMPTY while it polled; a worker idle for
+    minutes), where a dynamic member rejoins under a new id."""
     group_instance_id: str = ""
     """The static member name (e.g. a StatefulSet pod's name); empty means
     ``<host name>#<n>``, ``n`` the lowest number not held by another live process of

@@ -50,13 +50,16 @@ class StreamSettings:
     """How long the group waits for a worker that went silent (crashed and not back, or
     cut off) before its partitions go to the others. Heartbeats go every quarter of it,
     at most every 3 s."""
-    static_membership: bool = True
+    static_membership: bool = False
     """Rejoin the group under :attr:`member_name` after a restart: a worker killed and
     started again gets its partitions back at once instead of after the session
     timeout. The price: a worker stopped for good (scaled down) keeps its partitions
     for one session timeout, as Faust's Kafka client (aiokafka) does not leave the
     group on close as a static member. Off: a stopped worker leaves at once, and a
-    restarted one waits for its predecessor's session to run out."""
+    restarted one waits for its predecessor's session to run out.
+    Off by default: after a broker outage longer than the session, static members were
+    seen never to rejoin (a sink's group left EMPTY while it polled; a worker idle for
+    minutes), where a dynamic member rejoins under a new id."""
     group_instance_id: str = ""
     """The worker's static member name; empty means ``<host name>:<web port>``, unique
     as long as each worker on a host has a port of its own (it must) and stable across

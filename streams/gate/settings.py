@@ -50,10 +50,13 @@ class GateSettings:
     session_timeout_seconds: float = 10.0
     """How long the group waits for a gate that went silent (crashed and not back, or
     cut off) before its partitions go to the others."""
-    static_membership: bool = True
+    static_membership: bool = False
     """Rejoin the group under the same member name after a restart: a gate killed and
     started again gets its partitions back at once instead of after the session
-    timeout. A gate that stops cleanly leaves the group either way."""
+    timeout. A gate that stops cleanly leaves the group either way.
+    Off by default: after a broker outage longer than the session, static members were
+    seen never to rejoin (a sink's group left EMPTY while it polled; a worker idle for
+    minutes), where a dynamic member rejoins under a new id."""
     group_instance_id: str = ""
     """The static member name (e.g. a StatefulSet pod's name); empty means
     ``<host name>#<n>``, ``n`` the lowest number not held by another live gate of the

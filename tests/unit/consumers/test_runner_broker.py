@@ -120,7 +120,7 @@ def run_until_ready(options: RunnerSettings) -> tuple[SinkRunner, threading.Thre
 
 def test_a_sink_joins_as_a_static_member_and_leaves_at_a_clean_stop() -> None:
     group = f"g-{uuid.uuid4().hex[:8]}"
-    runner, thread = run_until_ready(RunnerSettings(group_id=group))
+    runner, thread = run_until_ready(RunnerSettings(group_id=group, static_membership=True))
     (consumer,) = FakeConsumer.made
     assert consumer.config["group.instance.id"] == f"{socket.gethostname()}#0"
     assert consumer.config["session.timeout.ms"] == 10_000
@@ -140,7 +140,9 @@ def test_a_sink_joins_as_a_static_member_and_leaves_at_a_clean_stop() -> None:
 
 def test_a_configured_name_is_used_and_static_membership_can_be_off() -> None:
     runner, thread = run_until_ready(
-        RunnerSettings(group_id=f"g-{uuid.uuid4().hex[:8]}", group_instance_id="pod-0")
+        RunnerSettings(
+            group_id=f"g-{uuid.uuid4().hex[:8]}", group_instance_id="pod-0", static_membership=True
+        )
     )
     runner.stop()
     thread.join(10)

@@ -10,19 +10,23 @@ from schemas.errors import ConfigError
 from streams.config import StreamSettings
 
 
-def test_a_worker_rejoins_under_its_host_and_port_by_default() -> None:
-    settings = StreamSettings.from_env({"STREAMS_WEB_PORT": "6070"})
+def test_a_static_worker_rejoins_under_its_host_and_port() -> None:
+    settings = StreamSettings.from_env(
+        {"STREAMS_WEB_PORT": "6070", "STREAMS_STATIC_MEMBERSHIP": "true"}
+    )
     assert settings.member_name == f"{socket.gethostname()}:6070"
     assert settings.session_timeout_seconds == 10.0
 
 
 def test_a_configured_member_name_wins() -> None:
-    settings = StreamSettings.from_env({"STREAMS_GROUP_INSTANCE_ID": "streams-0"})
+    settings = StreamSettings.from_env(
+        {"STREAMS_GROUP_INSTANCE_ID": "streams-0", "STREAMS_STATIC_MEMBERSHIP": "true"}
+    )
     assert settings.member_name == "streams-0"
 
 
-def test_static_membership_can_be_turned_off() -> None:
-    settings = StreamSettings.from_env({"STREAMS_STATIC_MEMBERSHIP": "false"})
+def test_static_membership_is_off_by_default() -> None:
+    settings = StreamSettings.from_env({})
     assert settings.member_name is None
 
 

@@ -82,14 +82,14 @@ def fake_consumers(monkeypatch: pytest.MonkeyPatch) -> list[FakeConsumer]:
 def test_the_gate_joins_as_a_static_member_with_a_short_session(
     fake_consumers: list[FakeConsumer],
 ) -> None:
-    first, second = gate(), gate(GateSettings(static_membership=False))
+    first, second = gate(GateSettings(static_membership=True)), gate(GateSettings())
     data = fake_consumers[0].config
     assert data["group.instance.id"] == f"{socket.gethostname()}#0"
     assert data["session.timeout.ms"] == 10_000
     assert "group.instance.id" not in fake_consumers[2].config  # the second gate's
     # The state follower reads by assignment: no group membership to keep.
     assert "group.instance.id" not in fake_consumers[1].config
-    named = gate(GateSettings(group_instance_id="gate-pod-0"))
+    named = gate(GateSettings(group_instance_id="gate-pod-0", static_membership=True))
     assert fake_consumers[4].config["group.instance.id"] == "gate-pod-0"
     for g in (first, second, named):
         if g.membership is not None:

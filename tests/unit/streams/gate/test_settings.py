@@ -22,8 +22,9 @@ def test_defaults_names_and_conversions() -> None:
     assert settings.stream_group("t-1.") == "t-1.consent-relay-streams"
     assert settings.state_changelog("t-1.") == "t-1.consent-relay-streams-consent-state-changelog"
     assert settings.policy == GatePolicy()
-    # Back in seconds: a restarted gate rejoins under its name, a dead one is noticed in 10 s.
-    assert (settings.static_membership, settings.group_instance_id) == (True, "")
+    # Static membership is opt-in (see GateSettings.static_membership); a dead gate is
+    # noticed in 10 s.
+    assert (settings.static_membership, settings.group_instance_id) == (False, "")
     assert settings.session_timeout_seconds == 10.0
     custom = GateSettings.from_env(
         {
