@@ -1,16 +1,18 @@
 """Recovery after faults: how long until the next withdrawal is honoured again.
 
-Each test runs a stream worker and a marketing sink as processes, injects one fault,
-then publishes a withdrawal and waits for the marketing sink's APPLIED receipt for it:
-(a) the worker SIGKILLed and restarted, (b) the sink SIGKILLed and restarted, (c) the
-broker stopped for 65 s and started with the relay running under a steady load, (d) the
-worker and the sink started while the broker is down, the broker started after them. The
-tests assert the effect within a generous bound; the seconds it took (the target is 10)
-are printed, not asserted, so a busy machine cannot make them flaky. What made the
-recovery quick is asserted as state: the restarted process is its group's one member
-(a and b; static membership is off by default, see the settings); the relay wrote
-few log lines while the broker was down (c; it printed thousands a second before), and
-its processes stayed up (c, d).
+Each test runs relay processes (a stream worker with a marketing sink, the partner
+sink or the consent gate), injects one fault, then publishes a withdrawal and waits for
+its APPLIED receipt (the marketing sink's, or the partner sink's after a webhook to a
+local receiver), or publishes an allowed data event and waits for the gate to pass it
+on: (a) the worker SIGKILLed and restarted, (b) the marketing sink, (e) the partner
+sink, (f) the gate; (c) the broker stopped for 65 s and started with all of them
+running under a steady load, (d) all of them started while the broker is down, the
+broker started after them. The tests assert the effect within a generous bound; the
+seconds it took (the target is 10) are printed, not asserted, so a busy machine cannot
+make them flaky. What made the recovery quick is asserted as state: the restarted
+process is its group's one member (a, b, e, f; static membership is off by default);
+the relay wrote few log lines while the broker was down (c; it printed thousands a
+second before), and its processes stayed up (c, d).
 
 They stop the broker, so they run on a private broker + registry of their own (started
 once for this module on free ports), never the shared one.
@@ -29,21 +31,22 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from producers import builders
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
-from schemas.codec import EventDecoder
-from schemas.events import receipts_in
+from schemas.codec import EventDecoder, EventSerializer
+from schemas.events import DataEventCaptured, Subject, new_event_id, receipts_in, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
-from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
+from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source, SubjectKind
 from tests.support.processes import free_port, load_local_stack, log_tail
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +58,12 @@ LONG_OUTAGE_S = 65.0
 """Longer than a minute's wait for a flush or a delivery, too."""
 MAX_LOG_LINES_PER_SECOND = 50
 """Generous too: a few lines a minute are expected while the broker is away."""
+APP_ID = "recovery"
+PARTNER = "business_partners"
+"""The one partner destination that hears SHARE_WITH_BUSINESS_PARTNERS (routing.toml)."""
+PARTNER_PURPOSE = Purpose.SHARE_WITH_BUSINESS_PARTNERS
+ALLOWED_PURPOSE = Purpose.ACCOUNT_MANAGEMENT
+"""Contract: the gate lets such data through whatever the subject chose."""
 
 _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
 _PR_SET_PDEATHSIG = 1
@@ -110,7 +119,15 @@ def private_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateS
 
 def _inherited() -> dict[str, str]:
     """This environment without relay settings, which each process gets explicitly."""
-    ours = ("STREAMS_", "MARKETING_SINK_", "KAFKA_", "SCHEMA_REGISTRY_", "CONSENT_RELAY_")
+    ours = (
+        "STREAMS_",
+        "MARKETING_SINK_",
+        "PARTNER_SINK_",
+        "GATE_",
+        "KAFKA_",
+        "SCHEMA_REGISTRY_",
+        "CONSENT_RELAY_",
+    )
     return {k: v for k, v in os.environ.items() if not k.startswith(ours)}
 
 
@@ -173,52 +190,121 @@ class Process:
 
 @dataclass
 class Relay:
-    """A worker and a marketing sink on this test's topics, and a way to withdraw."""
+    """Relay processes on this test's topics, a partner's receiver, and ways to
+    withdraw, to capture data and to wait for the effects."""
 
     settings: KafkaSettings
     worker: Process
     sink: Process
+    partners: Process
+    gate: Process
+
+    def started(self) -> list[Process]:
+        """The processes this test has started."""
+        return [p for p in (self.worker, self.sink, self.partners, self.gate) if p.starts]
 
     def check_alive(self) -> None:
-        self.worker.check_alive()
-        self.sink.check_alive()
+        for process in self.started():
+            process.check_alive()
 
-    def withdraw(self) -> str:
-        """Publish a withdrawal (marketing e-mail) of a fresh subject; its event id."""
+    def withdraw(self, *purposes: Purpose) -> str:
+        """Publish a withdrawal (default: marketing e-mail) of a fresh subject; its id."""
         with ConsentClient(self.settings) as client:
             subject = f"recovery-{uuid.uuid4().hex[:10]}"
             published = client.withdraw(
-                subject, [Purpose.MARKETING_EMAIL], source=Source.UNSUBSCRIBE_LINK
+                subject,
+                list(purposes or (Purpose.MARKETING_EMAIL,)),
+                source=Source.UNSUBSCRIBE_LINK,
             )
         return published.event_id
 
-    def await_honoured(self, event_id: str, since: float, what: str) -> float:
-        """Seconds from ``since`` (monotonic) until the sink's APPLIED receipt of
+    def capture(self) -> str:
+        """Publish a data event the gate lets through (contract purpose); its id."""
+        event = DataEventCaptured(
+            event_id=new_event_id(),
+            subject=Subject(id=f"recovery-{uuid.uuid4().hex[:10]}", kind=SubjectKind.ACCOUNT),
+            occurred_at=utc_now(),
+            purpose=ALLOWED_PURPOSE,
+            recipient=None,
+            payload=b"opaque",
+        )
+        topic = self.settings.topics.data_events
+        with self.settings.registry_client() as registry:
+            value = EventSerializer(registry, DataEventCaptured)(event, topic)
+        producer = Producer(self.settings.producer_config())
+        producer.produce(topic, value, key=event.subject.id.encode())
+        assert producer.flush(30) == 0
+        return event.event_id
+
+    def await_honoured(
+        self, event_id: str, since: float, what: str, family: SinkFamily = SinkFamily.MARKETING
+    ) -> float:
+        """Seconds from ``since`` (monotonic) until ``family``'s APPLIED receipt of
         ``event_id`` is on the receipts topic; fails after :data:`BOUND_S`."""
-        with ReceiptWatch(self.settings) as watch:
+        label = f"{family.value.lower()} withdrawal honoured"
+        return self.await_effects(since, what, {label: Watch.receipt(family, event_id)})[label]
+
+    def await_effects(self, since: float, what: str, wanted: dict[str, str]) -> dict[str, float]:
+        """Seconds from ``since`` (monotonic) until each of ``wanted`` (label → a
+        :class:`Watch` key) was first seen; fails after :data:`BOUND_S`."""
+        with Watch(self.settings) as watch:
             while time.monotonic() < since + BOUND_S:
                 self.check_alive()
-                if watch.applied(event_id):
-                    taken = time.monotonic() - since
-                    print(f"\nRECOVERY {what}: withdrawal honoured {taken:.1f} s after the return")
-                    return taken
-        pytest.fail(f"{what}: the withdrawal was not honoured within {BOUND_S:g} s")
+                watch.read()
+                if all(key in watch.seen for key in wanted.values()):
+                    break
+            else:
+                missing = sorted(label for label, key in wanted.items() if key not in watch.seen)
+                pytest.fail(f"{what}: not within {BOUND_S:g} s: {', '.join(missing)}")
+        taken = {label: watch.seen[key] - since for label, key in wanted.items()}
+        for label, seconds in taken.items():
+            print(f"\nRECOVERY {what}: {label} {seconds:.1f} s after the return")
+        return taken
 
-    def cpu_seconds(self) -> tuple[float, float]:
-        """CPU seconds the worker and the sink have used so far."""
-        return self.worker.cpu_seconds(), self.sink.cpu_seconds()
+    def cpu_seconds(self) -> list[float]:
+        """CPU seconds each started process has used so far."""
+        return [p.cpu_seconds() for p in self.started()]
 
-    def lines(self) -> tuple[int, int]:
-        """Lines the worker's and the sink's logs hold so far."""
-        return self.worker.lines(), self.sink.lines()
+    def lines(self) -> list[int]:
+        """Lines each started process's logs hold so far."""
+        return [p.lines() for p in self.started()]
 
     def stop(self) -> None:
-        self.worker.stop()
-        self.sink.stop()
+        for process in self.started():
+            process.stop()
 
 
 @pytest.fixture
-def relay(private_stack: PrivateStack, tmp_path: Path) -> Iterator[Relay]:
+def receiver() -> Iterator[str]:
+    """A partner's webhook endpoint answering 204 to every POST; its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Accepting)
+    thread = threading.Thread(target=server.serve_forever, name="receiver", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/consent"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+class _Accepting(BaseHTTPRequestHandler):
+    """Every webhook accepted, over a kept-alive HTTP/1.1 connection."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def relay(private_stack: PrivateStack, tmp_path: Path, receiver: str) -> Iterator[Relay]:
     prefix = f"t-{uuid.uuid4().hex[:8]}."
     settings = KafkaSettings(
         bootstrap=private_stack.bootstrap,
@@ -237,7 +323,7 @@ def relay(private_stack: PrivateStack, tmp_path: Path) -> Iterator[Relay]:
         "streams",
         {
             **common,
-            "STREAMS_APP_ID": "recovery",
+            "STREAMS_APP_ID": APP_ID,
             "STREAMS_WEB_PORT": str(free_port()),
             "STREAMS_WEB_HOST": "127.0.0.1",
             "STREAMS_WEB_BIND": "127.0.0.1",
@@ -257,19 +343,64 @@ def relay(private_stack: PrivateStack, tmp_path: Path) -> Iterator[Relay]:
         },
         tmp_path,
     )
-    relay = Relay(settings, worker, sink)
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        'pseudonym_key = "recovery-pseudonym-key-0123456789"\n'
+        f"[partners.{PARTNER}]\n"
+        f'url = "{receiver}"\n'
+        'secret = "recovery-webhook-secret-0123456789"\n'
+        'known_subjects = "all"\n'
+        "timeout_seconds = 2\n"
+    )
+    partners = Process(
+        "consumers.partners",
+        {
+            **common,
+            "PARTNER_SINK_CONFIG": str(partners_file),
+            "PARTNER_SINK_GROUP_ID": f"recovery-partners-{uuid.uuid4().hex[:8]}",
+            "PARTNER_SINK_HTTP_PORT": str(free_port()),
+            "PARTNER_SINK_HTTP_HOST": "127.0.0.1",
+        },
+        tmp_path,
+    )
+    gate = Process(
+        "streams.gate",
+        {**common, "GATE_STREAM_APP_ID": APP_ID, "GATE_HTTP_PORT": str(free_port())},
+        tmp_path,
+    )
+    relay = Relay(settings, worker, sink, partners, gate)
     try:
         yield relay
     finally:
         relay.stop()
 
 
-def _running(relay: Relay) -> None:
-    """Start both processes and see one withdrawal honoured, so both are warm."""
-    relay.worker.start()
-    relay.sink.start()
+def _probe(relay: Relay) -> dict[str, str]:
+    """Publish what shows each started process at work: a withdrawal for the marketing
+    and partner sinks, an allowed data event for the gate; label → :class:`Watch` key."""
+    wanted: dict[str, str] = {}
+    purposes = [Purpose.MARKETING_EMAIL] if relay.sink.starts else []
+    purposes += [PARTNER_PURPOSE] if relay.partners.starts else []
+    if purposes:
+        event_id = relay.withdraw(*purposes)
+        if relay.sink.starts:
+            wanted["marketing withdrawal honoured"] = Watch.receipt(SinkFamily.MARKETING, event_id)
+        if relay.partners.starts:
+            wanted["partner withdrawal honoured"] = Watch.receipt(
+                SinkFamily.PARTNER_SHARING, event_id
+            )
+    if relay.gate.starts:
+        wanted["data let through by the gate"] = Watch.allowed(relay.capture())
+    return wanted
+
+
+def _running(relay: Relay, *processes: Process) -> None:
+    """Start these processes (default: the worker and the marketing sink) and see each
+    at work once, so all are warm."""
+    for process in processes or (relay.worker, relay.sink):
+        process.start()
     began = time.monotonic()
-    relay.await_honoured(relay.withdraw(), began, "first start (warm-up)")
+    relay.await_effects(began, "first start (warm-up)", _probe(relay))
 
 
 def test_a_killed_worker_is_back_in_seconds(relay: Relay) -> None:
@@ -279,7 +410,7 @@ def test_a_killed_worker_is_back_in_seconds(relay: Relay) -> None:
     relay.worker.start()
     relay.await_honoured(relay.withdraw(), restarted, "(a) worker SIGKILLed and restarted")
     # Its predecessor is gone from the group: one (dynamic) member left.
-    group = relay.settings.topic_prefix + relay.worker.env["STREAMS_APP_ID"]
+    group = relay.settings.topic_prefix + APP_ID
     assert _members(relay.settings, group) == [None]
 
 
@@ -293,10 +424,39 @@ def test_a_killed_sink_is_back_in_seconds(relay: Relay) -> None:
     assert _members(relay.settings, group) == [None]
 
 
+def test_a_killed_partner_sink_is_back_in_seconds(relay: Relay) -> None:
+    _running(relay, relay.worker, relay.partners)
+    relay.partners.kill()
+    restarted = time.monotonic()
+    relay.partners.start()
+    relay.await_honoured(
+        relay.withdraw(PARTNER_PURPOSE),
+        restarted,
+        "(e) partner sink SIGKILLed and restarted",
+        SinkFamily.PARTNER_SHARING,
+    )
+    group = f"{relay.partners.env['PARTNER_SINK_GROUP_ID']}.{PARTNER}"
+    assert _members(relay.settings, group) == [None]
+
+
+def test_a_killed_gate_is_back_in_seconds(relay: Relay) -> None:
+    _running(relay, relay.worker, relay.gate)
+    relay.gate.kill()
+    restarted = time.monotonic()
+    relay.gate.start()
+    relay.await_effects(
+        restarted,
+        "(f) gate SIGKILLed and restarted",
+        {"data let through by the gate": Watch.allowed(relay.capture())},
+    )
+    group = f"{relay.settings.topic_prefix}{APP_ID}-gate"
+    assert _members(relay.settings, group) == [None]
+
+
 def test_the_relay_moves_again_soon_after_the_broker_returns(
     relay: Relay, private_stack: PrivateStack
 ) -> None:
-    _running(relay)
+    _running(relay, relay.worker, relay.sink, relay.partners, relay.gate)
     with steady_load(relay.settings, per_second=100):
         time.sleep(5)
         before, cpu_before = relay.lines(), relay.cpu_seconds()
@@ -306,14 +466,17 @@ def test_the_relay_moves_again_soon_after_the_broker_returns(
         down = time.monotonic() - stopped
         rates = [(lines - was) / down for lines, was in zip(relay.lines(), before, strict=True)]
         cpu = [(now - was) / down for now, was in zip(relay.cpu_seconds(), cpu_before, strict=True)]
+        names = [p.module for p in relay.started()]
         print(
             f"\nRECOVERY while the broker was down ({down:.0f} s, 100 withdrawals/s offered): "
-            f"log lines worker {rates[0]:.1f}/s, marketing sink {rates[1]:.1f}/s; "
-            f"CPU worker {cpu[0]:.0%}, marketing sink {cpu[1]:.0%} of a core"
+            + "; ".join(
+                f"{name} {rate:.1f} log lines/s, CPU {used:.0%} of a core"
+                for name, rate, used in zip(names, rates, cpu, strict=True)
+            )
         )
         private_stack.start_broker()
         returned = time.monotonic()
-        relay.await_honoured(relay.withdraw(), returned, "(c) broker stopped and started")
+        relay.await_effects(returned, "(c) broker stopped and started", _probe(relay))
     # Thousands of identical lines a second were written before; a few a minute now.
     assert max(rates) < MAX_LOG_LINES_PER_SECOND
 
@@ -323,14 +486,14 @@ def test_processes_started_while_the_broker_is_down_wait_for_it(
 ) -> None:
     private_stack.stop_broker()
     try:
-        relay.worker.start()
-        relay.sink.start()
+        for process in (relay.worker, relay.sink, relay.partners, relay.gate):
+            process.start()
         time.sleep(OUTAGE_S)
         relay.check_alive()
     finally:
         private_stack.start_broker()
     returned = time.monotonic()
-    relay.await_honoured(relay.withdraw(), returned, "(d) started while the broker was down")
+    relay.await_effects(returned, "(d) started while the broker was down", _probe(relay))
 
 
 @contextmanager
@@ -361,33 +524,51 @@ def _members(settings: KafkaSettings, group: str) -> list[str | None]:
     return sorted((m.group_instance_id for m in described.members), key=str)
 
 
-class ReceiptWatch:
-    """Reads the receipts topic from the beginning, looking for one APPLIED receipt."""
+class Watch:
+    """Reads the receipts topic and the gate's output from their beginning, noting when
+    each APPLIED receipt (per family and event) and each data event let through was
+    first read."""
 
     def __init__(self, settings: KafkaSettings) -> None:
-        topic = settings.topics.receipts
+        self._receipts = settings.topics.receipts
         group = f"recovery-reader-{uuid.uuid4().hex[:8]}"
         self._consumer = Consumer(settings.consumer_config(group, **{"fetch.wait.max.ms": 20}))
-        meta = self._consumer.list_topics(topic, timeout=30).topics[topic]
-        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        assigned = []
+        for topic in (self._receipts, settings.topics.data_allowed):
+            meta = self._consumer.list_topics(topic, timeout=30).topics[topic]
+            assigned += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+        self._consumer.assign(assigned)
         self._registry = settings.registry_client()
         self._decoder = EventDecoder(self._registry)
-        self._seen: set[str] = set()
+        self.seen: dict[str, float] = {}
+        """Key → when it was first read (monotonic)."""
 
-    def applied(self, event_id: str) -> bool:
-        """Whether the marketing sink's APPLIED receipt of ``event_id`` has been read."""
-        for message in self._consumer.consume(500, timeout=0.2):
+    @staticmethod
+    def receipt(family: SinkFamily, event_id: str) -> str:
+        """The key of ``family``'s APPLIED receipt of ``event_id``."""
+        return f"{family.value}/{event_id}"
+
+    @staticmethod
+    def allowed(event_id: str) -> str:
+        """The key of data event ``event_id`` let through by the gate."""
+        return f"allowed/{event_id}"
+
+    def read(self) -> None:
+        """Read what has arrived (waiting up to 0.2 s)."""
+        messages = self._consumer.consume(500, timeout=0.2)
+        now = time.monotonic()
+        for message in messages:
             if message.error() is not None:
                 continue
-            for receipt in receipts_in(self._decoder.decode(message.value())):
-                if (
-                    receipt.sink_family is SinkFamily.MARKETING
-                    and receipt.outcome is Outcome.APPLIED
-                ):
-                    self._seen.add(receipt.event_id)
-        return event_id in self._seen
+            event = self._decoder.decode(message.value())
+            if message.topic() != self._receipts:
+                self.seen.setdefault(self.allowed(event.event_id), now)
+                continue
+            for receipt in receipts_in(event):
+                if receipt.outcome is Outcome.APPLIED:
+                    self.seen.setdefault(self.receipt(receipt.sink_family, receipt.event_id), now)
 
-    def __enter__(self) -> ReceiptWatch:
+    def __enter__(self) -> Watch:
         return self
 
     def __exit__(self, *_exc: object) -> None:
