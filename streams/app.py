@@ -32,6 +32,7 @@ from streams import gc_tuning, tables, views
 from streams.agents.context import StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
+from streams.broker import broker_waiter
 from streams.config import StreamSettings
 from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
 from streams.metrics import StreamMetrics
@@ -133,6 +134,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         },
         copartitioned=_copartitioned(kafka),
         completed_per_subject=settings.completed_per_subject,
+        broker_ready=broker_waiter(kafka),
     )
 
     def assignment() -> set[TP]:

@@ -246,6 +246,9 @@ async def _until_published(
             )
             attempt += 1
             await ctx.sleep(delay)
+            # Handed to the producer while the broker is away, the output would keep it
+            # asking for metadata in a tight loop until the broker is back.
+            await ctx.broker_ready()
             continue
         except Exception as exc:  # noqa: BLE001 - isolated by the caller, never acknowledged
             return exc

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,6 +26,10 @@ log = logging.getLogger("streams")
 
 RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits between attempts at a batch whose output could not be published."""
+
+
+async def _broker_answers() -> None:
+    """No broker to wait for (a context without one, as in unit tests)."""
 
 
 class RawMessage(Protocol):
@@ -57,6 +61,9 @@ class StreamContext:
     completed_per_subject: int = 50
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     sleep: Any = asyncio.sleep
+    broker_ready: Callable[[], Awaitable[None]] = _broker_answers
+    """Returns once the broker accepts connections (:mod:`streams.broker`): a batch whose
+    output could not be published waits for it before handing it to the producer again."""
     activity: dict[str, str] = field(default_factory=dict)
     """Stage → what it is doing now (logged on SIGUSR2, for diagnosing a stall)."""
     changelogs: dict[str, Changelog] = field(default_factory=dict)

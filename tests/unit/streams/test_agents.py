@@ -144,6 +144,25 @@ def test_a_failed_publish_is_retried_without_applying_twice(harness: Any, make: 
     assert harness.ctx.metrics.events.labels("RightsRequested", "applied")._value.get() == 1
 
 
+def test_a_failed_publish_waits_for_the_broker_before_the_producer_gets_it_again(
+    harness: Any, make: Any
+) -> None:
+    # While the broker is away the producer spins on metadata for as long as it holds
+    # output: a retried batch is handed over again only once the broker answers.
+    topics = harness.topics
+    harness.sender.fail = 1
+    delivered_when_waiting: list[int] = []
+
+    async def broker_ready() -> None:
+        delivered_when_waiting.append(len(harness.sender.sent))
+
+    harness.ctx.broker_ready = broker_ready
+    withdrawal = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL)
+    run(Intake(harness.ctx).handle([harness.message(topics.consent, withdrawal)]))
+    (before_the_retry,) = delivered_when_waiting  # one failure, one wait
+    assert len(harness.sender.sent) > before_the_retry  # the retry's output came after it
+
+
 def test_receipts_complete_and_publish_fully_propagated(harness: Any, make: Any) -> None:
     topics = harness.topics
     withdrawal = make.changed(Choice.WITHDRAWN, Purpose.COOKIES_STATISTICS)
