@@ -288,13 +288,16 @@ class SinkRunner:
         overrides: dict[str, object] = {
             "statistics.interval.ms": 5000,
             "stats_cb": self._on_stats,
-            "session.timeout.ms": int(self.options.session_timeout_seconds * 1000),
             "queued.max.messages.kbytes": self.options.prefetch_kbytes,
         }
         if self.options.static_membership:
             self._membership = claim(self.group_id, self.options.group_instance_id)
             overrides["group.instance.id"] = self._membership.name
-        config = self.settings.consumer_config(self.group_id, **overrides)
+        config = self.settings.consumer_config(
+            self.group_id,
+            session_timeout_seconds=self.options.session_timeout_seconds,
+            **overrides,
+        )
         consumer = self._consumer = Consumer(config)
         consumer.subscribe(
             [self.topic],

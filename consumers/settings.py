@@ -30,9 +30,12 @@ class RunnerSettings:
     """The static member name (e.g. a StatefulSet pod's name); empty means
     ``<host name>#<n>``, ``n`` the lowest number not held by another live process of
     the group on this host (see :mod:`schemas.membership`)."""
-    session_timeout_seconds: float = 10.0
+    session_timeout_seconds: float = 6.0
     """How long the group waits for a member that went silent (crashed and not back,
-    or cut off) before its partitions go to the others."""
+    or cut off) before its partitions go to the others: a sink killed and started again
+    takes its partitions back about this long after the kill. 6 s is the broker's
+    default floor (``group.min.session.timeout.ms``); librdkafka heartbeats from a
+    thread of its own, every quarter of it, however busy the sink is."""
     http_host: str = "127.0.0.1"
     """Address of /metrics and the sink's API. Only this machine by default: a deployment
     whose Prometheus is elsewhere sets ``0.0.0.0`` (deploy/ does)."""
@@ -71,8 +74,8 @@ class RunnerSettings:
             self.backoff_max_seconds < self.backoff_initial_seconds
         ):
             raise ValueError("need 0 < backoff_initial_seconds <= backoff_max_seconds")
-        if not 1 <= self.session_timeout_seconds <= 1800:
-            raise ValueError("session_timeout_seconds must be between 1 and 1800")
+        if not 6 <= self.session_timeout_seconds <= 300:
+            raise ValueError("session_timeout_seconds must be within 6..300")
         if self.breaker_threshold < 1:
             raise ValueError("breaker_threshold must be at least 1")
         if self.duplicate_window_seconds < 0:

@@ -116,8 +116,15 @@ class KafkaSettings:
         config.update(overrides)
         return config
 
-    def consumer_config(self, group_id: str, **overrides: Any) -> dict[str, Any]:
-        """A consumer that commits only offsets stored after the work is durable."""
+    def consumer_config(
+        self, group_id: str, *, session_timeout_seconds: float | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        """A consumer that commits only offsets stored after the work is durable.
+
+        ``session_timeout_seconds``: how long the group waits for a member gone silent;
+        heartbeats go every quarter of it (at most every 3 s), so one lost heartbeat
+        never costs the membership.
+        """
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
             **RECONNECT,
@@ -128,6 +135,9 @@ class KafkaSettings:
             "isolation.level": "read_committed",
             "partition.assignment.strategy": "cooperative-sticky",
         }
+        if session_timeout_seconds is not None:
+            config["session.timeout.ms"] = round(session_timeout_seconds * 1000)
+            config["heartbeat.interval.ms"] = round(min(3.0, session_timeout_seconds / 4) * 1000)
         config.update(overrides)
         return config
 

@@ -130,7 +130,7 @@ class Gate:
         self.consumer = Consumer(
             kafka.consumer_config(
                 self.group,
-                **{"session.timeout.ms": int(settings.session_timeout_seconds * 1000)},
+                session_timeout_seconds=settings.session_timeout_seconds,
                 **member,
             )
         )

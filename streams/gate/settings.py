@@ -47,9 +47,12 @@ class GateSettings:
     """For opt-out regimes (CCPA): let data through when no choice is recorded."""
     default_regime: Regime = Regime.GDPR
     """Regime assumed for a subject the stream knows nothing about."""
-    session_timeout_seconds: float = 10.0
+    session_timeout_seconds: float = 6.0
     """How long the group waits for a gate that went silent (crashed and not back, or
-    cut off) before its partitions go to the others."""
+    cut off) before its partitions go to the others: a gate killed and started again
+    takes its partitions back about this long after the kill. 6 s is the broker's
+    default floor; librdkafka heartbeats from a thread of its own, however busy the
+    gate is."""
     static_membership: bool = False
     """Rejoin the group under the same member name after a restart: a gate killed and
     started again gets its partitions back at once instead of after the session

@@ -123,7 +123,8 @@ def test_a_sink_joins_as_a_static_member_and_leaves_at_a_clean_stop() -> None:
     runner, thread = run_until_ready(RunnerSettings(group_id=group, static_membership=True))
     (consumer,) = FakeConsumer.made
     assert consumer.config["group.instance.id"] == f"{socket.gethostname()}#0"
-    assert consumer.config["session.timeout.ms"] == 10_000
+    assert consumer.config["session.timeout.ms"] == 6_000
+    assert consumer.config["heartbeat.interval.ms"] == 1_500
     # While it runs its name is its own; a second sink of the group gets another.
     second = claim(group)
     assert second.name == f"{socket.gethostname()}#1"

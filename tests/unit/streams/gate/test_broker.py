@@ -85,7 +85,7 @@ def test_the_gate_joins_as_a_static_member_with_a_short_session(
     first, second = gate(GateSettings(static_membership=True)), gate(GateSettings())
     data = fake_consumers[0].config
     assert data["group.instance.id"] == f"{socket.gethostname()}#0"
-    assert data["session.timeout.ms"] == 10_000
+    assert data["session.timeout.ms"] == 6_000
     assert "group.instance.id" not in fake_consumers[2].config  # the second gate's
     # The state follower reads by assignment: no group membership to keep.
     assert "group.instance.id" not in fake_consumers[1].config

@@ -25,7 +25,7 @@ def test_defaults_names_and_conversions() -> None:
     # Static membership is opt-in (see GateSettings.static_membership); a dead gate is
     # noticed in 10 s.
     assert (settings.static_membership, settings.group_instance_id) == (False, "")
-    assert settings.session_timeout_seconds == 10.0
+    assert settings.session_timeout_seconds == 6.0
     custom = GateSettings.from_env(
         {
             "GATE_STREAM_APP_ID": "relay",
