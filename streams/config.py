@@ -46,12 +46,13 @@ class StreamSettings:
     """How long an agent waits for a batch to fill before taking what has arrived. Short,
     so a lone withdrawal is not held back (idle latency); under load batches still fill
     to ``batch_size`` while the previous one is being published."""
-    session_timeout_seconds: float = 8.0
+    session_timeout_seconds: float = 6.0
     """How long the group waits for a worker that went silent (crashed and not back, or
     cut off) before its partitions go to the others: a worker killed and started again
-    takes its partitions back about this long after the kill. Heartbeats go every
-    quarter of it (2 s). Longer than the sinks' and the gate's 6 s: Faust's client
-    (aiokafka) heartbeats from the worker's event loop, so a long batch delays them."""
+    takes its partitions back about this long after the kill. 6 s is the broker's
+    default floor. Heartbeats go every quarter of it (1.5 s) from the worker's event
+    loop (aiokafka), which a full batch (``batch_size``) holds for about a second on a
+    busy machine: raise it with the batch size or on a slower one."""
     static_membership: bool = False
     """Rejoin the group under :attr:`member_name` after a restart: a worker killed and
     started again gets its partitions back at once instead of after the session

@@ -15,7 +15,7 @@ def test_a_static_worker_rejoins_under_its_host_and_port() -> None:
         {"STREAMS_WEB_PORT": "6070", "STREAMS_STATIC_MEMBERSHIP": "true"}
     )
     assert settings.member_name == f"{socket.gethostname()}:6070"
-    assert settings.session_timeout_seconds == 8.0
+    assert settings.session_timeout_seconds == 6.0
 
 
 def test_a_configured_member_name_wins() -> None:
