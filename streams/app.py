@@ -110,6 +110,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
             key_type=bytes,
             value_type=_serialized_by(codec),
             use_partitioner=True,
+            extra_topic_configs=tables.CHANGELOG_CONFIG,
             help=doc,
         )
 

@@ -6,6 +6,8 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+from confluent_kafka.admin import AdminClient, ConfigResource
+
 from schemas.converters import to_dict
 from schemas.events import (
     ConsentChanged,
@@ -24,6 +26,7 @@ from schemas.taxonomy import (
     SinkFamily,
     Source,
 )
+from streams.tables import DONE, PENDING, STATE, changelog_topic
 
 ADS = ("google", "facebook", "instagram", "twitter", "vkontakte")
 COOKIE_ADS = ("criteo", "bing", "yahoo", "mail_ru", "yandex")
@@ -222,3 +225,26 @@ def test_intake_routes_resolves_and_dead_letters(stream_kit: Any, events: Any) -
     erased = kit.wait_until(lambda: state_of(eraser.id))
     assert erased.erased
     assert Action.ERASE.value == "ERASE"
+
+
+def test_the_tables_changelogs_compact_within_minutes(stream_kit: Any, events: Any) -> None:
+    """A restarted worker replays its changelogs: they must not keep a week of changes."""
+    stream_kit.start_worker()
+    stream_kit.publish(events.changed(events.subject(), Choice.WITHDRAWN, Purpose.MARKETING_EMAIL))
+    admin = AdminClient(stream_kit.settings.admin_config())
+    names = [changelog_topic(stream_kit.app_id_full, t) for t in (STATE, PENDING, DONE)]
+
+    def described() -> dict[str, dict[str, str]] | None:
+        if not set(names) <= set(admin.list_topics(timeout=10).topics):
+            return None
+        asked = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+        return {
+            r.name: {k: v.value for k, v in f.result().items()}
+            for r, f in admin.describe_configs(asked).items()
+        }
+
+    configs = stream_kit.wait_until(described, timeout=60)
+    for name in names:
+        assert configs[name]["cleanup.policy"] == "compact"
+        assert configs[name]["segment.ms"] == "60000"
+        assert configs[name]["delete.retention.ms"] == "600000"
