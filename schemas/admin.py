@@ -7,6 +7,11 @@ cluster's metadata until it answers, each attempt longer than the one before up 
 as soon as the broker answers, so a process is on its way within about a second of the
 broker's return however long it waited. ``ensure_topics(..., wait=True)`` waits like
 that before creating topics, and again if the broker goes away while it does.
+
+Topics are created with the deployment's replication (:mod:`schemas.replication`)
+resolved against the brokers the cluster reports at that moment: three replicas and
+``min.insync.replicas=2`` on a cluster of three brokers or more unless the Kafka
+settings say otherwise. Topics that exist are left as they are.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
+from schemas.replication import Replication
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
@@ -131,14 +137,21 @@ def _create_missing(
     settings: KafkaSettings, specs: tuple[TopicSpec, ...], timeout: float
 ) -> list[str]:
     admin = AdminClient(settings.admin_config())
-    existing = set(admin.list_topics(timeout=timeout).topics)
-    wanted = [
-        NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=s.config)
-        for s in specs
-        if s.name not in existing
-    ]
-    if not wanted:
+    metadata = admin.list_topics(timeout=timeout)
+    existing = set(metadata.topics)
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
         return []
+    replication = settings.replication(len(metadata.brokers))
+    wanted = [
+        NewTopic(
+            s.name,
+            num_partitions=s.partitions,
+            replication_factor=replication.factor,
+            config={**s.config, **replication.topic_config()},
+        )
+        for s in missing
+    ]
     created = []
     for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
         try:
@@ -151,6 +164,16 @@ def _create_missing(
                 raise
             raise ConsentRelayError(f"cannot create topic {name}: {exc}") from exc
     return created
+
+
+def cluster_replication(settings: KafkaSettings, timeout: float = 30.0) -> Replication:
+    """The replication topics created now get (for topics a library creates itself,
+    such as Faust's changelogs); ConfigError when the cluster cannot place it."""
+    try:
+        metadata = AdminClient(settings.admin_config()).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ConsentRelayError(f"cannot ask the cluster for its brokers: {exc}") from exc
+    return settings.replication(len(metadata.brokers))
 
 
 def attempt_seconds(attempt: int) -> float:

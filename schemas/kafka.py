@@ -5,11 +5,13 @@ Producers are idempotent with ``acks=all``; consumers never auto-commit and stor
 offsets only after the work is done (``enable.auto.offset.store=False``). Every client
 reconnects to a broker that went away at most a second after it is back, without
 flooding the log meanwhile (:data:`RECONNECT`).
-Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, ``CONSENT_RELAY_TOPIC_PREFIX`` and
-``CONSENT_RELAY_PARTITIONS``. Those families are shared with other tools (``KAFKA_HEAP_OPTS``,
-``CONSENT_RELAY_CACHE``), so an unknown key is refused only when it is evidently a misspelt
-one of ours (``KAFKA_BOOTSTRAP_SERVERS``, ``CONSENT_RELAY_PREFIX``) or any other
-``SCHEMA_REGISTRY_*`` key, which nothing here would read.
+Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, ``CONSENT_RELAY_TOPIC_PREFIX``,
+``CONSENT_RELAY_PARTITIONS`` and the optional ``KAFKA_REPLICATION_FACTOR`` and
+``KAFKA_MIN_INSYNC_REPLICAS`` (unset: derived from the cluster, :mod:`schemas.replication`).
+Those families are shared with other tools (``KAFKA_HEAP_OPTS``, ``CONSENT_RELAY_CACHE``),
+so an unknown key is refused only when it is evidently a misspelt one of ours
+(``KAFKA_BOOTSTRAP_SERVERS``, ``CONSENT_RELAY_PREFIX``) or any other ``SCHEMA_REGISTRY_*``
+key, which nothing here would read.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from urllib.parse import urlparse
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from schemas.errors import ConfigError
+from schemas.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve, validate
 from schemas.topics import DEFAULT_PARTITIONS, Topics
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
@@ -37,6 +40,8 @@ KNOWN_KEYS = (
     "SCHEMA_REGISTRY_URL",
     "CONSENT_RELAY_TOPIC_PREFIX",
     "CONSENT_RELAY_PARTITIONS",
+    FACTOR_KEY,
+    MIN_INSYNC_KEY,
 )
 _MISSPELLING_CUTOFF = 0.75
 
@@ -62,6 +67,10 @@ class KafkaSettings:
     registry_url: str
     topic_prefix: str = ""
     partitions: int = DEFAULT_PARTITIONS
+    replication_factor: int | None = None
+    """Replicas of each relay topic; None: 3 on a cluster of three brokers or more."""
+    min_insync_replicas: int | None = None
+    """In-sync replicas an ``acks=all`` write needs; None: 2 with 3 replicas, else 1."""
 
     def __post_init__(self) -> None:
         for server in self.bootstrap.split(","):
@@ -77,6 +86,7 @@ class KafkaSettings:
             )
         if self.partitions < 1:
             raise ConfigError("CONSENT_RELAY_PARTITIONS", "must be at least 1")
+        validate(self.replication_factor, self.min_insync_replicas)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
@@ -95,7 +105,14 @@ class KafkaSettings:
             registry_url=env["SCHEMA_REGISTRY_URL"],
             topic_prefix=env.get("CONSENT_RELAY_TOPIC_PREFIX", ""),
             partitions=partitions,
+            replication_factor=_optional_int(env, FACTOR_KEY),
+            min_insync_replicas=_optional_int(env, MIN_INSYNC_KEY),
         )
+
+    def replication(self, brokers: int) -> Replication:
+        """This deployment's replication on a cluster reporting ``brokers`` brokers;
+        ConfigError naming the setting when the cluster cannot place it."""
+        return resolve(self.replication_factor, self.min_insync_replicas, brokers)
 
     @property
     def topics(self) -> Topics:
@@ -148,6 +165,16 @@ class KafkaSettings:
     def registry_client(self) -> SchemaRegistryClient:
         """A client of the Confluent-compatible schema registry."""
         return SchemaRegistryClient({"url": self.registry_url})
+
+
+def _optional_int(env: Mapping[str, str], key: str) -> int | None:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(key, f"{raw!r} is not an integer") from exc
 
 
 def _refuse_unknown(env: Mapping[str, str]) -> None:

@@ -205,6 +205,8 @@ def test_known_keys_are_the_documented_ones() -> None:
         "SCHEMA_REGISTRY_URL",
         "CONSENT_RELAY_TOPIC_PREFIX",
         "CONSENT_RELAY_PARTITIONS",
+        "KAFKA_REPLICATION_FACTOR",
+        "KAFKA_MIN_INSYNC_REPLICAS",
     }
 
 
