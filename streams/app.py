@@ -25,7 +25,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
-from schemas.admin import ensure_topics
+from schemas.admin import cluster_replication, ensure_topics
 from schemas.errors import ConfigError
 from schemas.kafka import KafkaSettings
 from streams import gc_tuning, tables, views
@@ -72,6 +72,8 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     # Started before its broker (a reboot, compose starting everything at once), the
     # worker waits for it, with backoff, instead of exiting.
     ensure_topics(kafka, topics.all((d.family, d.name) for d in policy.destinations), wait=True)
+    # Faust creates its changelogs and its assignor topic itself: same replication.
+    replication = cluster_replication(kafka)
     app_id = settings.faust_app_id(kafka.topic_prefix)
     app = faust.App(
         app_id,
@@ -82,6 +84,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=kafka.partitions,
+        topic_replication_factor=replication.factor,
         table_standby_replicas=settings.standby_replicas,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.session_timeout_seconds,
@@ -110,7 +113,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
             key_type=bytes,
             value_type=_serialized_by(codec),
             use_partitioner=True,
-            extra_topic_configs=tables.CHANGELOG_CONFIG,
+            extra_topic_configs={**tables.CHANGELOG_CONFIG, **replication.topic_config()},
             help=doc,
         )
 
