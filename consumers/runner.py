@@ -213,6 +213,8 @@ class SinkRunner:
         """Ids answered since the last flush: remembered once their receipts are acked."""
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
+        self._stored = False
+        """Offsets stored since the last commit this runner asked for."""
         self.ready = threading.Event()
         """Set once bootstrap is over and the runner consumes instructions."""
 
@@ -290,6 +292,12 @@ class SinkRunner:
             "stats_cb": self._on_stats,
             "queued.max.messages.kbytes": self.options.prefetch_kbytes,
         }
+        if self._commits_in_background:
+            # Still only the offsets stored by _checkpoint, i.e. of durable work.
+            overrides["enable.auto.commit"] = True
+            overrides["auto.commit.interval.ms"] = round(
+                self.options.commit_interval_seconds * 1000
+            )
         if self.options.static_membership:
             self._membership = claim(self.group_id, self.options.group_instance_id)
             overrides["group.instance.id"] = self._membership.name
@@ -594,21 +602,33 @@ class SinkRunner:
         if key in self._assigned:
             self._done[key] = (message.offset() or 0) + 1
 
-    def _checkpoint(self) -> None:
-        """Flush receipts and dead letters, remember what they answered, then store and
-        commit finished offsets."""
+    @property
+    def _commits_in_background(self) -> bool:
+        return self.options.commit_interval_seconds > 0
+
+    def _checkpoint(self, *, commit: bool = False) -> None:
+        """Flush receipts and dead letters, remember what they answered, then store the
+        finished offsets: librdkafka commits them within ``commit_interval_seconds``, or
+        now when ``commit`` is set (a revocation, a stop) or the interval is 0."""
         self._flush()
         self._remember_answered()
         consumer = self._consumer
         done = {k: v for k, v in self._done.items() if k in self._assigned}
         self._done.clear()
-        if consumer is None or not done:
+        if consumer is None:
             return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in done.items()]
         try:
-            consumer.store_offsets(offsets=offsets)
-            consumer.commit(asynchronous=False)
+            if done:
+                consumer.store_offsets(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in done.items()]
+                )
+                self._stored = True
+            if self._stored and (commit or not self._commits_in_background):
+                self._stored = False
+                consumer.commit(asynchronous=False)
         except KafkaException as exc:
+            if exc.args[0].code() == KafkaError._NO_OFFSET:
+                return  # librdkafka committed them in the background already
             # Uncommitted work is redelivered and applied again idempotently.
             log.warning("commit failed, will be redelivered: %s", exc)
 
@@ -627,7 +647,7 @@ class SinkRunner:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._checkpoint()
+        self._checkpoint(commit=True)
         self._forget(partitions)
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -664,7 +684,7 @@ class SinkRunner:
     def _shutdown(self, clean: bool) -> None:
         try:
             if clean:
-                self._checkpoint()
+                self._checkpoint(commit=True)
                 self._leave_group()
         finally:
             if self._consumer is not None:
