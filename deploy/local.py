@@ -10,6 +10,18 @@ Pieces:
 * Apache Kafka 4.1.1 in KRaft mode, one process acting as broker and controller, listening
   on 127.0.0.1 only.  Jars come from Maven Central through ``deploy/kafka/pom.xml``; logging
   is configured by ``deploy/kafka/log4j2.properties``.
+* Or, with ``--brokers 3``, a cluster of three such nodes, each broker *and* controller
+  (three voters of the KRaft quorum).  That is the smallest cluster that survives the loss
+  of any one node: the two left still form a quorum of the controllers and hold two of the
+  three replicas of every partition, which is what ``min.insync.replicas=2`` asks for.  A
+  split layout (dedicated controllers) would need six processes on one machine for the same
+  guarantee.  Node *n* (1-based) listens on ``kafka-port + 2(n-1)`` and
+  ``controller-port + 2(n-1)`` (19092/19093, 19094/19095, 19096/19097 by default; or give
+  each port: ``--kafka-port 19092,19192,19292``), keeps its config and data in
+  ``<state>/kafka-<n>/`` and logs to ``<state>/kafka-<n>.log``.  Internal topics (consumer
+  offsets, transaction state) get three replicas and two in sync, as do topics created
+  without a replication factor; a node that stops heartbeating is fenced (its partitions
+  led elsewhere) after 6 s instead of Kafka's 9.
 * Apicurio Registry 3.0.9 (``deploy/registry/pom.xml``), whose Confluent-compatible API at
   ``/apis/ccompat/v7`` is what ``confluent_kafka.schema_registry`` talks to.  Its storage is
   an H2 database file in the state directory, so schema ids survive a restart together with
@@ -22,13 +34,18 @@ state directory (default ``var/local`` in the repository, which git ignores).
 Commands::
 
     python3 deploy/local.py fetch
-    python3 deploy/local.py up [--state-dir DIR] [--kafka-port N] [--controller-port N]
-                               [--registry-port N] [--env-file FILE]
+    python3 deploy/local.py up [--state-dir DIR] [--brokers 1|3] [--kafka-port N[,N...]]
+                               [--controller-port N[,N...]] [--registry-port N]
+                               [--env-file FILE]
     python3 deploy/local.py status [--state-dir DIR]
     python3 deploy/local.py down [--state-dir DIR]
 
-``up`` prints ``KAFKA_BOOTSTRAP=...`` and ``SCHEMA_REGISTRY_URL=...`` on stdout (all other
-messages go to stderr), so ``eval "$(python3 deploy/local.py up)"`` works.
+``up`` prints ``KAFKA_BOOTSTRAP=...`` (every broker, comma-separated) and
+``SCHEMA_REGISTRY_URL=...`` on stdout (all other messages go to stderr), so
+``eval "$(python3 deploy/local.py up)"`` works.  There is one registry whatever the number
+of brokers (it keeps its schemas in its own H2 file, not in Kafka).  ``up`` on a state
+directory whose cluster lost a node starts that node again; ``down`` and ``status`` cover
+every node.
 
 ``up`` leaves broker and registry running on their own (a developer's long-lived stack).
 ``start(..., owned=True)``, as the tests and the benchmark call it, ties them to the calling
@@ -85,6 +102,13 @@ HOST: Final = "127.0.0.1"
 CCOMPAT_PATH: Final = "/apis/ccompat/v7"
 
 KAFKA_START_TIMEOUT_S: Final = 60.0
+CLUSTER_START_TIMEOUT_S: Final = 120.0
+"""Three JVMs starting at once on a small machine take longer than one."""
+DEFAULT_BROKERS: Final = 1
+CLUSTER_REPLICAS: Final = 3
+CLUSTER_MIN_INSYNC: Final = 2
+PORT_STRIDE: Final = 2
+"""Node n's ports are the first node's + 2(n-1), so the defaults interleave."""
 REGISTRY_START_TIMEOUT_S: Final = 120.0
 STOP_TIMEOUT_S: Final = 30.0
 LOG_TAIL_LINES: Final = 60
@@ -95,6 +119,7 @@ ENV_FILE: Final = "endpoints.env"
 KAFKA: Final = "kafka"
 REGISTRY: Final = "registry"
 COMPONENTS: Final = (KAFKA, REGISTRY)
+"""The components of a single-broker stack; a cluster has ``kafka-1`` ... instead of ``kafka``."""
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Children started by this Python process, so that stop() can reap them (no zombies, no
@@ -150,6 +175,11 @@ class Endpoints:
     # Seconds from process start (or from the call, for a reused process) until it answered.
     kafka_ready_s: float
     registry_ready_s: float
+    brokers: int = 1
+    # Every node's, in node order (the first is ``kafka_port`` / ``kafka_pid``).
+    kafka_ports: tuple[int, ...] = ()
+    controller_ports: tuple[int, ...] = ()
+    kafka_pids: tuple[int, ...] = ()
 
     def env_lines(self) -> list[str]:
         return [f"KAFKA_BOOTSTRAP={self.bootstrap}", f"SCHEMA_REGISTRY_URL={self.registry_url}"]
@@ -482,8 +512,9 @@ def _confluent_admin() -> Any | None:
         return None
 
 
-def kafka_answers(bootstrap: str, timeout: float = 5.0) -> tuple[bool, str]:
-    """Does a broker at ``bootstrap`` answer a metadata request listing at least one broker?
+def kafka_answers(bootstrap: str, timeout: float = 5.0, min_brokers: int = 1) -> tuple[bool, str]:
+    """Does a broker at ``bootstrap`` answer a metadata request listing at least
+    ``min_brokers`` brokers (a cluster's node is ready once every node registered)?
 
     Uses ``confluent_kafka.admin.AdminClient.list_topics`` when confluent-kafka is
     importable, else :func:`kafka_metadata_raw`.
@@ -516,6 +547,8 @@ def kafka_answers(bootstrap: str, timeout: float = 5.0) -> tuple[bool, str]:
         how = "raw Metadata v4"
     if brokers < 1:
         return False, f"metadata lists no live broker yet ({how})"
+    if brokers < min_brokers:
+        return False, f"metadata lists {brokers} of {min_brokers} brokers ({how})"
     return True, f"{brokers} broker(s), cluster {cluster_id} ({how})"
 
 
@@ -705,16 +738,61 @@ def _spawn(
     return child
 
 
-def _load_state(state: Path) -> dict[str, int]:
+def _load_state(state: Path) -> dict[str, Any]:
+    """Ports (ints) and, for a cluster, each node's ports (lists of ints) as last started."""
     try:
         raw = json.loads((state / STATE_FILE).read_text())
     except (OSError, ValueError):
         return {}
-    return {k: int(v) for k, v in raw.items() if isinstance(v, int)}
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        k: v
+        for k, v in raw.items()
+        if isinstance(v, int) or (isinstance(v, list) and all(isinstance(i, int) for i in v))
+    }
 
 
-def _save_state(state: Path, ports: dict[str, int]) -> None:
-    (state / STATE_FILE).write_text(json.dumps(ports, indent=2, sort_keys=True) + "\n")
+def _save_state(state: Path, recorded: dict[str, Any]) -> None:
+    (state / STATE_FILE).write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+
+@dataclass(frozen=True)
+class _Node:
+    """One KRaft node (broker and controller) of the stack."""
+
+    name: str
+    node_id: int
+    kafka_port: int
+    controller_port: int
+
+
+def node_names(brokers: int) -> list[str]:
+    """Component names of the Kafka nodes: ``kafka`` alone, else ``kafka-1`` ... ``kafka-n``."""
+    return [KAFKA] if brokers == 1 else [f"{KAFKA}-{n}" for n in range(1, brokers + 1)]
+
+
+def _nodes(kafka_ports: Sequence[int], controller_ports: Sequence[int]) -> list[_Node]:
+    names = node_names(len(kafka_ports))
+    return [
+        _Node(name, n, k, c)
+        for n, (name, k, c) in enumerate(zip(names, kafka_ports, controller_ports, strict=True), 1)
+    ]
+
+
+def _recorded_brokers(recorded: dict[str, Any]) -> int:
+    brokers = recorded.get("brokers", DEFAULT_BROKERS)
+    return brokers if isinstance(brokers, int) and brokers >= 1 else DEFAULT_BROKERS
+
+
+def _kafka_components(state: Path) -> list[str]:
+    """The Kafka nodes recorded for ``state``, and any other with a pid file there."""
+    names = node_names(_recorded_brokers(_load_state(state)))
+    for pid_file in sorted(state.glob(f"{KAFKA}*.pid")):
+        name = pid_file.name.removesuffix(".pid")
+        if name not in names and re.fullmatch(rf"{KAFKA}(-\d+)?", name):
+            names.append(name)
+    return names
 
 
 def _new_cluster_id() -> str:
@@ -726,18 +804,42 @@ def _new_cluster_id() -> str:
             return text
 
 
-def server_properties(state: Path, kafka_port: int, controller_port: int) -> dict[str, str]:
-    """Broker settings for the single-node development cluster."""
-    return {
+def _data_dir(state: Path, name: str) -> Path:
+    return state / name / "data"
+
+
+def _properties_file(state: Path, name: str) -> Path:
+    # A single broker keeps the path it always had.
+    return state / "server.properties" if name == KAFKA else state / name / "server.properties"
+
+
+def _cluster_id_file(state: Path, name: str) -> Path:
+    # Every node of a cluster formats its storage with the same cluster id.
+    return state / KAFKA / "cluster.id" if name == KAFKA else state / "cluster.id"
+
+
+def server_properties(
+    state: Path,
+    kafka_port: int,
+    controller_port: int,
+    *,
+    cluster: Sequence[_Node] = (),
+    node_id: int = 1,
+) -> dict[str, str]:
+    """Broker settings for the single-node development cluster, or for node ``node_id``
+    of ``cluster`` (every node a broker and a voter of the controller quorum)."""
+    name = KAFKA if not cluster else node_names(len(cluster))[node_id - 1]
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in cluster)
+    props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"1@{HOST}:{controller_port}",
         "listeners": f"PLAINTEXT://{HOST}:{kafka_port},CONTROLLER://{HOST}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{kafka_port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(state / "kafka" / "data"),
+        "log.dirs": str(_data_dir(state, name)),
         # Topics are auto-created on first use (left on deliberately), with 3 partitions.
         "auto.create.topics.enable": "true",
         "num.partitions": "3",
@@ -755,6 +857,30 @@ def server_properties(state: Path, kafka_port: int, controller_port: int) -> dic
         # plenty here (the 128 MiB default is wasted memory on a laptop or CI box).
         "log.cleaner.enable": "true",
         "log.cleaner.dedupe.buffer.size": "33554432",
+    }
+    if len(cluster) > 1:
+        props.update(_cluster_properties(len(cluster)))
+    return props
+
+
+def _cluster_properties(brokers: int) -> dict[str, str]:
+    replicas = str(min(brokers, CLUSTER_REPLICAS))
+    in_sync = str(min(brokers - 1, CLUSTER_MIN_INSYNC))
+    return {
+        # Any one node may be lost: three copies, a write needs two.
+        "default.replication.factor": replicas,
+        "min.insync.replicas": in_sync,
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
+        # A killed node's partitions get a new leader (and it leaves their ISRs) once the
+        # controller fences it for missing heartbeats: 6 s (Kafka: 9 s, beats every 2 s)
+        # keeps the relay's pause within its 10 s target; beats every second leave five
+        # chances before a slow but live node is fenced.
+        "broker.session.timeout.ms": "6000",
+        "broker.heartbeat.interval.ms": "1000",
     }
 
 
@@ -779,15 +905,23 @@ def _kafka_jvm(state: Path) -> list[str]:
     ]
 
 
-def _prepare_kafka(state: Path, libs: Path, kafka_port: int, controller_port: int) -> Path:
-    kafka_dir = state / "kafka"
-    (kafka_dir / "data").mkdir(parents=True, exist_ok=True)
-    props_path = state / "server.properties"
-    _write_properties(props_path, server_properties(state, kafka_port, controller_port))
-    id_file = kafka_dir / "cluster.id"
+def _prepare_kafka(state: Path, libs: Path, node: _Node, cluster: Sequence[_Node]) -> Path:
+    data = _data_dir(state, node.name)
+    data.mkdir(parents=True, exist_ok=True)
+    props_path = _properties_file(state, node.name)
+    props = server_properties(
+        state,
+        node.kafka_port,
+        node.controller_port,
+        cluster=cluster if len(cluster) > 1 else (),
+        node_id=node.node_id,
+    )
+    _write_properties(props_path, props)
+    id_file = _cluster_id_file(state, node.name)
     if not id_file.is_file():
+        id_file.parent.mkdir(parents=True, exist_ok=True)
         id_file.write_text(_new_cluster_id() + "\n")
-    if not (kafka_dir / "data" / "meta.properties").is_file():
+    if not (data / "meta.properties").is_file():
         cmd = [
             *_kafka_jvm(state),
             "-cp",
@@ -840,13 +974,6 @@ def _registry_command(state: Path, jar: Path, port: int) -> list[str]:
     ]
 
 
-def _endpoint_urls(ports: dict[str, int]) -> tuple[str, str]:
-    return (
-        f"{HOST}:{ports['kafka_port']}",
-        f"http://{HOST}:{ports['registry_port']}{CCOMPAT_PATH}",
-    )
-
-
 @dataclass
 class _Pending:
     name: str
@@ -893,24 +1020,51 @@ def _write_env(path: Path, lines: Sequence[str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+PortsArg = int | Sequence[int] | None
+
+
+def _node_ports(
+    key: str, wanted: PortsArg, recorded: dict[str, Any], default: int, brokers: int
+) -> list[int]:
+    """Each node's port for ``key`` (``kafka_port`` or ``controller_port``)."""
+    if wanted is None:
+        listed = recorded.get(f"{key}s")
+        if isinstance(listed, list) and len(listed) == brokers:
+            return [int(p) for p in listed]
+        first = recorded.get(key)
+        wanted = first if isinstance(first, int) and brokers == 1 else default
+    if isinstance(wanted, int):
+        return [wanted + PORT_STRIDE * n for n in range(brokers)]
+    ports = [int(p) for p in wanted]
+    if len(ports) != brokers:
+        raise StackError(
+            f"{len(ports)} {key.replace('_', ' ')}s given for {brokers} broker(s): "
+            "give one (the others follow it) or one per broker"
+        )
+    return ports
+
+
 def start(
     state_dir: Path | str | None = None,
-    kafka_port: int | None = None,
-    controller_port: int | None = None,
+    kafka_port: PortsArg = None,
+    controller_port: PortsArg = None,
     registry_port: int | None = None,
     env_file: Path | str | None = None,
     *,
-    kafka_timeout: float = KAFKA_START_TIMEOUT_S,
+    brokers: int | None = None,
+    kafka_timeout: float | None = None,
     registry_timeout: float = REGISTRY_START_TIMEOUT_S,
     owned: bool = False,
     log: Log = _log_stderr,
 ) -> Endpoints:
-    """Start (or reuse) broker and registry for ``state_dir``; return their endpoints.
+    """Start (or reuse) broker(s) and registry for ``state_dir``; return their endpoints.
 
-    A component already running from the same state directory is reused.  Ports default
-    to the ones recorded in the state directory, else 19092 / 19093 / 18081.  On failure
-    the processes this call started are stopped and :class:`StackError` (with the log tail)
-    is raised.
+    A component already running from the same state directory is reused; a cluster that
+    lost a node gets it started again.  ``brokers`` (default: as last started from
+    ``state_dir``, else 1) Kafka nodes; ports default to the ones recorded in the state
+    directory, else 19092 / 19093 / 18081, a cluster's further nodes 2 above the one
+    before (or give a port per node).  On failure the processes this call started are
+    stopped and :class:`StackError` (with the log tail) is raised.
 
     With ``owned`` the processes this call starts stop when the calling process dies,
     however it dies (see :func:`owned_popen`): a stack for tests or a benchmark.  Without,
@@ -919,52 +1073,87 @@ def start(
     state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
     recorded = _load_state(state)
-    running = {name: _running_pid(state, name) for name in COMPONENTS}
-    requested = {
-        "kafka_port": kafka_port,
-        "controller_port": controller_port,
-        "registry_port": registry_port,
-    }
-    defaults = {
-        "kafka_port": DEFAULT_KAFKA_PORT,
-        "controller_port": DEFAULT_CONTROLLER_PORT,
-        "registry_port": DEFAULT_REGISTRY_PORT,
-    }
-    owner = {"kafka_port": KAFKA, "controller_port": KAFKA, "registry_port": REGISTRY}
-    ports: dict[str, int] = {}
-    for key, default in defaults.items():
-        wanted = requested[key]
-        if running[owner[key]] is not None and key in recorded:
-            if wanted is not None and wanted != recorded[key]:
-                raise StackError(
-                    f"{owner[key]} already runs from {state} with {key.replace('_', ' ')} "
-                    f"{recorded[key]}, not {wanted}: run `down` first or use another --state-dir"
-                )
-            ports[key] = recorded[key]
-        else:
-            ports[key] = wanted or recorded.get(key) or default
-    if len(set(ports.values())) != len(ports):
-        raise StackError(f"ports must differ: {ports}")
+    running_nodes = {n: _running_pid(state, n) for n in _kafka_components(state)}
+    live = sorted(n for n, pid in running_nodes.items() if pid is not None)
+    count = brokers or _recorded_brokers(recorded)
+    if count < 1:
+        raise StackError(f"--brokers must be at least 1, not {count}")
+    if live and sorted(set(live) - set(node_names(count))):
+        raise StackError(
+            f"{', '.join(live)} already run(s) from {state}, not {count} broker(s): "
+            "run `down` first or use another --state-dir"
+        )
+    names = node_names(count)
+    running = {name: _running_pid(state, name) for name in [*names, REGISTRY]}
+    if live:  # a cluster's nodes keep the ports they run on
+        for key in ("kafka_port", "controller_port"):
+            wanted = requested = kafka_port if key == "kafka_port" else controller_port
+            ports_now = _node_ports(key, None, recorded, 0, count)
+            if requested is not None:
+                wanted = _node_ports(key, requested, {}, 0, count)
+                if wanted != ports_now:
+                    raise StackError(
+                        f"{KAFKA} already runs from {state} with {key.replace('_', ' ')}(s) "
+                        f"{ports_now}, not {wanted}: run `down` first or use another --state-dir"
+                    )
+    kafka_ports = _node_ports("kafka_port", kafka_port, recorded, DEFAULT_KAFKA_PORT, count)
+    controller_ports = _node_ports(
+        "controller_port", controller_port, recorded, DEFAULT_CONTROLLER_PORT, count
+    )
+    if running[REGISTRY] is not None and "registry_port" in recorded:
+        if registry_port is not None and registry_port != recorded["registry_port"]:
+            raise StackError(
+                f"{REGISTRY} already runs from {state} with registry port "
+                f"{recorded['registry_port']}, not {registry_port}: run `down` first or use "
+                "another --state-dir"
+            )
+        chosen_registry = int(recorded["registry_port"])
+    else:
+        chosen_registry = registry_port or recorded.get("registry_port") or DEFAULT_REGISTRY_PORT
+    every_port = [*kafka_ports, *controller_ports, chosen_registry]
+    if len(set(every_port)) != len(every_port):
+        raise StackError(
+            f"ports must differ: kafka {kafka_ports}, controller {controller_ports}, "
+            f"registry {chosen_registry}"
+        )
+    cluster = _nodes(kafka_ports, controller_ports)
 
-    to_start = [name for name in COMPONENTS if running[name] is None]
-    for name in COMPONENTS:
+    to_start = [name for name in [*names, REGISTRY] if running[name] is None]
+    for name in [*names, REGISTRY]:
         pid = running[name]
         if pid is not None:
             log(f"{name}: already running from {state} (pid {pid}); reusing it")
-    for key, port in ports.items():
-        if owner[key] in to_start and not port_free(port):
+    wanted_free = [(REGISTRY, "registry port", chosen_registry)]
+    for node in cluster:
+        wanted_free += [(node.name, "kafka port", node.kafka_port)]
+        wanted_free += [(node.name, "controller port", node.controller_port)]
+    for name, what, port in wanted_free:
+        if name in to_start and not port_free(port):
             raise StackError(
-                f"port {HOST}:{port} ({key.replace('_', ' ')}) is in use by a process that "
+                f"port {HOST}:{port} ({what} of {name}) is in use by a process that "
                 f"was not started from {state}; stop it or choose another port"
             )
 
     artifacts = fetch(log=log) if to_start else None
-    _save_state(state, ports)
+    _save_state(
+        state,
+        {
+            "brokers": count,
+            "kafka_port": kafka_ports[0],
+            "controller_port": controller_ports[0],
+            "registry_port": chosen_registry,
+            "kafka_ports": kafka_ports,
+            "controller_ports": controller_ports,
+        },
+    )
+    if kafka_timeout is None:
+        kafka_timeout = KAFKA_START_TIMEOUT_S if count == 1 else CLUSTER_START_TIMEOUT_S
     spawned: list[int] = []
     try:
         endpoints = _spawn_and_wait(
             state,
-            ports=ports,
+            cluster=cluster,
+            registry_port=chosen_registry,
             to_start=to_start,
             running=running,
             artifacts=artifacts,
@@ -975,7 +1164,8 @@ def start(
         )
     except BaseException:
         if spawned:
-            _terminate(state, [n for n in COMPONENTS if _read_pid(state, n) in spawned], log)
+            started = [n for n in [*names, REGISTRY] if _read_pid(state, n) in spawned]
+            _terminate(state, started, log)
         raise
     _write_env(state / ENV_FILE, endpoints.env_lines())
     if env_file is not None:
@@ -990,7 +1180,8 @@ def _tie(owned: bool) -> str:
 def _spawn_and_wait(
     state: Path,
     *,
-    ports: dict[str, int],
+    cluster: Sequence[_Node],
+    registry_port: int,
     to_start: Sequence[str],
     running: dict[str, int | None],
     artifacts: Artifacts | None,
@@ -1001,37 +1192,44 @@ def _spawn_and_wait(
 ) -> Endpoints:
     """Start the components in ``to_start`` (recording pids in ``spawned``); wait for all."""
     kafka_timeout, registry_timeout = timeouts
-    bootstrap, registry_url = _endpoint_urls(ports)
+    bootstrap = ",".join(f"{HOST}:{node.kafka_port}" for node in cluster)
+    registry_url = f"http://{HOST}:{registry_port}{CCOMPAT_PATH}"
     pids = dict(running)
-    if KAFKA in to_start:
+    for node in cluster:
+        if node.name not in to_start:
+            continue
         assert artifacts is not None
-        props = _prepare_kafka(
-            state, artifacts.kafka_libs, ports["kafka_port"], ports["controller_port"]
-        )
+        props = _prepare_kafka(state, artifacts.kafka_libs, node, cluster)
         cmd = _kafka_command(state, artifacts.kafka_libs, props)
-        child = _spawn(KAFKA, cmd, state, state, owned=owned)
+        child = _spawn(node.name, cmd, state, state, owned=owned)
         spawned.append(child.pid)
-        pids[KAFKA] = child.pid
-        log(f"kafka: started pid {child.pid}{_tie(owned)}, log {_log_file(state, KAFKA)}")
+        pids[node.name] = child.pid
+        log(f"{node.name}: started pid {child.pid}{_tie(owned)}, log {_log_file(state, node.name)}")
     if REGISTRY in to_start:
         assert artifacts is not None
         workdir = state / "registry"
         workdir.mkdir(parents=True, exist_ok=True)
-        cmd = _registry_command(state, artifacts.registry_jar, ports["registry_port"])
+        cmd = _registry_command(state, artifacts.registry_jar, registry_port)
         child = _spawn(REGISTRY, cmd, state, workdir, owned=owned)
         spawned.append(child.pid)
         pids[REGISTRY] = child.pid
         log(f"registry: started pid {child.pid}{_tie(owned)}, log {_log_file(state, REGISTRY)}")
-    kafka_pid, registry_pid = pids[KAFKA], pids[REGISTRY]
-    assert kafka_pid is not None
+    waits: list[_Pending] = []
+    for node in cluster:
+        pid = pids[node.name]
+        assert pid is not None
+        address = f"{HOST}:{node.kafka_port}"
+        waits.append(
+            _Pending(
+                node.name,
+                pid,
+                _log_file(state, node.name),
+                kafka_timeout,
+                lambda address=address: kafka_answers(address, 3.0, len(cluster)),  # type: ignore[misc]
+            )
+        )
+    registry_pid = pids[REGISTRY]
     assert registry_pid is not None
-    kafka_wait = _Pending(
-        KAFKA,
-        kafka_pid,
-        _log_file(state, KAFKA),
-        kafka_timeout,
-        lambda: kafka_answers(bootstrap, 3.0),
-    )
     registry_wait = _Pending(
         REGISTRY,
         registry_pid,
@@ -1039,24 +1237,28 @@ def _spawn_and_wait(
         registry_timeout,
         lambda: registry_answers(registry_url, 3.0),
     )
-    _await_ready([kafka_wait, registry_wait], state)
-    assert kafka_wait.ready_after is not None
-    assert registry_wait.ready_after is not None
-    for item in (kafka_wait, registry_wait):
+    _await_ready([*waits, registry_wait], state)
+    for item in [*waits, registry_wait]:
         verb = "started and answered" if item.name in to_start else "answered"
         log(f"{item.name}: {verb} in {item.ready_after:.1f} s: {item.detail}")
+    kafka_ready = max(w.ready_after or 0.0 for w in waits)
+    assert registry_wait.ready_after is not None
     return Endpoints(
         bootstrap=bootstrap,
         registry_url=registry_url,
         state_dir=state,
-        kafka_port=ports["kafka_port"],
-        controller_port=ports["controller_port"],
-        registry_port=ports["registry_port"],
-        kafka_pid=kafka_pid,
+        kafka_port=cluster[0].kafka_port,
+        controller_port=cluster[0].controller_port,
+        registry_port=registry_port,
+        kafka_pid=waits[0].pid,
         registry_pid=registry_pid,
         reused=not to_start,
-        kafka_ready_s=kafka_wait.ready_after,
+        kafka_ready_s=kafka_ready,
         registry_ready_s=registry_wait.ready_after,
+        brokers=len(cluster),
+        kafka_ports=tuple(node.kafka_port for node in cluster),
+        controller_ports=tuple(node.controller_port for node in cluster),
+        kafka_pids=tuple(w.pid for w in waits),
     )
 
 
@@ -1110,26 +1312,31 @@ def stop(
     timeout: float = STOP_TIMEOUT_S,
     log: Log = _log_stderr,
 ) -> None:
-    """SIGTERM broker and registry of ``state_dir``; SIGKILL what is left after ``timeout``."""
+    """SIGTERM broker(s) and registry of ``state_dir``; SIGKILL what is left after ``timeout``."""
     state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
-    if not any(_pid_file(state, name).exists() for name in COMPONENTS):
+    components = [*_kafka_components(state), REGISTRY]
+    if not any(_pid_file(state, name).exists() for name in components):
         log(f"nothing running from {state}")
         return
-    _terminate(state, COMPONENTS, log, timeout)
+    _terminate(state, components, log, timeout)
 
 
 def status(state_dir: Path | str | None = None) -> list[ComponentStatus]:
-    """What runs from ``state_dir`` and whether it answers."""
+    """What runs from ``state_dir`` (each Kafka node, the registry) and whether it answers."""
     state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
-    ports = _load_state(state)
+    recorded = _load_state(state)
+    names = _kafka_components(state)
+    kafka_ports = recorded.get("kafka_ports") or [recorded.get("kafka_port")]
+    ports: dict[str, int | None] = dict(zip(names, kafka_ports, strict=False))
+    ports[REGISTRY] = recorded.get("registry_port")
     result: list[ComponentStatus] = []
-    for name in COMPONENTS:
+    for name in [*names, REGISTRY]:
         pid = _read_pid(state, name)
         running = pid is not None and _pid_alive(pid, state)
-        port = ports.get("kafka_port" if name == KAFKA else "registry_port")
+        port = ports.get(name)
         answers, detail = False, "not running"
         if running and port is not None:
-            if name == KAFKA:
+            if name != REGISTRY:
                 answers, detail = kafka_answers(f"{HOST}:{port}", 3.0)
             else:
                 answers, detail = registry_answers(f"http://{HOST}:{port}{CCOMPAT_PATH}")
@@ -1152,6 +1359,14 @@ def _print_error(exc: StackError, stream: TextIO = sys.stderr) -> None:
         print("---", file=stream)
 
 
+def _ports_arg(text: str) -> int | list[int]:
+    try:
+        ports = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port or a list N,N,N") from exc
+    return ports[0] if len(ports) == 1 else ports
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deploy/local.py",
@@ -1170,13 +1385,31 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     up = with_state(commands.add_parser("up", help="start broker and registry, wait for them"))
-    up.add_argument("--kafka-port", type=int, help=f"default {DEFAULT_KAFKA_PORT}")
-    up.add_argument("--controller-port", type=int, help=f"default {DEFAULT_CONTROLLER_PORT}")
+    up.add_argument(
+        "--brokers",
+        type=int,
+        help="Kafka nodes, each broker and controller (default: as last started, else 1; "
+        "3 survives the loss of any one)",
+    )
+    up.add_argument(
+        "--kafka-port",
+        type=_ports_arg,
+        help=f"default {DEFAULT_KAFKA_PORT}; a cluster's nodes +2 each, or N,N,N",
+    )
+    up.add_argument(
+        "--controller-port",
+        type=_ports_arg,
+        help=f"default {DEFAULT_CONTROLLER_PORT}; a cluster's nodes +2 each, or N,N,N",
+    )
     up.add_argument("--registry-port", type=int, help=f"default {DEFAULT_REGISTRY_PORT}")
     up.add_argument("--env-file", type=Path, help="also write the KEY=value lines here")
     with_state(commands.add_parser("down", help="stop broker and registry"))
     with_state(commands.add_parser("status", help="show what runs and whether it answers"))
     return parser
+
+
+def _plural(count: int, noun: str) -> str:
+    return noun if count == 1 else f"{count} {noun}s"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1197,11 +1430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.controller_port,
                 args.registry_port,
                 args.env_file,
+                brokers=args.brokers,
             )
             _log_stderr(
                 ("reused running stack" if endpoints.reused else "stack up")
                 + f" in {time.monotonic() - began:.1f} s "
-                f"(kafka {endpoints.kafka_ready_s:.1f} s, "
+                f"({_plural(endpoints.brokers, 'kafka node')} {endpoints.kafka_ready_s:.1f} s, "
                 f"registry {endpoints.registry_ready_s:.1f} s); "
                 f"stop with: python3 deploy/local.py down --state-dir {endpoints.state_dir}"
             )
