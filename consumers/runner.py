@@ -67,8 +67,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsInBatches, bootstrap
-from consumers.decoding import decode_as
 from consumers.http import HttpServer, Route, health_route, metrics_route
+from consumers.instruction_records import decode_instruction
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
@@ -422,7 +422,7 @@ class SinkRunner:
         return False
 
     def _decode(self, message: Message) -> InstructionIssued:
-        return decode_as(self._decoder, message.value(), InstructionIssued)
+        return decode_instruction(self._decoder, message.value())
 
     def _accept(self, message: Message) -> bool:
         error = message.error()

@@ -1,0 +1,101 @@
+"""A sink's instruction decode gives what the full decode gives, and refuses what it
+refuses, with the same reason (no broker: single-object encoding)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from consumers.decoding import decode_as
+from consumers.instruction_records import decode_instruction, instruction_from_avro
+from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
+from schemas.converters import to_dict
+from schemas.errors import InvalidEventError
+from schemas.events import ConsentChanged, InstructionIssued, Subject
+from schemas.examples import example
+from schemas.taxonomy import (
+    Action,
+    Channel,
+    Purpose,
+    Regime,
+    Right,
+    SinkFamily,
+    SubjectKind,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def instruction(n: int) -> InstructionIssued:
+    purposes = tuple(Purpose)[n % 3 : n % 3 + 1 + n % 2]
+    return InstructionIssued(
+        instruction_id=str(uuid.uuid4()),
+        event_id=str(uuid.uuid4()),
+        event_type="RightsRequested" if n % 4 == 0 else "ConsentChanged",
+        subject=Subject(id=f"subject-{n}", kind=tuple(SubjectKind)[n % 2]),
+        sink_family=tuple(SinkFamily)[n % 3],
+        destination=("suppression_list", "analytics_store", "criteo")[n % 3],
+        action=tuple(Action)[n % len(Action)],
+        purposes=purposes,
+        channels=(Channel.EMAIL, Channel.SMS)[: n % 3],
+        right=tuple(Right)[n % len(Right)] if n % 4 == 0 else None,
+        regime=tuple(Regime)[n % len(Regime)],
+        occurred_at=T0 + timedelta(milliseconds=n),
+        issued_at=T0 + timedelta(seconds=1, milliseconds=n),
+        receipt_requested=n % 5 != 0,
+    )
+
+
+def test_the_sinks_decode_equals_the_full_decode() -> None:
+    decoder = EventDecoder(None)
+    for i in (instruction(n) for n in range(40)):
+        data = encode_single_object(i)
+        assert decode_instruction(decoder, data) == decode_as(decoder, data, InstructionIssued)
+        assert decode_instruction(decoder, data) == i
+
+
+def refusal(decoder: EventDecoder, data: bytes, fast: bool) -> str:
+    decode: Any = decode_instruction if fast else lambda d, b: decode_as(d, b, InstructionIssued)
+    with pytest.raises(InvalidEventError) as caught:
+        decode(decoder, data)
+    return f"{type(caught.value).__name__}: {caught.value}"
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: d.update(action="UNKNOWN"),
+        lambda d: d.update(sink_family="UNKNOWN"),
+        lambda d: d.update(regime="UNKNOWN"),
+        lambda d: d.update(right="UNKNOWN"),
+        lambda d: d.update(purposes=["MARKETING_EMAIL", "UNKNOWN"]),
+        lambda d: d.update(channels=["UNKNOWN"]),
+        lambda d: d["subject"].update(kind="UNKNOWN"),
+        lambda d: d["subject"].update(id="a\x00b"),
+        lambda d: d["subject"].update(id=""),
+    ],
+)
+def test_the_sinks_decode_refuses_what_the_full_decode_refuses(spoil: Any) -> None:
+    avro = to_dict(instruction(4))
+    spoil(avro)
+    data = encode_single_object_dict(InstructionIssued, avro)
+    decoder = EventDecoder(None)
+    assert refusal(decoder, data, fast=True) == refusal(decoder, data, fast=False)
+
+
+def test_the_sinks_decode_refuses_another_event_type() -> None:
+    data = encode_single_object(example(ConsentChanged))
+    decoder = EventDecoder(None)
+    assert refusal(decoder, data, fast=True) == refusal(decoder, data, fast=False)
+
+
+def test_values_from_dict_would_convert_or_refuse_take_its_path() -> None:
+    avro = to_dict(instruction(1))
+    avro["occurred_at"] = int(T0.timestamp() * 1000)  # epoch ms: from_dict converts it
+    assert instruction_from_avro(avro).occurred_at == T0
+    avro["destination"] = 7
+    with pytest.raises(InvalidEventError, match="destination"):
+        instruction_from_avro(avro)
