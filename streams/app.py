@@ -1,11 +1,12 @@
 """Wiring: the Faust app with its topics, tables, agents, timer and views.
 
 :func:`build` makes everything from validated settings. Input topics are read as raw
-bytes (one fastavro decode per message in the processors), in batches
-(``take_events``) whose output goes straight to the app's producer with every delivery
-awaited before the batch is acknowledged. Tables are keyed by subject with the
-producer's partitioner, so the consent, receipts and data topics and the tables are
-co-partitioned: Faust gives one worker the same partition number of all of them.
+bytes (one fastavro decode per message in the processors), in batches of whatever is
+queued (:mod:`streams.agents.taking`) whose output goes straight to the app's producer
+with every delivery awaited before the batch is acknowledged. Tables are keyed by
+subject with the producer's partitioner, so the consent, receipts and data topics and
+the tables are co-partitioned: Faust gives one worker the same partition number of all
+of them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from streams import gc_tuning, tables, views
 from streams.agents.context import StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
+from streams.agents.taking import queued_batches
 from streams.broker import broker_waiter
 from streams.config import StreamSettings
 from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
@@ -184,7 +186,7 @@ def _copartitioned(kafka: KafkaSettings) -> frozenset[str]:
 
 def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) -> None:
     topics = ctx.topics
-    size, within = settings.batch_size, settings.batch_within_seconds
+    size = settings.batch_size
     intake, receipts = Intake(ctx), Receipts(ctx)
 
     def raw_topic(name: str) -> Any:
@@ -193,14 +195,14 @@ def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) ->
     @app.agent(raw_topic(topics.consent), name="intake")
     async def intake_agent(stream: Any) -> None:
         ctx.activity["stream.intake"] = "waiting for a batch"
-        async for events in stream.take_events(size, within=within):
+        async for events in queued_batches(stream, size):
             await intake.handle([e.message for e in events])
             ctx.activity["stream.intake"] = "waiting for a batch"
 
     @app.agent(raw_topic(topics.receipts), name="receipts")
     async def receipts_agent(stream: Any) -> None:
         ctx.activity["stream.receipts"] = "waiting for a batch"
-        async for events in stream.take_events(size, within=within):
+        async for events in queued_batches(stream, size):
             await receipts.handle([e.message for e in events])
             ctx.activity["stream.receipts"] = "waiting for a batch"
 

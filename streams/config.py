@@ -42,10 +42,9 @@ class StreamSettings:
     routing_file: Path | None = None
     """The routing policy; empty means the packaged ``streams/routing.toml``."""
     batch_size: int = 2000
-    batch_within_seconds: float = 0.005
-    """How long an agent waits for a batch to fill before taking what has arrived. Short,
-    so a lone withdrawal is not held back (idle latency); under load batches still fill
-    to ``batch_size`` while the previous one is being published."""
+    """Most events an agent takes at once. It takes every event already queued, up to
+    this, and waits for none (:mod:`streams.agents.taking`): a lone withdrawal goes at
+    once, a backlog in batches as large as it is."""
     session_timeout_seconds: float = 6.0
     """How long the group waits for a worker that went silent (crashed and not back, or
     cut off) before its partitions go to the others: a worker killed and started again
@@ -78,8 +77,8 @@ class StreamSettings:
             raise ValueError("STREAMS_APP_ID must not be empty")
         if not 0 < self.web_port < 65536:
             raise ValueError(f"STREAMS_WEB_PORT {self.web_port} is not a TCP port")
-        if self.batch_size < 1 or self.batch_within_seconds <= 0:
-            raise ValueError("STREAMS_BATCH_SIZE and STREAMS_BATCH_WITHIN_SECONDS must be > 0")
+        if self.batch_size < 1:
+            raise ValueError("STREAMS_BATCH_SIZE must be > 0")
         if not 6 <= self.session_timeout_seconds <= 300:
             raise ValueError("STREAMS_SESSION_TIMEOUT_SECONDS must be within 6..300")
         if self.group_instance_id != self.group_instance_id.strip():
