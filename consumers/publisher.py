@@ -8,6 +8,7 @@ not acknowledged, so the runner never commits offsets past a lost receipt.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import datetime
 
@@ -15,6 +16,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.protocol import RetriableSinkError, SinkResult
+from consumers.shared_producer import SharedProducer
 from schemas import deadletters
 from schemas.codec import EventSerializer
 from schemas.errors import ConsentRelayError, InvalidEventError
@@ -94,9 +96,22 @@ class Publisher:
     subject.
     """
 
-    def __init__(self, settings: KafkaSettings, registry: SchemaRegistryClient) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        registry: SchemaRegistryClient,
+        shared: SharedProducer | None = None,
+    ) -> None:
+        """``shared``: write through that producer (its thread serves the delivery
+        reports) instead of one of this publisher's own."""
         self._topics = settings.topics
-        self._producer = Producer(settings.producer_config())
+        self._shared = shared
+        self._producer = (
+            shared.producer() if shared is not None else Producer(settings.producer_config())
+        )
+        self._acked = threading.Condition()
+        self._unacked = 0
+        """Messages of this publisher the broker has not answered yet."""
         self._receipts = EventSerializer(registry, PropagationReceipt)
         self._answers = EventSerializer(registry, InstructionsAnswered)
         self._dead_letters = EventSerializer(registry, DeadLettered)
@@ -136,8 +151,15 @@ class Publisher:
         """Send what is queued, then wait until every message is acknowledged; raise
         DeliveryError if one was not."""
         self.send_receipts()
-        remaining = self._producer.flush(timeout)
-        failures, self._failures = self._failures, []
+        wait = timeout
+        if self._shared is None:
+            self._producer.flush(timeout)  # serves the delivery reports as they come
+            wait = 0.0
+        with self._acked:
+            # Only this publisher's messages: another runner's may stay in flight.
+            self._acked.wait_for(lambda: self._unacked == 0, wait)
+            remaining = self._unacked
+            failures, self._failures = self._failures, []
         if remaining:
             raise DeliveryError(f"{remaining} message(s) unacknowledged after {timeout}s")
         if failures:
@@ -161,27 +183,41 @@ class Publisher:
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> None:
-        while True:
-            try:
-                if partition is None:
-                    self._producer.produce(topic, value=value, key=key, on_delivery=self._delivered)
-                else:
-                    self._producer.produce(
-                        topic,
-                        value=value,
-                        key=key,
-                        partition=partition,
-                        on_delivery=self._delivered,
-                    )
-                break
-            except BufferError:
-                # The local queue is full: serve delivery reports to make room.
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+        with self._acked:
+            self._unacked += 1
+        try:
+            while True:
+                try:
+                    if partition is None:
+                        self._producer.produce(
+                            topic, value=value, key=key, on_delivery=self._delivered
+                        )
+                    else:
+                        self._producer.produce(
+                            topic,
+                            value=value,
+                            key=key,
+                            partition=partition,
+                            on_delivery=self._delivered,
+                        )
+                    break
+                except BufferError:
+                    # The local queue is full: serve delivery reports to make room.
+                    self._producer.poll(0.1)
+        except BaseException:
+            with self._acked:
+                self._unacked -= 1
+            raise
+        if self._shared is None:
+            self._producer.poll(0)
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failures.append(str(error))
+        with self._acked:
+            if error is not None:
+                self._failures.append(str(error))
+            self._unacked -= 1
+            if self._unacked == 0:
+                self._acked.notify_all()
 
 
 def _answered(receipts: list[PropagationReceipt]) -> InstructionsAnswered:

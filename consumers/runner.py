@@ -83,6 +83,7 @@ from consumers.protocol import (
 )
 from consumers.publisher import Publisher, build_dead_letter, build_receipt
 from consumers.settings import RunnerSettings
+from consumers.shared_producer import SharedProducer
 from schemas.codec import EventDecoder
 from schemas.errors import (
     ConfigError,
@@ -170,13 +171,16 @@ class SinkRunner:
         routes: Mapping[str, Route] | None = None,
         serve_http: bool = True,
         backoff: Backoff | None = None,
+        producer: SharedProducer | None = None,
     ) -> None:
         """Build a runner; nothing connects until :meth:`run`.
 
         ``metrics_port`` None means ``options.http_port`` or the family's default;
         0 picks a free port (see :attr:`http_port`). ``routes`` are served next to
         ``/metrics`` and ``/healthz``, as are the sink's own if it has
-        :class:`~consumers.protocol.ServesHttp`.
+        :class:`~consumers.protocol.ServesHttp`. ``producer``: receipts and dead letters
+        go through that one, shared with other runners of the process, instead of a
+        producer of this runner's own.
         """
         self.sink = sink
         self.settings = settings
@@ -204,6 +208,7 @@ class SinkRunner:
         self._consumer: Consumer | None = None
         self._membership: Membership | None = None
         self._publisher: Publisher | None = None
+        self._shared_producer = producer
         self._registry: SchemaRegistryClient | None = None
         self._decoder = EventDecoder(None)
         self._pending: deque[Message] = deque()
@@ -241,7 +246,7 @@ class SinkRunner:
         try:
             self._registry = self.settings.registry_client()
             self._decoder = EventDecoder(self._registry)
-            self._publisher = Publisher(self.settings, self._registry)
+            self._publisher = Publisher(self.settings, self._registry, self._shared_producer)
             try:
                 if self._retrying(self.sink.needs_bootstrap, STORE):
                     self._bootstrap()

@@ -3,7 +3,9 @@
 Each partner gets a :class:`~consumers.runner.SinkRunner` in its own thread, with its
 own consumer group (``<base>.<partner>``) over its own instruction topic
 (``consent.instructions.partner_sharing.<partner>``, created at start if missing), its
-own webhook client, retries and circuit breaker. A partner that is down or hangs only
+own webhook client, retries and circuit breaker; their receipts go out through one
+producer shared by every pipeline, each awaiting only its own (a withdrawal's receipts
+from every partner leave in one produce request). A partner that is down or hangs only
 holds up its own topic's offsets; the others keep applying, and nobody fetches what is
 meant for someone else. The breaker's state is exported as
 ``consent_relay_circuit_breaker_open{destination}``.
@@ -26,6 +28,7 @@ from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
 from consumers.partners.webhook import WebhookClient
 from consumers.runner import DEFAULT_PORTS, SinkRunner, default_group
+from consumers.shared_producer import SharedProducer
 from schemas.admin import ensure_topics
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
@@ -54,6 +57,9 @@ class PartnerSinkProcess:
         self.kafka = kafka
         identities = IdentityMap(config.identity_map) if config.identity_map else None
         base = settings.group_id or default_group(FAMILY)
+        # One producer for every pipeline's receipts: a withdrawal's sixteen receipts leave
+        # in one produce request, not sixteen (each pipeline still awaits only its own).
+        self._producer = SharedProducer(kafka)
         self.runners: dict[str, SinkRunner] = {}
         for partner in config.partners:
             self.runners[partner.name] = self._runner(partner, kafka, identities, base)
@@ -103,6 +109,7 @@ class PartnerSinkProcess:
                 for future in futures:
                     future.result()
         finally:
+            self._producer.close()
             self._http.stop()
 
     def _runner(
@@ -132,6 +139,7 @@ class PartnerSinkProcess:
             # The runner's own "keeps failing" gauge agrees with the breaker's threshold.
             options=replace(self.settings, breaker_threshold=partner.failure_threshold),
             serve_http=False,
+            producer=self._producer,
         )
         gauge = runner.metrics.circuit_breaker_open.labels(partner.name)
         gauge.set(0)

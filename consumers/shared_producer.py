@@ -1,0 +1,57 @@
+"""One Kafka producer for several sink runners of a process.
+
+The partner sink runs a runner per partner. With a producer each, one withdrawal's
+receipts left as sixteen produce requests from sixteen clients (sixteen idempotent
+producer ids, each with its own threads and broker connection); shared, the receipts
+written within ``linger.ms`` of each other leave in one request. Each runner's
+:class:`~consumers.publisher.Publisher` still waits only for the acknowledgements of
+what it produced itself, never for another partner's, so a runner's flush means what
+it meant with a producer of its own. Delivery reports are served by one thread of this
+producer, not by whichever runner happens to wait.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import Producer
+
+from schemas.kafka import KafkaSettings
+
+SERVE_SECONDS = 0.1
+"""Longest the delivery-report thread waits in one poll; also how soon it sees close()."""
+
+
+class SharedProducer:
+    """A producer created at first use, with a thread serving its delivery reports."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._config = settings.producer_config()
+        self._lock = threading.Lock()
+        self._producer: Producer | None = None
+        self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+
+    def producer(self) -> Producer:
+        """The producer (connecting on the first call); its delivery callbacks run on
+        this object's thread."""
+        with self._lock:
+            if self._producer is None:
+                producer = self._producer = Producer(self._config)
+                self._thread = threading.Thread(
+                    target=self._serve, args=(producer,), name="delivery-reports", daemon=True
+                )
+                self._thread.start()
+            return self._producer
+
+    def close(self, timeout: float = 30.0) -> int:
+        """Send what is still queued (each runner has flushed its own already) and stop
+        serving; the number of messages left unacknowledged."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join()
+        return self._producer.flush(timeout) if self._producer is not None else 0
+
+    def _serve(self, producer: Producer) -> None:
+        while not self._closing.is_set():
+            producer.poll(SERVE_SECONDS)
