@@ -21,7 +21,7 @@ Pieces:
   ``<state>/kafka-<n>/`` and logs to ``<state>/kafka-<n>.log``.  Internal topics (consumer
   offsets, transaction state) get three replicas and two in sync, as do topics created
   without a replication factor; a node that stops heartbeating is fenced (its partitions
-  led elsewhere) after 6 s instead of Kafka's 9.
+  led elsewhere) after 3 s instead of Kafka's 9, within the relay's 6 s consumer sessions.
 * Apicurio Registry 3.0.9 (``deploy/registry/pom.xml``), whose Confluent-compatible API at
   ``/apis/ccompat/v7`` is what ``confluent_kafka.schema_registry`` talks to.  Its storage is
   an H2 database file in the state directory, so schema ids survive a restart together with
@@ -876,11 +876,14 @@ def _cluster_properties(brokers: int) -> dict[str, str]:
         "share.coordinator.state.topic.replication.factor": replicas,
         "share.coordinator.state.topic.min.isr": in_sync,
         # A killed node's partitions get a new leader (and it leaves their ISRs) once the
-        # controller fences it for missing heartbeats: 6 s (Kafka: 9 s, beats every 2 s)
-        # keeps the relay's pause within its 10 s target; beats every second leave five
+        # controller fences it for missing heartbeats. That must come well within the
+        # relay's consumer sessions (6 s): a consumer whose group coordinator was on the
+        # lost node stays in its group only if the coordinator moves before its session
+        # runs out; with 6 s here both sinks timed out, left and rejoined (8.5 s more).
+        # Kafka's 9 s (beats every 2 s) would be worse; beats every 0.5 s leave six
         # chances before a slow but live node is fenced.
-        "broker.session.timeout.ms": "6000",
-        "broker.heartbeat.interval.ms": "1000",
+        "broker.session.timeout.ms": "3000",
+        "broker.heartbeat.interval.ms": "500",
     }
 
 
