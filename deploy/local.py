@@ -804,6 +804,24 @@ def _new_cluster_id() -> str:
             return text
 
 
+_ACTIVE_CONTROLLER = re.compile(
+    r"\[QuorumController id=(\d+)\] Becoming the active controller at epoch (\d+)"
+)
+
+
+def active_controller(state_dir: Path | str | None = None) -> int | None:
+    """The node id of a cluster's active controller, as its nodes' logs last said (the
+    newest epoch wins); None before one was elected."""
+    state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
+    newest: tuple[int, int] | None = None
+    for log_path in state.glob(f"{KAFKA}*.log"):
+        for match in _ACTIVE_CONTROLLER.finditer(log_path.read_text(errors="replace")):
+            epoch, node = int(match.group(2)), int(match.group(1))
+            if newest is None or epoch > newest[0]:
+                newest = (epoch, node)
+    return None if newest is None else newest[1]
+
+
 def _data_dir(state: Path, name: str) -> Path:
     return state / name / "data"
 
@@ -884,6 +902,11 @@ def _cluster_properties(brokers: int) -> dict[str, str]:
         # chances before a slow but live node is fenced.
         "broker.session.timeout.ms": "3000",
         "broker.heartbeat.interval.ms": "500",
+        # When the lost node was the active controller, the others elect a new one first
+        # (Kafka: a follower waits 2 s for the leader, then up to 1 s more), and the new
+        # controller gives every broker a full session before fencing any: halved here.
+        "controller.quorum.fetch.timeout.ms": "1000",
+        "controller.quorum.election.timeout.ms": "500",
     }
 
 

@@ -181,9 +181,11 @@ def test_a_broker_lost_mid_stream_loses_and_misapplies_nothing(
             while time.monotonic() < until:
                 watch.read()
             leader = _leader(settings, settings.topics.consent, 0)
+            controller = private_stack.local.active_controller(private_stack.state_dir)
             os.kill(_node_pid(private_stack, leader), signal.SIGKILL)
             killed = time.monotonic()
-            print(f"\nCLUSTER killed node {leader}, leader of consent partition 0")
+            role = "and active controller" if leader == controller else f"(controller {controller})"
+            print(f"\nCLUSTER killed node {leader}, leader of consent partition 0 {role}")
             while time.monotonic() < killed + AFTER_KILL_S:
                 relay.check_alive()
                 watch.read()
