@@ -7,7 +7,10 @@ reconnects to a broker that went away at most a second after it is back, without
 flooding the log meanwhile (:data:`RECONNECT`).
 Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, ``CONSENT_RELAY_TOPIC_PREFIX``,
 ``CONSENT_RELAY_PARTITIONS`` and the optional ``KAFKA_REPLICATION_FACTOR`` and
-``KAFKA_MIN_INSYNC_REPLICAS`` (unset: derived from the cluster, :mod:`schemas.replication`).
+``KAFKA_MIN_INSYNC_REPLICAS`` (unset: derived from the cluster, :mod:`schemas.replication`),
+and how clients authenticate: ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``,
+``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` (:mod:`schemas.kafka_auth`; every
+librdkafka config below carries them, so no client can be built without them).
 Those families are shared with other tools (``KAFKA_HEAP_OPTS``, ``CONSENT_RELAY_CACHE``),
 so an unknown key is refused only when it is evidently a misspelt one of ours
 (``KAFKA_BOOTSTRAP_SERVERS``, ``CONSENT_RELAY_PREFIX``) or any other ``SCHEMA_REGISTRY_*``
@@ -27,6 +30,8 @@ from urllib.parse import urlparse
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from schemas.errors import ConfigError
+from schemas.kafka_auth import KEYS as AUTH_KEYS
+from schemas.kafka_auth import ClientAuth
 from schemas.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve, validate
 from schemas.topics import DEFAULT_PARTITIONS, Topics
 
@@ -42,6 +47,7 @@ KNOWN_KEYS = (
     "CONSENT_RELAY_PARTITIONS",
     FACTOR_KEY,
     MIN_INSYNC_KEY,
+    *AUTH_KEYS,
 )
 _MISSPELLING_CUTOFF = 0.75
 
@@ -71,6 +77,8 @@ class KafkaSettings:
     """Replicas of each relay topic; None: 3 on a cluster of three brokers or more."""
     min_insync_replicas: int | None = None
     """In-sync replicas an ``acks=all`` write needs; None: 2 with 3 replicas, else 1."""
+    auth: ClientAuth = ClientAuth()
+    """The security protocol and SASL credentials of every client (PLAINTEXT: none)."""
 
     def __post_init__(self) -> None:
         for server in self.bootstrap.split(","):
@@ -107,6 +115,7 @@ class KafkaSettings:
             partitions=partitions,
             replication_factor=_optional_int(env, FACTOR_KEY),
             min_insync_replicas=_optional_int(env, MIN_INSYNC_KEY),
+            auth=ClientAuth.from_env(env),
         )
 
     def replication(self, brokers: int) -> Replication:
@@ -122,8 +131,7 @@ class KafkaSettings:
     def producer_config(self, **overrides: Any) -> dict[str, Any]:
         """An idempotent, acks=all producer; nothing acknowledged is lost."""
         config: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap,
-            **RECONNECT,
+            **self._connection(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
@@ -143,8 +151,7 @@ class KafkaSettings:
         never costs the membership.
         """
         config: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap,
-            **RECONNECT,
+            **self._connection(),
             "group.id": group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -160,7 +167,12 @@ class KafkaSettings:
 
     def admin_config(self) -> dict[str, Any]:
         """Config for an AdminClient."""
-        return {"bootstrap.servers": self.bootstrap, **RECONNECT}
+        return self._connection()
+
+    def _connection(self) -> dict[str, Any]:
+        """Where the brokers are, how to reconnect and who this client is: the one
+        place every librdkafka config gets them from."""
+        return {"bootstrap.servers": self.bootstrap, **RECONNECT, **self.auth.librdkafka()}
 
     def registry_client(self) -> SchemaRegistryClient:
         """A client of the Confluent-compatible schema registry."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -80,6 +81,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     app = faust.App(
         app_id,
         broker=[f"kafka://{server.strip()}" for server in kafka.bootstrap.split(",")],
+        broker_credentials=_credentials(kafka),
         autodiscover=False,
         store="memory://",
         datadir=str(settings.data_dir),
@@ -269,3 +271,18 @@ def pending_summary(app: faust.App, ctx: StreamContext) -> tuple[int, int | None
     if count:
         log.debug("pending propagations: %d", count)
     return count, oldest
+
+
+def _credentials(kafka: KafkaSettings) -> faust.SASLCredentials | None:
+    """Faust's (aiokafka's) side of KAFKA_SECURITY_PROTOCOL and the SASL settings; the
+    worker's librdkafka clients get them from KafkaSettings' configs."""
+    auth = kafka.auth
+    if not auth.sasl:
+        return None
+    assert auth.password is not None  # ClientAuth refuses SASL without one
+    return faust.SASLCredentials(
+        username=auth.username,
+        password=auth.password.reveal(),
+        mechanism=auth.mechanism.value,
+        ssl_context=ssl.create_default_context() if auth.tls else None,
+    )

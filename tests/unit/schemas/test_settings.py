@@ -207,6 +207,10 @@ def test_known_keys_are_the_documented_ones() -> None:
         "CONSENT_RELAY_PARTITIONS",
         "KAFKA_REPLICATION_FACTOR",
         "KAFKA_MIN_INSYNC_REPLICAS",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
     }
 
 
