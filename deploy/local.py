@@ -22,6 +22,14 @@ Pieces:
   offsets, transaction state) get three replicas and two in sync, as do topics created
   without a replication factor; a node that stops heartbeating is fenced (its partitions
   led elsewhere) after 3 s instead of Kafka's 9, within the relay's 6 s consumer sessions.
+* Or, with ``--sasl``, clients authenticate with SASL/SCRAM-SHA-512 on the Kafka port
+  (SASL_PLAINTEXT; no TLS, see :func:`sasl_properties` for the listeners and why the
+  controller one stays PLAINTEXT) as one principal per process role (:data:`ROLES`), and
+  the StandardAuthorizer lets each do only what ACLs allow; ``operator`` is the super
+  user.  The passwords are generated on the first ``up --sasl`` into
+  ``<state>/sasl/credentials.json`` (mode 0600), written into the storage as SCRAM
+  credentials when it is formatted, and printed only by ``credentials ROLE``.  Needs the
+  project's venv (confluent-kafka probes the SASL listener).
 * Apicurio Registry 3.0.9 (``deploy/registry/pom.xml``), whose Confluent-compatible API at
   ``/apis/ccompat/v7`` is what ``confluent_kafka.schema_registry`` talks to.  Its storage is
   an H2 database file in the state directory, so schema ids survive a restart together with
@@ -36,16 +44,19 @@ Commands::
     python3 deploy/local.py fetch
     python3 deploy/local.py up [--state-dir DIR] [--brokers 1|3] [--kafka-port N[,N...]]
                                [--controller-port N[,N...]] [--registry-port N]
-                               [--env-file FILE]
+                               [--env-file FILE] [--sasl]
+    python3 deploy/local.py credentials [--state-dir DIR] ROLE
     python3 deploy/local.py status [--state-dir DIR]
     python3 deploy/local.py down [--state-dir DIR]
 
 ``up`` prints ``KAFKA_BOOTSTRAP=...`` (every broker, comma-separated) and
 ``SCHEMA_REGISTRY_URL=...`` on stdout (all other messages go to stderr), so
-``eval "$(python3 deploy/local.py up)"`` works.  There is one registry whatever the number
-of brokers (it keeps its schemas in its own H2 file, not in Kafka).  ``up`` on a state
-directory whose cluster lost a node starts that node again; ``down`` and ``status`` cover
-every node.
+``eval "$(python3 deploy/local.py up)"`` works; with ``--sasl`` also
+``KAFKA_SECURITY_PROTOCOL`` and ``KAFKA_SASL_MECHANISM``, and ``eval "$(... credentials
+gate)"`` adds the gate's ``KAFKA_SASL_USERNAME`` and ``KAFKA_SASL_PASSWORD``.  There is
+one registry whatever the number of brokers (it keeps its schemas in its own H2 file, not
+in Kafka).  ``up`` on a state directory whose cluster lost a node starts that node again;
+``down`` and ``status`` cover every node.
 
 ``up`` leaves broker and registry running on their own (a developer's long-lived stack).
 ``start(..., owned=True)``, as the tests and the benchmark call it, ties them to the calling
@@ -69,6 +80,7 @@ import importlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -82,7 +94,7 @@ import urllib.error
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +132,27 @@ KAFKA: Final = "kafka"
 REGISTRY: Final = "registry"
 COMPONENTS: Final = (KAFKA, REGISTRY)
 """The components of a single-broker stack; a cluster has ``kafka-1`` ... instead of ``kafka``."""
+
+SASL_DIR: Final = "sasl"
+CREDENTIALS_FILE: Final = "credentials.json"
+SCRAM: Final = "SCRAM-SHA-512"
+SASL_LISTENER: Final = "SASL_PLAINTEXT"
+OPERATOR: Final = "operator"
+BROKER_PRINCIPAL: Final = "broker"
+"""The brokers' own principal on the SASL listener (replication between nodes)."""
+ROLES: Final = (
+    "producers",
+    "streams",
+    "marketing",
+    "analytics",
+    "partner_sharing",
+    "gate",
+    OPERATOR,
+)
+"""One SCRAM principal per process role, named as the role (``User:marketing``): the
+producers (gateway and client services), the stream worker, each sink family, the data
+gate and the operators' tools (the one super user of the relay's roles)."""
+STANDARD_AUTHORIZER: Final = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # Children started by this Python process, so that stop() can reap them (no zombies, no
@@ -180,9 +213,15 @@ class Endpoints:
     kafka_ports: tuple[int, ...] = ()
     controller_ports: tuple[int, ...] = ()
     kafka_pids: tuple[int, ...] = ()
+    sasl: bool = False
+    """Clients authenticate with SCRAM (``up --sasl``); credentials: :func:`credentials_env`."""
 
     def env_lines(self) -> list[str]:
-        return [f"KAFKA_BOOTSTRAP={self.bootstrap}", f"SCHEMA_REGISTRY_URL={self.registry_url}"]
+        lines = [f"KAFKA_BOOTSTRAP={self.bootstrap}", f"SCHEMA_REGISTRY_URL={self.registry_url}"]
+        if self.sasl:
+            # No credentials here: these lines are printed and written to endpoints.env.
+            lines += [f"KAFKA_SECURITY_PROTOCOL={SASL_LISTENER}", f"KAFKA_SASL_MECHANISM={SCRAM}"]
+        return lines
 
 
 @dataclass(frozen=True)
@@ -512,23 +551,32 @@ def _confluent_admin() -> Any | None:
         return None
 
 
-def kafka_answers(bootstrap: str, timeout: float = 5.0, min_brokers: int = 1) -> tuple[bool, str]:
+def kafka_answers(
+    bootstrap: str,
+    timeout: float = 5.0,
+    min_brokers: int = 1,
+    as_client: Mapping[str, str] | None = None,
+) -> tuple[bool, str]:
     """Does a broker at ``bootstrap`` answer a metadata request listing at least
     ``min_brokers`` brokers (a cluster's node is ready once every node registered)?
 
     Uses ``confluent_kafka.admin.AdminClient.list_topics`` when confluent-kafka is
-    importable, else :func:`kafka_metadata_raw`.
+    importable, else :func:`kafka_metadata_raw`.  ``as_client``: more librdkafka settings
+    (a SASL listener's credentials, which only confluent-kafka can present).
     """
     host, port = _split_hostport(bootstrap)
     if not port_open(host, port, timeout=min(timeout, 2.0)):
         return False, f"nothing listens on {host}:{port}"
     admin_module = _confluent_admin()
+    if admin_module is None and as_client:
+        return False, "a SASL listener: probing it needs confluent-kafka (the project's venv)"
     if admin_module is not None:
         client = admin_module.AdminClient(
             {
                 "bootstrap.servers": bootstrap,
                 "socket.connection.setup.timeout.ms": int(timeout * 1000),
                 "log_level": 2,
+                **(as_client or {}),
             }
         )
         kafka_error: type[BaseException] = importlib.import_module("confluent_kafka").KafkaException
@@ -843,9 +891,12 @@ def server_properties(
     *,
     cluster: Sequence[_Node] = (),
     node_id: int = 1,
+    sasl: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Broker settings for the single-node development cluster, or for node ``node_id``
-    of ``cluster`` (every node a broker and a voter of the controller quorum)."""
+    of ``cluster`` (every node a broker and a voter of the controller quorum); with
+    ``sasl`` (every principal's password, :func:`sasl_credentials`) clients authenticate
+    with SCRAM and are authorised by ACLs (:func:`sasl_properties`)."""
     name = KAFKA if not cluster else node_names(len(cluster))[node_id - 1]
     voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in cluster)
     props = {
@@ -878,7 +929,115 @@ def server_properties(
     }
     if len(cluster) > 1:
         props.update(_cluster_properties(len(cluster)))
+    if sasl is not None:
+        props.update(sasl_properties(kafka_port, controller_port, sasl[BROKER_PRINCIPAL]))
     return props
+
+
+# --------------------------------------------------------------------------------------
+# SASL/SCRAM and ACLs (``up --sasl``)
+
+
+def sasl_properties(kafka_port: int, controller_port: int, broker_password: str) -> dict[str, str]:
+    """What ``--sasl`` changes in a node's settings.
+
+    The client listener becomes SASL_PLAINTEXT with SCRAM-SHA-512 only; the nodes
+    replicate over it too, as ``User:broker``, so no second broker port exists that a
+    client could use without a password.  The controller listener stays PLAINTEXT: KRaft
+    cannot check SCRAM there (the credentials live in the metadata the controllers
+    serve), and a node asks the controllers for that metadata before any ACL is loaded,
+    so its principal there, ``User:ANONYMOUS``, must be a super user.  That is acceptable
+    only because the port listens on 127.0.0.1 of a development machine; a real cluster
+    puts its controllers on SASL/PLAIN, GSSAPI or mutual TLS.  No TLS: passwords never
+    cross the wire under SCRAM, but the records do, in clear, on the loopback interface.
+    """
+    jaas = (
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{BROKER_PRINCIPAL}" password="{broker_password}";'
+    )
+    listener = SASL_LISTENER.lower()
+    return {
+        "listeners": f"{SASL_LISTENER}://{HOST}:{kafka_port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"{SASL_LISTENER}://{HOST}:{kafka_port}",
+        "inter.broker.listener.name": SASL_LISTENER,
+        "listener.security.protocol.map": f"{SASL_LISTENER}:{SASL_LISTENER},CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms": SCRAM,
+        "sasl.mechanism.inter.broker.protocol": SCRAM,
+        f"listener.name.{listener}.{SCRAM.lower()}.sasl.jaas.config": jaas,
+        "authorizer.class.name": STANDARD_AUTHORIZER,
+        "super.users": f"User:{BROKER_PRINCIPAL};User:{OPERATOR};User:ANONYMOUS",
+        # Anything no ACL allows is denied (Kafka's default, spelt out).
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def _credentials_path(state: Path) -> Path:
+    return state / SASL_DIR / CREDENTIALS_FILE
+
+
+def sasl_credentials(state: Path, *, create: bool = False) -> dict[str, str]:
+    """Every principal's password (the roles' and the brokers'), kept in
+    ``<state>/sasl/credentials.json`` (mode 0600 in a 0700 directory); generated on the
+    first ``up --sasl`` of a state directory (``create``), never printed or logged."""
+    path = _credentials_path(state)
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        stored = None
+    except (OSError, ValueError) as exc:
+        raise StackError(f"cannot read the SASL credentials in {path}: {exc}") from exc
+    wanted = [BROKER_PRINCIPAL, *ROLES]
+    if isinstance(stored, dict) and all(isinstance(stored.get(name), str) for name in wanted):
+        return {name: stored[name] for name in wanted}
+    if stored is not None or not create:
+        raise StackError(
+            f"no SASL credentials for every role in {path}: this state directory was not "
+            "started with --sasl; run `down` and use a fresh --state-dir"
+        )
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    passwords = {name: secrets.token_urlsafe(24) for name in wanted}
+    # Created 0600 before anything is written: never readable by others, not even briefly.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(passwords, out, indent=2, sort_keys=True)
+    return passwords
+
+
+def _scram_arguments(credentials: Mapping[str, str]) -> list[str]:
+    """``kafka-storage format`` arguments that put every principal's SCRAM credential
+    into the cluster's first metadata: it exists before any listener opens, so neither
+    the brokers (replicating as ``User:broker``) nor the operator ever face a window
+    without one, and no admin connection is needed to create them."""
+    arguments: list[str] = []
+    for name, password in credentials.items():
+        arguments += ["--add-scram", f"{SCRAM}=[name={name},password={password}]"]
+    return arguments
+
+
+def client_settings(state: Path, role: str) -> dict[str, str]:
+    """librdkafka settings of ``role`` on the SASL stack of ``state``."""
+    password = sasl_credentials(state).get(role)
+    if role not in ROLES or password is None:
+        raise StackError(f"no such role {role!r} (roles: {', '.join(ROLES)})")
+    return {
+        "security.protocol": SASL_LISTENER,
+        "sasl.mechanism": SCRAM,
+        "sasl.username": role,
+        "sasl.password": password,
+    }
+
+
+def credentials_env(state_dir: Path | str | None, role: str) -> dict[str, str]:
+    """The ``KAFKA_*`` settings a process of ``role`` needs on the SASL stack of
+    ``state_dir`` (password included: for that process's environment only)."""
+    state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
+    settings = client_settings(state, role)
+    return {
+        "KAFKA_SECURITY_PROTOCOL": settings["security.protocol"],
+        "KAFKA_SASL_MECHANISM": settings["sasl.mechanism"],
+        "KAFKA_SASL_USERNAME": settings["sasl.username"],
+        "KAFKA_SASL_PASSWORD": settings["sasl.password"],
+    }
 
 
 def _cluster_properties(brokers: int) -> dict[str, str]:
@@ -913,7 +1072,11 @@ def _cluster_properties(brokers: int) -> dict[str, str]:
 def _write_properties(path: Path, props: dict[str, str]) -> None:
     lines = ["# Written by deploy/local.py; rewritten on every `up`."]
     lines += [f"{key}={value}" for key, value in props.items()]
-    path.write_text("\n".join(lines) + "\n")
+    # Owner-only from the start: with --sasl the file holds the brokers' password.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def _kafka_jvm(state: Path) -> list[str]:
@@ -931,7 +1094,13 @@ def _kafka_jvm(state: Path) -> list[str]:
     ]
 
 
-def _prepare_kafka(state: Path, libs: Path, node: _Node, cluster: Sequence[_Node]) -> Path:
+def _prepare_kafka(
+    state: Path,
+    libs: Path,
+    node: _Node,
+    cluster: Sequence[_Node],
+    sasl: Mapping[str, str] | None = None,
+) -> Path:
     data = _data_dir(state, node.name)
     data.mkdir(parents=True, exist_ok=True)
     props_path = _properties_file(state, node.name)
@@ -941,6 +1110,7 @@ def _prepare_kafka(state: Path, libs: Path, node: _Node, cluster: Sequence[_Node
         node.controller_port,
         cluster=cluster if len(cluster) > 1 else (),
         node_id=node.node_id,
+        sasl=sasl,
     )
     _write_properties(props_path, props)
     id_file = _cluster_id_file(state, node.name)
@@ -959,6 +1129,7 @@ def _prepare_kafka(state: Path, libs: Path, node: _Node, cluster: Sequence[_Node
             "-c",
             str(props_path),
             "--ignore-formatted",
+            *_scram_arguments(sasl or {}),
         ]
         proc = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
@@ -1078,6 +1249,7 @@ def start(
     env_file: Path | str | None = None,
     *,
     brokers: int | None = None,
+    sasl: bool | None = None,
     kafka_timeout: float | None = None,
     registry_timeout: float = REGISTRY_START_TIMEOUT_S,
     owned: bool = False,
@@ -1089,7 +1261,10 @@ def start(
     lost a node gets it started again.  ``brokers`` (default: as last started from
     ``state_dir``, else 1) Kafka nodes; ports default to the ones recorded in the state
     directory, else 19092 / 19093 / 18081, a cluster's further nodes 2 above the one
-    before (or give a port per node).  On failure the processes this call started are
+    before (or give a port per node).  ``sasl`` (default: as last started, else off):
+    clients authenticate with SCRAM-SHA-512 as one of :data:`ROLES` and only the
+    operator is a super user (:func:`sasl_properties`); a state directory keeps the
+    choice it was first formatted with.  On failure the processes this call started are
     stopped and :class:`StackError` (with the log tail) is raised.
 
     With ``owned`` the processes this call starts stop when the calling process dies,
@@ -1143,6 +1318,17 @@ def start(
             f"registry {chosen_registry}"
         )
     cluster = _nodes(kafka_ports, controller_ports)
+    recorded_sasl = bool(recorded.get("sasl", 0))
+    use_sasl = recorded_sasl if sasl is None else sasl
+    formatted = any((_data_dir(state, n) / "meta.properties").is_file() for n in names)
+    if use_sasl != recorded_sasl and (formatted or live):
+        raise StackError(
+            f"{state} was formatted {'with' if recorded_sasl else 'without'} --sasl: "
+            "run `down` and use a fresh --state-dir"
+        )
+    if use_sasl and _confluent_admin() is None:
+        raise StackError("--sasl needs confluent-kafka: run with the project's venv python")
+    credentials = sasl_credentials(state, create=True) if use_sasl else None
 
     to_start = [name for name in [*names, REGISTRY] if running[name] is None]
     for name in [*names, REGISTRY]:
@@ -1170,6 +1356,7 @@ def start(
             "registry_port": chosen_registry,
             "kafka_ports": kafka_ports,
             "controller_ports": controller_ports,
+            "sasl": int(use_sasl),
         },
     )
     if kafka_timeout is None:
@@ -1187,6 +1374,7 @@ def start(
             timeouts=(kafka_timeout, registry_timeout),
             owned=owned,
             log=log,
+            sasl=credentials,
         )
     except BaseException:
         if spawned:
@@ -1215,6 +1403,7 @@ def _spawn_and_wait(
     timeouts: tuple[float, float],
     owned: bool,
     log: Log,
+    sasl: Mapping[str, str] | None = None,
 ) -> Endpoints:
     """Start the components in ``to_start`` (recording pids in ``spawned``); wait for all."""
     kafka_timeout, registry_timeout = timeouts
@@ -1225,7 +1414,7 @@ def _spawn_and_wait(
         if node.name not in to_start:
             continue
         assert artifacts is not None
-        props = _prepare_kafka(state, artifacts.kafka_libs, node, cluster)
+        props = _prepare_kafka(state, artifacts.kafka_libs, node, cluster, sasl)
         cmd = _kafka_command(state, artifacts.kafka_libs, props)
         child = _spawn(node.name, cmd, state, state, owned=owned)
         spawned.append(child.pid)
@@ -1240,6 +1429,7 @@ def _spawn_and_wait(
         spawned.append(child.pid)
         pids[REGISTRY] = child.pid
         log(f"registry: started pid {child.pid}{_tie(owned)}, log {_log_file(state, REGISTRY)}")
+    probe_as = client_settings(state, OPERATOR) if sasl is not None else None
     waits: list[_Pending] = []
     for node in cluster:
         pid = pids[node.name]
@@ -1251,7 +1441,7 @@ def _spawn_and_wait(
                 pid,
                 _log_file(state, node.name),
                 kafka_timeout,
-                lambda address=address: kafka_answers(address, 3.0, len(cluster)),  # type: ignore[misc]
+                lambda address=address: kafka_answers(address, 3.0, len(cluster), probe_as),  # type: ignore[misc]
             )
         )
     registry_pid = pids[REGISTRY]
@@ -1285,6 +1475,7 @@ def _spawn_and_wait(
         kafka_ports=tuple(node.kafka_port for node in cluster),
         controller_ports=tuple(node.controller_port for node in cluster),
         kafka_pids=tuple(w.pid for w in waits),
+        sasl=sasl is not None,
     )
 
 
@@ -1355,6 +1546,7 @@ def status(state_dir: Path | str | None = None) -> list[ComponentStatus]:
     kafka_ports = recorded.get("kafka_ports") or [recorded.get("kafka_port")]
     ports: dict[str, int | None] = dict(zip(names, kafka_ports, strict=False))
     ports[REGISTRY] = recorded.get("registry_port")
+    probe_as = client_settings(state, OPERATOR) if recorded.get("sasl") else None
     result: list[ComponentStatus] = []
     for name in [*names, REGISTRY]:
         pid = _read_pid(state, name)
@@ -1363,7 +1555,7 @@ def status(state_dir: Path | str | None = None) -> list[ComponentStatus]:
         answers, detail = False, "not running"
         if running and port is not None:
             if name != REGISTRY:
-                answers, detail = kafka_answers(f"{HOST}:{port}", 3.0)
+                answers, detail = kafka_answers(f"{HOST}:{port}", 3.0, as_client=probe_as)
             else:
                 answers, detail = registry_answers(f"http://{HOST}:{port}{CCOMPAT_PATH}")
         elif pid is not None:
@@ -1429,6 +1621,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--registry-port", type=int, help=f"default {DEFAULT_REGISTRY_PORT}")
     up.add_argument("--env-file", type=Path, help="also write the KEY=value lines here")
+    up.add_argument(
+        "--sasl",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="clients authenticate with SASL/SCRAM-SHA-512, one principal per role, and "
+        "ACLs apply (default: as the state directory was formatted, else off); "
+        "credentials: the `credentials` command",
+    )
+    creds = with_state(
+        commands.add_parser(
+            "credentials",
+            help="print a role's KAFKA_SECURITY_PROTOCOL/KAFKA_SASL_* lines (password "
+            "included) for a --sasl stack",
+        )
+    )
+    creds.add_argument("role", choices=ROLES)
     with_state(commands.add_parser("down", help="stop broker and registry"))
     with_state(commands.add_parser("status", help="show what runs and whether it answers"))
     return parser
@@ -1457,6 +1665,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.registry_port,
                 args.env_file,
                 brokers=args.brokers,
+                sasl=args.sasl,
             )
             _log_stderr(
                 ("reused running stack" if endpoints.reused else "stack up")
@@ -1466,6 +1675,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"stop with: python3 deploy/local.py down --state-dir {endpoints.state_dir}"
             )
             print("\n".join(endpoints.env_lines()), flush=True)
+        elif args.command == "credentials":
+            # Only on request, only to stdout: for `eval "$(... credentials gate)"`.
+            env = credentials_env(args.state_dir, args.role)
+            print("\n".join(f"{key}={value}" for key, value in env.items()), flush=True)
         elif args.command == "down":
             stop(args.state_dir)
         elif args.command == "status":
