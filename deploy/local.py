@@ -1027,6 +1027,41 @@ def client_settings(state: Path, role: str) -> dict[str, str]:
     }
 
 
+def load_acls() -> Any:
+    """``deploy/acls.py``: the ACLs are derived from the relay's own topic names and
+    settings classes, so (unlike the rest of this file) it needs the project importable,
+    from the repository with its venv."""
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    return importlib.import_module("deploy.acls")
+
+
+def grant_acls(
+    state_dir: Path | str | None = None, topic_prefix: str = "", log: Log = _log_stderr
+) -> int:
+    """Create the ACLs of every role (``deploy/acls.py``) for the relay whose topics
+    start with ``topic_prefix``, as the operator; the number of bindings.  Repeating it
+    changes nothing; each prefix (a tenant, a test) gets its own."""
+    state = Path(state_dir or DEFAULT_STATE_DIR).expanduser().resolve()
+    recorded = _load_state(state)
+    if not recorded.get("sasl"):
+        raise StackError(f"{state} was not started with --sasl: there are no ACLs to grant")
+    acls = load_acls()
+    topics = importlib.import_module("schemas.topics").Topics(topic_prefix)
+    ports = recorded.get("kafka_ports") or [recorded["kafka_port"]]
+    config = {
+        "bootstrap.servers": ",".join(f"{HOST}:{port}" for port in ports),
+        **client_settings(state, OPERATOR),
+    }
+    kafka_error = importlib.import_module("confluent_kafka").KafkaException
+    try:
+        count: int = acls.apply(config, acls.grants(topics))
+    except kafka_error as exc:
+        raise StackError(f"creating the ACLs failed: {exc}") from exc
+    log(f"acls: {count} bindings for topic prefix {topic_prefix!r} (deploy/acls.py)")
+    return count
+
+
 def credentials_env(state_dir: Path | str | None, role: str) -> dict[str, str]:
     """The ``KAFKA_*`` settings a process of ``role`` needs on the SASL stack of
     ``state_dir`` (password included: for that process's environment only)."""
@@ -1250,6 +1285,7 @@ def start(
     *,
     brokers: int | None = None,
     sasl: bool | None = None,
+    topic_prefix: str = "",
     kafka_timeout: float | None = None,
     registry_timeout: float = REGISTRY_START_TIMEOUT_S,
     owned: bool = False,
@@ -1264,8 +1300,10 @@ def start(
     before (or give a port per node).  ``sasl`` (default: as last started, else off):
     clients authenticate with SCRAM-SHA-512 as one of :data:`ROLES` and only the
     operator is a super user (:func:`sasl_properties`); a state directory keeps the
-    choice it was first formatted with.  On failure the processes this call started are
-    stopped and :class:`StackError` (with the log tail) is raised.
+    choice it was first formatted with, and gets the ACLs of the relay whose topics start
+    with ``topic_prefix`` (:func:`grant_acls`; call it again for another prefix).  On
+    failure the processes this call started are stopped and :class:`StackError` (with the
+    log tail) is raised.
 
     With ``owned`` the processes this call starts stop when the calling process dies,
     however it dies (see :func:`owned_popen`): a stack for tests or a benchmark.  Without,
@@ -1376,6 +1414,8 @@ def start(
             log=log,
             sasl=credentials,
         )
+        if use_sasl:
+            grant_acls(state, topic_prefix, log)
     except BaseException:
         if spawned:
             started = [n for n in [*names, REGISTRY] if _read_pid(state, n) in spawned]
@@ -1629,6 +1669,12 @@ def _parser() -> argparse.ArgumentParser:
         "ACLs apply (default: as the state directory was formatted, else off); "
         "credentials: the `credentials` command",
     )
+    up.add_argument(
+        "--topic-prefix",
+        default=os.environ.get("CONSENT_RELAY_TOPIC_PREFIX", ""),
+        help="with --sasl: the ACLs are for the relay whose topics start with this "
+        "(default: $CONSENT_RELAY_TOPIC_PREFIX, else none)",
+    )
     creds = with_state(
         commands.add_parser(
             "credentials",
@@ -1666,6 +1712,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.env_file,
                 brokers=args.brokers,
                 sasl=args.sasl,
+                topic_prefix=args.topic_prefix,
             )
             _log_stderr(
                 ("reused running stack" if endpoints.reused else "stack up")

@@ -1,0 +1,85 @@
+"""deploy/acls.py's grants without a broker: each role gets what its process needs,
+under any topic prefix, and nothing that would let it act as another role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.taxonomy import SinkFamily
+from schemas.topics import Topics
+from tests.support.processes import load_local_stack
+
+acls = load_local_stack().load_acls()
+Grant, Op, Resource = acls.Grant, acls.Op, acls.Resource
+
+TOPICS = Topics("tenant-a.")
+
+
+def _of(role: str) -> set[tuple[Any, str, Any, bool]]:
+    return {
+        (g.resource, g.name, g.operation, g.prefixed)
+        for g in acls.grants(TOPICS)
+        if g.principal == role
+    }
+
+
+def _topic_ops(role: str, name: str) -> set[Any]:
+    return {op for resource, n, op, _ in _of(role) if resource is Resource.TOPIC and n == name}
+
+
+def test_every_relay_role_has_grants_and_the_operator_none() -> None:
+    roles = {g.principal for g in acls.grants(TOPICS)}
+    assert roles == {"producers", "streams", "marketing", "analytics", "partner_sharing", "gate"}
+
+
+def test_every_topic_name_carries_the_prefix() -> None:
+    for grant in acls.grants(TOPICS):
+        if grant.resource is Resource.TOPIC:
+            assert grant.name.startswith("tenant-a."), grant
+
+
+def test_only_the_producers_and_nobody_else_write_consent_events() -> None:
+    writers = {
+        g.principal
+        for g in acls.grants(TOPICS)
+        if g.name == TOPICS.consent and g.operation in {Op.WRITE, Op.ALL}
+    }
+    assert writers == {"producers"}
+
+
+def test_the_marketing_sink_reads_its_instructions_and_writes_receipts_and_dead_letters() -> None:
+    marketing = TOPICS.instructions(SinkFamily.MARKETING)
+    assert _topic_ops("marketing", marketing) == {Op.DESCRIBE, Op.READ}
+    assert Op.WRITE in _topic_ops("marketing", TOPICS.receipts)
+    assert Op.WRITE in _topic_ops("marketing", TOPICS.dead_letters)
+    assert Op.READ in _topic_ops("marketing", TOPICS.state)
+    assert _topic_ops("marketing", TOPICS.consent) == {Op.DESCRIBE}
+    partner_prefix = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
+    assert not any(name.startswith(partner_prefix) for _, name, _, _ in _of("marketing"))
+    assert (Resource.GROUP, "consent-relay.sink.marketing", Op.READ, True) in _of("marketing")
+
+
+def test_the_partner_sink_reads_and_creates_only_partner_topics() -> None:
+    partner_prefix = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
+    prefixed = {(name, op) for _, name, op, is_prefix in _of("partner_sharing") if is_prefix}
+    assert (partner_prefix, Op.READ) in prefixed
+    assert (partner_prefix, Op.CREATE) in prefixed
+    assert Op.WRITE not in {op for name, op in prefixed if name == partner_prefix}
+
+
+def test_the_stream_worker_owns_its_faust_topics_and_group_under_the_prefix() -> None:
+    app = "tenant-a.consent-relay-streams"
+    assert (Resource.TOPIC, app, Op.ALL, True) in _of("streams")
+    assert (Resource.GROUP, app, Op.ALL, False) in _of("streams")
+    assert (Resource.GROUP, app, Op.DESCRIBE, False) in _of("gate")
+    assert (Resource.GROUP, app, Op.READ, False) not in _of("gate")
+
+
+def test_bindings_are_allow_rules_for_user_principals() -> None:
+    grant = Grant("gate", Resource.GROUP, "g", Op.READ, prefixed=True)
+    (binding,) = acls.bindings([grant])
+    assert binding.principal == "User:gate"
+    assert binding.host == "*"
+    assert binding.resource_pattern_type.name == "PREFIXED"
+    assert binding.operation.name == "READ"
+    assert binding.permission_type.name == "ALLOW"
