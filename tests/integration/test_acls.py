@@ -11,11 +11,14 @@ one: the shared broker has no SASL listener.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import (
@@ -26,11 +29,14 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from producers.client import ConsentClient
 from schemas.admin import ensure_topics
 from schemas.kafka import KafkaSettings
-from schemas.taxonomy import SinkFamily
+from schemas.registry import register_all
+from schemas.taxonomy import Purpose, SinkFamily, Source
 from schemas.topics import Topics
-from tests.support.processes import load_local_stack
+from tests.support.access import API_TOKEN, get, get_json
+from tests.support.processes import free_port, load_local_stack, log_tail, relay_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -304,3 +310,84 @@ def test_a_wrong_password_is_refused(stack: Stack) -> None:
     config = {**settings.admin_config(), "sasl.password": "not-the-password", **QUIET}
     with pytest.raises(KafkaException):
         AdminClient(config).list_topics(timeout=5)
+
+
+E2E_PREFIX = "e2e."
+
+
+def test_the_relay_runs_end_to_end_with_each_process_as_its_role(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A withdrawal travels client -> stream worker -> marketing sink -> receipt, each
+    process authenticated as its own role under ACLs granted for another topic prefix;
+    the worker creates the relay's topics itself (nothing pre-created here)."""
+    local.grant_acls(stack.state, E2E_PREFIX, log=print)
+
+    def env(role: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP": stack.bootstrap,
+            "SCHEMA_REGISTRY_URL": stack.registry_url,
+            "CONSENT_RELAY_TOPIC_PREFIX": E2E_PREFIX,
+            **local.credentials_env(stack.state, role),
+        }
+
+    operator = KafkaSettings.from_env(env("operator"))
+    with operator.registry_client() as client:
+        register_all(client)
+    stream_port, sink_port = free_port(), free_port()
+    stream_url, sink_url = f"http://127.0.0.1:{stream_port}", f"http://127.0.0.1:{sink_port}"
+    stream_env = {
+        **env("streams"),
+        "STREAMS_WEB_PORT": str(stream_port),
+        "STREAMS_DATA_DIR": str(tmp_path / "streams"),
+        "STREAMS_API_TOKEN": API_TOKEN,
+    }
+    sink_env = {
+        **env("marketing"),
+        "MARKETING_SINK_DATABASE_URL": f"sqlite:///{tmp_path / 'marketing.sqlite'}",
+        "MARKETING_SINK_HASH_KEY": "acl-test-hash-key-0123456789",
+        "MARKETING_SINK_HTTP_PORT": str(sink_port),
+        "MARKETING_SINK_API_TOKEN": API_TOKEN,
+    }
+    with (
+        relay_process(
+            "streams", stream_env, tmp_path / "streams.log", ready_url=f"{stream_url}/metrics"
+        ),
+        relay_process(
+            "consumers.marketing",
+            sink_env,
+            tmp_path / "marketing.log",
+            ready_url=f"{sink_url}/metrics",
+        ),
+        ConsentClient(KafkaSettings.from_env(env("producers"))) as client,
+    ):
+        published = client.withdraw(
+            "subject-acl", [Purpose.MARKETING_EMAIL], source=Source.UNSUBSCRIBE_LINK
+        )
+        query = urllib.parse.urlencode(
+            {"subject": "subject-acl", "channel": "EMAIL", "purpose": "MARKETING_EMAIL"}
+        )
+        decision = wait_for(
+            "the marketing sink to suppress the subject",
+            lambda: (d := get_json(f"{sink_url}/v1/may-contact?{query}"))["allowed"] is False and d,
+            bound=120,
+        )
+        print(f"may-contact after the withdrawal: {decision}")
+        record = wait_for(
+            "the worker to report the withdrawal fully propagated",
+            lambda: _complete(get(f"{stream_url}/propagation/{published.event_id}")),
+            bound=60,
+        )
+        print(f"propagation: {record}")
+        for log in ("streams.log", "marketing.log"):
+            text = (tmp_path / log).read_text(errors="replace")
+            assert "AUTHORIZATION_FAILED" not in text, f"{log}:\n{log_tail(tmp_path / log)}"
+            for password in local.sasl_credentials(stack.state).values():
+                assert password not in text, f"a password in {log}"
+
+
+def _complete(answer: Any) -> Any:
+    if answer.status != 200:
+        return None
+    record = json.loads(answer.body)
+    return record if record.get("complete") else None
