@@ -104,6 +104,8 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
             topic(role, name, Op.DESCRIBE)
 
     topic("producers", topics.consent, Op.WRITE)
+    # Client services also hand personal data to the consent gate.
+    topic("producers", topics.data_events, Op.WRITE)
 
     streams = "streams"
     for name in fixed:

@@ -11,6 +11,7 @@ one: the shared broker has no SASL listener.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.parse
@@ -31,10 +32,20 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
+from schemas.codec import EventSerializer
+from schemas.events import DataEventCaptured, Subject, new_event_id, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
-from schemas.taxonomy import Purpose, SinkFamily, Source
+from schemas.taxonomy import Purpose, SinkFamily, Source, SubjectKind
 from schemas.topics import Topics
+from tests.integration.test_recovery import (  # noqa: F401 - fixtures used by name
+    ALLOWED_PURPOSE,
+    BOUND_S,
+    PARTNER_PURPOSE,
+    Watch,
+    receiver,
+)
+from tests.integration.test_recovery import PARTNER as PARTNER_DESTINATION
 from tests.support.access import API_TOKEN, get, get_json
 from tests.support.processes import free_port, load_local_stack, log_tail, relay_process, wait_for
 
@@ -316,11 +327,14 @@ E2E_PREFIX = "e2e."
 
 
 def test_the_relay_runs_end_to_end_with_each_process_as_its_role(
-    stack: Stack, tmp_path: Path
+    stack: Stack,
+    tmp_path: Path,
+    receiver: str,  # noqa: F811 - the fixture imported above
 ) -> None:
-    """A withdrawal travels client -> stream worker -> marketing sink -> receipt, each
-    process authenticated as its own role under ACLs granted for another topic prefix;
-    the worker creates the relay's topics itself (nothing pre-created here)."""
+    """A withdrawal travels client -> stream worker -> marketing and partner sinks ->
+    receipts, and a data event through the gate, each process authenticated as its own
+    role under ACLs granted for another topic prefix; the worker creates the relay's
+    topics itself (nothing pre-created here)."""
     local.grant_acls(stack.state, E2E_PREFIX, log=print)
 
     def env(role: str) -> dict[str, str]:
@@ -332,58 +346,103 @@ def test_the_relay_runs_end_to_end_with_each_process_as_its_role(
         }
 
     operator = KafkaSettings.from_env(env("operator"))
+    producers = KafkaSettings.from_env(env("producers"))
     with operator.registry_client() as client:
         register_all(client)
     stream_port, sink_port = free_port(), free_port()
     stream_url, sink_url = f"http://127.0.0.1:{stream_port}", f"http://127.0.0.1:{sink_port}"
-    stream_env = {
-        **env("streams"),
-        "STREAMS_WEB_PORT": str(stream_port),
-        "STREAMS_DATA_DIR": str(tmp_path / "streams"),
-        "STREAMS_API_TOKEN": API_TOKEN,
+    partners_file = tmp_path / "partners.toml"
+    partners_file.write_text(
+        'pseudonym_key = "acl-test-pseudonym-key-0123456789"\n'
+        f"[partners.{PARTNER_DESTINATION}]\n"
+        f'url = "{receiver}"\n'
+        'secret = "acl-test-webhook-secret-0123456789"\n'
+        'known_subjects = "all"\n'
+        "timeout_seconds = 2\n"
+    )
+    processes = {
+        "streams": {
+            **env("streams"),
+            "STREAMS_WEB_PORT": str(stream_port),
+            "STREAMS_DATA_DIR": str(tmp_path / "streams"),
+            "STREAMS_API_TOKEN": API_TOKEN,
+        },
+        "consumers.marketing": {
+            **env("marketing"),
+            "MARKETING_SINK_DATABASE_URL": f"sqlite:///{tmp_path / 'marketing.sqlite'}",
+            "MARKETING_SINK_HASH_KEY": "acl-test-hash-key-0123456789",
+            "MARKETING_SINK_HTTP_PORT": str(sink_port),
+            "MARKETING_SINK_API_TOKEN": API_TOKEN,
+        },
+        "consumers.partners": {
+            **env("partner_sharing"),
+            "PARTNER_SINK_CONFIG": str(partners_file),
+            "PARTNER_SINK_HTTP_PORT": str(free_port()),
+        },
+        "streams.gate": {**env("gate"), "GATE_HTTP_PORT": str(free_port())},
     }
-    sink_env = {
-        **env("marketing"),
-        "MARKETING_SINK_DATABASE_URL": f"sqlite:///{tmp_path / 'marketing.sqlite'}",
-        "MARKETING_SINK_HASH_KEY": "acl-test-hash-key-0123456789",
-        "MARKETING_SINK_HTTP_PORT": str(sink_port),
-        "MARKETING_SINK_API_TOKEN": API_TOKEN,
-    }
-    with (
-        relay_process(
-            "streams", stream_env, tmp_path / "streams.log", ready_url=f"{stream_url}/metrics"
-        ),
-        relay_process(
-            "consumers.marketing",
-            sink_env,
-            tmp_path / "marketing.log",
-            ready_url=f"{sink_url}/metrics",
-        ),
-        ConsentClient(KafkaSettings.from_env(env("producers"))) as client,
-    ):
-        published = client.withdraw(
-            "subject-acl", [Purpose.MARKETING_EMAIL], source=Source.UNSUBSCRIBE_LINK
-        )
+    ready = {"streams": f"{stream_url}/metrics", "consumers.marketing": f"{sink_url}/metrics"}
+    with contextlib.ExitStack() as running:
+        for module, process_env in processes.items():
+            running.enter_context(
+                relay_process(
+                    module, process_env, tmp_path / f"{module}.log", ready_url=ready.get(module)
+                )
+            )
+        with ConsentClient(producers) as client:
+            published = client.withdraw(
+                "subject-acl",
+                [Purpose.MARKETING_EMAIL, PARTNER_PURPOSE],
+                source=Source.UNSUBSCRIBE_LINK,
+            )
+        data_event = _capture(producers)
+        wanted = {
+            "marketing receipt": Watch.receipt(SinkFamily.MARKETING, published.event_id),
+            "partner receipt": Watch.receipt(SinkFamily.PARTNER_SHARING, published.event_id),
+            "data let through by the gate": Watch.allowed(data_event),
+        }
+        with Watch(operator) as watch:
+            deadline = time.monotonic() + BOUND_S
+            while time.monotonic() < deadline and not all(k in watch.seen for k in wanted.values()):
+                watch.read()
+        missing = [label for label, key in wanted.items() if key not in watch.seen]
+        assert not missing, f"not within {BOUND_S:g} s: {missing}"
         query = urllib.parse.urlencode(
             {"subject": "subject-acl", "channel": "EMAIL", "purpose": "MARKETING_EMAIL"}
         )
-        decision = wait_for(
-            "the marketing sink to suppress the subject",
-            lambda: (d := get_json(f"{sink_url}/v1/may-contact?{query}"))["allowed"] is False and d,
-            bound=120,
-        )
-        print(f"may-contact after the withdrawal: {decision}")
+        decision = get_json(f"{sink_url}/v1/may-contact?{query}")
+        assert decision["allowed"] is False
         record = wait_for(
             "the worker to report the withdrawal fully propagated",
             lambda: _complete(get(f"{stream_url}/propagation/{published.event_id}")),
             bound=60,
         )
-        print(f"propagation: {record}")
-        for log in ("streams.log", "marketing.log"):
-            text = (tmp_path / log).read_text(errors="replace")
-            assert "AUTHORIZATION_FAILED" not in text, f"{log}:\n{log_tail(tmp_path / log)}"
-            for password in local.sasl_credentials(stack.state).values():
-                assert password not in text, f"a password in {log}"
+        print(f"propagation: honoured {record['honoured']}, pending {record['pending']}")
+    passwords = local.sasl_credentials(stack.state).values()
+    for module in processes:
+        log = tmp_path / f"{module}.log"
+        text = log.read_text(errors="replace")
+        assert "AUTHORIZATION_FAILED" not in text, f"{module}:\n{log_tail(log)}"
+        assert not any(password in text for password in passwords), f"a password in {log}"
+
+
+def _capture(settings: KafkaSettings) -> str:
+    """Publish a data event the gate lets through whatever the subject chose; its id."""
+    event = DataEventCaptured(
+        event_id=new_event_id(),
+        subject=Subject(id="subject-acl-data", kind=SubjectKind.ACCOUNT),
+        occurred_at=utc_now(),
+        purpose=ALLOWED_PURPOSE,
+        recipient=None,
+        payload=b"opaque",
+    )
+    topic = settings.topics.data_events
+    with settings.registry_client() as registry:
+        value = EventSerializer(registry, DataEventCaptured)(event, topic)
+    producer = Producer(settings.producer_config(**QUIET))
+    producer.produce(topic, value, key=event.subject.id.encode())
+    assert producer.flush(WAIT_S) == 0
+    return event.event_id
 
 
 def _complete(answer: Any) -> Any:
