@@ -7,6 +7,10 @@ passes the process's own settings validation (an unknown variable under the proc
 prefix stops it), no variable is set that nothing reads, its config files load with
 the code's loaders, the files it must find again after a restart are on writable
 persistent volumes, and its ports, probes and scrape targets are the agreed ones.
+Kafka-wise, every container runs against three brokers or more with the replication
+set explicitly and logs in with SASL/SCRAM as its role's principal (deploy/acls.py's
+roles), its password only ever from a secret (an env file in compose, a Secret in
+Kubernetes); compose's own cluster has deploy/local.py's cluster settings.
 """
 
 from __future__ import annotations
@@ -28,18 +32,35 @@ from consumers.runner import DEFAULT_PORTS
 from producers.cli import build_parser
 from producers.gateway.tokens import TokenBook
 from schemas.errors import ConfigError
-from schemas.kafka import KafkaSettings
+from schemas.kafka import KNOWN_KEYS, KafkaSettings
+from schemas.kafka_auth import KEYS as AUTH_KEYS
+from schemas.kafka_auth import PASSWORD_KEY, USERNAME_KEY, SaslMechanism, SecurityProtocol
+from schemas.replication import CLUSTER_FACTOR, CLUSTER_MIN_INSYNC, FACTOR_KEY, MIN_INSYNC_KEY
 from schemas.settings import load
 from schemas.taxonomy import SinkFamily
+from schemas.topics import Topics
+from tests.support.processes import load_local_stack
 
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
-KAFKA_VARS = {
-    "KAFKA_BOOTSTRAP",
-    "SCHEMA_REGISTRY_URL",
-    "CONSENT_RELAY_TOPIC_PREFIX",
-    "CONSENT_RELAY_PARTITIONS",
+KAFKA_VARS = set(KNOWN_KEYS)
+local = load_local_stack()
+acls = local.load_acls()
+RELAY_ROLES = {g.principal for g in acls.grants(Topics(""))}
+"""The principals deploy/acls.py grants to; the operator, a super user, needs none."""
+ROLE_OF = {
+    "streams": "streams",
+    "streams.gate": "gate",
+    "consumers.marketing": "marketing",
+    "consumers.analytics": "analytics",
+    "consumers.partners": "partner_sharing",
+    "producers.gateway": "producers",
+    "producers": local.OPERATOR,
+    "deploy.grant_acls": local.OPERATOR,
 }
+"""Which principal each process logs in as."""
+ONE_SHOT = {"deploy.grant_acls"}
+"""Operators' modules from the repository (not in the image): mounted where used."""
 DATA_DIR = "/var/lib/consent-relay"
 """The image's writable home (deploy/Containerfile); stores and state live under it."""
 
@@ -152,6 +173,8 @@ class Container:
     """Mounted config files: path in the container → content."""
     persistent: tuple[str, ...] = ()
     """Mount paths of writable volumes that outlive the container (not config mounts)."""
+    from_secrets: dict[str, str] = field(default_factory=dict)
+    """Variables set from a secret (compose: an env file; k8s: a Secret) → its name."""
 
 
 def invocations(command: list[str]) -> Iterator[list[str]]:
@@ -179,6 +202,13 @@ def check_container(container: Container, tmp_path: Path) -> tuple[list[str], Pr
             problems.append(f"{where}: {argv} is not `python -m <entrypoint>`")
             continue
         module, args = argv[2], argv[3:]
+        if module in ONE_SHOT:
+            spec = importlib.util.find_spec(module)
+            if spec is None or spec.origin is None:
+                problems.append(f"{where}: no {module} (python -m {module})")
+            elif 'if __name__ == "__main__":' not in Path(spec.origin).read_text():
+                problems.append(f"{where}: {module} runs nothing under python -m")
+            continue
         if importlib.util.find_spec(module) is None or (
             importlib.util.find_spec(f"{module}.__main__") is None
         ):
@@ -260,6 +290,40 @@ def check_process(
     return problems
 
 
+def kafka_problems(container: Container) -> list[str]:
+    """What is wrong with how a container reaches Kafka: replication not set for three
+    brokers, no SASL/SCRAM, a principal other than its role's, or credentials that do not
+    come from a secret."""
+    where, env = container.where, container.env
+    problems = []
+    for key, wanted in ((FACTOR_KEY, CLUSTER_FACTOR), (MIN_INSYNC_KEY, CLUSTER_MIN_INSYNC)):
+        if env.get(key) != str(wanted):
+            problems.append(f"{where}: {key}={env.get(key)!r}, not {wanted} (set it explicitly)")
+    missing = [key for key in AUTH_KEYS if not env.get(key)]
+    if missing:
+        problems.append(f"{where}: no {missing}")
+    sasl = {SecurityProtocol.SASL_PLAINTEXT.value, SecurityProtocol.SASL_SSL.value}
+    if env.get(AUTH_KEYS[0]) not in sasl:
+        problems.append(f"{where}: {AUTH_KEYS[0]}={env.get(AUTH_KEYS[0])!r}, not SASL")
+    if env.get(AUTH_KEYS[1]) != SaslMechanism.SCRAM_SHA_512.value:
+        problems.append(f"{where}: {AUTH_KEYS[1]}={env.get(AUTH_KEYS[1])!r}, not SCRAM-SHA-512")
+    for key in (USERNAME_KEY, PASSWORD_KEY):
+        if key not in container.from_secrets:
+            problems.append(f"{where}: {key} is not taken from a secret")
+    roles = {ROLE_OF[argv[2]] for argv in invocations(container.command) if argv[2] in ROLE_OF}
+    if len(roles) != 1:
+        problems.append(f"{where}: runs as no single role ({sorted(roles)})")
+    elif env.get(USERNAME_KEY) not in roles:
+        problems.append(f"{where}: logs in as {env.get(USERNAME_KEY)!r}, not as {roles.pop()!r}")
+    return problems
+
+
+def test_each_process_has_a_role_of_deploy_acls() -> None:
+    assert set(ROLE_OF.values()) == RELAY_ROLES | {local.OPERATOR}
+    assert set(ROLE_OF.values()) == set(local.ROLES)
+    assert set(PROCESSES) | {"producers"} | ONE_SHOT == set(ROLE_OF)
+
+
 def vars_of(settings: Any) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
 
@@ -291,14 +355,42 @@ def compose_containers(compose: dict[str, Any]) -> dict[str, Container]:
             c["target"]: compose["configs"][c["source"]]["content"]
             for c in service.get("configs", [])
         }
-        env = {k: str(v) for k, v in service.get("environment", {}).items()}
+        env: dict[str, str] = {}
+        from_secrets: dict[str, str] = {}
+        for env_file in env_files(service):
+            read = read_env_file(DEPLOY / env_file)
+            env.update(read)
+            from_secrets.update(dict.fromkeys(read, env_file))
+        for key, value in service.get("environment", {}).items():
+            env[key] = str(value)
+            from_secrets.pop(key, None)  # `environment` wins over env files
         persistent = tuple(
             target
             for source, target, *mode in (v.split(":") for v in service.get("volumes", []))
             if source in (compose.get("volumes") or {}) and "ro" not in mode
         )
-        containers[name] = Container(f"compose {name}", service["command"], env, files, persistent)
+        containers[name] = Container(
+            f"compose {name}", service["command"], env, files, persistent, from_secrets
+        )
     return containers
+
+
+def env_files(service: dict[str, Any]) -> list[str]:
+    listed = service.get("env_file", [])
+    return [listed] if isinstance(listed, str) else list(listed)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines (``#`` comments), as compose reads an env file."""
+    assert path.is_file(), f"env file {path} is missing"
+    env = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"{path}: {raw!r} is not KEY=value"
+            env[key] = value
+    return env
 
 
 def test_compose_runs_every_process(compose: dict[str, Any], tmp_path: Path) -> None:
@@ -353,14 +445,12 @@ def test_compose_prometheus_scrapes_every_process(
 
 def test_compose_infrastructure(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert "PLAINTEXT://:9092" in services["kafka"]["environment"]["KAFKA_LISTENERS"]
     assert services["registry"]["image"].startswith("apicurio/apicurio-registry:3.")
     assert "8081:8080" in services["registry"]["ports"]
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     for name, container in compose_containers(compose).items():
         assert services[name]["image"] == f"consent-relay:{version}"
-        assert container.env["KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert container.env["KAFKA_BOOTSTRAP"] == ",".join(f"{n}:9092" for n in KAFKA_NODES)
         assert container.env["SCHEMA_REGISTRY_URL"] == "http://registry:8080/apis/ccompat/v7"
     build = services["setup"]["build"]
     assert (DEPLOY / build["context"] / build["dockerfile"]).resolve() == (DEPLOY / "Containerfile")
@@ -372,6 +462,91 @@ def test_compose_infrastructure(compose: dict[str, Any]) -> None:
             if source.startswith("./"):
                 assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
     assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in services["grafana"]["volumes"]
+
+
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+
+
+def properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_compose_processes_log_in_as_their_roles_on_three_brokers(
+    compose: dict[str, Any],
+) -> None:
+    problems: list[str] = []
+    for name, container in compose_containers(compose).items():
+        problems += kafka_problems(container)
+        environment = compose["services"][name].get("environment", {})
+        problems += [
+            f"compose {name}: {key} written in compose.yaml"
+            for key in (USERNAME_KEY, PASSWORD_KEY)
+            if key in environment
+        ]
+    assert not problems
+    in_use = {c.env[USERNAME_KEY] for c in compose_containers(compose).values()}
+    assert in_use == set(local.ROLES)
+
+
+def test_compose_runs_a_three_node_cluster_like_the_local_one(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    shared = properties(compose["configs"]["kafka-server"]["content"])
+    # deploy/local.py --brokers 3: replication, fencing and election inside the sessions.
+    assert local._cluster_properties(len(KAFKA_NODES)).items() <= shared.items()
+    assert shared["process.roles"] == "broker,controller"
+    voters = shared["controller.quorum.voters"].split(",")
+    assert voters == [f"{n + 1}@{node}:9093" for n, node in enumerate(KAFKA_NODES)]
+    assert shared["sasl.enabled.mechanisms"] == local.SCRAM
+    assert shared["authorizer.class.name"] == local.STANDARD_AUTHORIZER
+    assert shared["allow.everyone.if.no.acl.found"] == "false"
+    assert local.OPERATOR in {u.removeprefix("User:") for u in shared["super.users"].split(";")}
+    protocols = dict(p.split(":") for p in shared["listener.security.protocol.map"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "no listener without a login"
+    script = (DEPLOY / compose["configs"]["kafka-start"]["file"]).resolve()
+    assert script == DEPLOY / "kafka" / "compose-node.sh"
+    assert "--add-scram" in script.read_text()
+    ids = set()
+    for node in KAFKA_NODES:
+        service = services[node]
+        assert service["image"].startswith("apache/kafka:")
+        assert service["command"] == ["sh", "/etc/kafka-node/start.sh"]
+        assert "./kafka-users:/etc/kafka-users:ro" in service["volumes"]
+        ids.add(service["environment"]["NODE_ID"])
+    assert ids == {"1", "2", "3"}
+    assert len({services[node]["environment"]["CLUSTER_ID"] for node in KAFKA_NODES}) == 1
+    assert set(services["setup"]["depends_on"]) >= set(KAFKA_NODES)
+
+
+def test_compose_kafka_users_are_the_roles_and_the_nodes_own() -> None:
+    users = {path.stem: read_env_file(path) for path in (DEPLOY / "kafka-users").glob("*.env")}
+    assert set(users) == {*local.ROLES, local.BROKER_PRINCIPAL, "controller"}
+    for name, env in users.items():
+        assert env.keys() == {USERNAME_KEY, PASSWORD_KEY}, name
+        assert env[USERNAME_KEY] == name
+        # kafka-storage's --add-scram 'SCRAM-SHA-512=[name=..,password=..]' syntax.
+        assert not set(env[PASSWORD_KEY]) & set(",]\"'"), name
+
+
+def test_compose_setup_grants_the_acls_with_the_mounted_deploy_files(
+    compose: dict[str, Any],
+) -> None:
+    setup = compose["services"]["setup"]
+    modules = [argv[2] for argv in invocations(setup["command"])]
+    assert modules[-1] == "deploy.grant_acls", "ACLs granted after the topics exist"
+    mounted = {}
+    for volume in setup["volumes"]:
+        source, target, mode = volume.split(":")
+        assert mode == "ro"
+        mounted[target] = (DEPLOY / source).resolve()
+    root = setup["working_dir"]
+    for module in ("deploy.grant_acls", "deploy.acls"):
+        path = f"{root}/{module.replace('.', '/')}.py"
+        assert mounted.get(path) == REPO / f"{module.replace('.', '/')}.py", path
+    imported = re.findall(
+        r"^from deploy import (\w+)", (DEPLOY / "grant_acls.py").read_text(), re.M
+    )
+    assert imported == ["acls"]
 
 
 # --- kubernetes ---------------------------------------------------------------------
@@ -392,12 +567,13 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 def pod_containers(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Container]]:
     config_maps = of_kind(docs, "ConfigMap")
-    (secret,) = of_kind(docs, "Secret").values()
+    secrets = of_kind(docs, "Secret")
     for workload in [*of_kind(docs, "Deployment").values(), *of_kind(docs, "Job").values()]:
         pod = workload["spec"]["template"]["spec"]
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         for c in [*pod.get("initContainers", []), *pod["containers"]]:
             env: dict[str, str] = {}
+            from_secrets: dict[str, str] = {}
             for source in c.get("envFrom", []):
                 env.update(config_maps[source["configMapRef"]["name"]]["data"])
             for var in c.get("env", []):
@@ -405,8 +581,9 @@ def pod_containers(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any],
                     env[var["name"]] = str(var["value"])
                 elif "secretKeyRef" in var["valueFrom"]:
                     ref = var["valueFrom"]["secretKeyRef"]
-                    assert ref["name"] == secret["metadata"]["name"]
-                    env[var["name"]] = secret["stringData"][ref["key"]]
+                    assert ref["name"] in secrets, f"{var['name']}: no Secret {ref['name']}"
+                    env[var["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
+                    from_secrets[var["name"]] = ref["name"]
                 else:
                     env[var["name"]] = "10.1.2.3"  # a fieldRef such as status.podIP
             files = {}
@@ -423,7 +600,7 @@ def pod_containers(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any],
                     for item in config_map["items"]:
                         files[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
             where = f"k8s {workload['kind']} {workload['metadata']['name']}/{c['name']}"
-            yield workload, Container(where, c["command"], env, files, persistent)
+            yield workload, Container(where, c["command"], env, files, persistent, from_secrets)
 
 
 def test_kustomization_lists_every_manifest(read_yaml: Callable[[Path], Any]) -> None:
@@ -523,6 +700,50 @@ def test_k8s_objects_live_in_one_namespace(k8s: list[dict[str, Any]]) -> None:
         for volume in deployment["spec"]["template"]["spec"].get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims
+
+
+def test_k8s_processes_log_in_as_their_roles_from_their_secrets(
+    k8s: list[dict[str, Any]],
+) -> None:
+    problems: list[str] = []
+    secrets = of_kind(k8s, "Secret")
+    in_use = set()
+    for _, container in pod_containers(k8s):
+        problems += kafka_problems(container)
+        role = container.env.get(USERNAME_KEY)
+        in_use.add(role)
+        # One Secret per role: a process sees no other principal's password.
+        for key in (USERNAME_KEY, PASSWORD_KEY):
+            secret = container.from_secrets.get(key)
+            if secret is not None and set(secrets[secret]["stringData"]) != {
+                "username",
+                "password",
+            }:
+                problems.append(f"{container.where}: {key} from {secret}, not a Kafka user's")
+    assert not problems
+    assert in_use == set(local.ROLES)
+    users = {
+        name: secret["stringData"]["username"]
+        for name, secret in secrets.items()
+        if name.startswith("kafka-user-")
+    }
+    assert sorted(users.values()) == sorted(local.ROLES), "one Secret per role"
+    for name, user in users.items():
+        assert name == f"kafka-user-{user.replace('_', '-')}"
+
+
+def test_k8s_kafka_passwords_live_only_in_secrets(k8s: list[dict[str, Any]]) -> None:
+    for config_map in of_kind(k8s, "ConfigMap").values():
+        assert not {USERNAME_KEY, PASSWORD_KEY} & set(config_map["data"])
+        for text in config_map["data"].values():
+            assert "sasl.password" not in text
+            assert "password=" not in text
+    for workload in [*of_kind(k8s, "Deployment").values(), *of_kind(k8s, "Job").values()]:
+        pod = workload["spec"]["template"]["spec"]
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            for var in c.get("env", []):
+                if var["name"] in (USERNAME_KEY, PASSWORD_KEY):
+                    assert "secretKeyRef" in var.get("valueFrom", {}), (c["name"], var)
 
 
 # --- the image ----------------------------------------------------------------------
