@@ -47,12 +47,16 @@ class FaultsConfig:
     out: Path = ROOT / "results"
     revision: str | None = None
     """Run the relay from this git revision (a snapshot) instead of the working tree."""
+    brokers: int = 1
+    """Kafka nodes of the private stack; 3 adds the consent leader's SIGKILL to the faults."""
 
     def __post_init__(self) -> None:
         if self.events < 100 or self.subjects < 10:
             raise FaultsConfigError("--events must be >= 100 and --subjects >= 10")
         if not 0 <= self.oversized <= self.malformed:
             raise FaultsConfigError("--malformed must be >= the oversized records in it")
+        if self.brokers not in (1, 3):
+            raise FaultsConfigError("--brokers must be 1 or 3")
         if self.partitions < 1 or self.recovery_timeout <= 0 or self.longest_outage <= 0:
             raise FaultsConfigError("--partitions, timeouts and durations must be positive")
 
@@ -95,6 +99,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed", type=int, help="malformed records in the burst")
     p.add_argument("--recovery-timeout", type=float, help="seconds to wait for each recovery")
     p.add_argument("--seed", type=int, help="workload random seed")
+    p.add_argument(
+        "--brokers",
+        type=int,
+        help="Kafka nodes of the private stack: 1 (default) or 3 (adds the leader's SIGKILL)",
+    )
     p.add_argument("--out", type=Path, help="results directory (default: results/)")
     p.add_argument(
         "--revision", help="run the relay from this git revision instead of the working tree"
@@ -114,5 +123,6 @@ def from_args(argv: Sequence[str] | None = None) -> FaultsConfig:
         "seed": args.seed,
         "out": args.out,
         "revision": args.revision,
+        "brokers": args.brokers,
     }
     return replace(base, **{k: v for k, v in given.items() if v is not None})

@@ -4,8 +4,9 @@ Each injection does its damage, undoes it (restarts the process, brings the brok
 PostgreSQL or the partner back) and returns an :class:`~deploy.faults.recovery.Injected`
 naming the moment of return and the destinations that must honour withdrawals again.
 The schedule: the stream worker killed (twice in the full run, first and last), each
-sink killed, the malformed burst, PostgreSQL stopped, a partner failing, the broker
-stopped and started.
+sink killed, the malformed burst, PostgreSQL stopped, a partner failing, on a
+three-node cluster the leader of consent partition 0 SIGKILLed (nothing restarted), the
+broker (every node) stopped and started.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.faults import burst
-from deploy.faults.cluster import Cluster
+from deploy.faults.cluster import Cluster, leader
 from deploy.faults.config import FaultsConfig
 from deploy.faults.destinations import Target
 from deploy.faults.malformed import Record
@@ -98,13 +99,34 @@ def partner_outage(rig: Rig) -> Injected:
     return Injected(title, (label,), began, back)
 
 
+def leader_kill(rig: Rig) -> Injected:
+    """SIGKILL the node leading consent partition 0 and let the cluster carry on.
+
+    Nothing is restarted (the relay must move on the two nodes left), so recovery runs
+    from the kill itself; the node comes back with the next broker outage's start.
+    """
+    node = leader(rig.settings, rig.settings.topics.consent, 0)
+    controller = rig.cluster.local.active_controller(rig.cluster.state_dir)
+    killed = rig.cluster.kill_node(node)
+    role = " and active controller" if node == controller else ""
+    say(f"  SIGKILLed node {node}, leader of consent partition 0{role}")
+    title = f"consent leader SIGKILL (node {node}{role}; from the kill, not restarted)"
+    return Injected(title, rig.labels(), killed, killed)
+
+
 def broker_outage(rig: Rig) -> Injected:
-    """Stop the broker (cleanly, its data kept) and start it again."""
+    """Stop the broker, or every node of a cluster (cleanly, data kept), and start again."""
+    if len(rig.cluster.node_pids()) < rig.config.brokers:
+        # A node lost to the leader's kill comes back first, so this outage is the same
+        # whole-cluster stop whatever ran before it.
+        say("  starting the lost node again before the outage")
+        rig.cluster.start_broker()
     began = time.time()
     rig.cluster.stop_broker()
     time.sleep(rig.config.broker_down_seconds)
     rig.cluster.start_broker()
-    title = f"broker stopped {rig.config.broker_down_seconds:.0f} s"
+    what = "broker" if rig.config.brokers == 1 else f"all {rig.config.brokers} nodes"
+    title = f"{what} stopped {rig.config.broker_down_seconds:.0f} s"
     return Injected(title, rig.labels(), began, time.time())
 
 
@@ -123,8 +145,10 @@ def schedule(config: FaultsConfig) -> list[Injection]:
         malformed_burst,
         postgres_outage,
         partner_outage,
-        broker_outage,
     ]
+    if config.brokers > 1:
+        steps.append(leader_kill)
+    steps.append(broker_outage)
     steps += [
         kill(worker, None, f"stream worker SIGKILL #{n}") for n in range(2, config.worker_kills + 1)
     ]

@@ -1,7 +1,8 @@
 """One fault run, start to finish.
 
-1. A private broker + registry (:mod:`deploy.faults.cluster`) and PostgreSQL
-   (:mod:`deploy.faults.postgres`); the contract registered, the run's topics created.
+1. A private broker (or three-node cluster) + registry (:mod:`deploy.faults.cluster`)
+   and PostgreSQL (:mod:`deploy.faults.postgres`); the contract registered, the run's
+   topics created.
 2. The workload and the malformed burst built before anything runs.
 3. The relay under load while every fault is injected and its recovery measured
    (:mod:`deploy.faults.exercise`), until every consumer group has caught up.
@@ -70,8 +71,8 @@ def _postgres(root: Path) -> Iterator[Postgres]:
 
 
 @contextmanager
-def _cluster(state: Path) -> Iterator[Cluster]:
-    cluster = Cluster.start(state)
+def _cluster(state: Path, brokers: int) -> Iterator[Cluster]:
+    cluster = Cluster.start(state, brokers)
     try:
         yield cluster
     finally:
@@ -131,7 +132,7 @@ def main(config: FaultsConfig) -> int:
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, paths.pg, True)
         stack.callback(shutil.rmtree, paths.state, True)
-        cluster = stack.enter_context(_cluster(paths.state / "stack"))
+        cluster = stack.enter_context(_cluster(paths.state / "stack", config.brokers))
         pg = stack.enter_context(_postgres(paths.pg))
         settings = KafkaSettings(
             bootstrap=cluster.bootstrap,
