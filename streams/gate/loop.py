@@ -97,6 +97,11 @@ _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 
+COMMIT_INTERVAL_MS = 1000
+"""How often librdkafka commits the offsets stored after each published batch (a
+revocation and a stop commit at once): a crash forwards at most this much again."""
+
+
 class Interrupted(Exception):  # noqa: N818 - a signal between methods, not an error
     """The batch in hand is abandoned: the gate is stopping."""
 
@@ -131,6 +136,7 @@ class Gate:
             kafka.consumer_config(
                 self.group,
                 session_timeout_seconds=settings.session_timeout_seconds,
+                **{"enable.auto.commit": True, "auto.commit.interval.ms": COMMIT_INTERVAL_MS},
                 **member,
             )
         )
@@ -290,9 +296,18 @@ class Gate:
                     return
                 continue
             break
+        done: dict[int, int] = {}
         for message in messages:
-            self.uncommitted[message.partition() or 0] = (message.offset() or 0) + 1
-        self._commit(asynchronous=True)
+            done[message.partition() or 0] = (message.offset() or 0) + 1
+        self.uncommitted.update(done)
+        # Stored, not committed: librdkafka commits the stored offsets every
+        # COMMIT_INTERVAL_MS. An asynchronous commit per batch queued hundreds of
+        # OffsetCommit requests a second at 2,000 data events/s, and the group
+        # coordinator's heartbeats waited behind them until the session ran out: the
+        # gate lost its partitions for ~30 s in the bench (librdkafka: "HeartbeatRequest
+        # ... possibly held back by preceding OffsetCommitRequest").
+        topic = self.topics.data_events
+        self.consumer.store_offsets(offsets=[TopicPartition(topic, p, o) for p, o in done.items()])
         self._count(batch)
 
     # --------------------------------------------------------------- coverage

@@ -169,3 +169,16 @@ def test_stale_partition_leaders_get_a_new_admin_client(
     assert len(FakeAdmin.made) == 2
     if asking.membership is not None:
         asking.membership.release()
+
+
+def test_the_gate_leaves_commits_to_librdkafka_every_second(
+    fake_consumers: list[FakeConsumer],
+) -> None:
+    """A commit request per batch queued the group's heartbeats behind hundreds of
+    OffsetCommits a second until the session ran out; stored offsets are committed once
+    a second instead (and never before the batch is published: auto-store stays off)."""
+    gate(GateSettings())
+    data = fake_consumers[0].config
+    assert data["enable.auto.commit"] is True
+    assert data["auto.commit.interval.ms"] == loop.COMMIT_INTERVAL_MS == 1000
+    assert data["enable.auto.offset.store"] is False
