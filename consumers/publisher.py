@@ -109,7 +109,7 @@ class Publisher:
         self._producer = (
             shared.producer() if shared is not None else Producer(settings.producer_config())
         )
-        self._acked = threading.Condition()
+        self._deliveries_settled = threading.Condition()
         self._unacked = 0
         """Messages of this publisher the broker has not answered yet."""
         self._receipts = EventSerializer(registry, PropagationReceipt)
@@ -155,9 +155,9 @@ class Publisher:
         if self._shared is None:
             self._producer.flush(timeout)  # serves the delivery reports as they come
             wait = 0.0
-        with self._acked:
+        with self._deliveries_settled:
             # Only this publisher's messages: another runner's may stay in flight.
-            self._acked.wait_for(lambda: self._unacked == 0, wait)
+            self._deliveries_settled.wait_for(lambda: self._unacked == 0, wait)
             remaining = self._unacked
             failures, self._failures = self._failures, []
         if remaining:
@@ -183,7 +183,7 @@ class Publisher:
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> None:
-        with self._acked:
+        with self._deliveries_settled:
             self._unacked += 1
         try:
             while True:
@@ -205,19 +205,19 @@ class Publisher:
                     # The local queue is full: serve delivery reports to make room.
                     self._producer.poll(0.1)
         except BaseException:
-            with self._acked:
+            with self._deliveries_settled:
                 self._unacked -= 1
             raise
         if self._shared is None:
             self._producer.poll(0)
 
     def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        with self._acked:
+        with self._deliveries_settled:
             if error is not None:
                 self._failures.append(str(error))
             self._unacked -= 1
             if self._unacked == 0:
-                self._acked.notify_all()
+                self._deliveries_settled.notify_all()
 
 
 def _answered(receipts: list[PropagationReceipt]) -> InstructionsAnswered:
