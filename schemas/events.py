@@ -11,7 +11,7 @@ that exists is a record that may be published.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -233,6 +233,114 @@ class InstructionIssued:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DestinationInstruction:
+    """What one destination of an InstructionsIssued must do."""
+
+    instruction_id: str = doc(
+        "Deterministic id: uuid5(NAMESPACE_URL, '<event_id>/<sink_family>/<destination>'),"
+        " as an InstructionIssued for this destination would carry it."
+    )
+    destination: str = doc("The destination within the family (e.g. 'criteo').")
+    action: Action = doc("What to do.")
+    purposes: tuple[Purpose, ...] = doc("Purposes the action covers.")
+    channels: tuple[Channel, ...] = doc("Marketing channels concerned.", factory=tuple)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstructionsIssued:
+    """The stream told several destinations of one family what to do for one consent event."""
+
+    # One record per consent event and family instead of one per destination: a
+    # withdrawal that reaches a dozen partners costs the stream one send, the broker one
+    # record and each partner pipeline one fetched message, which it skips undecoded
+    # unless the destination header names it. What is common to every destination is
+    # carried once; each item is what differs, and together they make exactly the
+    # InstructionIssued the destination would otherwise get (see instructions_in).
+
+    event_id: str = doc("The consent event these instructions carry out.")
+    event_type: str = doc("Record name of that event (ConsentChanged, RightsRequested, ...).")
+    subject: Subject = doc("Whose data the instructions concern.")
+    sink_family: SinkFamily = doc("Which kind of sink must act.")
+    instructions: tuple[DestinationInstruction, ...] = doc(
+        "One per destination and action, in routing order; a destination named twice gets"
+        " two actions of the same event (e.g. cookie preferences refusing one category and"
+        " granting another)."
+    )
+    right: Right | None = doc("Optional right that triggered the instructions.", default=None)
+    regime: Regime = doc("Regime of the originating choice.")
+    occurred_at: datetime = doc("Event time of the originating choice (UTC ms).")
+    issued_at: datetime = doc("When the stream issued the instructions (UTC ms).")
+    receipt_requested: bool = doc(
+        "The stream tracks this event's propagation and wants a PropagationReceipt for each"
+        " instruction; false for an untracked event (a grant).",
+        default=True,
+    )
+
+    TOPIC_KIND: ClassVar[str] = "instruction"
+
+    def issued(self, item: DestinationInstruction) -> InstructionIssued:
+        """The InstructionIssued that ``item`` stands for."""
+        return InstructionIssued(
+            instruction_id=item.instruction_id,
+            event_id=self.event_id,
+            event_type=self.event_type,
+            subject=self.subject,
+            sink_family=self.sink_family,
+            destination=item.destination,
+            action=item.action,
+            purposes=item.purposes,
+            channels=item.channels,
+            right=self.right,
+            regime=self.regime,
+            occurred_at=self.occurred_at,
+            issued_at=self.issued_at,
+            receipt_requested=self.receipt_requested,
+        )
+
+
+def issued_together(instructions: Sequence[InstructionIssued]) -> InstructionsIssued:
+    """The InstructionsIssued carrying ``instructions`` (of one event and family, in order):
+    the inverse of :func:`instructions_in`."""
+    first = instructions[0]
+    return InstructionsIssued(
+        event_id=first.event_id,
+        event_type=first.event_type,
+        subject=first.subject,
+        sink_family=first.sink_family,
+        instructions=tuple(
+            DestinationInstruction(
+                instruction_id=i.instruction_id,
+                destination=i.destination,
+                action=i.action,
+                purposes=i.purposes,
+                channels=i.channels,
+            )
+            for i in instructions
+        ),
+        right=first.right,
+        regime=first.regime,
+        occurred_at=first.occurred_at,
+        issued_at=first.issued_at,
+        receipt_requested=first.receipt_requested,
+    )
+
+
+def instructions_in(record: Any, destination: str | None = None) -> tuple[InstructionIssued, ...]:
+    """The instructions a record of an instruction topic carries (those for
+    ``destination`` only, if given): an InstructionIssued's own, an InstructionsIssued's
+    items, none for anything else."""
+    if isinstance(record, InstructionsIssued):
+        return tuple(
+            record.issued(item)
+            for item in record.instructions
+            if destination is None or item.destination == destination
+        )
+    if isinstance(record, InstructionIssued):
+        return (record,) if destination in (None, record.destination) else ()
+    return ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PropagationReceipt:
     """A destination reports what it did with an instruction (proof of propagation)."""
 
@@ -393,5 +501,6 @@ EVENT_TYPES: tuple[type[Any], ...] = (
     ConsentStateRecorded,
     DataEventCaptured,
     DeadLettered,
+    InstructionsIssued,
 )
 """Every top-level record with its own `.avsc` and registry subject."""

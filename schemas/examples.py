@@ -19,10 +19,12 @@ from schemas.events import (
     CookiePreferencesSet,
     DataEventCaptured,
     DeadLettered,
+    DestinationInstruction,
     DestinationStatus,
     FullyPropagated,
     InstructionIssued,
     InstructionsAnswered,
+    InstructionsIssued,
     PropagationReceipt,
     RightsRequested,
     Subject,
@@ -132,6 +134,32 @@ def _instruction(now: datetime) -> dict[str, Any]:
     }
 
 
+def _instructions(now: datetime) -> dict[str, Any]:
+    event_id = new_event_id()
+    family = SinkFamily.PARTNER_SHARING
+    return {
+        "event_id": event_id,
+        "event_type": ConsentChanged.__name__,
+        "subject": _subject(),
+        "sink_family": family,
+        "instructions": tuple(
+            DestinationInstruction(
+                instruction_id=instruction_id(event_id, family, partner),
+                destination=partner,
+                action=Action.SUPPRESS,
+                purposes=(Purpose.SHARE_WITH_ADVERTISING_PLATFORMS,),
+                channels=(),
+            )
+            for partner in ("criteo", "google")
+        ),
+        "right": Right.WITHDRAW_CONSENT,
+        "regime": Regime.GDPR,
+        "occurred_at": now - timedelta(seconds=2),
+        "issued_at": now,
+        "receipt_requested": True,
+    }
+
+
 def _receipt(now: datetime) -> dict[str, Any]:
     event_id = new_event_id()
     return {
@@ -229,4 +257,5 @@ _FIELDS = {
     ConsentStateRecorded: _state,
     DataEventCaptured: _data_event,
     DeadLettered: _dead_letter,
+    InstructionsIssued: _instructions,
 }

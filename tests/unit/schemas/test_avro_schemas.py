@@ -29,6 +29,7 @@ PII_FIELDS = {
     ("InstructionIssued", "subject.id"),
     ("PropagationReceipt", "subject.id"),
     ("InstructionsAnswered", "receipts.subject.id"),
+    ("InstructionsIssued", "subject.id"),
     ("FullyPropagated", "subject.id"),
     ("ConsentStateRecorded", "subject.id"),
     ("DataEventCaptured", "subject.id"),
