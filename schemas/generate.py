@@ -17,7 +17,7 @@ from typing import Any
 from schemas import taxonomy
 from schemas.converters import avro_schema
 from schemas.events import EVENT_TYPES
-from schemas.topics import COMPACTED, TOPIC_PER_DESTINATION, Topics
+from schemas.topics import COMPACTED, LEGACY_TOPIC_PER_DESTINATION, ONE_RECORD_PER_EVENT, Topics
 
 ROOT = Path(__file__).resolve().parent
 
@@ -75,10 +75,13 @@ _TOPICS_INTRO = """
 Every name takes the deployment's prefix (`CONSENT_RELAY_TOPIC_PREFIX`), and every
 topic has `CONSENT_RELAY_PARTITIONS` partitions, so a subject's events, instructions
 and receipts share one partition number. `python -m producers topics create` creates
-all but the per-destination instruction topics, which need the routing policy or the
-partners file. A deployment that still has the shared partner topic upgrades the stream
-first, lets the old partner sink drain that topic (lag 0), then starts the new one (its
-groups have no offsets on the new topics and read them from the beginning) and deletes it.
+them all (the stream and the sinks create the ones they use at start, too).
+"""
+
+_LEGACY_UPGRADE = """
+Releases 1 and 2 wrote each partner's instructions to a topic of its own; see
+`consumers/partners/WEBHOOK.md` ("Upgrading from a topic per partner") for the order in
+which a deployment that still has them upgrades.
 """
 
 
@@ -87,20 +90,24 @@ def _topics() -> list[str]:
     topics = Topics()
     docs = {topics.consent: str(Topics.consent.__doc__)}
     for family in taxonomy.SinkFamily:
-        if family in TOPIC_PER_DESTINATION:
-            shared = topics.instruction_prefix(family).removesuffix(".")
-            docs[f"{shared}.<destination>"] = (
-                f"What one {family.value} destination must do, keyed by subject: a topic per "
-                "destination (lowercase Recipient value, e.g. `google`), created at start by "
-                "the stream for every destination its routing policy names and by the "
-                f"partner sink for its partners. There is no family topic `{shared}`."
+        if family in ONE_RECORD_PER_EVENT:
+            docs[topics.instructions(family)] = (
+                f"What the {family.value} destinations must do, keyed by subject: one "
+                "InstructionsIssued per consent event, an item per destination that must act, "
+                "whose names the `consent-relay-destination` header lists (comma-separated); "
+                "each destination's pipeline reads it in a consumer group of its own."
             )
         else:
             docs[topics.instructions(family)] = (
                 f"What the {family.value} destinations must do, keyed by subject: one topic "
-                "for the family; each instruction names its destination in the "
+                "for the family; each InstructionIssued names its destination in the "
                 "`consent-relay-destination` header."
             )
+    for family in LEGACY_TOPIC_PER_DESTINATION:
+        docs[f"{topics.instruction_prefix(family)}<destination>"] = (
+            f"Legacy (releases 1 and 2): one {family.value} destination's InstructionIssued; "
+            "no longer written or read, deleted once drained."
+        )
     docs.update({getattr(topics, attr): doc for attr, doc in _TOPIC_DOCS.items()})
     compacted = {s.name for s in topics.all() if s.config == COMPACTED}
     out = ["", "## Topics", *_TOPICS_INTRO.splitlines(), ""]
@@ -108,7 +115,7 @@ def _topics() -> list[str]:
     for name, doc in docs.items():
         cleanup = "compact" if name in compacted else "delete"
         out.append(f"| `{name}` | {cleanup} | {' '.join(doc.split())} |")
-    return out
+    return [*out, *_LEGACY_UPGRADE.splitlines()]
 
 
 def _flatten(fields: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:

@@ -4,11 +4,16 @@ A :class:`Topics` carries an optional prefix so tests (and tenants) get their ow
 set on a shared broker. Consent events, instructions and receipts are keyed by
 subject id, so one subject's events stay in order on one partition.
 
-Instructions go to one topic per sink family, except for the families in
-:data:`TOPIC_PER_DESTINATION`, whose every destination has a topic of its own: the
-sixteen partners are independent downstreams, and on a shared topic each partner's
-consumer fetched and skipped the fifteen others' instructions, its batches were mostly
-someone else's, and one hung partner's lag could not be told apart on the topic.
+Instructions go to one topic per sink family. The families in
+:data:`ONE_RECORD_PER_EVENT` (the sixteen partners) get one InstructionsIssued per
+consent event naming every destination that must act, instead of one record per
+destination: a withdrawal reaching a dozen partners was a dozen records to send, store
+and fetch. Each partner still reads the family topic in a consumer group of its own
+(one that is down holds up nobody else), and skips, by the
+:data:`DESTINATION_HEADER`, without decoding, the records that do not name it. Until
+release 3 of the contract each partner had a topic of its own
+(:meth:`Topics.legacy_instructions`); the partner sink reads it no more (see the
+upgrade order in ``consumers/partners/WEBHOOK.md``).
 """
 
 from __future__ import annotations
@@ -25,20 +30,31 @@ DEFAULT_PARTITIONS: Final = 6
 COMPACTED: Final = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
 DESTINATION_HEADER: Final = "consent-relay-destination"
-"""Header naming an instruction's destination (UTF-8), so a sink skips the instructions
-of other destinations on a shared family topic without decoding them."""
+"""Header naming the destinations an instruction record concerns (UTF-8, comma-separated:
+an InstructionIssued's one, every one an InstructionsIssued names), so a sink skips the
+records of other destinations on its family's topic without decoding them."""
 
-TOPIC_PER_DESTINATION: Final = frozenset({SinkFamily.PARTNER_SHARING})
-"""Sink families whose every destination gets its own instruction topic
-(``consent.instructions.<family>.<destination>``); the others share their family's
-topic (``consent.instructions.<family>``). Such a family has no family topic at all:
-nothing writes one, so none is created (see :meth:`Topics.all`)."""
+ONE_RECORD_PER_EVENT: Final = frozenset({SinkFamily.PARTNER_SHARING})
+"""Sink families whose instructions for one consent event travel as one
+InstructionsIssued (an item per destination); the others' as an InstructionIssued per
+destination (each of them has a single destination today)."""
+
+LEGACY_TOPIC_PER_DESTINATION: Final = frozenset({SinkFamily.PARTNER_SHARING})
+"""Families that had a topic per destination (``consent.instructions.<family>.<destination>``)
+before release 3 of the contract; nothing writes or reads them any more."""
 
 _DESTINATION: Final = re.compile(r"[a-z0-9_]+")
 """A destination name as the routing policy allows it, which is also a legal topic part."""
 
-Destinations = Iterable[tuple[SinkFamily, str]]
-"""(family, destination name) pairs, e.g. from the routing policy or a partners file."""
+
+def destinations_header(destinations: Iterable[str]) -> bytes:
+    """The :data:`DESTINATION_HEADER` value naming ``destinations`` (each once, in order)."""
+    return ",".join(dict.fromkeys(destinations)).encode()
+
+
+def names_destination(header: bytes, destination: str) -> bool:
+    """Whether a :data:`DESTINATION_HEADER` value names ``destination``."""
+    return destination.encode() in header.split(b",")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +78,21 @@ class Topics:
         """Consent changes, rights requests and cookie preferences, keyed by subject."""
         return f"{self.prefix}consent.events"
 
-    def instructions(self, family: SinkFamily, destination: str | None = None) -> str:
-        """What ``destination`` of ``family`` must do, keyed by subject.
+    def instructions(self, family: SinkFamily) -> str:
+        """What the destinations of ``family`` must do, keyed by subject."""
+        return self.instruction_prefix(family).removesuffix(".")
 
-        The family's topic, or the destination's own if the family is in
-        :data:`TOPIC_PER_DESTINATION` (then ``destination`` is required: a sink of such
-        a family reading a family topic would silently read nothing).
-        """
-        name = self.instruction_prefix(family)
-        if family not in TOPIC_PER_DESTINATION:
-            return name.removesuffix(".")
-        if destination is None or not _DESTINATION.fullmatch(destination):
-            raise ValueError(f"{family} has a topic per destination, not {destination!r}")
-        return f"{name}{destination}"
+    def legacy_instructions(self, family: SinkFamily, destination: str) -> str:
+        """The topic of one destination of a family in :data:`LEGACY_TOPIC_PER_DESTINATION`,
+        which releases 1 and 2 wrote its instructions to (to find what is left on it)."""
+        if family not in LEGACY_TOPIC_PER_DESTINATION or not _DESTINATION.fullmatch(destination):
+            raise ValueError(f"{family} had no topic for destination {destination!r}")
+        return f"{self.instruction_prefix(family)}{destination}"
 
     def instruction_prefix(self, family: SinkFamily | None = None) -> str:
         """What every instruction topic of ``family`` (default: of any family) starts
-        with, ending with a dot, to find a per-destination family's topics by listing
-        the broker's: a reader need not know which destinations the relay has."""
+        with, ending with a dot, to find instruction topics by listing the broker's
+        (a legacy per-destination topic too)."""
         family_part = "" if family is None else f"{family.value.lower()}."
         return f"{self.prefix}consent.instructions.{family_part}"
 
@@ -120,17 +133,11 @@ class Topics:
         """Data events the consent gate let through."""
         return f"{self.prefix}data.events.allowed"
 
-    def all(self, destinations: Destinations = ()) -> tuple[TopicSpec, ...]:
-        """Every topic with its partitions and configs, for creation: the fixed ones,
-        then the own instruction topics of ``destinations`` (see :meth:`destination_topics`).
-
-        A family in :data:`TOPIC_PER_DESTINATION` has no family topic here: its
-        destinations are only known from the routing policy or a partners file, so
-        whoever knows them (the stream, the partner sink) creates theirs at start.
-        """
+    def all(self) -> tuple[TopicSpec, ...]:
+        """Every topic with its partitions and configs, for creation."""
         plain = [
             self.consent,
-            *(self.instructions(f) for f in SinkFamily if f not in TOPIC_PER_DESTINATION),
+            *(self.instructions(f) for f in SinkFamily),
             self.receipts,
             self.propagated,
             self.dead_letters,
@@ -141,15 +148,4 @@ class Topics:
             *(TopicSpec(name, self.partitions) for name in plain),
             TopicSpec(self.state, self.partitions, dict(COMPACTED)),
             TopicSpec(self.intake_progress, self.partitions, dict(COMPACTED)),
-            *self.destination_topics(destinations),
         )
-
-    def destination_topics(self, destinations: Destinations) -> tuple[TopicSpec, ...]:
-        """The own instruction topics of ``destinations`` (those of a family sharing
-        a topic are left out: :meth:`all` has it), each once, in the order given."""
-        names = dict.fromkeys(
-            self.instructions(family, name)
-            for family, name in destinations
-            if family in TOPIC_PER_DESTINATION
-        )
-        return tuple(TopicSpec(name, self.partitions) for name in names)
