@@ -71,10 +71,9 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     gc_tuning.tune()
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
-    # Before _copartitioned reads the broker: the partners' own instruction topics too.
-    # Started before its broker (a reboot, compose starting everything at once), the
-    # worker waits for it, with backoff, instead of exiting.
-    ensure_topics(kafka, topics.all((d.family, d.name) for d in policy.destinations), wait=True)
+    # Before _copartitioned reads the broker. Started before its broker (a reboot, compose
+    # starting everything at once), the worker waits for it, with backoff, instead of exiting.
+    ensure_topics(kafka, topics.all(), wait=True)
     # Faust creates its changelogs and its assignor topic itself: same replication.
     replication = cluster_replication(kafka)
     app_id = settings.faust_app_id(kafka.topic_prefix)

@@ -1,5 +1,6 @@
-"""The Avro dicts of what the stream publishes: instructions, consent state, proofs of
-propagation and dead letters.
+"""The Avro dicts of what the stream publishes: instructions (one InstructionIssued per
+destination, or one InstructionsIssued for a family's destinations), consent state,
+proofs of propagation and dead letters.
 
 They are built straight as the dicts the codec writes (field names from
 ``schemas/avro``), not as records first: the stream makes them from already validated
@@ -9,13 +10,15 @@ Times are epoch milliseconds, which Avro's timestamp-millis takes as is.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas import deadletters
 from schemas.converters import to_dict
 from schemas.events import Subject
-from schemas.taxonomy import PURPOSE_SPECS, Right
+from schemas.taxonomy import PURPOSE_SPECS, Channel, Right
 from streams.fanout import Route
 from streams.propagation import HONOURING, Propagation
 from streams.resolution import SubjectState
@@ -26,45 +29,75 @@ def subject_dict(subject: Subject) -> dict[str, Any]:
     return {"id": subject.id, "kind": subject.kind.value}
 
 
-def instruction(
-    route: Route,
-    *,
-    event_id: str,
-    event_type: str,
-    subject: dict[str, Any],
-    regime: str,
-    right: Right | None,
-    occurred_at_ms: int,
-    issued_at_ms: int,
-    receipt_requested: bool,
-) -> dict[str, Any]:
-    """An InstructionIssued for one route.
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """What every instruction of one consent event shares."""
 
-    ``receipt_requested`` is whether the stream tracks the event's propagation: a sink
-    answers only those instructions, so grants cost no receipt round trip.
-    """
-    # Enum members are str: fastavro writes them as their symbols, no .value needed.
-    channels = []
-    for purpose in route.purposes:
-        channel = PURPOSE_SPECS[purpose].channel
-        if channel is not None and channel not in channels:
-            channels.append(channel)
+    event_id: str
+    event_type: str
+    subject: dict[str, Any]
+    regime: str
+    right: Right | None
+    occurred_at_ms: int
+    issued_at_ms: int
+    receipt_requested: bool
+    """Whether the stream tracks the event's propagation: a sink answers only those
+    instructions, so grants cost no receipt round trip."""
+
+
+def instruction(route: Route, issue: Issue) -> dict[str, Any]:
+    """An InstructionIssued for one route."""
     return {
         "instruction_id": route.instruction_id,
-        "event_id": event_id,
-        "event_type": event_type,
-        "subject": subject,
+        "event_id": issue.event_id,
+        "event_type": issue.event_type,
+        "subject": issue.subject,
         "sink_family": route.destination.family,
         "destination": route.destination.name,
         "action": route.action,
         "purposes": list(route.purposes),
-        "channels": channels,
-        "right": right,
-        "regime": regime,
-        "occurred_at": occurred_at_ms,
-        "issued_at": issued_at_ms,
-        "receipt_requested": receipt_requested,
+        "channels": _channels(route),
+        "right": issue.right,
+        "regime": issue.regime,
+        "occurred_at": issue.occurred_at_ms,
+        "issued_at": issue.issued_at_ms,
+        "receipt_requested": issue.receipt_requested,
     }
+
+
+def instructions(routes: Sequence[Route], issue: Issue) -> dict[str, Any]:
+    """One InstructionsIssued for ``routes``, all of one family, in their order."""
+    return {
+        "event_id": issue.event_id,
+        "event_type": issue.event_type,
+        "subject": issue.subject,
+        "sink_family": routes[0].destination.family,
+        "instructions": [
+            {
+                "instruction_id": route.instruction_id,
+                "destination": route.destination.name,
+                "action": route.action,
+                "purposes": list(route.purposes),
+                "channels": _channels(route),
+            }
+            for route in routes
+        ],
+        "right": issue.right,
+        "regime": issue.regime,
+        "occurred_at": issue.occurred_at_ms,
+        "issued_at": issue.issued_at_ms,
+        "receipt_requested": issue.receipt_requested,
+    }
+
+
+def _channels(route: Route) -> list[Channel]:
+    # Enum members are str: fastavro writes them as their symbols, no .value needed.
+    channels: list[Channel] = []
+    for purpose in route.purposes:
+        channel = PURPOSE_SPECS[purpose].channel
+        if channel is not None and channel not in channels:
+            channels.append(channel)
+    return channels
 
 
 def consent_state(subject: dict[str, Any], state: SubjectState, now_ms: int) -> dict[str, Any]:

@@ -35,10 +35,12 @@ from schemas.events import (
     DeadLettered,
     FullyPropagated,
     InstructionIssued,
+    InstructionsIssued,
 )
 
 OUTPUT_TYPES: tuple[type[Any], ...] = (
     InstructionIssued,
+    InstructionsIssued,
     ConsentStateRecorded,
     FullyPropagated,
     DeadLettered,

@@ -13,16 +13,18 @@ is sent again one message at a time to find it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka.errors import KafkaError
 
 from schemas.errors import ConsentRelayError, InvalidEventError, RegistryUnavailableError
-from schemas.events import DeadLettered, FullyPropagated, InstructionIssued
-from schemas.topics import DESTINATION_HEADER
+from schemas.events import DeadLettered, FullyPropagated, InstructionIssued, InstructionsIssued
+from schemas.taxonomy import SinkFamily
+from schemas.topics import DESTINATION_HEADER, ONE_RECORD_PER_EVENT, destinations_header
 from streams import records
 from streams.agents.context import RETRY_BACKOFF_SECONDS, RawMessage, StreamContext, log
+from streams.fanout import Route
 from streams.metrics import Tally
 from streams.outbox import Headers, Outbox
 from streams.propagation import Propagation
@@ -96,20 +98,57 @@ class Batch:
             raise PublishError(f"cannot encode {event_type.__name__}: {exc}") from exc
         self.outbox.add(topic, key, value, partition, headers)
 
-    def instruction(self, avro: dict[str, Any], key: bytes, source_partition: int) -> None:
-        """Queue an InstructionIssued on its destination's topic (its own, or its family's
-        shared one), its destination in a header so the other sinks of a shared topic
-        skip it without decoding it."""
-        topic = self.ctx.instruction_topics[(avro["sink_family"], avro["destination"])]
+    def instructions(
+        self, routes: Sequence[Route], issue: records.Issue, key: bytes, source_partition: int
+    ) -> None:
+        """Queue an event's instructions on their families' topics: one InstructionsIssued
+        for the routes of a family in :data:`~schemas.topics.ONE_RECORD_PER_EVENT`, an
+        InstructionIssued per route for the others; the destinations named in a header,
+        so a sink skips what is not for it without decoding it."""
+        grouped: dict[SinkFamily, list[Route]] = {}
+        for route in routes:
+            family = route.destination.family
+            if family in ONE_RECORD_PER_EVENT:
+                grouped.setdefault(family, []).append(route)
+            else:
+                self._publish_instruction(
+                    InstructionIssued,
+                    records.instruction(route, issue),
+                    family,
+                    (route.destination.name,),
+                    key=key,
+                    source_partition=source_partition,
+                )
+            self.tally.instructions[(family, route.destination.name, route.action)] += 1
+        for family, family_routes in grouped.items():
+            self._publish_instruction(
+                InstructionsIssued,
+                records.instructions(family_routes, issue),
+                family,
+                (route.destination.name for route in family_routes),
+                key=key,
+                source_partition=source_partition,
+            )
+
+    def _publish_instruction(
+        self,
+        event_type: type[Any],
+        avro: dict[str, Any],
+        family: SinkFamily,
+        destinations: Iterable[str],
+        *,
+        key: bytes,
+        source_partition: int,
+    ) -> None:
+        topic = self.ctx.instruction_topics[family]
         self.publish(
-            InstructionIssued,
+            event_type,
             avro,
             topic,
             key,
             self.ctx.partition_for(topic, source_partition),
-            headers=[(DESTINATION_HEADER, avro["destination"].encode())],
+            headers=[(DESTINATION_HEADER, destinations_header(destinations))],
         )
-        self.tally.instructions[(avro["sink_family"], avro["destination"], avro["action"])] += 1
 
     def dead_letter(self, message: RawMessage, error: BaseException) -> None:
         """Queue a DeadLettered for a message this stage cannot process."""

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
 from streams.metrics import StreamMetrics
 from streams.outbox import Sender
@@ -68,15 +69,11 @@ class StreamContext:
     """Stage → what it is doing now (logged on SIGUSR2, for diagnosing a stall)."""
     changelogs: dict[str, Changelog] = field(default_factory=dict)
     """Changelog of the "state", "pending" and "done" tables (none in unit tests)."""
-    instruction_topics: dict[tuple[str, str], str] = field(init=False)
-    """(sink family value, destination) → its instruction topic, for every routed
-    destination (a partner's own topic, a family's shared one)."""
+    instruction_topics: dict[SinkFamily, str] = field(init=False)
+    """Sink family → its instruction topic."""
 
     def __post_init__(self) -> None:
-        self.instruction_topics = {
-            (d.family.value, d.name): self.topics.instructions(d.family, d.name)
-            for d in self.policy.destinations
-        }
+        self.instruction_topics = {f: self.topics.instructions(f) for f in SinkFamily}
 
     def partition_for(self, topic: str, source_partition: int) -> int | None:
         """The explicit partition for a subject-keyed output, when known."""

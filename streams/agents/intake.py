@@ -4,8 +4,9 @@ For each message of the consent topic: decode and validate (anything else is
 dead-lettered with the reason and its coordinates), turn the event into its effect on
 the subject's consent (:mod:`streams.claims`), fold it into the subject's state
 (:mod:`streams.resolution`), route what is now in force (:mod:`streams.fanout`) as
-InstructionIssued, and for a withdrawal or a rights request record which destinations
-must honour it (:mod:`streams.propagation`). Each touched subject's state is published
+instructions (the partners' as one record per event: :meth:`Batch.instructions`), and
+for a withdrawal or a rights request record which destinations must honour it
+(:mod:`streams.propagation`). Each touched subject's state is published
 once per batch to the compacted state topic.
 
 A message whose key is not its subject's id would put the subject's events on two
@@ -132,19 +133,17 @@ class IntakeBatch(Batch):
         routes = fanout.routes(self.ctx.policy, event.event_id, effect, applied)
         right = event.right if isinstance(event, RightsRequested) else None
         tracked = is_tracked(effect)
-        for route in routes:
-            avro = records.instruction(
-                route,
-                event_id=event.event_id,
-                event_type=event_type,
-                subject=subject,
-                regime=event.regime.value,
-                right=right,
-                occurred_at_ms=at_ms,
-                issued_at_ms=self.now,
-                receipt_requested=tracked,
-            )
-            self.instruction(avro, key, partition)
+        issue = records.Issue(
+            event_id=event.event_id,
+            event_type=event_type,
+            subject=subject,
+            regime=event.regime.value,
+            right=right,
+            occurred_at_ms=at_ms,
+            issued_at_ms=self.now,
+            receipt_requested=tracked,
+        )
+        self.instructions(routes, issue, key, partition)
         if tracked:
             self._track(
                 event=event,

@@ -12,7 +12,6 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer, schema_text, subject_name
 from schemas.converters import to_dict
 from schemas.errors import (
@@ -33,6 +32,7 @@ from schemas.events import (
     FullyPropagated,
     InstructionIssued,
     InstructionsAnswered,
+    InstructionsIssued,
     PropagationReceipt,
     RightsRequested,
 )
@@ -56,11 +56,8 @@ def topic_of(settings: KafkaSettings, event: Any) -> str:
         DataEventCaptured: topics.data_events,
         DeadLettered: topics.dead_letters,
     }
-    if isinstance(event, InstructionIssued):
-        # The example is a partner's: its own topic, made here (the stream would).
-        topic = topics.instructions(event.sink_family, event.destination)
-        ensure_topics(settings, topics.destination_topics([(event.sink_family, event.destination)]))
-        return topic
+    if isinstance(event, InstructionIssued | InstructionsIssued):
+        return topics.instructions(event.sink_family)
     return by_type[type(event)]
 
 

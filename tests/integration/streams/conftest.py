@@ -30,7 +30,6 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import (
     ConsentChanged,
@@ -40,6 +39,7 @@ from schemas.events import (
     PropagationReceipt,
     RightsRequested,
     Subject,
+    instructions_in,
     new_event_id,
     receipts_in,
     utc_now,
@@ -55,10 +55,10 @@ from schemas.taxonomy import (
     Recipient,
     Regime,
     Right,
+    SinkFamily,
     Source,
     SubjectKind,
 )
-from streams.routing import load_policy
 from tests.support.access import API_TOKEN
 
 REPO = Path(__file__).resolve().parents[3]
@@ -132,6 +132,8 @@ class TopicReader:
     coordinates: list[tuple[int, int]] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
     """The topic of each record."""
+    headers: list[list[tuple[str, bytes]]] = field(default_factory=list)
+    """The headers of each record's message."""
 
     def __post_init__(self) -> None:
         self._consumer = Consumer(self.settings.consumer_config(f"reader-{uuid.uuid4().hex}"))
@@ -152,12 +154,15 @@ class TopicReader:
                     continue
                 value = message.value()
                 record = self._decoder.decode(value) if self.decode else value
-                # A sink's batch of receipts reads as its receipts, one by one.
-                for each in (receipts_in(record) if self.decode else ()) or (record,):
+                # A sink's batch of receipts reads as its receipts, one by one, and the
+                # partners' instructions of one event as each partner's InstructionIssued.
+                flat = (receipts_in(record) or instructions_in(record)) if self.decode else ()
+                for each in flat or (record,):
                     self.records.append(each)
                     self.keys.append(message.key())
                     self.coordinates.append((message.partition() or 0, message.offset() or 0))
                     self.topics.append(message.topic() or "")
+                    self.headers.append(message.headers() or [])
         return self.records
 
     def close(self) -> None:
@@ -258,11 +263,8 @@ class StreamKit:
         return reader
 
     def instruction_reader(self) -> TopicReader:
-        """One reader of every instruction topic the packaged routing policy sends to
-        (each family's shared one, each partner's own), created if the worker has not."""
-        destinations = [(d.family, d.name) for d in load_policy().destinations]
-        ensure_topics(self.settings, self.topics.destination_topics(destinations))
-        first, *more = dict.fromkeys(self.topics.instructions(f, n) for f, n in destinations)
+        """One reader of every family's instruction topic."""
+        first, *more = (self.topics.instructions(f) for f in SinkFamily)
         reader = TopicReader(self.settings, first, more_topics=tuple(more))
         self.readers.append(reader)
         return reader

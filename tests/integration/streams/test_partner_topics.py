@@ -1,10 +1,12 @@
-"""A partner's instructions on its own topic, end to end with the real stream and sink.
+"""The partners' instructions of one event as one record, end to end with the real
+stream and sink.
 
 A withdrawal limited to two recipients is routed to those two partners only; the real
-stream worker writes each instruction to that partner's own topic
-(``consent.instructions.partner_sharing.<partner>``), the partner-sharing sink's
-pipeline of each partner reads its topic and calls its webhook, and the receipts of
-both complete the withdrawal.
+stream worker writes ONE InstructionsIssued for both to the partners' topic
+(``consent.instructions.partner_sharing``), naming both in its destination header; the
+partner-sharing sink's pipeline of each partner reads that topic in a consumer group of
+its own, takes its own item and calls its webhook, and the receipts of both complete
+the withdrawal.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 from consumers.partners.config import load_config
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
-from schemas.events import FullyPropagated
+from schemas.codec import EventDecoder
+from schemas.events import FullyPropagated, InstructionsIssued
 from schemas.taxonomy import Choice, Purpose, Recipient, SinkFamily
+from schemas.topics import DESTINATION_HEADER
 from tests.support.threads import running_in_thread
 
 PARTNERS = ("google", "facebook")
@@ -81,7 +85,7 @@ def partners_file(tmp_path: Path, base_url: str) -> Path:
     return path
 
 
-def test_a_withdrawal_for_two_partners_reaches_each_on_its_own_topic(
+def test_a_withdrawal_for_two_partners_is_one_record_each_partner_takes_its_own_from(
     stream_kit: Any, events: Any, tmp_path: Path
 ) -> None:
     kit = stream_kit
@@ -102,9 +106,9 @@ def test_a_withdrawal_for_two_partners_reaches_each_on_its_own_topic(
         )
         with running(process):
             assert process.wait_ready(60)
-            assert {r.topic for r in process.runners.values()} == {
-                topics.instructions(SinkFamily.PARTNER_SHARING, name) for name in PARTNERS
-            }
+            family_topic = topics.instructions(SinkFamily.PARTNER_SHARING)
+            assert {r.topic for r in process.runners.values()} == {family_topic}
+            assert len({r.group_id for r in process.runners.values()}) == len(PARTNERS)
             kit.start_worker()
             kit.publish(withdrawal)
             kit.wait_until(
@@ -116,16 +120,29 @@ def test_a_withdrawal_for_two_partners_reaches_each_on_its_own_topic(
                 lambda: [p for p in propagated.poll(0.3) if p.event_id == withdrawal.event_id],
                 describe=lambda: "the withdrawal fully propagated",
             )
+        raw = kit.reader(family_topic, decode=False)
+        raw.poll(2.0)
         reader = kit.instruction_reader()
         reader.poll(2.0)
 
+    # One record on the partners' topic for the withdrawal, for both partners, whom its
+    # header names.
+    decoder = EventDecoder(kit.registry)
+    ((record, headers),) = [
+        (r, h)
+        for r, h in zip(map(decoder.decode, raw.records), raw.headers, strict=True)
+        if isinstance(r, InstructionsIssued) and r.event_id == withdrawal.event_id
+    ]
+    names = [i.destination for i in record.instructions]
+    assert sorted(names) == sorted(PARTNERS)
+    assert headers == [(DESTINATION_HEADER, ",".join(names).encode())]
     issued = [
         (topic, i)
         for i, topic in zip(reader.records, reader.topics, strict=True)
         if i.event_id == withdrawal.event_id
     ]
     assert sorted((topic, i.destination) for topic, i in issued) == sorted(
-        (topics.instructions(SinkFamily.PARTNER_SHARING, name), name) for name in PARTNERS
+        (family_topic, name) for name in PARTNERS
     )
     by_partner = {i.destination: i.instruction_id for _, i in issued}
     for path, documents in received:

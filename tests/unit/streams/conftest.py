@@ -172,11 +172,15 @@ class RecordingSender:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, int | None]] = []
+        self.headers: list[Any] = []
+        """Each sent record's headers, in the order of ``sent``."""
         self.fail = 0
         self.refuse: Callable[[str, bytes | None], bool] = lambda _topic, _value: False
         """Which records the broker refuses for good (as it does one that is too large)."""
 
-    def _delivery(self, sent: list[tuple[str, bytes | None, bytes | None, int | None]]) -> Any:
+    def _delivery(
+        self, sent: list[tuple[str, bytes | None, bytes | None, int | None]], headers: list[Any]
+    ) -> Any:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if any(self.refuse(topic, value) for topic, _k, value, _p in sent):
             future.set_exception(RefusedError("the broker refuses this record"))
@@ -185,6 +189,7 @@ class RecordingSender:
             future.set_exception(ConnectionError("broker away"))
         else:
             self.sent.extend(sent)
+            self.headers.extend(headers)
             future.set_result(None)
         return future
 
@@ -197,7 +202,7 @@ class RecordingSender:
         timestamp: float | None,
         headers: Any,
     ) -> Awaitable[Any]:
-        return self._delivery([(topic, key, value, partition)])
+        return self._delivery([(topic, key, value, partition)], [headers])
 
     def on(self, topic: str) -> list[dict[str, Any]]:
         """The decoded Avro dicts sent to ``topic``."""
@@ -237,9 +242,16 @@ class Harness:
         return Message(topic, partition, offset, key, value)
 
     def instructions(self) -> list[dict[str, Any]]:
-        """Every instruction sent, on whichever instruction topic, in send order."""
+        """Every instruction sent, on whichever instruction topic, in send order: an
+        InstructionsIssued as the InstructionIssued dict of each of its items."""
         prefix = self.topics.instruction_prefix()
-        return [_decode(v) for t, _k, v, _p in self.sender.sent if t.startswith(prefix)]
+        out: list[dict[str, Any]] = []
+        for t, _k, v, _p in self.sender.sent:
+            if t.startswith(prefix):
+                record = _decode(v)
+                items = record.pop("instructions", None)
+                out += [record] if items is None else [{**record, **item} for item in items]
+        return out
 
 
 @pytest.fixture(scope="session")
@@ -271,9 +283,7 @@ def harness(policy: RoutingPolicy) -> Harness:
         state={},
         pending={},
         done={},
-        copartitioned=frozenset(
-            spec.name for spec in topics.all((d.family, d.name) for d in policy.destinations)
-        ),
+        copartitioned=frozenset(spec.name for spec in topics.all()),
         sleep=no_sleep,
     )
     return Harness(ctx, sender, topics)

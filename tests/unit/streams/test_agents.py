@@ -9,6 +9,7 @@ import pytest
 
 from schemas.events import InstructionsAnswered, answers_id, instruction_id
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
+from schemas.topics import DESTINATION_HEADER
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.progress import decode
@@ -51,28 +52,44 @@ def test_intake_routes_tracks_and_publishes_state(harness: Any, make: Any) -> No
     assert [t for t, *_ in sent[-2:]] == [topics.intake_progress] * 2
 
 
-def test_each_partner_instruction_goes_to_its_own_topic(harness: Any, make: Any) -> None:
+def test_an_events_partner_instructions_are_one_record_naming_them_all(
+    harness: Any, make: Any
+) -> None:
     topics = harness.topics
     opt_out = make.right(Right.OPT_OUT_OF_SALE_OR_SHARING)
     run(Intake(harness.ctx).handle([harness.message(topics.consent, opt_out, partition=2)]))
     prefix = topics.instruction_prefix()
-    sent = {t for t, _k, _v, _p in harness.sender.sent if t.startswith(prefix)}
-    families: set[str] = set()
-    for topic in sent:
-        on_topic = harness.sender.on(topic)
-        (family,) = {SinkFamily(i["sink_family"]) for i in on_topic}
-        families.add(family)
-        if family is SinkFamily.PARTNER_SHARING:
-            # One partner per topic, named after it.
-            (destination,) = {i["destination"] for i in on_topic}
-            assert topic == f"unit.consent.instructions.partner_sharing.{destination}"
-        for instruction in on_topic:
-            assert topic == topics.instructions(family, instruction["destination"])
-        # Destination topics are co-partitioned too: the consent partition is theirs.
-        assert {p for t, _k, _v, p in harness.sender.sent if t == topic} == {2}
-    assert SinkFamily.PARTNER_SHARING in families
-    assert len([t for t in sent if t.startswith(f"{prefix}partner_sharing.")]) > 1
-    assert "unit.consent.instructions.partner_sharing" not in sent
+    sent = [
+        (t, h, p)
+        for (t, _k, _v, p), h in zip(harness.sender.sent, harness.sender.headers, strict=True)
+        if t.startswith(prefix)
+    ]
+    partners = topics.instructions(SinkFamily.PARTNER_SHARING)
+    (record,) = harness.sender.on(partners)
+    assert record["sink_family"] == SinkFamily.PARTNER_SHARING
+    assert record["event_id"] == opt_out.event_id
+    names = [i["destination"] for i in record["instructions"]]
+    assert len(names) > 1
+    for item in record["instructions"]:
+        assert item["instruction_id"] == instruction_id(
+            opt_out.event_id, SinkFamily.PARTNER_SHARING, item["destination"]
+        )
+    # The header names every partner of the record, so the others skip it undecoded.
+    ((header,),) = {tuple(h) for t, h, _p in sent if t == partners}
+    assert header == (DESTINATION_HEADER, ",".join(names).encode())
+    # The other families still get a record per destination, named in the same header.
+    for topic, headers, _p in sent:
+        if topic != partners:
+            (instruction,) = [
+                i for i in harness.sender.on(topic) if i["destination"] == headers[0][1].decode()
+            ]
+            assert topic == topics.instructions(SinkFamily(instruction["sink_family"]))
+    # Every instruction topic is co-partitioned: the consent partition is theirs.
+    assert {p for _t, _h, p in sent} == {2}
+    # Read as instructions, the record is one per partner.
+    assert [i["destination"] for i in harness.instructions() if i["destination"] in names] == (
+        names
+    )
 
 
 def test_intake_asks_receipts_only_for_tracked_events(harness: Any, make: Any) -> None:

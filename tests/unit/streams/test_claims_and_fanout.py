@@ -192,14 +192,16 @@ def test_marketing_instructions_name_their_channels(policy: RoutingPolicy, make:
     )
     avro = records.instruction(
         marketing,
-        event_id=event.event_id,
-        event_type="RightsRequested",
-        subject=records.subject_dict(event.subject),
-        regime="GDPR",
-        right=event.right,
-        occurred_at_ms=1,
-        issued_at_ms=2,
-        receipt_requested=True,
+        records.Issue(
+            event_id=event.event_id,
+            event_type="RightsRequested",
+            subject=records.subject_dict(event.subject),
+            regime="GDPR",
+            right=event.right,
+            occurred_at_ms=1,
+            issued_at_ms=2,
+            receipt_requested=True,
+        ),
     )
     assert set(avro["channels"]) == {c.value for c in Channel}
     assert avro["right"] == "OBJECT_TO_DIRECT_MARKETING"
