@@ -1,7 +1,11 @@
 """Instructions read by a sink: the contract's checks without its generic record walk.
 
-Every sink decodes each :class:`~schemas.events.InstructionIssued` it consumes, and the
-partner sink does so once per partner pipeline for the same withdrawal. Through
+A record of an instruction topic is an :class:`~schemas.events.InstructionIssued` (one
+destination's) or an :class:`~schemas.events.InstructionsIssued` (several destinations'
+of one event, the partners'), and a sink takes from it only its own destination's
+instructions (:func:`decode_instructions`). Every sink decodes each record it
+consumes, and the partner sink does so once per partner pipeline the record names.
+Through
 :func:`schemas.converters.from_dict` most of a decode went to the generic field walk (a
 plan per nested record, a set of unknown keys, a dotted name per field), none of which
 can fail on a body fastavro has already read against the shipped schema. What can still
@@ -19,7 +23,7 @@ from typing import Any, Final
 from consumers.decoding import UnexpectedEventError
 from schemas.codec import EventDecoder
 from schemas.converters import from_dict
-from schemas.events import InstructionIssued, Subject
+from schemas.events import InstructionIssued, InstructionsIssued, Subject, instructions_in
 from schemas.taxonomy import Action, Channel, Purpose, Regime, Right, SinkFamily, SubjectKind
 
 _ACTIONS: Final = {m.value: m for m in Action}
@@ -33,15 +37,37 @@ _FIELDS: Final = 14
 _STRINGS: Final = ("instruction_id", "event_id", "event_type", "destination")
 
 
-def decode_instruction(decoder: EventDecoder, data: bytes | None) -> InstructionIssued:
-    """The instruction in ``data``; InvalidEventError exactly where the full decode
-    raises one."""
+def decode_instructions(
+    decoder: EventDecoder, data: bytes | None, destination: str
+) -> tuple[InstructionIssued, ...]:
+    """The instructions for ``destination`` in ``data`` (none if it names others only);
+    InvalidEventError exactly where the full decode raises one."""
     event_type, record = decoder.decode_dict(data)
-    if event_type is not InstructionIssued:
-        raise UnexpectedEventError(
-            f"{event_type.__name__} where {InstructionIssued.__name__} was expected"
-        )
-    return instruction_from_avro(record)
+    if event_type is InstructionIssued:
+        return (instruction_from_avro(record),)
+    if event_type is InstructionsIssued:
+        return instructions_from_avro(record, destination)
+    raise UnexpectedEventError(
+        f"{event_type.__name__} where {InstructionIssued.__name__} or "
+        f"{InstructionsIssued.__name__} was expected"
+    )
+
+
+def instructions_from_avro(
+    record: dict[str, Any], destination: str
+) -> tuple[InstructionIssued, ...]:
+    """``destination``'s instructions of an InstructionsIssued's Avro dict, each as the
+    InstructionIssued it stands for. Only the items for ``destination`` are built: the
+    others are some other pipeline's."""
+    items = record.get("instructions")
+    if type(items) is not list or not all(type(i) is dict for i in items):
+        return instructions_in(from_dict(InstructionsIssued, record), destination)
+    common = {k: v for k, v in record.items() if k != "instructions"}
+    return tuple(
+        instruction_from_avro({**common, **item})
+        for item in items
+        if item.get("destination") == destination
+    )
 
 
 def instruction_from_avro(record: dict[str, Any]) -> InstructionIssued:

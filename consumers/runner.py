@@ -1,10 +1,12 @@
 """The one runner behind every sink: consume instructions, apply, receipt, commit.
 
-Messages of the sink's instruction topic (``Topics.instructions(family,
-destination)``: its family's, or its destination's own for a partner) are taken in
-chunks (whatever has been fetched, up to ``batch_size``), in partition order: those
-whose destination header names another destination are skipped undecoded (a shared
-topic), undecodable ones are dead-lettered; the ones the sink handles are applied, in
+Messages of the sink's family's instruction topic (``Topics.instructions(family)``)
+are taken in chunks (whatever has been fetched, up to ``batch_size``), in partition
+order: those whose destination header does not name the sink's destination are
+skipped undecoded (a shared topic), undecodable ones are dead-lettered; a message is an
+InstructionIssued, or an InstructionsIssued of which the sink takes only its own
+destination's items (the partners' topic, read by each partner's runner in a group of
+its own); the instructions the sink handles are applied, in
 one call to ``apply_batch`` when the sink offers it (one database transaction), else
 one by one;
 then each whose ``receipt_requested`` is set (the stream tracks the event: a
@@ -68,7 +70,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsInBatches, bootstrap
 from consumers.http import HttpServer, Route, health_route, metrics_route
-from consumers.instruction_records import decode_instruction
+from consumers.instruction_records import decode_instructions
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
@@ -97,7 +99,7 @@ from schemas.membership import Membership, claim
 from schemas.observability import configure_logging
 from schemas.settings import load
 from schemas.taxonomy import Outcome, SinkFamily
-from schemas.topics import DESTINATION_HEADER
+from schemas.topics import DESTINATION_HEADER, names_destination
 
 log = logging.getLogger(__name__)
 
@@ -136,11 +138,11 @@ def default_group(family: SinkFamily) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    """One accepted message of a chunk: its instruction if this sink handles it, or
-    the reason it cannot be decoded."""
+    """One accepted message of a chunk: its instructions this sink handles, or the
+    reason it cannot be decoded."""
 
     message: Message
-    instruction: InstructionIssued | None
+    instructions: tuple[InstructionIssued, ...]
     error: InvalidEventError | None
 
 
@@ -187,7 +189,7 @@ class SinkRunner:
         self.options = options or RunnerSettings()
         self.family = family or sink.family
         self.group_id = group_id or self.options.group_id or default_group(self.family)
-        self.topic = settings.topics.instructions(self.family, sink.destination)
+        self.topic = settings.topics.instructions(self.family)
         self.stage = f"sink.{self.family.value.lower()}"
         self.metrics = SinkMetrics.create()
         self.backoff = backoff or Backoff(
@@ -363,16 +365,16 @@ class SinkRunner:
             if not self._accept(message):
                 continue
             if self._addressed_elsewhere(message):
-                items.append(_Item(message, None, None))
+                items.append(_Item(message, (), None))
                 continue
             try:
-                instruction = self._retrying(partial(self._decode, message), REGISTRY, chunk)
+                decoded = self._retrying(partial(self._decode, message), REGISTRY, chunk)
             except InvalidEventError as exc:
-                items.append(_Item(message, None, exc))
+                items.append(_Item(message, (), exc))
                 continue
-            handled = instruction if self.sink.handles(instruction) else None
+            handled = tuple(i for i in decoded if self.sink.handles(i))
             items.append(_Item(message, handled, None))
-        ours = [item.instruction for item in items if item.instruction is not None]
+        ours = [instruction for item in items for instruction in item.instructions]
         answered = self._answered_before(ours, chunk)
         todo: dict[str, InstructionIssued] = {}
         for instruction in ours:
@@ -383,16 +385,16 @@ class SinkRunner:
         for item in items:
             if item.error is not None:
                 self._dead_letter(item.message, item.error, "decode", chunk)
-            elif item.instruction is not None:
+            for instruction in item.instructions:
                 # The first copy takes the outcome; any other is a duplicate.
-                outcome = outcomes.pop(item.instruction.instruction_id, None)
+                outcome = outcomes.pop(instruction.instruction_id, None)
                 if outcome is None:
-                    self._count_duplicate(item.instruction)
+                    self._count_duplicate(instruction)
                 else:
                     result, error = outcome
                     if error is not None:
                         self._dead_letter(item.message, error, "apply", chunk)
-                    self._answer(item.message, item.instruction, result, chunk)
+                    self._answer(item.message, instruction, result, chunk)
             self._mark_done(item.message)
         publisher = self._require_publisher()
         self._retrying(publisher.send_receipts, REGISTRY, chunk)
@@ -419,15 +421,15 @@ class SinkRunner:
         return {i for i, at in answered.items() if at >= since}
 
     def _addressed_elsewhere(self, message: Message) -> bool:
-        """True when the stream's header names another destination: skip, don't decode."""
+        """True when the stream's header names other destinations only: skip, don't decode."""
         headers = cast(list[tuple[str, bytes | None]], message.headers() or [])
         for name, value in headers:
             if name == DESTINATION_HEADER and value is not None:
-                return value.decode() != self.sink.destination
+                return not names_destination(value, self.sink.destination)
         return False
 
-    def _decode(self, message: Message) -> InstructionIssued:
-        return decode_instruction(self._decoder, message.value())
+    def _decode(self, message: Message) -> tuple[InstructionIssued, ...]:
+        return decode_instructions(self._decoder, message.value(), self.sink.destination)
 
     def _accept(self, message: Message) -> bool:
         error = message.error()

@@ -3,7 +3,8 @@
 Reads :class:`~schemas.kafka.KafkaSettings`, ``PARTNER_SINK_*``
 (:mod:`consumers.partners.settings`) and the partners file named by
 ``PARTNER_SINK_CONFIG`` (:mod:`consumers.partners.config`); serves /metrics on
-``PARTNER_SINK_HTTP_PORT`` (default 8093). Exits 2 naming the bad setting or entry.
+``PARTNER_SINK_HTTP_PORT`` (default 8093). Exits 2 naming the bad setting or entry,
+1 while a partner's legacy topic holds unread instructions (:mod:`consumers.partners.legacy`).
 Started before its broker, it waits for it; repeated log lines are limited
 (:func:`~schemas.observability.configure_logging`).
 """
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from types import FrameType
 
 from consumers.partners.config import load_config
+from consumers.partners.legacy import LegacyBacklogError
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PREFIX, PartnerSinkSettings
 from schemas.errors import ConfigError
@@ -49,7 +51,11 @@ def main(env: Mapping[str, str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("partners: %s", ", ".join(process.runners))
-    process.run()
+    try:
+        process.run()
+    except LegacyBacklogError as exc:
+        log.error("not starting: %s", exc)
+        return 1
     return 0
 
 

@@ -1,14 +1,19 @@
 """Every configured partner as its own pipeline, in one process with one /metrics page.
 
 Each partner gets a :class:`~consumers.runner.SinkRunner` in its own thread, with its
-own consumer group (``<base>.<partner>``) over its own instruction topic
-(``consent.instructions.partner_sharing.<partner>``, created at start if missing), its
-own webhook client, retries and circuit breaker; their receipts go out through one
-producer shared by every pipeline, each awaiting only its own (a withdrawal's receipts
-from every partner leave in one produce request). A partner that is down or hangs only
-holds up its own topic's offsets; the others keep applying, and nobody fetches what is
-meant for someone else. The breaker's state is exported as
-``consent_relay_circuit_breaker_open{destination}``.
+own consumer group (``<base>.<partner>``) over the partners' instruction topic
+(``consent.instructions.partner_sharing``, created at start if missing: one
+InstructionsIssued per consent event, an item per partner that must act), its own
+webhook client, retries and circuit breaker; each takes only its own items and skips,
+undecoded, the records whose destination header does not name it. Their receipts go out
+through one producer shared by every pipeline, each awaiting only its own (a
+withdrawal's receipts from every partner leave in one produce request). A partner that
+is down or hangs only holds up its own group's offsets; the others keep applying. The
+breaker's state is exported as ``consent_relay_circuit_breaker_open{destination}``.
+
+Before consuming, the process checks that no partner's legacy topic (one per partner,
+releases 1 and 2) still holds instructions its group has not read
+(:mod:`consumers.partners.legacy`): it refuses to start rather than skip them.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from consumers.partners.answers import Answers, RecentAnswers, SqliteAnswers
 from consumers.partners.breaker import BreakerState, CircuitBreaker
 from consumers.partners.config import PartnerConfig, PartnersConfig
 from consumers.partners.identities import IdentityMap
+from consumers.partners.legacy import refuse_legacy_backlog
 from consumers.partners.metrics import merged_registry
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
@@ -32,6 +38,7 @@ from consumers.shared_producer import SharedProducer
 from schemas.admin import ensure_topics
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
+from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +93,18 @@ class PartnerSinkProcess:
 
     def run(self) -> None:
         """Run every pipeline until :meth:`stop`; re-raises the first pipeline's failure."""
-        # Whichever starts first, this process or the stream, creates the partners' topics;
+        # Whichever starts first, this process or the stream, creates the partners' topic;
         # a process started before its broker waits for it (a stop ends the wait).
+        topics = self.kafka.topics
         ensure_topics(
             self.kafka,
-            self.kafka.topics.destination_topics((FAMILY, p) for p in self.runners),
+            (TopicSpec(topics.instructions(FAMILY), topics.partitions),),
             wait=True,
             stop=self._stop,
         )
         if self._stop.is_set():
             return
+        refuse_legacy_backlog(self.kafka, {p: r.group_id for p, r in self.runners.items()})
         routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:

@@ -193,11 +193,11 @@ def caught_up(settings: KafkaSettings, group: str) -> bool:
     """Every sink's group has committed the end of the instruction topic it reads."""
     topics = settings.topics
     readers = {
-        f"{group}-marketing": topics.instructions(SinkFamily.MARKETING, "suppression_list"),
-        f"{group}-analytics": topics.instructions(SinkFamily.ANALYTICS, "analytics_store"),
+        f"{group}-marketing": topics.instructions(SinkFamily.MARKETING),
+        f"{group}-analytics": topics.instructions(SinkFamily.ANALYTICS),
     }
     for name in PARTNER_DESTINATIONS:
-        readers[f"{group}-partners.{name}"] = topics.instructions(SinkFamily.PARTNER_SHARING, name)
+        readers[f"{group}-partners.{name}"] = topics.instructions(SinkFamily.PARTNER_SHARING)
     for reader, topic in readers.items():
         consumer = Consumer(settings.consumer_config(reader))
         try:

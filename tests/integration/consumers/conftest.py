@@ -21,9 +21,17 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from consumers.runner import SinkRunner
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
-from schemas.events import InstructionIssued, Subject, new_event_id, receipts_in, utc_now
+from schemas.events import (
+    InstructionIssued,
+    Subject,
+    issued_together,
+    new_event_id,
+    receipts_in,
+    utc_now,
+)
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Action, Channel, Purpose, Regime, SinkFamily, SubjectKind
+from schemas.topics import DESTINATION_HEADER, ONE_RECORD_PER_EVENT, destinations_header
 from tests.support.threads import running_in_thread
 
 
@@ -112,9 +120,11 @@ class SinkKit:
         occurred_at: datetime | None = None,
         destination: str = "suppression_list",
         family: SinkFamily = SinkFamily.MARKETING,
+        event_id: str | None = None,
     ) -> InstructionIssued:
-        """An instruction as the stream would issue it (deterministic id)."""
-        event_id = new_event_id()
+        """An instruction as the stream would issue it (deterministic id), of a new event
+        unless ``event_id`` is given."""
+        event_id = event_id or new_event_id()
         return InstructionIssued(
             instruction_id=str(
                 uuid.uuid5(uuid.NAMESPACE_URL, f"{event_id}/{family.value}/{destination}")
@@ -144,20 +154,37 @@ class SinkKit:
         return self._send(batch, target)
 
     def publish_routed(self, instructions: list[InstructionIssued]) -> list[Delivered]:
-        """Publish each instruction on its destination's topic, as the stream does
-        (created first if missing), in order per topic; returns where each landed."""
+        """Publish ``instructions`` as the stream does: on their family's topic (created
+        first if missing), those of one event for a family in ONE_RECORD_PER_EVENT as one
+        InstructionsIssued (placed where the event's first one is), each record naming its
+        destinations in the destination header; where each instruction landed."""
         topics = self.settings.topics
-        by_topic: dict[str, list[int]] = {}
+        ensure_topics(self.settings)
+        records: dict[tuple[SinkFamily, str], list[int]] = {}
         for index, i in enumerate(instructions):
-            by_topic.setdefault(topics.instructions(i.sink_family, i.destination), []).append(index)
-        ensure_topics(
-            self.settings,
-            topics.destination_topics((i.sink_family, i.destination) for i in instructions),
-        )
+            together = i.sink_family in ONE_RECORD_PER_EVENT
+            records.setdefault((i.sink_family, i.event_id if together else str(index)), []).append(
+                index
+            )
+        by_topic: dict[str, list[tuple[list[int], bytes, bytes, list[tuple[str, bytes]]]]] = {}
+        for (family, _), indexes in records.items():
+            members = [instructions[n] for n in indexes]
+            record: Any = issued_together(members) if family in ONE_RECORD_PER_EVENT else members[0]
+            topic = topics.instructions(family)
+            serializer = self._serializers.setdefault(
+                type(record), EventSerializer(self._registry, type(record))
+            )
+            header = (DESTINATION_HEADER, destinations_header(m.destination for m in members))
+            by_topic.setdefault(topic, []).append(
+                (indexes, record.subject.id.encode(), serializer(record, topic), [header])
+            )
         landed: dict[int, Delivered] = {}
-        for topic, indexes in by_topic.items():
-            delivered = self.publish([instructions[n] for n in indexes], topic=topic)
-            landed.update(zip(indexes, delivered, strict=True))
+        for topic, sent in by_topic.items():
+            delivered = self._send(
+                [(key, value) for _, key, value, _ in sent], topic, [h for *_, h in sent]
+            )
+            for (indexes, *_), where in zip(sent, delivered, strict=True):
+                landed.update(dict.fromkeys(indexes, where))
         return [landed[n] for n in range(len(instructions))]
 
     def publish_raw(
@@ -166,7 +193,13 @@ class SinkKit:
         """Publish raw bytes (e.g. garbage); returns where it landed once acknowledged."""
         return self._send([(key, value)], topic or self.instruction_topic)
 
-    def _send(self, batch: list[tuple[bytes | None, bytes]], topic: str) -> list[Delivered]:
+    def _send(
+        self,
+        batch: list[tuple[bytes | None, bytes]],
+        topic: str,
+        headers: list[list[tuple[str, bytes]]] | None = None,
+    ) -> list[Delivered]:
+        """Produce ``batch`` (with each message's ``headers``, if given) and wait for it."""
         assert self._producer is not None
         landed: dict[int, Delivered] = {}
 
@@ -180,7 +213,13 @@ class SinkKit:
             return report
 
         for index, (key, value) in enumerate(batch):
-            self._producer.produce(topic, value=value, key=key, on_delivery=delivered(index))
+            self._producer.produce(
+                topic,
+                value=value,
+                key=key,
+                headers=None if headers is None else headers[index],
+                on_delivery=delivered(index),
+            )
             self._producer.poll(0)
         assert self._producer.flush(60) == 0
         return [landed[i] for i in range(len(batch))]

@@ -27,7 +27,12 @@ def test_other_destinations_are_skipped_undecoded(sink_kit: Any, tmp_path: Path)
     topic = sink_kit.instruction_topic
     producer = Producer(sink_kit.settings.producer_config())
     # Not decodable at all: a sink that decoded it would dead-letter it.
-    producer.produce(topic, b"garbage", key=b"s-1", headers=[(DESTINATION_HEADER, b"elsewhere")])
+    producer.produce(
+        topic,
+        b"garbage",
+        key=b"s-1",
+        headers=[(DESTINATION_HEADER, b"elsewhere,suppression_lists")],
+    )
     assert producer.flush(30) == 0
     mine = sink_kit.instruction(subject="s-1")
     sink_kit.publish([mine])

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from schemas.events import new_event_id
 from schemas.taxonomy import Action, Purpose, SinkFamily
 from tests.support.processes import free_port
 
@@ -114,6 +115,9 @@ def test_serves_stops_and_resumes_where_it_left_off(
         "TEST_WEBHOOK_SECRET": SECRET,
     }
     subjects = [f"acct-entry-{n}" for n in range(8)]
+    # One withdrawal per subject, reaching every partner: one record each, as the stream
+    # writes it.
+    events = {s: new_event_id() for s in subjects}
     batch = [
         sink_kit.instruction(
             Action.SUPPRESS,
@@ -121,6 +125,7 @@ def test_serves_stops_and_resumes_where_it_left_off(
             purposes=(Purpose.SHARE_WITH_ADVERTISING_PLATFORMS,),
             destination=name,
             family=FAMILY,
+            event_id=events[s],
         )
         for s in subjects
         for name in partners

@@ -29,7 +29,13 @@ from consumers.partners.identities import IdentityMap
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.pseudonym import pseudonymous_id
 from consumers.partners.settings import PartnerSinkSettings
-from schemas.events import DeadLettered, InstructionIssued, PropagationReceipt, utc_now
+from schemas.events import (
+    DeadLettered,
+    InstructionIssued,
+    PropagationReceipt,
+    new_event_id,
+    utc_now,
+)
 from schemas.taxonomy import Action, Outcome, Purpose, SinkFamily
 from tests.support.threads import running_in_thread
 
@@ -130,6 +136,8 @@ def test_every_partner_ends_applied_once_in_order_and_broken_ones_delay_no_one(
     instructions: dict[str, list[InstructionIssued]] = {name: [] for name in partners}
     for subject in subjects:
         for step, action in enumerate(SEQUENCE):
+            # One event reaching every partner: one record on the partners' topic.
+            event_id = new_event_id()
             for name in partners:
                 instructions[name].append(
                     sink_kit.instruction(
@@ -139,6 +147,7 @@ def test_every_partner_ends_applied_once_in_order_and_broken_ones_delay_no_one(
                         occurred_at=start + timedelta(seconds=step),
                         destination=name,
                         family=FAMILY,
+                        event_id=event_id,
                     )
                 )
     receipts = sink_kit.reader(sink_kit.settings.topics.receipts)

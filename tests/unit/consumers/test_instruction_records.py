@@ -1,5 +1,7 @@
 """A sink's instruction decode gives what the full decode gives, and refuses what it
-refuses, with the same reason (no broker: single-object encoding)."""
+refuses, with the same reason (no broker: single-object encoding); of an
+InstructionsIssued it takes the destination's own items, each read and refused as the
+InstructionIssued it stands for."""
 
 from __future__ import annotations
 
@@ -10,11 +12,17 @@ from typing import Any
 import pytest
 
 from consumers.decoding import decode_as
-from consumers.instruction_records import decode_instruction, instruction_from_avro
+from consumers.instruction_records import decode_instructions, instruction_from_avro
 from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
 from schemas.converters import to_dict
 from schemas.errors import InvalidEventError
-from schemas.events import ConsentChanged, InstructionIssued, Subject
+from schemas.events import (
+    ConsentChanged,
+    InstructionIssued,
+    InstructionsIssued,
+    Subject,
+    instructions_in,
+)
 from schemas.examples import example
 from schemas.taxonomy import (
     Action,
@@ -53,12 +61,17 @@ def test_the_sinks_decode_equals_the_full_decode() -> None:
     decoder = EventDecoder(None)
     for i in (instruction(n) for n in range(40)):
         data = encode_single_object(i)
-        assert decode_instruction(decoder, data) == decode_as(decoder, data, InstructionIssued)
-        assert decode_instruction(decoder, data) == i
+        full = decode_as(decoder, data, InstructionIssued)
+        assert decode_instructions(decoder, data, i.destination) == (full,)
+        assert full == i
 
 
 def refusal(decoder: EventDecoder, data: bytes, fast: bool) -> str:
-    decode: Any = decode_instruction if fast else lambda d, b: decode_as(d, b, InstructionIssued)
+    decode: Any = (
+        (lambda d, b: decode_instructions(d, b, "criteo"))
+        if fast
+        else (lambda d, b: decode_as(d, b, InstructionIssued))
+    )
     with pytest.raises(InvalidEventError) as caught:
         decode(decoder, data)
     return f"{type(caught.value).__name__}: {caught.value}"
@@ -89,7 +102,48 @@ def test_the_sinks_decode_refuses_what_the_full_decode_refuses(spoil: Any) -> No
 def test_the_sinks_decode_refuses_another_event_type() -> None:
     data = encode_single_object(example(ConsentChanged))
     decoder = EventDecoder(None)
-    assert refusal(decoder, data, fast=True) == refusal(decoder, data, fast=False)
+    assert refusal(decoder, data, fast=True) == (
+        "UnexpectedEventError: ConsentChanged where InstructionIssued or InstructionsIssued"
+        " was expected"
+    )
+
+
+def test_of_many_destinations_a_sink_takes_its_own_as_the_full_decode_reads_them() -> None:
+    decoder = EventDecoder(None)
+    record = example(InstructionsIssued)
+    data = encode_single_object(record)
+    for destination in ("criteo", "google", "bing"):
+        fast = decode_instructions(decoder, data, destination)
+        assert fast == instructions_in(decoder.decode(data), destination)
+        assert [i.destination for i in fast] == [destination][: len(fast)]
+    assert decode_instructions(decoder, data, "bing") == ()
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: d.update(action="UNKNOWN"),
+        lambda d: d.update(purposes=["UNKNOWN"]),
+        lambda d: d.update(channels=["UNKNOWN"]),
+    ],
+)
+def test_a_spoilt_item_is_refused_as_its_instruction_and_only_by_its_destination(
+    spoil: Any,
+) -> None:
+    record = example(InstructionsIssued)
+    avro = to_dict(record)
+    spoil(avro["instructions"][0])
+    data = encode_single_object_dict(InstructionsIssued, avro)
+    decoder = EventDecoder(None)
+    with pytest.raises(InvalidEventError) as caught:
+        decode_instructions(decoder, data, "criteo")
+    (criteo,) = instructions_in(record, "criteo")
+    alone = to_dict(criteo)
+    spoil(alone)
+    single = encode_single_object_dict(InstructionIssued, alone)
+    assert f"{type(caught.value).__name__}: {caught.value}" == refusal(decoder, single, fast=False)
+    # The other partner's pipeline takes its own item as usual.
+    assert decode_instructions(decoder, data, "google") == instructions_in(record, "google")
 
 
 def test_values_from_dict_would_convert_or_refuse_take_its_path() -> None:

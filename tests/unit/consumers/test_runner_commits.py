@@ -165,7 +165,7 @@ def run_chunks(options: RunnerSettings) -> tuple[FakeConsumer, CountingSink]:
     """Run until every chunk is applied, then stop cleanly."""
     sink = CountingSink()
     runner = SinkRunner(sink, KAFKA, options=options, serve_http=False)
-    runner._decode = instruction  # type: ignore[method-assign,assignment]
+    runner._decode = lambda message: (instruction(message),)  # type: ignore[method-assign]
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     assert runner.ready.wait(10)

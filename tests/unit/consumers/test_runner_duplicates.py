@@ -65,7 +65,7 @@ class Relay:
         self.runner._publisher = cast(Any, self.publisher)
         self.runner._assigned.add((TOPIC, 0))
         self._by_offset: dict[int, InstructionIssued] = {}
-        self.runner._decode = lambda message: self._by_offset[message.offset()]  # type: ignore[method-assign]
+        self.runner._decode = lambda message: (self._by_offset[message.offset()],)  # type: ignore[method-assign]
 
     def chunk(self, *instructions: InstructionIssued) -> None:
         """Process ``instructions`` as one chunk, then checkpoint (flush, remember)."""

@@ -136,7 +136,7 @@ def process(
     runner._publisher = cast(Any, publisher)
     runner._assigned.add((TOPIC, 0))
     by_offset = dict(enumerate(instructions))
-    runner._decode = lambda message: by_offset[message.offset()]  # type: ignore[method-assign]
+    runner._decode = lambda message: (by_offset[message.offset()],)  # type: ignore[method-assign]
     runner._process([cast(Any, FakeMessage(i)) for i in range(len(instructions))])
     return runner, publisher
 
