@@ -33,7 +33,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from consumers.runner import default_group
 from schemas.taxonomy import SinkFamily
-from schemas.topics import TOPIC_PER_DESTINATION, Topics
+from schemas.topics import Topics
 from streams import tables
 from streams.config import StreamSettings
 from streams.gate.settings import GateSettings
@@ -98,7 +98,8 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
         result.extend(Grant(role, Resource.GROUP, name, op, prefixed) for op in ops)
 
     fixed = [spec.name for spec in topics.all()]
-    partner_topics = topics.instruction_prefix(SinkFamily.PARTNER_SHARING)
+    # The partners' legacy topics, one per partner (releases 1 and 2).
+    legacy_partner_topics = topics.instruction_prefix(SinkFamily.PARTNER_SHARING)
     for role in ("producers", "streams", "gate", *(_role(f) for f in SinkFamily)):
         for name in fixed:
             topic(role, name, Op.DESCRIBE)
@@ -113,9 +114,7 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
     topic(streams, topics.consent, Op.READ)
     topic(streams, topics.receipts, Op.READ)
     for family in SinkFamily:
-        if family not in TOPIC_PER_DESTINATION:
-            topic(streams, topics.instructions(family), Op.WRITE)
-    topic(streams, partner_topics, Op.DESCRIBE, Op.CREATE, Op.WRITE, prefixed=True)
+        topic(streams, topics.instructions(family), Op.WRITE)
     for name in (topics.state, topics.propagated, topics.dead_letters, topics.intake_progress):
         topic(streams, name, Op.WRITE)
     topic(streams, topics.intake_progress, Op.READ)
@@ -139,12 +138,12 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
 
     for family in SinkFamily:
         role = _role(family)
-        if family in TOPIC_PER_DESTINATION:
-            # The partner sink creates its destinations' topics at start.
-            name = topics.instruction_prefix(family)
-            topic(role, name, Op.DESCRIBE, Op.CREATE, Op.READ, prefixed=True)
-        else:
-            topic(role, topics.instructions(family), Op.READ)
+        topic(role, topics.instructions(family), Op.READ)
+        if family is SinkFamily.PARTNER_SHARING:
+            # The partner sink creates its family's topic at start, and checks that its
+            # legacy topics hold nothing unread (consumers.partners.legacy).
+            topic(role, topics.instructions(family), Op.CREATE)
+            topic(role, legacy_partner_topics, Op.DESCRIBE, prefixed=True)
         topic(role, topics.receipts, Op.WRITE)
         topic(role, topics.dead_letters, Op.WRITE)
         topic(role, topics.state, Op.READ)

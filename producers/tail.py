@@ -2,9 +2,9 @@
 
 Topics are named as in :class:`schemas.topics.Topics` (``consent``, ``receipts``,
 ``propagated``, ``state``, ``dead-letters``, ``data-events``, ``data-allowed``,
-``instructions.marketing``, ``instructions.partner_sharing.google`` ...) or by their
-full name. A family with a topic per destination names all of them at once
-(``instructions.partner_sharing``: every such topic the broker has). Every message
+``instructions.marketing``, ``instructions.partner_sharing`` ...) or by their full name;
+``instructions.partner_sharing.<partner>`` is that partner's legacy topic (releases 1
+and 2 gave each partner one), to see what is left on it during an upgrade. Every message
 becomes one JSON line with its coordinates; an undecodable one becomes a line with the
 error instead of stopping the tail.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
@@ -24,14 +24,14 @@ from schemas.converters import to_dict
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
-from schemas.topics import TOPIC_PER_DESTINATION, Topics
+from schemas.topics import LEGACY_TOPIC_PER_DESTINATION, Topics
 
 INSTRUCTIONS = "instructions."
 """Short names of instruction topics start with this, then the family in lowercase."""
 
 
 def topic_names(topics: Topics) -> dict[str, str]:
-    """Short name → topic name, for the topics that do not depend on a destination."""
+    """Short name → topic name, for every topic but the legacy ones."""
     names = {
         "consent": topics.consent,
         "receipts": topics.receipts,
@@ -42,28 +42,20 @@ def topic_names(topics: Topics) -> dict[str, str]:
         "data-allowed": topics.data_allowed,
     }
     for family in SinkFamily:
-        if family not in TOPIC_PER_DESTINATION:
-            names[f"{INSTRUCTIONS}{family.value.lower()}"] = topics.instructions(family)
+        names[f"{INSTRUCTIONS}{family.value.lower()}"] = topics.instructions(family)
     return names
 
 
-def resolve(topics: Topics, name: str, existing: Callable[[], Iterable[str]]) -> list[str]:
-    """The topics a short or full name means; ``existing`` lists the broker's topics,
-    asked only for every destination topic of a per-destination family."""
+def resolve(topics: Topics, name: str) -> list[str]:
+    """The topics a short or full name means."""
     fixed = topic_names(topics)
     if name in fixed:
         return [fixed[name]]
-    for family in TOPIC_PER_DESTINATION:
-        short = f"{INSTRUCTIONS}{family.value.lower()}"
-        if name == short:
-            prefix = topics.instruction_prefix(family)
-            found = sorted(t for t in existing() if t.startswith(prefix))
-            if not found:
-                raise ConsentRelayError(f"no instruction topic of {family} on the broker yet")
-            return found
-        if name.startswith(f"{short}."):
+    for family in LEGACY_TOPIC_PER_DESTINATION:
+        short = f"{INSTRUCTIONS}{family.value.lower()}."
+        if name.startswith(short):
             try:
-                return [topics.instructions(family, name.removeprefix(f"{short}."))]
+                return [topics.legacy_instructions(family, name.removeprefix(short))]
             except ValueError as exc:
                 raise ConsentRelayError(f"{name}: {exc}") from exc
     return [name]
@@ -85,7 +77,7 @@ def tail(
     start = OFFSET_BEGINNING if from_beginning else OFFSET_END
     count = 0
     try:
-        names = resolve(settings.topics, name, lambda: consumer.list_topics(timeout=10).topics)
+        names = resolve(settings.topics, name)
         consumer.assign(
             [
                 TopicPartition(topic, p, start)

@@ -4,13 +4,14 @@ Every time the benchmark reports is inside the events themselves (``occurred_at`
 ``applied_at``, ``completed_at``), so the topics are read once the relay has caught up
 and the machine is quiet, rather than by a live consumer competing for the two cores.
 
-Instruction and receipt topics carry several times more messages than there are
-consent events, and only those of withdrawals matter. Both records start with UUID
-strings ending in ``event_id``, so a message is filtered by reading those length-prefixed
-strings straight from the Avro body and decoded with fastavro only if its event is a
-withdrawal the load generator sent. The shortcut is checked against a full decode on
-the first message of every writer schema id, and that schema falls back to full
-decoding if the two disagree.
+Instruction and receipt topics carry more messages than there are consent events, and
+only those of withdrawals matter. Their records start with UUID strings ending in
+``event_id``, so a message is filtered by reading those length-prefixed strings straight
+from the Avro body and decoded with fastavro only if its event is a withdrawal the load
+generator sent. An InstructionsIssued (the partners': one record per event) counts as
+the instruction of each of its items, one per partner, as an InstructionIssued did. The
+shortcut is checked against a full decode on the first message of every writer schema
+id, and that schema falls back to full decoding if the two disagree.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.bench.offsets import TP, Offsets
 from schemas.codec import SHIPPED, EventDecoder
-from schemas.events import InstructionIssued, InstructionsAnswered, PropagationReceipt
+from schemas.events import (
+    InstructionIssued,
+    InstructionsAnswered,
+    InstructionsIssued,
+    PropagationReceipt,
+)
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Action, Outcome
 
@@ -141,9 +147,8 @@ class _Filter:
 
 
 def instruction_topics(settings: KafkaSettings) -> list[str]:
-    """Every instruction topic of the run on the broker: each family's shared one and
-    every partner's own, whichever partners the relay ran (and, for a relay revision
-    from before partners had their own, the partners' family topic)."""
+    """Every instruction topic of the run on the broker: each family's, and, for a relay
+    revision from when partners had a topic each, every partner's own."""
     prefix = settings.topics.instruction_prefix()
     listed = AdminClient(settings.admin_config()).list_topics(timeout=30).topics
     return sorted(name for name in listed if name.startswith(prefix))
@@ -204,19 +209,28 @@ def collect(
                 yield value
         out.counts[topic] = count
 
-    instructions = _Filter(decoder, InstructionIssued, wanted)
+    filters = {
+        InstructionIssued: _Filter(decoder, InstructionIssued, wanted),
+        InstructionsIssued: _Filter(decoder, InstructionsIssued, wanted),
+    }
+    instruction_kinds: dict[bytes, type[Any]] = {}
+    """Schema id → event type: one destination's instruction, or several destinations'."""
     for topic in instruction_topics(settings):
         for value in each(topic):
-            record = instructions.decode_if_wanted(value)
-            if record is not None and record["action"] in TRACKED:
-                out.instructions.setdefault(record["event_id"], []).append(
-                    Instruction(
-                        record["instruction_id"],
-                        record["event_id"],
-                        _label(record),
-                        record["action"],
+            kind = instruction_kinds.get(value[1:5])
+            if kind is None:
+                kind = instruction_kinds[value[1:5]] = decoder.decode_dict(value)[0]
+            record = filters[kind].decode_if_wanted(value)
+            if record is None:
+                continue
+            items = record.pop("instructions", None)
+            for item in [record] if items is None else [{**record, **i} for i in items]:
+                if item["action"] in TRACKED:
+                    out.instructions.setdefault(item["event_id"], []).append(
+                        Instruction(
+                            item["instruction_id"], item["event_id"], _label(item), item["action"]
+                        )
                     )
-                )
     receipts = _Filter(decoder, PropagationReceipt, wanted)
     kinds: dict[bytes, type[Any]] = {}
     """Schema id → event type: a sink writes single receipts or batches of them."""

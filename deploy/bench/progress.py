@@ -131,8 +131,8 @@ def wait_caught_up(
 ) -> tuple[bool, float, dict[str, GroupLag]]:
     """Until every relay group has no lag twice in a row; (caught up, seconds, lags)."""
     prefix = relay.settings.topic_prefix
-    # Every partner reads its own instruction topic, created when its process started:
-    # listed from the broker, or a partner's lag would not count and the wait end early.
+    # Every instruction topic on the broker: a relay revision from when partners had a
+    # topic each created them as its processes started, and their lag must count too.
     inputs = {spec.name for spec in relay.settings.topics.all()}
     inputs.update(instruction_topics(relay.settings))
     started = told = time.monotonic()

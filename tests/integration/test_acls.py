@@ -30,14 +30,16 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from consumers.partners.legacy import legacy_backlog
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
+from schemas.errors import ConsentRelayError
 from schemas.events import DataEventCaptured, Subject, new_event_id, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.taxonomy import Purpose, SinkFamily, Source, SubjectKind
-from schemas.topics import Topics
+from schemas.topics import Topics, TopicSpec
 from tests.integration.test_recovery import (  # noqa: F401 - fixtures used by name
     ALLOWED_PURPOSE,
     BOUND_S,
@@ -65,7 +67,10 @@ QUIET = {"log_level": 0}
 CONSENT = TOPICS.consent
 MARKETING = TOPICS.instructions(SinkFamily.MARKETING)
 ANALYTICS = TOPICS.instructions(SinkFamily.ANALYTICS)
-ACME = TOPICS.instructions(SinkFamily.PARTNER_SHARING, PARTNER)
+ACME = TOPICS.instructions(SinkFamily.PARTNER_SHARING)
+"""The partners' instructions (every partner reads them, each in a group of its own)."""
+LEGACY = TOPICS.legacy_instructions(SinkFamily.PARTNER_SHARING, PARTNER)
+"""A partner's own topic of releases 1 and 2, which nothing writes any more."""
 
 TOPIC_DENIED = "TOPIC_AUTHORIZATION_FAILED"
 GROUP_DENIED = "GROUP_AUTHORIZATION_FAILED"
@@ -106,10 +111,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         stack = Stack(state, endpoints.bootstrap, endpoints.registry_url)
         operator = stack.settings("operator")
-        ensure_topics(operator, TOPICS.all([(SinkFamily.PARTNER_SHARING, PARTNER)]))
+        # A legacy partner topic too, as an upgraded deployment still has it.
+        specs = (*TOPICS.all(), TopicSpec(LEGACY, TOPICS.partitions))
+        ensure_topics(operator, specs)
         # One record in every topic, so an allowed read has something to read.
         producer = Producer(operator.producer_config(**QUIET))
-        for spec in TOPICS.all([(SinkFamily.PARTNER_SHARING, PARTNER)]):
+        for spec in specs:
             producer.produce(spec.name, key=b"k", value=b"seeded by the operator")
         assert producer.flush(WAIT_S) == 0
         yield stack
@@ -182,6 +189,16 @@ def create(settings: KafkaSettings, topic: str) -> str | None:
     return None
 
 
+def legacy_backlog_of(settings: KafkaSettings, partner: str) -> str | None:
+    """None if the partner sink's start-up check reads its group's offsets on the legacy
+    topic of ``partner`` (one unread record, seeded by the operator), else what it got."""
+    try:
+        backlog = legacy_backlog(settings, {partner: f"{SINK_GROUP}.partner_sharing.{partner}"})
+    except ConsentRelayError as exc:
+        return str(exc)
+    return None if backlog == {LEGACY: 1} else f"unexpected backlog {backlog}"
+
+
 def _new_topic() -> str:
     return f"{PREFIX}consent.unplanned.{uuid.uuid4().hex[:8]}"
 
@@ -226,6 +243,13 @@ FORBIDDEN = [
     ("partner_sharing", "write consent events", lambda s: produce(s, CONSENT), TOPIC_DENIED),
     ("partner_sharing", "read marketing instructions", lambda s: read(s, MARKETING), TOPIC_DENIED),
     ("partner_sharing", "write a partner's instructions", lambda s: produce(s, ACME), TOPIC_DENIED),
+    (
+        "partner_sharing",
+        "create a legacy partner topic",
+        lambda s: create(s, TOPICS.legacy_instructions(SinkFamily.PARTNER_SHARING, "newcomer")),
+        TOPIC_DENIED,
+    ),
+    ("streams", "write a legacy partner topic", lambda s: produce(s, LEGACY), TOPIC_DENIED),
     (
         "partner_sharing",
         "join the marketing sink's group",
@@ -276,8 +300,8 @@ ALLOWED = [
     ("partner_sharing", "write receipts", lambda s: produce(s, TOPICS.receipts)),
     (
         "partner_sharing",
-        "create a new partner's topic",
-        lambda s: create(s, TOPICS.instructions(SinkFamily.PARTNER_SHARING, "newcomer")),
+        "see how far its group read a legacy partner topic",
+        lambda s: legacy_backlog_of(s, PARTNER),
     ),
     (
         "gate",

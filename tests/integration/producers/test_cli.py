@@ -26,6 +26,7 @@ from schemas.events import (
     ConsentStateRecorded,
     DeadLettered,
     InstructionIssued,
+    InstructionsIssued,
     RightsRequested,
     Subject,
     new_event_id,
@@ -34,6 +35,7 @@ from schemas.events import (
 from schemas.examples import example
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Choice, Purpose, Regime, Right, SinkFamily, SubjectKind
+from schemas.topics import TopicSpec
 from tests.support.access import API_TOKEN
 
 from .conftest import read_back, run_cli, start_gateway
@@ -187,33 +189,40 @@ def test_tail_decodes_and_reports_undecodable_messages(
     assert bad["error"].startswith("BadMagicByteError")
 
 
-def test_tail_of_the_partner_family_reads_every_partner_topic(
+def test_tail_of_the_partner_family_reads_its_topic_and_a_partners_short_name_its_legacy_one(
     relay_settings: KafkaSettings, relay_env: dict[str, str]
 ) -> None:
     topics = relay_settings.topics
     family = SinkFamily.PARTNER_SHARING
-    partners = ("google", "bing")
-    ensure_topics(relay_settings, topics.destination_topics((family, p) for p in partners))
+    legacy = topics.legacy_instructions(family, "bing")
+    ensure_topics(relay_settings, (TopicSpec(legacy, topics.partitions),))
+    together = example(InstructionsIssued)
     with relay_settings.registry_client() as registry:
-        serialize = EventSerializer(registry, InstructionIssued)
-        for partner in partners:
-            topic = topics.instructions(family, partner)
-            instruction = replace(example(InstructionIssued), destination=partner)
-            produce(relay_settings, topic, [(b"subject", serialize(instruction, topic))])
+        serialize = EventSerializer(registry, InstructionsIssued)
+        produce(
+            relay_settings,
+            topics.instructions(family),
+            [(b"subject", serialize(together, topics.instructions(family)))],
+        )
+        old = replace(example(InstructionIssued), destination="bing")
+        produce(
+            relay_settings,
+            legacy,
+            [(b"subject", EventSerializer(registry, InstructionIssued)(old, legacy))],
+        )
     tailed = run_cli(
-        relay_env, "tail", "instructions.partner_sharing", "--from-beginning", "--max", "2"
+        relay_env, "tail", "instructions.partner_sharing", "--from-beginning", "--max", "1"
     )
     assert tailed.returncode == 0, tailed.stderr
-    lines = [json.loads(line) for line in tailed.stdout.splitlines()]
-    assert sorted((line["topic"], line["event"]["destination"]) for line in lines) == sorted(
-        (topics.instructions(family, p), p) for p in partners
-    )
+    (line,) = [json.loads(line) for line in tailed.stdout.splitlines()]
+    assert (line["topic"], line["type"]) == (topics.instructions(family), "InstructionsIssued")
+    assert [i["destination"] for i in line["event"]["instructions"]] == [
+        i.destination for i in together.instructions
+    ]
     one = run_cli(
         relay_env, "tail", "instructions.partner_sharing.bing", "--from-beginning", "--max", "1"
     )
-    assert [json.loads(line)["topic"] for line in one.stdout.splitlines()] == [
-        topics.instructions(family, "bing")
-    ]
+    assert [json.loads(line)["topic"] for line in one.stdout.splitlines()] == [legacy]
 
 
 def dead_letter(source_topic: str, value: bytes | None, stage: str, key: bytes) -> DeadLettered:
@@ -281,13 +290,10 @@ def test_redrive_puts_a_partner_sinks_dead_letter_back_on_the_partners_topic(
     relay_settings: KafkaSettings, relay_env: dict[str, str], unique_group: str
 ) -> None:
     topics = relay_settings.topics
-    google = topics.instructions(SinkFamily.PARTNER_SHARING, "google")
-    ensure_topics(
-        relay_settings, topics.destination_topics([(SinkFamily.PARTNER_SHARING, "google")])
-    )
+    google = topics.instructions(SinkFamily.PARTNER_SHARING)
     with relay_settings.registry_client() as registry:
-        instruction = replace(example(InstructionIssued), destination="google")
-        original = EventSerializer(registry, InstructionIssued)(instruction, google)
+        instruction = example(InstructionsIssued)
+        original = EventSerializer(registry, InstructionsIssued)(instruction, google)
         letter = dead_letter(google, original, "sink.partner_sharing", b"rd-p")
         encoded = EventSerializer(registry, DeadLettered)(letter, topics.dead_letters)
     produce(relay_settings, topics.dead_letters, [(b"rd-p", encoded)])

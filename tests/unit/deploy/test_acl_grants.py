@@ -59,12 +59,19 @@ def test_the_marketing_sink_reads_its_instructions_and_writes_receipts_and_dead_
     assert (Resource.GROUP, "consent-relay.sink.marketing", Op.READ, True) in _of("marketing")
 
 
-def test_the_partner_sink_reads_and_creates_only_partner_topics() -> None:
-    partner_prefix = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
+def test_the_partner_sink_reads_and_creates_its_familys_topic_and_sees_the_legacy_ones() -> None:
+    family = TOPICS.instructions(SinkFamily.PARTNER_SHARING)
+    assert _topic_ops("partner_sharing", family) == {Op.DESCRIBE, Op.READ, Op.CREATE}
+    legacy = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
     prefixed = {(name, op) for _, name, op, is_prefix in _of("partner_sharing") if is_prefix}
-    assert (partner_prefix, Op.READ) in prefixed
-    assert (partner_prefix, Op.CREATE) in prefixed
-    assert Op.WRITE not in {op for name, op in prefixed if name == partner_prefix}
+    assert {op for name, op in prefixed if name == legacy} == {Op.DESCRIBE}
+
+
+def test_the_stream_worker_writes_every_familys_topic_and_no_legacy_one() -> None:
+    for family in SinkFamily:
+        assert Op.WRITE in _topic_ops("streams", TOPICS.instructions(family))
+    legacy = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
+    assert not any(name.startswith(legacy) for _, name, _, _ in _of("streams"))
 
 
 def test_the_stream_worker_owns_its_faust_topics_and_group_under_the_prefix() -> None:
