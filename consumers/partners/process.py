@@ -36,6 +36,7 @@ from consumers.partners.webhook import WebhookClient
 from consumers.runner import DEFAULT_PORTS, SinkRunner, default_group
 from consumers.shared_producer import SharedProducer
 from schemas.admin import ensure_topics
+from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 from schemas.topics import TopicSpec
@@ -103,8 +104,13 @@ class PartnerSinkProcess:
             stop=self._stop,
         )
         if self._stop.is_set():
+            self._producer.close()
             return
-        refuse_legacy_backlog(self.kafka, {p: r.group_id for p, r in self.runners.items()})
+        try:
+            refuse_legacy_backlog(self.kafka, {p: r.group_id for p, r in self.runners.items()})
+        except ConsentRelayError:
+            self._producer.close()
+            raise
         routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:
