@@ -42,7 +42,14 @@ def decode_instructions(
 ) -> tuple[InstructionIssued, ...]:
     """The instructions for ``destination`` in ``data`` (none if it names others only);
     InvalidEventError exactly where the full decode raises one."""
-    event_type, record = decoder.decode_dict(data)
+    return instructions_of(*decoder.decode_dict(data), destination)
+
+
+def instructions_of(
+    event_type: type[Any], record: dict[str, Any], destination: str
+) -> tuple[InstructionIssued, ...]:
+    """The instructions for ``destination`` in a decoded record (``record`` is only read:
+    the partner sink's runners share it)."""
     if event_type is InstructionIssued:
         return (instruction_from_avro(record),)
     if event_type is InstructionsIssued:

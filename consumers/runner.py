@@ -70,7 +70,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsInBatches, bootstrap
 from consumers.http import HttpServer, Route, health_route, metrics_route
-from consumers.instruction_records import decode_instructions
+from consumers.instruction_records import decode_instructions, instructions_of
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
@@ -85,6 +85,7 @@ from consumers.protocol import (
 )
 from consumers.publisher import Publisher, build_dead_letter, build_receipt
 from consumers.settings import RunnerSettings
+from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
 from schemas.codec import EventDecoder
 from schemas.errors import (
@@ -174,6 +175,7 @@ class SinkRunner:
         serve_http: bool = True,
         backoff: Backoff | None = None,
         producer: SharedProducer | None = None,
+        decodes: SharedDecodes | None = None,
     ) -> None:
         """Build a runner; nothing connects until :meth:`run`.
 
@@ -182,7 +184,8 @@ class SinkRunner:
         ``/metrics`` and ``/healthz``, as are the sink's own if it has
         :class:`~consumers.protocol.ServesHttp`. ``producer``: receipts and dead letters
         go through that one, shared with other runners of the process, instead of a
-        producer of this runner's own.
+        producer of this runner's own. ``decodes``: records another runner of the process
+        has decoded already are taken from there.
         """
         self.sink = sink
         self.settings = settings
@@ -211,6 +214,7 @@ class SinkRunner:
         self._membership: Membership | None = None
         self._publisher: Publisher | None = None
         self._shared_producer = producer
+        self._decodes = decodes
         self._registry: SchemaRegistryClient | None = None
         self._decoder = EventDecoder(None)
         self._pending: deque[Message] = deque()
@@ -429,7 +433,12 @@ class SinkRunner:
         return False
 
     def _decode(self, message: Message) -> tuple[InstructionIssued, ...]:
-        return decode_instructions(self._decoder, message.value(), self.sink.destination)
+        if self._decodes is None:
+            return decode_instructions(self._decoder, message.value(), self.sink.destination)
+        decoded = self._decodes.get(
+            _coordinates(message), lambda: self._decoder.decode_dict(message.value())
+        )
+        return instructions_of(*decoded, self.sink.destination)
 
     def _accept(self, message: Message) -> bool:
         error = message.error()

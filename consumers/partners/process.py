@@ -7,7 +7,8 @@ InstructionsIssued per consent event, an item per partner that must act), its ow
 webhook client, retries and circuit breaker; each takes only its own items and skips,
 undecoded, the records whose destination header does not name it. Their receipts go out
 through one producer shared by every pipeline, each awaiting only its own (a
-withdrawal's receipts from every partner leave in one produce request). A partner that
+withdrawal's receipts from every partner leave in one produce request), and a record is
+decoded once for every pipeline it names (:mod:`consumers.shared_decodes`). A partner that
 is down or hangs only holds up its own group's offsets; the others keep applying. The
 breaker's state is exported as ``consent_relay_circuit_breaker_open{destination}``.
 
@@ -34,6 +35,7 @@ from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
 from consumers.partners.webhook import WebhookClient
 from consumers.runner import DEFAULT_PORTS, SinkRunner, default_group
+from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
 from schemas.admin import ensure_topics
 from schemas.errors import ConsentRelayError
@@ -68,6 +70,8 @@ class PartnerSinkProcess:
         # One producer for every pipeline's receipts: a withdrawal's sixteen receipts leave
         # in one produce request, not sixteen (each pipeline still awaits only its own).
         self._producer = SharedProducer(kafka)
+        # A record naming several partners is decoded once, by the first pipeline to read it.
+        self._decodes = SharedDecodes()
         self.runners: dict[str, SinkRunner] = {}
         for partner in config.partners:
             self.runners[partner.name] = self._runner(partner, kafka, identities, base)
@@ -155,6 +159,7 @@ class PartnerSinkProcess:
             options=replace(self.settings, breaker_threshold=partner.failure_threshold),
             serve_http=False,
             producer=self._producer,
+            decodes=self._decodes,
         )
         gauge = runner.metrics.circuit_breaker_open.labels(partner.name)
         gauge.set(0)

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, cast
 
 from consumers.protocol import APPLIED, SinkResult
 from consumers.runner import SinkRunner
+from consumers.shared_decodes import SharedDecodes
 from schemas.codec import encode_single_object
 from schemas.events import (
     ConsentStateRecorded,
@@ -126,9 +127,11 @@ def record(*items_of: tuple[str, Action]) -> InstructionsIssued:
     )
 
 
-def process(messages: list[FakeMessage]) -> tuple[FakePartner, FakePublisher]:
-    sink = FakePartner()
-    runner = SinkRunner(sink, KAFKA, serve_http=False)
+def process(
+    messages: list[FakeMessage], sink: FakePartner | None = None, decodes: Any = None
+) -> tuple[FakePartner, FakePublisher]:
+    sink = sink or FakePartner()
+    runner = SinkRunner(sink, KAFKA, serve_http=False, decodes=decodes)
     publisher = FakePublisher()
     runner._publisher = cast(Any, publisher)
     runner._assigned.add((TOPIC, 0))
@@ -162,3 +165,23 @@ def test_two_actions_for_one_partner_are_both_applied_in_order() -> None:
     sink, publisher = process([FakeMessage(0, encode_single_object(two), ["google", "bing"])])
     assert [i.action for i in sink.applied] == [Action.SUPPRESS, Action.ALLOW]
     assert len(publisher.receipts) == 2
+
+
+@dataclass
+class OtherPartner(FakePartner):
+    @property
+    def destination(self) -> str:
+        return "criteo"
+
+
+def test_runners_sharing_decodes_decode_a_record_once_and_each_take_their_own() -> None:
+    both = record(("criteo", Action.SUPPRESS), ("google", Action.SUPPRESS))
+    message = FakeMessage(0, encode_single_object(both), ["criteo", "google"])
+    decodes = SharedDecodes()
+    google, _ = process([message], FakePartner(), decodes)
+    # The second runner never decodes the bytes: they are gone.
+    message.data = b"not avro any more"
+    criteo, publisher = process([message], OtherPartner(), decodes)
+    assert [i.destination for i in google.applied] == ["google"]
+    assert [i.destination for i in criteo.applied] == ["criteo"]
+    assert [r.destination for r in publisher.receipts] == ["criteo"]

@@ -1,0 +1,50 @@
+"""Decoded instruction records shared by the sink runners of one process.
+
+The partner sink runs a runner per partner, each in its own consumer group over the same
+topic, and a record naming six partners is read by six of them. Each decoding the whole
+Avro body for itself was the largest part of the process's work; through this, the first
+runner to reach a record decodes it and the others take the decoded dict. A runner far
+behind the others (a partner that is down) finds its records evicted and decodes them
+itself, so the memory stays bounded and nobody waits for anybody.
+
+Only a successful decode is kept: a record that cannot be decoded, or a registry that
+cannot be reached, fails each runner on its own, as it would without sharing. The dicts
+are shared read-only (:mod:`consumers.instruction_records` never mutates them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Final
+
+Coordinates = tuple[str, int, int]
+"""Topic, partition, offset."""
+Decoded = tuple[type[Any], dict[str, Any]]
+"""A record's event type and its Avro dict, as EventDecoder.decode_dict gives them."""
+
+DEFAULT_SIZE: Final = 4096
+"""Records kept: several seconds of the partners' topic at a thousand consent events a
+second, a few megabytes."""
+
+
+class SharedDecodes:
+    """A bounded, thread-safe map of record coordinates to their decoded form."""
+
+    def __init__(self, size: int = DEFAULT_SIZE) -> None:
+        self._size = size
+        self._kept: dict[Coordinates, Decoded] = {}
+        self._lock = threading.Lock()
+
+    def get(self, where: Coordinates, decode: Callable[[], Decoded]) -> Decoded:
+        """The record at ``where``, decoded by ``decode()`` unless another runner has."""
+        kept = self._kept.get(where)
+        if kept is not None:
+            return kept
+        decoded = decode()
+        with self._lock:
+            self._kept[where] = decoded
+            while len(self._kept) > self._size:
+                # Oldest first: the runners that share most are the ones keeping up.
+                del self._kept[next(iter(self._kept))]
+        return decoded
