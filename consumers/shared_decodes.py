@@ -14,7 +14,7 @@ are shared read-only (:mod:`consumers.instruction_records` never mutates them).
 
 from __future__ import annotations
 
-import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -29,12 +29,12 @@ second, a few megabytes."""
 
 
 class SharedDecodes:
-    """A bounded, thread-safe map of record coordinates to their decoded form."""
+    """A bounded map of record coordinates to their decoded form, safe across threads."""
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self._size = size
-        self._kept: dict[Coordinates, Decoded] = {}
-        self._lock = threading.Lock()
+        # Each call on it is one step under the GIL: no lock for the runners to queue on.
+        self._kept: OrderedDict[Coordinates, Decoded] = OrderedDict()
 
     def get(self, where: Coordinates, decode: Callable[[], Decoded]) -> Decoded:
         """The record at ``where``, decoded by ``decode()`` unless another runner has."""
@@ -42,9 +42,11 @@ class SharedDecodes:
         if kept is not None:
             return kept
         decoded = decode()
-        with self._lock:
-            self._kept[where] = decoded
-            while len(self._kept) > self._size:
-                # Oldest first: the runners that share most are the ones keeping up.
-                del self._kept[next(iter(self._kept))]
+        self._kept[where] = decoded
+        while len(self._kept) > self._size:
+            # Oldest first: the runners that share most are the ones keeping up.
+            try:
+                self._kept.popitem(last=False)
+            except KeyError:
+                break  # another runner emptied it meanwhile
         return decoded
