@@ -116,6 +116,8 @@ def _flatten(fields: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     for f in fields:
         rows.append({**f, "name": prefix + f["name"]})
         nested = f["type"]
+        if isinstance(nested, list):  # an optional field: ["null", its type]
+            nested = nested[1]
         if isinstance(nested, dict) and nested.get("type") == "array":
             nested = nested["items"]
         if isinstance(nested, dict) and nested.get("type") == "record":
