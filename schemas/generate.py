@@ -17,7 +17,7 @@ from typing import Any
 from schemas import taxonomy
 from schemas.converters import avro_schema
 from schemas.events import EVENT_TYPES
-from schemas.topics import COMPACTED, TOPIC_PER_DESTINATION, Topics
+from schemas.topics import TOPIC_PER_DESTINATION, Topics
 
 ROOT = Path(__file__).resolve().parent
 
@@ -102,7 +102,7 @@ def _topics() -> list[str]:
                 "`consent-relay-destination` header."
             )
     docs.update({getattr(topics, attr): doc for attr, doc in _TOPIC_DOCS.items()})
-    compacted = {s.name for s in topics.all() if s.config == COMPACTED}
+    compacted = {s.name for s in topics.all() if s.config.get("cleanup.policy") == "compact"}
     out = ["", "## Topics", *_TOPICS_INTRO.splitlines(), ""]
     out += ["| topic | cleanup | carries |", "|---|---|---|"]
     for name, doc in docs.items():

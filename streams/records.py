@@ -67,14 +67,29 @@ def instruction(
     }
 
 
-def consent_state(subject: dict[str, Any], state: SubjectState, now_ms: int) -> dict[str, Any]:
-    """A ConsentStateRecorded: the current choice per (purpose, regime).
+def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> dict[str, Any]:
+    """A ConsentStateRecorded: the current choice per (purpose, regime) for the sinks,
+    and in ``history`` the whole state, which the state table recovers from
+    (:mod:`streams.state_topic` reads it back) and the consent gate judges by.
 
     Choices limited to named recipients have no place in the contract's ConsentEntry
-    yet, so only choices covering every recipient are published.
+    yet, so only choices covering every recipient are entries; ``history`` has them all.
     """
     entries = []
+    decisions = []
     for (purpose, regime, recipient), history in state.decisions.items():
+        for d in history:
+            decisions.append(
+                {
+                    "purpose": purpose,
+                    "regime": regime,
+                    "recipient": recipient,
+                    "choice": d.choice,
+                    "occurred_at": d.at_ms,
+                    "event_id": d.event_id,
+                    "expires_at": d.expires_ms,
+                }
+            )
         if recipient is not None or not history:
             continue
         current = history[-1]
@@ -88,12 +103,23 @@ def consent_state(subject: dict[str, Any], state: SubjectState, now_ms: int) -> 
             }
         )
     entries.sort(key=lambda e: (e["purpose"], e["regime"]))
+    erasure = state.erasure
     return {
-        "subject": subject,
+        "subject": {"id": subject_id, "kind": state.kind},
         "entries": entries,
         "restricted": state.restricted,
-        "erased": state.erasure is not None,
+        "erased": erasure is not None,
         "updated_at": now_ms,
+        "history": {
+            "decisions": decisions,
+            "restrictions": [
+                {"restricted": t.on, "occurred_at": t.at_ms, "event_id": t.event_id}
+                for t in state.restrictions
+            ],
+            "erasure": None
+            if erasure is None
+            else {"occurred_at": erasure.at_ms, "event_id": erasure.event_id},
+        },
     }
 
 
