@@ -170,7 +170,7 @@ class Gate:
     # ------------------------------------------------------------------- start
 
     def prepare(self) -> None:
-        """Create missing relay topics, wait for the workers' state changelog, check
+        """Create missing relay topics (the state topic among them), check
         that everything the gate reads is co-partitioned; ConfigError if it is not.
 
         A gate started before its broker waits for it; :meth:`stop` ends the wait."""
@@ -202,7 +202,8 @@ class Gate:
         )
 
     def _wait_for_changelog(self) -> dict[str, int]:
-        """Topic → partitions, once the workers have created their state changelog."""
+        """Topic → partitions, once the state topic exists (created just before, unless
+        the operator's ACLs leave creating it to someone else)."""
         told: float | None = None
         while True:
             try:
@@ -217,7 +218,7 @@ class Gate:
             now = time.monotonic()
             if told is None or now - told >= TOPIC_WAIT_LOG_SECONDS:
                 told = now
-                log.info("waiting for the stream workers to create %s", self.changelog)
+                log.info("waiting for %s to be created", self.changelog)
             if self._stopping.wait(1.0):
                 raise Interrupted
 
