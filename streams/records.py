@@ -14,11 +14,13 @@ from typing import Any
 
 from schemas import deadletters
 from schemas.converters import to_dict
-from schemas.events import Subject
+from schemas.events import NAMESPACE, ConsentHistory, Subject
 from schemas.taxonomy import PURPOSE_SPECS, Right
 from streams.fanout import Route
 from streams.propagation import HONOURING, Propagation
 from streams.resolution import SubjectState
+
+_HISTORY = f"{NAMESPACE}.{ConsentHistory.__name__}"
 
 
 def subject_dict(subject: Subject) -> dict[str, Any]:
@@ -110,16 +112,22 @@ def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> dict[str
         "restricted": state.restricted,
         "erased": erasure is not None,
         "updated_at": now_ms,
-        "history": {
-            "decisions": decisions,
-            "restrictions": [
-                {"restricted": t.on, "occurred_at": t.at_ms, "event_id": t.event_id}
-                for t in state.restrictions
-            ],
-            "erasure": None
-            if erasure is None
-            else {"occurred_at": erasure.at_ms, "event_id": erasure.event_id},
-        },
+        # (name, value): fastavro's notation for a union's branch. Without it, fastavro
+        # finds the branch by validating the whole history against it first, which made
+        # encoding a state record twice as slow.
+        "history": (
+            _HISTORY,
+            {
+                "decisions": decisions,
+                "restrictions": [
+                    {"restricted": t.on, "occurred_at": t.at_ms, "event_id": t.event_id}
+                    for t in state.restrictions
+                ],
+                "erasure": None
+                if erasure is None
+                else {"occurred_at": erasure.at_ms, "event_id": erasure.event_id},
+            },
+        ),
     }
 
 

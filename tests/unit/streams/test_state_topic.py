@@ -111,7 +111,7 @@ def test_a_record_without_history_gives_its_entries_and_withholds_more_not_less(
 
 def test_an_unknown_symbol_or_another_event_is_an_error_not_a_silent_gap() -> None:
     avro = consent_state("s-1", rich_state(), 0)
-    avro["history"]["decisions"][0]["purpose"] = "UNKNOWN"
+    avro["history"][1]["decisions"][0]["purpose"] = "UNKNOWN"  # (branch name, value)
     with pytest.raises(StateRecordError):
         reader().read(encode_single_object_dict(ConsentStateRecorded, avro))
     with pytest.raises(InvalidEventError):
