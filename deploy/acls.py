@@ -34,7 +34,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 from consumers.runner import default_group
 from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
-from streams import tables
 from streams.config import StreamSettings
 from streams.gate.settings import GateSettings
 
@@ -118,9 +117,11 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
     for name in (topics.state, topics.propagated, topics.dead_letters, topics.intake_progress):
         topic(streams, name, Op.WRITE)
     topic(streams, topics.intake_progress, Op.READ)
+    # Its own topics: the pending and done tables' changelogs, the assignor's.
     topic(streams, app, Op.ALL, prefixed=True)
     group(streams, app, Op.ALL)
-    # streams.query's short-lived readers of the state topic.
+    # The state table's changelog is the state topic: recovery and standbys read it
+    # (and streams.query's short-lived readers).
     topic(streams, topics.state, Op.READ)
     group(streams, "streams-query-", Op.READ, prefixed=True)
 
@@ -130,8 +131,8 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
     topic(gate, topics.data_allowed, Op.WRITE)
     topic(gate, topics.dead_letters, Op.WRITE)
     topic(gate, topics.intake_progress, Op.READ)
-    changelog = tables.changelog_topic(gate_app, tables.STATE)
-    topic(gate, changelog, Op.DESCRIBE, Op.READ)
+    # Each subject's state with its decision history (the workers' state table's changelog).
+    topic(gate, topics.state, Op.READ)
     # How far the workers applied consent: their group's committed offsets.
     group(gate, gate_app, Op.DESCRIBE)
     group(gate, f"{gate_app}-gate", Op.READ, prefixed=True)

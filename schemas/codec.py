@@ -189,6 +189,11 @@ class EventDecoder:
             return known, self._read(data, 10, SHIPPED[known].parsed, None, known)
         raise BadMagicByteError(f"magic byte {data[0]:#04x} is neither 0x00 nor 0xc3 0x01")
 
+    def prefetch(self, schema_id: int) -> type[Any]:
+        """Look writer schema ``schema_id`` up now (cached like any other), so a later
+        decode of it needs no registry call; the event type it is a schema of."""
+        return self._writer_schema(schema_id)[0]
+
     def decode(self, data: bytes | None) -> Any:
         """The validated record; raises DecodeError or ValidationError."""
         event_type, record = self.decode_dict(data)

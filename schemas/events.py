@@ -420,6 +420,57 @@ class ConsentEntry:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PastDecision:
+    """One consent decision a subject's state keeps, current or past."""
+
+    purpose: Purpose = doc("The purpose decided on.")
+    regime: Regime = doc("The regime it was decided under.")
+    recipient: Recipient | None = doc(
+        "Optional recipient the decision is limited to; absent: every recipient of the purpose.",
+        default=None,
+    )
+    choice: Choice = doc("The choice made.")
+    occurred_at: datetime = doc("Event time of the deciding event (UTC ms).")
+    event_id: str = doc("The deciding event.")
+    expires_at: datetime | None = doc(
+        "Optional end of a grant's validity, if the grant named one (UTC ms).", default=None
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestrictionToggled:
+    """One restriction of processing, or the lifting of one."""
+
+    restricted: bool = doc("True: processing restricted; false: a restriction lifted.")
+    occurred_at: datetime = doc("Event time (UTC ms).")
+    event_id: str = doc("The event.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErasureRecorded:
+    """The latest erasure of a subject's data."""
+
+    occurred_at: datetime = doc("Event time of the erasure request (UTC ms).")
+    event_id: str = doc("The erasure request.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsentHistory:
+    """The decisions behind a subject's state, with their times: enough to tell which
+    choice was in force at any recent moment (the consent gate judges data by the time
+    it was produced), and the whole state the stream's table keeps."""
+
+    decisions: tuple[PastDecision, ...] = doc(
+        "Per (purpose, regime, recipient), the most recent decisions, oldest first; the"
+        " last of each is the current one."
+    )
+    restrictions: tuple[RestrictionToggled, ...] = doc(
+        "The most recent restrictions and liftings, oldest first; the last is in force."
+    )
+    erasure: ErasureRecorded | None = doc("Optional latest erasure.", default=None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConsentStateRecorded:
     """A subject's whole current consent state (compacted topic, keyed by subject)."""
 
@@ -428,6 +479,11 @@ class ConsentStateRecorded:
     restricted: bool = doc("Processing is restricted until lifted.", default=False)
     erased: bool = doc("The subject's data was erased.", default=False)
     updated_at: datetime = doc("When this state was computed (UTC ms).")
+    history: ConsentHistory | None = doc(
+        "Optional decisions behind the state, with their times (absent in records written"
+        " before this field was added). The stream's state table recovers from these.",
+        default=None,
+    )
 
     TOPIC_KIND: ClassVar[str] = "state"
 

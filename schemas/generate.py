@@ -17,7 +17,7 @@ from typing import Any
 from schemas import taxonomy
 from schemas.converters import avro_schema
 from schemas.events import EVENT_TYPES
-from schemas.topics import COMPACTED, LEGACY_TOPIC_PER_DESTINATION, ONE_RECORD_PER_EVENT, Topics
+from schemas.topics import LEGACY_TOPIC_PER_DESTINATION, ONE_RECORD_PER_EVENT, Topics
 
 ROOT = Path(__file__).resolve().parent
 
@@ -109,7 +109,7 @@ def _topics() -> list[str]:
             "no longer written or read, deleted once drained."
         )
     docs.update({getattr(topics, attr): doc for attr, doc in _TOPIC_DOCS.items()})
-    compacted = {s.name for s in topics.all() if s.config == COMPACTED}
+    compacted = {s.name for s in topics.all() if s.config.get("cleanup.policy") == "compact"}
     out = ["", "## Topics", *_TOPICS_INTRO.splitlines(), ""]
     out += ["| topic | cleanup | carries |", "|---|---|---|"]
     for name, doc in docs.items():
@@ -123,6 +123,8 @@ def _flatten(fields: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
     for f in fields:
         rows.append({**f, "name": prefix + f["name"]})
         nested = f["type"]
+        if isinstance(nested, list):  # an optional field: ["null", its type]
+            nested = nested[1]
         if isinstance(nested, dict) and nested.get("type") == "array":
             nested = nested["items"]
         if isinstance(nested, dict) and nested.get("type") == "record":

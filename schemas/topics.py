@@ -29,6 +29,11 @@ DEFAULT_PARTITIONS: Final = 6
 
 COMPACTED: Final = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 
+STATE_CONFIG: Final = {**COMPACTED, "segment.ms": "60000", "delete.retention.ms": "600000"}
+"""The state topic is also the stream's state table's changelog, which a worker replays
+when it starts or takes a partition over: segments of a minute let Kafka compact it to
+about one record per subject plus the last minute's (see streams/tables.py)."""
+
 DESTINATION_HEADER: Final = "consent-relay-destination"
 """Header naming the destinations an instruction record concerns (UTF-8, comma-separated:
 an InstructionIssued's one, every one an InstructionsIssued names), so a sink skips the
@@ -108,7 +113,9 @@ class Topics:
 
     @property
     def state(self) -> str:
-        """Compacted current consent state, keyed by subject (sinks bootstrap from it)."""
+        """Compacted current consent state, keyed by subject, written by the stream only:
+        sinks bootstrap from it, and it is the stream's state table's changelog, which the
+        workers recover from and the consent gate follows (each record's history)."""
         return f"{self.prefix}consent.state"
 
     @property
@@ -146,6 +153,6 @@ class Topics:
         ]
         return (
             *(TopicSpec(name, self.partitions) for name in plain),
-            TopicSpec(self.state, self.partitions, dict(COMPACTED)),
+            TopicSpec(self.state, self.partitions, dict(STATE_CONFIG)),
             TopicSpec(self.intake_progress, self.partitions, dict(COMPACTED)),
         )

@@ -5,7 +5,9 @@ from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``,
 ``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``STREAMS_*``) and
 validated before anything starts; SIGTERM finishes the batch in flight, commits and
 stops. ``python -m streams propagation --event-id ID | --subject ID`` prints what the
-propagation changelogs say, without a worker.
+propagation changelogs say, without a worker. ``python -m streams upgrade-state`` copies
+the states of a deployment's old state changelog to the state topic, once, between
+stopping the old workers and starting new ones (:mod:`streams.upgrade_state`).
 """
 
 from __future__ import annotations
@@ -31,12 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     which = ask.add_mutually_exclusive_group(required=True)
     which.add_argument("--event-id")
     which.add_argument("--subject")
+    commands.add_parser(
+        "upgrade-state", help="copy the old state changelog to the state topic (once)"
+    )
     args = parser.parse_args(argv)
     try:
         kafka = KafkaSettings.from_env()
         settings = StreamSettings.from_env()
         if args.command == "propagation":
             return _propagation(kafka, settings, args.event_id, args.subject)
+        if args.command == "upgrade-state":
+            return _upgrade_state(kafka, settings)
         return _worker(kafka, settings)
     except ConsentRelayError as exc:
         sys.stderr.write(f"streams: {exc}\n")
@@ -72,6 +79,15 @@ def _propagation(
     answers = list(query.find(pending, done, event_id=event_id, subject=subject))
     sys.stdout.write(json.dumps(answers, indent=2) + "\n")
     return 0 if answers else 1
+
+
+def _upgrade_state(kafka: KafkaSettings, settings: StreamSettings) -> int:
+    from streams.upgrade_state import upgrade  # noqa: PLC0415
+
+    configure_logging(settings.log_level)
+    done = upgrade(kafka, settings.faust_app_id(kafka.topic_prefix))
+    sys.stdout.write(f"{done.subjects} subject(s) copied from {done.source} to the state topic\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import signal
 import ssl
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -23,15 +24,17 @@ import faust
 from aiokafka import codec as aiokafka_codec
 from aiokafka.partitioner import murmur2
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from schemas.admin import cluster_replication, ensure_topics
-from schemas.errors import ConfigError
+from schemas.codec import EventDecoder
+from schemas.errors import ConfigError, RegistryUnavailableError
 from schemas.kafka import KafkaSettings
 from streams import gc_tuning, tables, views
-from streams.agents.context import StreamContext, log
+from streams.agents.context import RETRY_BACKOFF_SECONDS, StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.agents.taking import queued_batches
@@ -43,7 +46,8 @@ from streams.offsets import rewinder
 from streams.routing import load_policy
 from streams.sending import ProducerSender
 from streams.staging import Changelog
-from streams.table_codecs import encode_done, encode_pending, encode_state
+from streams.state_topic import StateReader
+from streams.table_codecs import encode_done, encode_pending
 from streams.times import now_ms
 from streams.wire import registry_wire
 
@@ -67,7 +71,6 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         # The producers compress with lz4 (schemas.kafka); without cramjam aiokafka
         # crashes on the first fetched batch instead of failing here.
         raise ConfigError("cramjam", "is not installed: aiokafka cannot read lz4 batches")
-    register_codecs()
     gc_tuning.tune()
     policy = load_policy(settings.routing_file)
     topics = kafka.topics
@@ -76,6 +79,17 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     ensure_topics(kafka, topics.all(), wait=True)
     # Faust creates its changelogs and its assignor topic itself: same replication.
     replication = cluster_replication(kafka)
+    copartitioned = _copartitioned(kafka)
+    if topics.state not in copartitioned:
+        # The state table recovers from the state topic partition by partition.
+        raise ConfigError(
+            "CONSENT_RELAY_PARTITIONS",
+            f"{topics.state} must have as many partitions as {topics.consent}",
+        )
+    registry_client = kafka.registry_client()
+    state_reader = StateReader(EventDecoder(registry_client))
+    _prefetch_state_schemas(state_reader, registry_client)
+    register_codecs(state_reader)
     app_id = settings.faust_app_id(kafka.topic_prefix)
     app = faust.App(
         app_id,
@@ -109,21 +123,39 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     metrics = StreamMetrics.create(registry)
     setup_prometheus_sensors(app, registry=registry, name_prefix=FAUST_METRICS_PREFIX)
 
-    def table(name: str, codec: str, doc: str) -> Any:
+    def table(name: str, codec: str, doc: str, changelog: Any = None) -> Any:
         return app.Table(
             name,
             partitions=kafka.partitions,
             key_type=bytes,
             value_type=_serialized_by(codec),
             use_partitioner=True,
+            changelog_topic=changelog,
             extra_topic_configs={**tables.CHANGELOG_CONFIG, **replication.topic_config()},
             help=doc,
         )
 
-    state = table(tables.STATE, STATE_CODEC, "Consent state per subject.")
+    # The state table's changelog is the contract's state topic (created with the relay's
+    # topics above): intake's one record per changed subject serves the sinks, the table's
+    # recovery and standbys, and the gate (streams.state_topic).
+    state_changelog = app.topic(
+        topics.state,
+        key_type=bytes,
+        value_type=_serialized_by(STATE_CODEC),
+        key_serializer="raw",
+        value_serializer=STATE_CODEC,
+        partitions=kafka.partitions,
+        compacting=True,
+        acks=False,
+        # Like the changelogs Faust makes itself: a deep buffer (changelog reads are not
+        # committed) and tombstones delivered, not skipped.
+        maxsize=131_072,
+        allow_empty=True,
+    )
+    state = table(tables.STATE, STATE_CODEC, "Consent state per subject.", state_changelog)
     pending = table(tables.PENDING, PENDING_CODEC, "Propagations not yet honoured everywhere.")
     done = table(tables.DONE, DONE_CODEC, "Recently completed propagations per subject.")
-    decoder, encode = registry_wire(kafka.registry_client())
+    decoder, encode = registry_wire(registry_client)
     ctx = StreamContext(
         policy=policy,
         topics=topics,
@@ -135,11 +167,10 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         pending=pending.data,
         done=done.data,
         changelogs={
-            "state": Changelog(state.changelog_topic.get_topic_name(), encode_state),
             "pending": Changelog(pending.changelog_topic.get_topic_name(), encode_pending),
             "done": Changelog(done.changelog_topic.get_topic_name(), encode_done),
         },
-        copartitioned=_copartitioned(kafka),
+        copartitioned=copartitioned,
         completed_per_subject=settings.completed_per_subject,
         broker_ready=broker_waiter(kafka),
     )
@@ -153,6 +184,21 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     _add_housekeeping(app, ctx, settings)
     views.register(app, pending, done, settings.api_token)
     return StreamApp(app, ctx, registry, settings, kafka)
+
+
+def _prefetch_state_schemas(reader: StateReader, registry: SchemaRegistryClient) -> None:
+    """Look up the state record's writer schemas before recovery needs them, waiting
+    for the registry (a worker started with it, or before it) instead of exiting."""
+    attempt = 0
+    while True:
+        try:
+            reader.prefetch(registry)
+            return
+        except RegistryUnavailableError as exc:
+            delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+            log.warning("schema registry not answering (%s); retrying in %.1fs", exc, delay)
+            attempt += 1
+            time.sleep(delay)
 
 
 def _seek_wait(app: faust.App) -> Any:

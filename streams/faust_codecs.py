@@ -1,10 +1,10 @@
 """The table codecs registered with Faust, by name, for the worker's tables.
 
-The format itself is :mod:`streams.table_codecs`, which does not import Faust: the
-consent gate reads the state changelog with it in a process of its own that must not
-load Faust (one Kafka client library per process, ADR 0001). Only the worker's wiring
-(:mod:`streams.app`) imports this module. ``_dumps``/``_loads`` are the hooks Faust
-documents for a custom codec.
+The formats themselves do not import Faust: the state table's changelog is the
+contract's state topic, read by :mod:`streams.state_topic` (which the consent gate, a
+process that must not load Faust, reads it with too); the other tables' changelogs are
+:mod:`streams.table_codecs`. Only the worker's wiring (:mod:`streams.app`) imports this
+module. ``_dumps``/``_loads`` are the hooks Faust documents for a custom codec.
 """
 
 from __future__ import annotations
@@ -13,14 +13,9 @@ from typing import Any
 
 from faust.serializers import codecs
 
-from streams.table_codecs import (
-    decode_done,
-    decode_pending,
-    decode_state,
-    encode_done,
-    encode_pending,
-    encode_state,
-)
+from schemas.errors import ConsentRelayError
+from streams.state_topic import StateReader
+from streams.table_codecs import decode_done, decode_pending, encode_done, encode_pending
 
 STATE_CODEC = "consent_relay_state"
 PENDING_CODEC = "consent_relay_pending"
@@ -28,11 +23,19 @@ DONE_CODEC = "consent_relay_done"
 
 
 class _StateCodec(codecs.Codec):
+    """Reads the state topic's records into the table on recovery and on standbys."""
+
+    def __init__(self, reader: StateReader) -> None:
+        super().__init__()
+        self.reader = reader
+
     def _dumps(self, obj: Any) -> bytes:
-        return encode_state(obj)
+        # A state record names its subject and its time, which a table value does not
+        # carry: intake publishes them with its batch (IntakeBatch.finish).
+        raise ConsentRelayError("the state table is written by intake's batches, not by Faust")
 
     def _loads(self, s: bytes) -> Any:
-        return decode_state(s)
+        return self.reader.read(s)
 
 
 class _PendingCodec(codecs.Codec):
@@ -51,8 +54,8 @@ class _DoneCodec(codecs.Codec):
         return decode_done(s)
 
 
-def register_codecs() -> None:
-    """Make the table codecs known to Faust (idempotent)."""
-    codecs.register(STATE_CODEC, _StateCodec())
+def register_codecs(state: StateReader) -> None:
+    """Make the table codecs known to Faust (the last registration wins)."""
+    codecs.register(STATE_CODEC, _StateCodec(state))
     codecs.register(PENDING_CODEC, _PendingCodec())
     codecs.register(DONE_CODEC, _DoneCodec())

@@ -61,6 +61,14 @@ class Staged(Generic[K, V]):
         """Stage the removal of ``key``."""
         self._writes[key] = (_DELETED, partition)
 
+    def written(self) -> list[tuple[K, V, int | None]]:
+        """The staged values (not the removals), with their partitions."""
+        return [
+            (key, value, partition)  # type: ignore[misc]
+            for key, (value, partition) in self._writes.items()
+            if value is not _DELETED
+        ]
+
     def publish(self, outbox: Outbox) -> None:
         """Queue one changelog message per staged key (a tombstone for a removal)."""
         if self._changelog is None:

@@ -1,10 +1,13 @@
-"""How the stream's table values are written to their compacted changelog topics.
+"""How the propagation tables' values are written to their compacted changelog topics.
 
 Table values are compact JSON (short keys, epoch-millisecond times), registered as
 Faust codecs (:mod:`streams.faust_codecs`) so tables hold Python objects in memory and
 encode only on write. This module does not import Faust: the same functions let
-:mod:`streams.query` and the consent gate (its own process) read the changelog topics
-without it.
+:mod:`streams.query` read the changelog topics without it.
+
+The state table's changelog is the state topic (:mod:`streams.state_topic`);
+:func:`encode_state` and :func:`decode_state` are the format of its old JSON changelog,
+kept for :mod:`streams.upgrade_state`, which copies such a changelog over once.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Final
 
 STATE: Final = "consent-state"
-"""Subject → :class:`~streams.resolution.SubjectState`."""
+"""Subject → :class:`~streams.resolution.SubjectState`; its changelog is the state topic
+(``consent.state``, :mod:`streams.state_topic`), not one named by :func:`changelog_topic`."""
 PENDING: Final = "propagation-pending"
 """Subject → :class:`~streams.propagation.SubjectPropagations` (not yet honoured)."""
 DONE: Final = "propagation-done"

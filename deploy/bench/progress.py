@@ -135,6 +135,9 @@ def wait_caught_up(
     # topic each created them as its processes started, and their lag must count too.
     inputs = {spec.name for spec in relay.settings.topics.all()}
     inputs.update(instruction_topics(relay.settings))
+    # The state topic is the workers' state table's changelog: Faust assigns it to their
+    # group to recover from, never commits it, and no relay group reads it as input.
+    inputs.discard(relay.settings.topics.state)
     started = told = time.monotonic()
     quiet = 0
     lags: dict[str, GroupLag] = {}

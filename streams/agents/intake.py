@@ -6,8 +6,9 @@ the subject's consent (:mod:`streams.claims`), fold it into the subject's state
 (:mod:`streams.resolution`), route what is now in force (:mod:`streams.fanout`) as
 instructions (the partners' as one record per event: :meth:`Batch.instructions`), and
 for a withdrawal or a rights request record which destinations must honour it
-(:mod:`streams.propagation`). Each touched subject's state is published
-once per batch to the compacted state topic.
+(:mod:`streams.propagation`). Each subject whose state changed is published once per
+batch to the compacted state topic, which is also the state table's changelog
+(:mod:`streams.state_topic`).
 
 A message whose key is not its subject's id would put the subject's events on two
 partitions (and two workers); it is re-published keyed by the subject instead, so it
@@ -39,7 +40,7 @@ from streams.agents.batch import Batch, UnexpectedEventError, run
 from streams.agents.context import RawMessage, StreamContext, log
 from streams.claims import effect_of
 from streams.propagation import SubjectPropagations
-from streams.resolution import Effect, apply
+from streams.resolution import Effect, SubjectState, apply
 from streams.staging import Staged
 from streams.times import now_ms, to_ms
 
@@ -97,8 +98,8 @@ class IntakeBatch(Batch):
 
     def __init__(self, ctx: StreamContext) -> None:
         super().__init__(ctx)
-        self.state = Staged(ctx.state, ctx.changelogs.get("state"))
-        self.touched: dict[bytes, tuple[dict[str, Any], int]] = {}
+        # No changelog of its own: finish() publishes the state records.
+        self.state: Staged[bytes, SubjectState] = Staged(ctx.state)
 
     def add(self, message: RawMessage) -> None:
         """Decode, resolve, route and track one consent event."""
@@ -129,7 +130,6 @@ class IntakeBatch(Batch):
         if applied.changed:
             self.state.put(key, applied.state, partition)
         subject = records.subject_dict(event.subject)
-        self.touched[key] = (subject, partition)
         routes = fanout.routes(self.ctx.policy, event.event_id, effect, applied)
         right = event.right if isinstance(event, RightsRequested) else None
         tracked = is_tracked(effect)
@@ -191,18 +191,16 @@ class IntakeBatch(Batch):
             self.complete(key, subject, record, partition)
 
     def finish(self) -> None:
-        """Publish each touched subject's state once."""
+        """Publish each changed subject's state once, on the partition the table's
+        changelog keeps it on (the consent partition: the topics are co-partitioned)."""
         topic = self.ctx.topics.state
-        for key, (subject, partition) in self.touched.items():
-            state = self.state.get(key)
-            if state is None:
-                continue
+        for key, state, partition in self.state.written():
             self.publish(
                 ConsentStateRecorded,
-                records.consent_state(subject, state, self.now),
+                records.consent_state(key.decode(), state, self.now),
                 topic,
                 key,
-                self.ctx.partition_for(topic, partition),
+                partition,
             )
 
     def staged(self) -> tuple[Staged[Any, Any], ...]:

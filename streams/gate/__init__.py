@@ -3,11 +3,12 @@ was produced. Its own process, ``python -m streams.gate``, beside the stream wor
 
 It reads ``data.events`` in its own consumer group and writes what may flow to
 ``data.events.allowed``, on one Kafka client library (confluent-kafka). It shares no
-memory with the workers: each subject's consent state is rebuilt from the workers' state
-changelog, which is co-partitioned with the data, and how far intake has got is read
+memory with the workers: each subject's consent state is rebuilt from ``consent.state``
+(the workers' state table's changelog, each record with the subject's decision history),
+which is co-partitioned with the data, and how far intake has got is read
 from intake's progress records. The modules, one job each: :mod:`~streams.gate.rules`
 (the decision, pure), :mod:`~streams.gate.judge` (a batch of data events decided, pure),
-:mod:`~streams.gate.state` (subjects rebuilt from changelog records),
+:mod:`~streams.gate.state` (subjects rebuilt from state records),
 :mod:`~streams.gate.coverage` (when the state covers a data event, pure),
 :mod:`~streams.gate.follower` (reading state and progress), :mod:`~streams.gate.loop`
 (consume, cover, decide, publish, commit), :mod:`~streams.gate.metrics`,

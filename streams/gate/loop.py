@@ -3,7 +3,8 @@
 One thread, three confluent-kafka clients and an admin client. The data consumer is a
 member of the gate's own group (cooperative-sticky), subscribed to ``data.events``.
 When the group assigns it data partition *p*, the :class:`StateFollower` starts reading
-partition *p* of the state changelog and of intake's progress from their start, and
+partition *p* of the state topic (the workers' state table's changelog, with each
+subject's decision history) and of intake's progress from their start, and
 the workers' committed offset of consent partition *p* (else its first offset) is taken
 as applied by intake; when *p* is revoked, what is published is committed and *p*'s
 subjects are forgotten. Assignment changes happen inside the data consumer's poll,
@@ -54,6 +55,7 @@ from streams.gate.judge import GateBatch, GateJudge, Output, PublishError
 from streams.gate.metrics import GateMetrics
 from streams.gate.settings import GateSettings
 from streams.gate.state import ConsentStates
+from streams.state_topic import StateReader
 from streams.wire import RegistryEncoder
 
 log = logging.getLogger("streams.gate")
@@ -117,8 +119,10 @@ class Gate:
         prefix = kafka.topic_prefix
         self.group = settings.group(prefix)
         self.stream_group = settings.stream_group(prefix)
-        self.changelog = settings.state_changelog(prefix)
-        self.states = ConsentStates()
+        self.changelog = self.topics.state
+        self.registry = kafka.registry_client()
+        self.state_reader = StateReader(EventDecoder(self.registry))
+        self.states = ConsentStates(self.state_reader.read)
         self.coverage: dict[int, Coverage] = {}
         self.uncommitted: dict[int, int] = {}
         """Data partition → next offset, of batches published but not yet committed."""
@@ -166,7 +170,7 @@ class Gate:
     # ------------------------------------------------------------------- start
 
     def prepare(self) -> None:
-        """Create missing relay topics, wait for the workers' state changelog, check
+        """Create missing relay topics (the state topic among them), check
         that everything the gate reads is co-partitioned; ConfigError if it is not.
 
         A gate started before its broker waits for it; :meth:`stop` ends the wait."""
@@ -184,7 +188,9 @@ class Gate:
                 f"{topics.consent} has {wanted} partitions but {odd}: the gate needs them "
                 "co-partitioned",
             )
-        registry = self.kafka.registry_client()
+        registry = self.registry
+        # Every state record's writer schema before the follower reads the first one.
+        self.state_reader.prefetch(registry)
         copartitioned = {name for name, n in counts.items() if n == wanted}
         self.judge = GateJudge(
             policy=self.settings.policy,
@@ -196,7 +202,8 @@ class Gate:
         )
 
     def _wait_for_changelog(self) -> dict[str, int]:
-        """Topic → partitions, once the workers have created their state changelog."""
+        """Topic → partitions, once the state topic exists (created just before, unless
+        the operator's ACLs leave creating it to someone else)."""
         told: float | None = None
         while True:
             try:
@@ -211,7 +218,7 @@ class Gate:
             now = time.monotonic()
             if told is None or now - told >= TOPIC_WAIT_LOG_SECONDS:
                 told = now
-                log.info("waiting for the stream workers to create %s", self.changelog)
+                log.info("waiting for %s to be created", self.changelog)
             if self._stopping.wait(1.0):
                 raise Interrupted
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from schemas.settings import load
 from schemas.taxonomy import Regime
-from streams import tables
 from streams.gate.rules import GatePolicy
 
 PREFIX = "GATE_"
@@ -102,7 +101,3 @@ class GateSettings:
     def group(self, topic_prefix: str) -> str:
         """The gate's consumer group."""
         return self.group_id or f"{self.stream_group(topic_prefix)}-gate"
-
-    def state_changelog(self, topic_prefix: str) -> str:
-        """The workers' state table's changelog: every subject's whole consent state."""
-        return tables.changelog_topic(self.stream_group(topic_prefix), tables.STATE)

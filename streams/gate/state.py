@@ -1,14 +1,13 @@
-"""The subjects' consent state on the gate's partitions, rebuilt from the state changelog.
+"""The subjects' consent state on the gate's partitions, rebuilt from the state topic.
 
 The workers keep each subject's whole :class:`~streams.resolution.SubjectState` in their
-``consent-state`` table, whose changelog is compacted, keyed by subject and written on
-the subject's consent partition number (which is also its data partition number). That
-changelog, not ``consent.state``, is what the gate reads: the gate decides by the
-decision in force *when the data was produced*, per recipient, with grant expiry,
-restriction and erasure times, and only the table holds that history
-(``ConsentStateRecorded`` carries each current choice, for the sinks). The bytes are
-decoded by the same function the workers' table recovery uses
-(:func:`streams.table_codecs.decode_state`), so there is one reader of that format.
+``consent-state`` table, whose changelog is the contract's compacted state topic
+(``consent.state``), keyed by subject and written on the subject's consent partition
+number (which is also its data partition number). The gate decides by the decision in
+force *when the data was produced*, per recipient, with grant expiry, restriction and
+erasure times: each ``ConsentStateRecorded`` carries that history beside the current
+choices the sinks read. The records are read by the same reader the workers' table
+recovery uses (:class:`streams.state_topic.StateReader`), so there is one reader of them.
 
 Subjects are kept per partition, so a revoked partition's subjects go at once, and the
 judge looks a subject up in one plain dict.
@@ -16,21 +15,23 @@ judge looks a subject up in one plain dict.
 
 from __future__ import annotations
 
-from schemas.errors import ConsentRelayError
+from collections.abc import Callable
+
+from schemas.errors import InvalidEventError, RegistryUnavailableError
 from streams.resolution import SubjectState
-from streams.table_codecs import decode_state
+from streams.state_topic import StateRecordError
 
-
-class StateRecordError(ConsentRelayError):
-    """A changelog record the workers' table could not have written."""
+__all__ = ["ConsentStates", "StateRecordError"]
 
 
 class ConsentStates:
     """Subject id → consent state, for the partitions this gate holds."""
 
-    __slots__ = ("_keys", "subjects")
+    __slots__ = ("_keys", "_read", "subjects")
 
-    def __init__(self) -> None:
+    def __init__(self, read: Callable[[bytes], SubjectState]) -> None:
+        self._read = read
+        """A state record's subject state (:meth:`streams.state_topic.StateReader.read`)."""
         self.subjects: dict[bytes, SubjectState] = {}
         """Every held subject's state (read by the judge; written only here)."""
         self._keys: dict[int, set[bytes]] = {}
@@ -49,23 +50,23 @@ class ConsentStates:
         return len(keys)
 
     def apply(self, partition: int, key: bytes | None, value: bytes | None) -> None:
-        """One changelog record of ``partition``: a subject's new state, or (no value) its
+        """One state record of ``partition``: a subject's new state, or (no value) its
         removal. Records of partitions not held are ignored (a revocation raced them)."""
         keys = self._keys.get(partition)
         if keys is None:
             return
         if key is None:
-            raise StateRecordError(f"a state changelog record on partition {partition} has no key")
+            raise StateRecordError(f"a state record on partition {partition} has no key")
         if value is None:
             keys.discard(key)
             self.subjects.pop(key, None)
             return
         try:
-            state = decode_state(value)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            state = self._read(value)
+        except (InvalidEventError, RegistryUnavailableError, StateRecordError) as exc:
             # Deciding on without this subject's state could let withdrawn data through.
             raise StateRecordError(
-                f"a state changelog record on partition {partition} cannot be read: {exc!r}"
+                f"a state record on partition {partition} cannot be read: {exc}"
             ) from exc
         keys.add(key)
         self.subjects[key] = state

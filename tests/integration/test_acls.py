@@ -260,6 +260,7 @@ FORBIDDEN = [
     ("gate", "write consent events", lambda s: produce(s, CONSENT), TOPIC_DENIED),
     ("gate", "write marketing instructions", lambda s: produce(s, MARKETING), TOPIC_DENIED),
     ("gate", "read receipts", lambda s: read(s, TOPICS.receipts), TOPIC_DENIED),
+    ("gate", "write the state topic", lambda s: produce(s, TOPICS.state), TOPIC_DENIED),
     (
         "gate",
         "join the stream workers' group",
@@ -309,6 +310,8 @@ ALLOWED = [
         lambda s: join(s, f"{STREAM_GROUP}-gate", TOPICS.data_events),
     ),
     ("gate", "write allowed data", lambda s: produce(s, TOPICS.data_allowed)),
+    ("gate", "read the state topic", lambda s: read(s, TOPICS.state)),
+    ("streams", "write the state topic", lambda s: produce(s, TOPICS.state)),
     ("operator", "create a topic", lambda s: create(s, _new_topic())),
     ("operator", "read a partner's instructions", lambda s: read(s, ACME)),
 ]

@@ -3,6 +3,7 @@ and the bulk decoder refuses exactly what the full decode refuses (no network)."
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -21,9 +22,18 @@ from consumers.state_records import decode_state, state_from_avro
 from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
 from schemas.converters import to_dict
 from schemas.errors import InvalidEventError
-from schemas.events import ConsentChanged, ConsentEntry, ConsentStateRecorded, Subject
+from schemas.events import (
+    ConsentChanged,
+    ConsentEntry,
+    ConsentHistory,
+    ConsentStateRecorded,
+    ErasureRecorded,
+    PastDecision,
+    RestrictionToggled,
+    Subject,
+)
 from schemas.examples import example
-from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
+from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 KEY = b"unit-test-key-0123456789"
@@ -182,6 +192,31 @@ def test_bulk_decode_refuses_what_the_full_decode_refuses(spoil: Any) -> None:
     data = encode_single_object_dict(ConsentStateRecorded, avro)
     decoder = EventDecoder(None)
     assert refusal(decoder, data, bulk=True) == refusal(decoder, data, bulk=False)
+
+
+def test_bulk_decode_reads_a_record_with_history_as_fast_leaving_history_out() -> None:
+    # The stream writes every state with its decision history; sinks do not use it, and
+    # the fast path must still take such records (not fall back to from_dict for each).
+    history = ConsentHistory(
+        decisions=(
+            PastDecision(
+                purpose=Purpose.MARKETING_EMAIL,
+                regime=Regime.GDPR,
+                recipient=Recipient.BUSINESS_PARTNERS,
+                choice=Choice.WITHDRAWN,
+                occurred_at=T0,
+                event_id=str(uuid.UUID(int=7)),
+                expires_at=T0 + timedelta(days=1),
+            ),
+        ),
+        restrictions=(RestrictionToggled(restricted=True, occurred_at=T0, event_id="r"),),
+        erasure=ErasureRecorded(occurred_at=T0, event_id="e"),
+    )
+    full = dataclasses.replace(state(3), history=history)
+    data = encode_single_object(full)
+    decoder = EventDecoder(None)
+    assert decode_as(decoder, data, ConsentStateRecorded) == full
+    assert decode_state(decoder, data) == dataclasses.replace(full, history=None)
 
 
 def test_bulk_decode_refuses_another_event_type() -> None:

@@ -82,6 +82,15 @@ def test_the_stream_worker_owns_its_faust_topics_and_group_under_the_prefix() ->
     assert (Resource.GROUP, app, Op.READ, False) not in _of("gate")
 
 
+def test_the_state_topic_is_the_state_tables_changelog() -> None:
+    # The worker writes it and reads it back on recovery; the gate follows it; neither
+    # needs the old per-app changelog of the state table (the gate has no grant on it).
+    assert {Op.WRITE, Op.READ} <= _topic_ops("streams", TOPICS.state)
+    assert _topic_ops("gate", TOPICS.state) == {Op.DESCRIBE, Op.READ}
+    old = "tenant-a.consent-relay-streams-consent-state-changelog"
+    assert not any(name == old for _, name, _, _ in _of("gate"))
+
+
 def test_bindings_are_allow_rules_for_user_principals() -> None:
     grant = Grant("gate", Resource.GROUP, "g", Op.READ, prefixed=True)
     (binding,) = acls.bindings([grant])

@@ -20,7 +20,6 @@ def test_defaults_names_and_conversions() -> None:
     assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8094)
     assert settings.group("t-1.") == "t-1.consent-relay-streams-gate"
     assert settings.stream_group("t-1.") == "t-1.consent-relay-streams"
-    assert settings.state_changelog("t-1.") == "t-1.consent-relay-streams-consent-state-changelog"
     assert settings.policy == GatePolicy()
     # Static membership is opt-in (see GateSettings.static_membership); a dead gate is
     # noticed in 10 s.
@@ -37,7 +36,6 @@ def test_defaults_names_and_conversions() -> None:
         }
     )
     assert custom.group("t-1.") == "my-gate"
-    assert custom.state_changelog("") == "relay-consent-state-changelog"
     assert custom.policy == GatePolicy(opt_out_default_allow=False, default_regime=Regime.CCPA)
     assert (custom.intake_wait_seconds, custom.batch_size) == (2.5, 100)
 

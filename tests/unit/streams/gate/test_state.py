@@ -1,5 +1,6 @@
-"""The gate's consent state rebuilt from the workers' state changelog and intake's
-progress, without Kafka: a fake consumer hands the follower the records."""
+"""The gate's consent state rebuilt from the state topic (the workers' state table's
+changelog) and intake's progress, without Kafka: a fake consumer hands the follower the
+records."""
 
 from __future__ import annotations
 
@@ -8,17 +9,29 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
 
+from schemas.codec import EventDecoder, encode_single_object_dict
+from schemas.events import ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
 from streams.gate.coverage import Coverage
 from streams.gate.follower import StateFollower
 from streams.gate.state import ConsentStates, StateRecordError
 from streams.progress import IntakeProgressed, encode
+from streams.records import consent_state
 from streams.resolution import Claim, Effect, SubjectState, apply
-from streams.table_codecs import encode_state
+from streams.state_topic import StateReader
 
-CHANGELOG = "app-consent-state-changelog"
+CHANGELOG = "consent.state"
 PROGRESS = "consent.intake.progress"
 EMAIL = Purpose.MARKETING_EMAIL
+
+
+def encode_state(state: SubjectState) -> bytes:
+    """The state record intake publishes (single-object encoded: no registry here)."""
+    return encode_single_object_dict(ConsentStateRecorded, consent_state("s-1", state, 0))
+
+
+def states_read() -> ConsentStates:
+    return ConsentStates(StateReader(EventDecoder(None)).read)
 
 
 def state(*choices: tuple[int, Choice]) -> SubjectState:
@@ -31,7 +44,7 @@ def state(*choices: tuple[int, Choice]) -> SubjectState:
 
 
 def test_states_are_rebuilt_per_partition_and_dropped_with_it() -> None:
-    states = ConsentStates()
+    states = states_read()
     states.hold(1)
     states.hold(2)
     withdrawn = state((100, Choice.GRANTED), (200, Choice.WITHDRAWN))
@@ -49,7 +62,7 @@ def test_states_are_rebuilt_per_partition_and_dropped_with_it() -> None:
 
 
 def test_a_record_the_workers_could_not_have_written_stops_the_gate() -> None:
-    states = ConsentStates()
+    states = states_read()
     states.hold(0)
     with pytest.raises(StateRecordError):
         states.apply(0, b"a", b'{"k": "ACCOUNT"}')
@@ -85,7 +98,7 @@ class FakeConsumer:
 def follower_with(coverage: dict[int, Coverage]) -> tuple[StateFollower, FakeConsumer]:
     consumer = FakeConsumer()
     fake: Any = consumer
-    return StateFollower(fake, CHANGELOG, PROGRESS, ConsentStates(), coverage), consumer
+    return StateFollower(fake, CHANGELOG, PROGRESS, states_read(), coverage), consumer
 
 
 def test_the_follower_reads_state_and_progress_of_the_held_partitions() -> None:

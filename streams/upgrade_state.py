@@ -1,0 +1,123 @@
+"""Upgrading a deployment whose state table still has its own JSON changelog.
+
+Before the state table's changelog became the state topic, the workers kept each
+subject's whole state in ``<app id>-consent-state-changelog`` (compact JSON) and wrote
+only the current choices to ``consent.state``. A worker that recovers from
+``consent.state`` would find no history in those records (:mod:`streams.state_topic`
+reads them as the current choices only: choices limited to one recipient, past
+decisions and grant expiries would be missing until each subject's next change).
+
+``python -m streams upgrade-state`` copies every subject's state from the old changelog
+to the state topic as a full :class:`~schemas.events.ConsentStateRecorded`, on the same
+partition, once. Run it after the old workers have stopped and before the new ones
+start (the old workers would overwrite records without history); afterwards the old
+changelog is not read by anything and can be deleted. Running it again rewrites the
+same states; a deployment without the old changelog has nothing to copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from schemas.errors import ConsentRelayError
+from schemas.events import ConsentStateRecorded
+from schemas.kafka import KafkaSettings
+from streams import records, tables
+from streams.resolution import SubjectState
+from streams.table_codecs import decode_state
+from streams.times import now_ms
+from streams.wire import RegistryEncoder
+
+log = logging.getLogger(__name__)
+
+
+class UpgradeError(ConsentRelayError):
+    """The old changelog could not be read or the state topic not written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """What :func:`upgrade` did."""
+
+    source: str
+    subjects: int
+
+
+def upgrade(kafka: KafkaSettings, app_id: str, timeout: float = 300.0) -> Upgraded:
+    """Copy each subject's newest state from the old changelog of ``app_id``'s state
+    table to the state topic, with its history; how many subjects."""
+    source = tables.changelog_topic(app_id, tables.STATE)
+    states = _read_newest(kafka, source, timeout)
+    target = kafka.topics.state
+    encode = RegistryEncoder(kafka.registry_client())
+    failed: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            failed.append(error)
+
+    producer = Producer(kafka.producer_config(on_delivery=delivered))
+    at = now_ms()
+    for key, (partition, state) in states.items():
+        value = encode(ConsentStateRecorded, records.consent_state(key.decode(), state, at), target)
+        while True:
+            try:
+                producer.produce(target, value, key, partition=partition)
+                break
+            except BufferError:
+                producer.poll(0.1)  # the local queue is full: let deliveries drain it
+        producer.poll(0)
+    left = producer.flush(timeout)
+    if left or failed:
+        reason = failed[0] if failed else f"{left} not acknowledged within {timeout}s"
+        raise UpgradeError(f"writing {target}: {reason}")
+    log.info("upgrade-state: %d subject(s) from %s to %s", len(states), source, target)
+    return Upgraded(source, len(states))
+
+
+def _read_newest(
+    kafka: KafkaSettings, topic: str, timeout: float
+) -> dict[bytes, tuple[int, SubjectState]]:
+    """Subject key → (partition, newest state) of the old changelog, read to its end."""
+    consumer = Consumer(kafka.consumer_config(f"streams-upgrade-{uuid.uuid4()}"))
+    newest: dict[bytes, tuple[int, SubjectState]] = {}
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if metadata is None or metadata.error is not None or not metadata.partitions:
+            log.info("upgrade-state: %s does not exist, nothing to copy", topic)
+            return newest
+        ends: dict[int, int] = {}
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        deadline = time.monotonic() + timeout
+        while ends:
+            if time.monotonic() > deadline:
+                raise UpgradeError(f"{topic} not read to its end within {timeout}s")
+            for message in consumer.consume(1000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    raise UpgradeError(f"reading {topic}: {error}")
+                key, value = message.key(), message.value()
+                partition, offset = message.partition() or 0, message.offset() or 0
+                if key is not None:
+                    if value is None:
+                        newest.pop(key, None)
+                    else:
+                        newest[key] = (partition, decode_state(value))
+                if offset >= ends.get(partition, 0) - 1:
+                    ends.pop(partition, None)
+    except KafkaException as exc:
+        raise UpgradeError(f"reading {topic}: {exc}") from exc
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise UpgradeError(f"a record of {topic} cannot be read: {exc!r}") from exc
+    finally:
+        consumer.close()
+    return newest
