@@ -26,7 +26,6 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from faust.sensors.prometheus import setup_prometheus_sensors
-from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from schemas.admin import cluster_replication, ensure_topics
@@ -175,11 +174,8 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
         broker_ready=broker_waiter(kafka),
     )
 
-    def assignment() -> set[TP]:
-        return set(app.consumer.assignment())
-
     sources = (topics.consent, topics.receipts)
-    app.on_rebalance_complete.connect(rewinder(kafka, app_id, sources, assignment, _seek_wait(app)))
+    app.on_rebalance_complete.connect(rewinder(kafka, app_id, sources, app))
     _add_agents(app, ctx, settings)
     _add_housekeeping(app, ctx, settings)
     views.register(app, pending, done, settings.api_token)
@@ -199,13 +195,6 @@ def _prefetch_state_schemas(reader: StateReader, registry: SchemaRegistryClient)
             log.warning("schema registry not answering (%s); retrying in %.1fs", exc, delay)
             attempt += 1
             time.sleep(delay)
-
-
-def _seek_wait(app: faust.App) -> Any:
-    async def seek(offsets: dict[TP, int]) -> None:
-        await app.consumer.seek_wait(offsets)
-
-    return seek
 
 
 def _serialized_by(codec: str) -> Any:

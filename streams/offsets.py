@@ -1,13 +1,28 @@
-"""Rewinding taken-over partitions whose committed offset is 0 or missing.
+"""Resuming the input partitions after a rebalance without losing what was fetched.
 
-After a rebalance Faust seeks every partition to its committed offset, through
-aiokafka's ``seek_to_committed``, which skips offsets that are 0 or missing. A partition
-taken over from a worker that died before its first commit therefore keeps whatever
-position the fetcher had reached while the records it fetched were discarded for
-belonging to the previous generation: those events would never be processed (seen here
-as withdrawals that never reached their sinks). So when a rebalance completes, before
-Faust resumes the streams, the worker asks the broker for the group's committed offsets
-and seeks every input partition with none (or 0) back to its beginning itself.
+Faust resumes the streams when a rebalance completes (its tables recovered), and two
+things it does there drop events; :func:`rewinder` makes a receiver for the signal it
+sends just before, ``app.on_rebalance_complete``, that takes over that resumption.
+
+* While the tables' changelogs are read the input partitions are paused, and once the
+  reading is done no partition is active. A fetch still waiting in the consumer's
+  thread holds Faust's set of active partitions, now empty, which aiokafka reads as
+  "every partition": it hands over the input partitions' records, moving its positions
+  past them, and Faust drops them as not active. Faust's seek to the committed offsets
+  repairs partitions that have one, but aiokafka's ``seek_to_committed`` skips offsets
+  that are 0 or missing, so a partition nobody had committed yet lost them (a worker
+  killed before its first commit). Hence every input partition is sought here to its
+  committed offset, or to its beginning when it has none, and resumed at once: from
+  then on the active set holds it, and what is fetched for it is delivered, not dropped.
+* Faust resumes flow control only after resuming and seeking the partitions, and
+  resuming flow control clears the agents' queues: what was delivered in between was
+  thrown away, with the consumer past it (a worker restarted with a withdrawal waiting
+  looked ready and did nothing). Hence flow control is suspended here: Faust's
+  conductor waits with those events until Faust resumes it, after the clearing.
+
+Faust's own seek that follows goes where this one went, so an event held back is
+followed by nothing older than itself, which Faust would drop as read already (at most
+the last one fetched is delivered twice).
 """
 
 from __future__ import annotations
@@ -23,15 +38,14 @@ from faust.types import TP
 from schemas.kafka import KafkaSettings
 from streams.agents.context import log
 
-Seek = Callable[[dict[TP, int]], Awaitable[None]]
 
-
-def uncommitted(
+def committed_positions(
     kafka: KafkaSettings, group_id: str, partitions: Collection[TP], timeout: float = 30.0
-) -> list[TP]:
-    """Those of ``partitions`` for which ``group_id`` has no committed offset above 0."""
+) -> dict[TP, int]:
+    """Where ``group_id`` resumes each of ``partitions``: its committed offset, or 0
+    (the beginning) when it has none."""
     if not partitions:
-        return []
+        return {}
     admin = AdminClient(kafka.admin_config())
     request = [TopicPartition(tp.topic, tp.partition) for tp in partitions]
     found = (
@@ -41,23 +55,35 @@ def uncommitted(
         .result(timeout)
         .topic_partitions
     )
-    return [TP(tp.topic, tp.partition) for tp in found or () if tp.offset <= 0]
+    return {TP(tp.topic, tp.partition): max(tp.offset, 0) for tp in found or ()}
 
 
 def rewinder(
-    kafka: KafkaSettings, group_id: str, topics: Collection[str], assignment: Any, seek: Seek
+    kafka: KafkaSettings, group_id: str, topics: Collection[str], app: Any
 ) -> Callable[..., Awaitable[None]]:
-    """A receiver for Faust's ``on_rebalance_complete`` signal."""
+    """A receiver for ``app.on_rebalance_complete`` (``app`` a Faust app) that seeks and
+    resumes this worker's partitions of ``topics`` and holds flow control until Faust
+    resumes it."""
 
     async def rewind(*_args: Any, **_kwargs: Any) -> None:
-        mine = [tp for tp in assignment() if tp.topic in topics]
+        consumer = app.consumer
+        mine = [tp for tp in consumer.assignment() if tp.topic in topics]
+        if not mine:
+            return
         try:
-            fresh = await asyncio.to_thread(uncommitted, kafka, group_id, mine)
+            positions = await asyncio.to_thread(committed_positions, kafka, group_id, mine)
         except KafkaException as exc:
             log.warning("cannot read committed offsets of %s: %s", group_id, exc)
             return
-        if fresh:
-            log.info("rewinding %d partitions with no committed offset", len(fresh))
-            await seek(dict.fromkeys(fresh, 0))
+        app.flow_control.suspend()
+        log.info(
+            "resuming %d input partitions at their committed offsets (%d from the beginning)",
+            len(positions),
+            sum(1 for offset in positions.values() if offset == 0),
+        )
+        await consumer.seek_wait(positions)
+        # No await between the seek and this: a fetch that was waiting is handled
+        # after it, and finds the partitions active.
+        consumer.resume_partitions(set(positions))
 
     return rewind
