@@ -1,26 +1,34 @@
 """Consent-state records read in bulk: the contract's checks without its generic walk.
 
 Seeding a sink reads every subject's :class:`~schemas.events.ConsentStateRecorded`
-once; through :func:`schemas.converters.from_dict` two thirds of the time per record
+once. Through :func:`schemas.converters.from_dict` two thirds of the time per record
 went to the generic field walk (a plan per nested record, a set of unknown keys, a
 dotted name per field), none of which can fail on a body fastavro has already read
 against the shipped schema: the fields are there and have their Avro types. What can
-still be wrong is kept: an enum symbol this code does not know (``UNKNOWN``) and a
-subject id the contract refuses (``Subject.__post_init__``). On any doubt the record
-goes through ``from_dict`` after all, so a refusal names the same field for the same
-reason as the full decode does.
+still be wrong is checked here: an enum symbol this code does not know (``UNKNOWN``)
+and a subject id the contract refuses (``Subject.__post_init__``). On any doubt the
+record goes through ``from_dict`` after all, so a refusal names the same field for the
+same reason as the full decode does.
+
+A store that needs only a few fields of each state can take the checked Avro dict
+itself (:class:`StateAvro`, :func:`decode_state_avro`): at a million subjects,
+building the typed records (a frozen dataclass per entry) cost as much as reading the
+bytes, for fields the store then took apart again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypedDict, cast
 
 from consumers.decoding import UnexpectedEventError
 from schemas.codec import EventDecoder
-from schemas.converters import from_dict
+from schemas.converters import from_dict, to_dict
 from schemas.events import ConsentEntry, ConsentStateRecorded, Subject
 from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
+from schemas.validation import identifier_problem
 
 _PURPOSES: Final = {m.value: m for m in Purpose}
 _REGIMES: Final = {m.value: m for m in Regime}
@@ -28,18 +36,120 @@ _CHOICES: Final = {m.value: m for m in Choice}
 _KINDS: Final = {m.value: m for m in SubjectKind}
 
 
+class SubjectAvro(TypedDict):
+    """``ConsentStateRecorded.subject`` as fastavro reads it."""
+
+    id: str
+    kind: str
+
+
+class EntryAvro(TypedDict):
+    """One ``ConsentStateRecorded.entries`` item as fastavro reads it."""
+
+    purpose: str
+    regime: str
+    choice: str
+    occurred_at: datetime
+    event_id: str
+
+
+class StateAvro(TypedDict):
+    """A :class:`~schemas.events.ConsentStateRecorded` as fastavro reads it, checked
+    (:func:`checked_avro`): every value is one the typed record accepts, enum symbols
+    are members' values. Read-only by convention: it is the decoder's own dict. Fields
+    a newer schema adds may be present too; nothing here reads them."""
+
+    subject: SubjectAvro
+    entries: list[EntryAvro]
+    restricted: bool
+    erased: bool
+    updated_at: datetime
+
+
 def decode_state(decoder: EventDecoder, data: bytes | None) -> ConsentStateRecorded:
     """The state record in ``data``; InvalidEventError exactly where the full decode
     (:func:`consumers.decoding.decode_as`) raises one."""
+    return state_from_avro(_state_dict(decoder, data))
+
+
+def decode_state_avro(decoder: EventDecoder, data: bytes | None) -> StateAvro:
+    """The checked Avro dict of the state record in ``data``; InvalidEventError exactly
+    where the full decode (:func:`consumers.decoding.decode_as`) raises one."""
+    return checked_avro(_state_dict(decoder, data))
+
+
+def _state_dict(decoder: EventDecoder, data: bytes | None) -> dict[str, Any]:
     event_type, record = decoder.decode_dict(data)
     if event_type is not ConsentStateRecorded:
         raise UnexpectedEventError(
             f"{event_type.__name__} where {ConsentStateRecorded.__name__} was expected"
         )
-    return state_from_avro(record)
+    return record
 
 
-def state_from_avro(record: dict[str, Any]) -> ConsentStateRecorded:
+def checked_avro(record: dict[str, Any]) -> StateAvro:
+    """``record`` itself when every value is one ``from_dict`` accepts unchanged; else
+    the record ``from_dict`` makes of it, as an Avro dict again, or its refusal."""
+    try:
+        plain = _plain_avro(record)
+    except (KeyError, TypeError):
+        plain = False
+    if plain:
+        return cast(StateAvro, record)
+    # Names the field and the reason the full decode would; or normalises what it
+    # accepts in another spelling (epoch ms for a time, say).
+    return state_avro(from_dict(ConsentStateRecorded, record))
+
+
+def state_avro(state: ConsentStateRecorded) -> StateAvro:
+    """The Avro dict of a typed state record (what fastavro would read for it)."""
+    return cast(StateAvro, to_dict(state))
+
+
+def _plain_avro(record: dict[str, Any]) -> bool:
+    subject = record["subject"]
+    return (
+        identifier_problem(subject["id"]) is None
+        and subject["kind"] in _KINDS
+        and len(subject) == _SUBJECT_FIELDS
+        and type(record["restricted"]) is bool
+        and type(record["erased"]) is bool
+        and isinstance(record["updated_at"], datetime)
+        and type(record["entries"]) is list
+        and all(
+            entry["purpose"] in _PURPOSES
+            and entry["regime"] in _REGIMES
+            and entry["choice"] in _CHOICES
+            and isinstance(entry["occurred_at"], datetime)
+            and type(entry["event_id"]) is str
+            and len(entry) == _ENTRY_FIELDS
+            for entry in record["entries"]
+        )
+        and _known_layout(record)
+    )
+
+
+_FIELDS: Final = frozenset(("subject", "entries", "restricted", "erased", "updated_at"))
+_SUBJECT_FIELDS: Final = 2
+_ENTRY_FIELDS: Final = 5
+
+
+_OPTIONAL: Final = frozenset(f.name for f in dataclasses.fields(ConsentStateRecorded)) - _FIELDS
+"""Fields the record has beyond those read here (none today)."""
+
+
+def _known_layout(record: dict[str, Any]) -> bool:
+    """Today's fields, and any other field of the record only when absent (None): an
+    optional field a newer schema adds is checked by ``from_dict`` whenever it carries a
+    value, and a key that is no field at all is refused by it."""
+    if len(record) == len(_FIELDS):
+        return record.keys() == _FIELDS
+    return all(key in record for key in _FIELDS) and all(
+        key in _OPTIONAL and value is None for key, value in record.items() if key not in _FIELDS
+    )
+
+
+def state_from_avro(record: Mapping[str, Any]) -> ConsentStateRecorded:
     """The record of an Avro dict in the shipped schema's layout (what fastavro reads)."""
     try:
         subject = record["subject"]
@@ -64,12 +174,9 @@ def state_from_avro(record: dict[str, Any]) -> ConsentStateRecorded:
     except (KeyError, TypeError):
         # An unknown symbol or a missing field: let the generic walk name it.
         return from_dict(ConsentStateRecorded, record)
-    if len(record) != _FIELDS or not _plain(state):
+    if len(record) != len(_FIELDS) or not _plain(state):
         return from_dict(ConsentStateRecorded, record)
     return state
-
-
-_FIELDS: Final = 5
 
 
 def _plain(state: ConsentStateRecorded) -> bool:

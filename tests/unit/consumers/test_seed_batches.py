@@ -17,9 +17,15 @@ from consumers.decoding import decode_as
 from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import Contact, MarketingStore
-from consumers.state_records import decode_state, state_from_avro
+from consumers.state_records import (
+    checked_avro,
+    decode_state,
+    decode_state_avro,
+    state_avro,
+    state_from_avro,
+)
 from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
-from schemas.converters import to_dict
+from schemas.converters import from_dict, to_dict
 from schemas.errors import InvalidEventError
 from schemas.events import ConsentChanged, ConsentEntry, ConsentStateRecorded, Subject
 from schemas.examples import example
@@ -158,10 +164,27 @@ def test_bulk_decode_equals_the_full_decode() -> None:
         assert decode_state(decoder, data) == decode_as(decoder, data, ConsentStateRecorded) == s
 
 
-def refusal(decoder: EventDecoder, data: bytes, bulk: bool) -> str:
-    decode: Any = decode_state if bulk else lambda d, b: decode_as(d, b, ConsentStateRecorded)
+def test_avro_decode_hands_over_what_the_full_decode_reads() -> None:
+    decoder = EventDecoder(None)
+    for s in (state(i) for i in range(60)):
+        data = encode_single_object(s)
+        assert state_from_avro(decode_state_avro(decoder, data)) == s
+        assert decode_state_avro(decoder, data) == state_avro(s)
+
+
+FULL = "full"
+BULK = "bulk"
+AVRO = "avro"
+DECODERS: dict[str, Any] = {
+    FULL: lambda d, b: decode_as(d, b, ConsentStateRecorded),
+    BULK: decode_state,
+    AVRO: decode_state_avro,
+}
+
+
+def refusal(decoder: EventDecoder, data: bytes, how: str) -> str:
     with pytest.raises(InvalidEventError) as caught:
-        decode(decoder, data)
+        DECODERS[how](decoder, data)
     return f"{type(caught.value).__name__}: {caught.value}"
 
 
@@ -181,20 +204,57 @@ def test_bulk_decode_refuses_what_the_full_decode_refuses(spoil: Any) -> None:
     spoil(avro)
     data = encode_single_object_dict(ConsentStateRecorded, avro)
     decoder = EventDecoder(None)
-    assert refusal(decoder, data, bulk=True) == refusal(decoder, data, bulk=False)
+    full = refusal(decoder, data, FULL)
+    assert refusal(decoder, data, BULK) == refusal(decoder, data, AVRO) == full
 
 
-def test_bulk_decode_refuses_another_event_type() -> None:
+@pytest.mark.parametrize("how", [BULK, AVRO])
+def test_bulk_decode_refuses_another_event_type(how: str) -> None:
     data = encode_single_object(example(ConsentChanged))
     decoder = EventDecoder(None)
-    with pytest.raises(InvalidEventError):
-        decode_state(decoder, data)
+    assert refusal(decoder, data, how) == refusal(decoder, data, FULL)
 
 
 def test_state_from_avro_checks_types_from_dict_would() -> None:
     avro = to_dict(state(2))
     avro["updated_at"] = int(T0.timestamp() * 1000)  # epoch ms: from_dict converts it
     assert state_from_avro(avro).updated_at == T0
+
+
+def test_checked_avro_normalises_a_time_in_epoch_ms() -> None:
+    avro = to_dict(state(2))
+    avro["entries"][0]["occurred_at"] = int(T0.timestamp() * 1000)
+    checked = checked_avro(avro)
+    assert checked["entries"][0]["occurred_at"] == T0
+    assert checked == state_avro(state_from_avro(avro))
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: d.update(surprise=None),
+        lambda d: d.update(surprise=1),
+        lambda d: d.pop("erased"),
+        lambda d: d.update(erased=1),
+        lambda d: d.update(entries=({},)),
+        lambda d: d["entries"][0].update(event_id=7),
+        lambda d: d["entries"][0].update(occurred_at="yesterday"),
+        lambda d: d["subject"].update(id=7),
+    ],
+)
+def test_checked_avro_agrees_with_from_dict(spoil: Any) -> None:
+    avro = to_dict(state(2))
+    spoil(avro)
+    full = outcome(lambda: state_avro(from_dict(ConsentStateRecorded, avro)))
+    assert outcome(lambda: checked_avro(avro)) == full
+
+
+def outcome(read: Any) -> tuple[str, Any]:
+    """What ``read()`` returns, or its refusal's type and text."""
+    try:
+        return "read", read()
+    except InvalidEventError as exc:
+        return "refused", f"{type(exc).__name__}: {exc}"
 
 
 def test_marketing_seed_syncs_at_its_end_not_every_commit(
