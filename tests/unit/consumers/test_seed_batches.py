@@ -14,9 +14,9 @@ import pytest
 
 from consumers.analytics.store import AnalyticsStore
 from consumers.decoding import decode_as
-from consumers.marketing.database import Database
+from consumers.marketing.database import BULK_CACHE_KIB, BULK_CHECKPOINT_PAGES, Database
 from consumers.marketing.hashing import AddressHasher
-from consumers.marketing.store import Contact, MarketingStore
+from consumers.marketing.store import _SUPPRESSIONS, Contact, MarketingStore
 from consumers.state_records import (
     checked_avro,
     decode_state,
@@ -262,12 +262,46 @@ def test_marketing_seed_syncs_at_its_end_not_every_commit(
 ) -> None:
     _, store = marketing
 
-    def synchronous() -> int:
+    def pragmas() -> tuple[int, int, int]:
         with store.database.reading() as tx:
-            return int(tx.rows("PRAGMA synchronous")[0][0])
+            return tuple(  # type: ignore[return-value]
+                int(tx.rows(f"PRAGMA {name}")[0][0])
+                for name in ("synchronous", "wal_autocheckpoint", "cache_size")
+            )
 
-    assert synchronous() == 2  # FULL
+    normal = pragmas()
+    assert normal == (2, 1000, -2000)  # FULL, SQLite's defaults
     store.bootstrap_batch(STATES)
-    assert synchronous() == 1  # NORMAL while seeding
+    assert pragmas() == (1, BULK_CHECKPOINT_PAGES, -BULK_CACHE_KIB)  # NORMAL while seeding
     store.mark_bootstrapped()
-    assert synchronous() == 2
+    assert pragmas() == normal
+
+
+def test_a_new_sqlite_store_keeps_its_cells_in_the_key_order_tree(
+    marketing: tuple[MarketingStore, MarketingStore],
+) -> None:
+    _, store = marketing
+    with store.database.reading() as tx:
+        ddl = tx.rows("SELECT sql FROM sqlite_master WHERE name = 'suppressions'")[0][0]
+    assert ddl.endswith("WITHOUT ROWID")
+
+
+def test_a_store_created_with_a_rowid_table_seeds_the_same(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(_SUPPRESSIONS)  # the layout of stores created before
+    old = MarketingStore(Database(f"sqlite:///{path}"), AddressHasher(KEY))
+    _, new = marketing
+    for store in (old, new):
+        store.bootstrap_batch(STATES)
+        store.mark_bootstrapped()
+    old.close()
+    with sqlite3.connect(path) as conn:
+        (ddl,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'suppressions'"
+        ).fetchone()
+    assert "WITHOUT ROWID" not in ddl
+    tables = ("suppressions", "restrictions", "erased_subjects")
+    assert dump(path, tables) == dump(tmp_path / "many.db", tables)
