@@ -38,7 +38,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumers.state_records import StateAvro, decode_state_avro, state_from_avro
+from consumers.state_records import StateAvro, decode_state_avro, typed_state
 from schemas.admin import attempt_seconds
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError, InvalidEventError
@@ -146,7 +146,7 @@ def bootstrap(
                 if on_avro is not None:
                     on_avro(list(batch.states.values()))
                 elif on_states is not None:
-                    on_states([state_from_avro(s) for s in batch.states.values()])
+                    on_states([typed_state(s) for s in batch.states.values()])
             applied += batch.valid
     except KafkaException as exc:
         raise BootstrapError(f"reading {topic}: {exc}") from exc
