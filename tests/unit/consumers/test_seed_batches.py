@@ -15,7 +15,12 @@ import pytest
 
 from consumers.analytics.store import AnalyticsStore
 from consumers.decoding import decode_as
-from consumers.marketing.database import BULK_CACHE_KIB, BULK_CHECKPOINT_PAGES, Database
+from consumers.marketing.database import (
+    BULK_CACHE_KIB,
+    BULK_CHECKPOINT_PAGES,
+    PAGE_BYTES,
+    Database,
+)
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import _SUPPRESSIONS, Contact, MarketingStore, _seed_ms, to_ms
 from consumers.state_records import (
@@ -280,7 +285,9 @@ def test_a_new_sqlite_store_keeps_its_cells_in_the_key_order_tree(
     _, store = marketing
     with store.database.reading() as tx:
         ddl = tx.rows("SELECT sql FROM sqlite_master WHERE name = 'suppressions'")[0][0]
+        page = tx.rows("PRAGMA page_size")[0][0]
     assert ddl.endswith("WITHOUT ROWID")
+    assert page == PAGE_BYTES
 
 
 def test_a_store_created_with_a_rowid_table_seeds_the_same(
@@ -299,6 +306,8 @@ def test_a_store_created_with_a_rowid_table_seeds_the_same(
         (ddl,) = conn.execute(
             "SELECT sql FROM sqlite_master WHERE name = 'suppressions'"
         ).fetchone()
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
     assert "WITHOUT ROWID" not in ddl
+    assert page == 4096  # its pages as created
     tables = ("suppressions", "restrictions", "erased_subjects")
     assert dump(path, tables) == dump(tmp_path / "many.db", tables)
