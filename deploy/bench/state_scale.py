@@ -180,7 +180,7 @@ def seed_analytics(settings: KafkaSettings, directory: Path) -> Timing:
     store = AnalyticsStore(directory / "analytics.db")
     store.ensure_schema()
     try:
-        return _seed("seed analytics", settings, store.mark_seeded, on_states=store.seed_many)
+        return _seed("seed analytics", settings, store.mark_seeded, on_avro=store.seed_avro_many)
     finally:
         store.close()
 

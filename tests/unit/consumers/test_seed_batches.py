@@ -311,3 +311,31 @@ def test_a_store_created_with_a_rowid_table_seeds_the_same(
     assert page == 4096  # its pages as created
     tables = ("suppressions", "restrictions", "erased_subjects")
     assert dump(path, tables) == dump(tmp_path / "many.db", tables)
+
+
+def wire_states() -> list[Any]:
+    """STATES as the seed reads them off the topic (checked Avro dicts, times in ms)."""
+    decoder = EventDecoder(None)
+    return [decode_state_avro(decoder, encode_single_object(s)) for s in STATES]
+
+
+def test_marketing_seed_from_the_wire_equals_the_typed_seed(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    typed, wire = marketing
+    typed.bootstrap_batch(STATES)
+    wire.seed_avro_batch(wire_states())
+    tables = ("suppressions", "restrictions", "erased_subjects")
+    assert dump(tmp_path / "many.db", tables) == dump(tmp_path / "one.db", tables)
+
+
+def test_analytics_seed_from_the_wire_equals_the_typed_seed(tmp_path: Path) -> None:
+    typed, wire = AnalyticsStore(tmp_path / "one.db"), AnalyticsStore(tmp_path / "many.db")
+    for store in (typed, wire):
+        store.ensure_schema()
+    typed.seed_many(STATES)
+    wire.seed_avro_many(wire_states())
+    tables = ("analytics_opt_outs", "analytics_restrictions")
+    assert dump(tmp_path / "many.db", tables) == dump(tmp_path / "one.db", tables)
+    typed.close()
+    wire.close()
