@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from consumers import bootstrap as bootstrap_module
 from consumers.bootstrap import BootstrapError, bootstrap
-from consumers.state_records import state_avro, state_from_avro
+from consumers.state_records import state_avro, typed_state
 from schemas.codec import EventDecoder
 from schemas.errors import InvalidEventError, ValidationError
 from schemas.events import ConsentStateRecorded, Subject
@@ -198,9 +198,7 @@ def test_a_batch_carries_the_newest_state_of_each_subject(
         decoder=EventDecoder(None),
         # Both given: the Avro dicts are preferred (no typed records built).
         on_states=lambda states: batches.append(list(states)),
-        on_avro=(lambda states: batches.append([state_from_avro(s) for s in states]))
-        if avro
-        else None,
+        on_avro=(lambda states: batches.append([typed_state(s) for s in states])) if avro else None,
         on_invalid=lambda _m, exc: invalid.append(exc),
         stop=threading.Event(),
         timeout=30,
