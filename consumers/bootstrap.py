@@ -8,9 +8,11 @@ attempt) for as long as it takes, until stopped; the read itself must finish wit
 the bootstrap timeout.
 
 A million subjects should seed within a minute, so records are fetched
-:data:`BATCH` at a time, decoded with :func:`consumers.state_records.decode_state`
-(the full contract checks, without the generic record walk) and handed to
-``on_states`` a batch at a time, for the store to write in one transaction.
+:data:`BATCH` at a time, decoded with :func:`consumers.state_records.decode_state_avro`
+(the full contract checks, without the generic record walk) and handed over a batch
+at a time, for the store to write in one transaction: as the checked Avro dicts to
+``on_avro`` (a store that needs a few fields of each, :class:`SeedsFromAvro`), else
+as typed records to ``on_states``.
 Compaction may not have run yet, so a subject can appear more than once: a batch
 carries only the newest state of each of its subjects, and batches are handed over
 in offset order, so the newest state is the one that stays. Reading and decoding stay
@@ -36,7 +38,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumers.state_records import decode_state
+from consumers.state_records import StateAvro, decode_state_avro, typed_state
 from schemas.admin import attempt_seconds
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError, InvalidEventError
@@ -54,6 +56,9 @@ that a batch's records (a few MB) are nothing to hold."""
 OnStates = Callable[[Sequence[ConsentStateRecorded]], None]
 """Takes a batch of states (the newest per subject) and makes them durable together."""
 
+OnAvro = Callable[[Sequence[StateAvro]], None]
+""":data:`OnStates` for the states' checked Avro dicts (no typed records built)."""
+
 
 @runtime_checkable
 class SeedsInBatches(Protocol):
@@ -62,6 +67,16 @@ class SeedsInBatches(Protocol):
     def bootstrap_batch(self, states: Sequence[ConsentStateRecorded]) -> None:
         """Seed every state (each subject at most once), all or nothing, idempotently;
         a RetriableSinkError lets the runner try the whole batch again."""
+        ...
+
+
+@runtime_checkable
+class SeedsFromAvro(Protocol):
+    """Optional for a sink, preferred over :class:`SeedsInBatches`: seeds a batch from
+    the states' checked Avro dicts, for a store that needs only a few of their fields."""
+
+    def seed_avro_batch(self, states: Sequence[StateAvro]) -> None:
+        """As :meth:`SeedsInBatches.bootstrap_batch`, from :class:`StateAvro` dicts."""
         ...
 
 
@@ -76,19 +91,20 @@ def bootstrap(
     decoder: EventDecoder,
     on_state: Callable[[ConsentStateRecorded], None] | None = None,
     on_states: OnStates | None = None,
+    on_avro: OnAvro | None = None,
     on_invalid: Callable[[Message, InvalidEventError], None],
     stop: threading.Event,
     timeout: float = 300.0,
 ) -> int:
-    """Feed every state record to ``on_states`` in batches (or, without it, one at a
-    time to ``on_state``); returns how many records were read and valid.
+    """Feed every state record to ``on_avro`` or ``on_states`` in batches (or, without
+    either, one at a time to ``on_state``); returns how many records were read and valid.
 
     ``on_invalid`` receives records that cannot be decoded (to dead-letter them), before
     their batch is handed over. Returns early, without finishing, when ``stop`` is set.
     """
-    if on_states is None:
+    if on_avro is None and on_states is None:
         if on_state is None:
-            raise TypeError("bootstrap needs on_states or on_state")
+            raise TypeError("bootstrap needs on_avro, on_states or on_state")
         one = on_state
 
         def on_states(states: Sequence[ConsentStateRecorded]) -> None:
@@ -127,7 +143,10 @@ def bootstrap(
             for message, exc in batch.invalid:
                 on_invalid(message, exc)
             if batch.states:
-                on_states(list(batch.states.values()))
+                if on_avro is not None:
+                    on_avro(list(batch.states.values()))
+                elif on_states is not None:
+                    on_states([typed_state(s) for s in batch.states.values()])
             applied += batch.valid
     except KafkaException as exc:
         raise BootstrapError(f"reading {topic}: {exc}") from exc
@@ -167,22 +186,22 @@ class _Batch:
     """The newest valid state per subject among one fetch's records, and the invalid."""
 
     def __init__(self) -> None:
-        self.states: dict[str, ConsentStateRecorded] = {}
+        self.states: dict[str, StateAvro] = {}
         self.invalid: list[tuple[Message, InvalidEventError]] = []
         self.valid = 0
 
     def add(self, decoder: EventDecoder, message: Message, value: bytes) -> None:
         try:
-            state = decode_state(decoder, value)
+            state = decode_state_avro(decoder, value)
         except InvalidEventError as exc:
             self.invalid.append((message, exc))
             return
         self.valid += 1
-        subject = state.subject.id
+        subject = state["subject"]["id"]
         held = self.states.get(subject)
         # Offset order within a partition; the time decides should a subject ever have
         # been written to two partitions (a changed partition count).
-        if held is None or state.updated_at >= held.updated_at:
+        if held is None or state["updated_at"] >= held["updated_at"]:
             self.states[subject] = state
 
 

@@ -68,7 +68,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.backoff import Backoff
-from consumers.bootstrap import SeedsInBatches, bootstrap
+from consumers.bootstrap import SeedsFromAvro, SeedsInBatches, bootstrap
 from consumers.http import HttpServer, Route, health_route, metrics_route
 from consumers.instruction_records import decode_instructions, instructions_of
 from consumers.metrics import SinkMetrics, consumer_lag
@@ -278,6 +278,11 @@ class SinkRunner:
                 on_states=(
                     (lambda states: self._retrying(lambda: sink.bootstrap_batch(states), STORE))
                     if isinstance(sink, SeedsInBatches)
+                    else None
+                ),
+                on_avro=(
+                    (lambda states: self._retrying(lambda: sink.seed_avro_batch(states), STORE))
+                    if isinstance(sink, SeedsFromAvro)
                     else None
                 ),
                 on_invalid=lambda message, exc: self._dead_letter(message, exc, "bootstrap"),

@@ -19,6 +19,7 @@ from consumers.analytics.store import (
 )
 from consumers.http import BadRequestError, Response, Route, identifier_param
 from consumers.protocol import PermanentSinkError, RetriableSinkError, SinkResult
+from consumers.state_records import StateAvro
 from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.taxonomy import Outcome, Purpose, SinkFamily
 
@@ -87,6 +88,13 @@ class AnalyticsSink:
         """Seed many people's opt-outs and restrictions in one transaction."""
         try:
             self.store.seed_many(states)
+        except StoreUnavailableError as exc:
+            raise RetriableSinkError(str(exc)) from exc
+
+    def seed_avro_batch(self, states: Sequence[StateAvro]) -> None:
+        """The same from the states' checked Avro dicts (the bootstrap's fast path)."""
+        try:
+            self.store.seed_avro_many(states)
         except StoreUnavailableError as exc:
             raise RetriableSinkError(str(exc)) from exc
 

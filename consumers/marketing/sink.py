@@ -17,6 +17,7 @@ from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.settings import MarketingSettings
 from consumers.marketing.store import MarketingStore
 from consumers.protocol import SinkResult
+from consumers.state_records import StateAvro
 from schemas.events import ConsentStateRecorded, InstructionIssued
 from schemas.taxonomy import SinkFamily
 
@@ -69,6 +70,10 @@ class MarketingSink:
     def bootstrap_batch(self, states: Sequence[ConsentStateRecorded]) -> None:
         """Seed many subjects' suppressions and restrictions in one transaction."""
         self.store.bootstrap_batch(states)
+
+    def seed_avro_batch(self, states: Sequence[StateAvro]) -> None:
+        """The same from the states' checked Avro dicts (the bootstrap's fast path)."""
+        self.store.seed_avro_batch(states)
 
     def bootstrap_finished(self) -> None:
         """Remember the bootstrap is complete."""

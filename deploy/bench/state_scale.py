@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 from confluent_kafka import Producer
@@ -43,6 +43,7 @@ from consumers.bootstrap import bootstrap
 from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import MarketingStore
+from consumers.state_records import StateAvro
 from schemas.admin import ensure_topics
 from schemas.codec import SHIPPED, EventDecoder, EventSerializer
 from schemas.errors import ConsentRelayError
@@ -51,6 +52,7 @@ from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.taxonomy import SubjectKind
 
+_S = TypeVar("_S")
 _T0 = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
 _MARKETING = ("MARKETING_EMAIL", "MARKETING_SMS", "PERSONALISED_MARKETING")
 _ANALYTICS = ("RESEARCH_AND_STATISTICS", "COOKIES_STATISTICS")
@@ -166,7 +168,9 @@ def seed_marketing(settings: KafkaSettings, directory: Path) -> Timing:
         Database(f"sqlite:///{directory / 'marketing.db'}"), AddressHasher(b"k" * 32)
     )
     try:
-        return _seed("seed marketing", settings, store.bootstrap_batch, store.mark_bootstrapped)
+        return _seed(
+            "seed marketing", settings, store.mark_bootstrapped, on_avro=store.seed_avro_batch
+        )
     finally:
         store.close()
 
@@ -176,7 +180,7 @@ def seed_analytics(settings: KafkaSettings, directory: Path) -> Timing:
     store = AnalyticsStore(directory / "analytics.db")
     store.ensure_schema()
     try:
-        return _seed("seed analytics", settings, store.seed_many, store.mark_seeded)
+        return _seed("seed analytics", settings, store.mark_seeded, on_avro=store.seed_avro_many)
     finally:
         store.close()
 
@@ -184,19 +188,26 @@ def seed_analytics(settings: KafkaSettings, directory: Path) -> Timing:
 def _seed(
     what: str,
     settings: KafkaSettings,
-    on_states: Callable[[Sequence[ConsentStateRecorded]], None],
     finished: Callable[[], None],
+    *,
+    on_states: Callable[[Sequence[ConsentStateRecorded]], None] | None = None,
+    on_avro: Callable[[Sequence[StateAvro]], None] | None = None,
 ) -> Timing:
+    """Seed through whichever batch path the store has (as the runner picks it)."""
+
     def refuse(_message: Any, exc: Exception) -> None:
         raise ConsentRelayError(f"the bench's own state did not decode: {exc}") from exc
 
     store_seconds = 0.0
 
-    def timed(states: Sequence[ConsentStateRecorded]) -> None:
-        nonlocal store_seconds
-        started = time.monotonic()
-        on_states(states)
-        store_seconds += time.monotonic() - started
+    def timed(write: Callable[[Sequence[_S]], None]) -> Callable[[Sequence[_S]], None]:
+        def call(states: Sequence[_S]) -> None:
+            nonlocal store_seconds
+            started = time.monotonic()
+            write(states)
+            store_seconds += time.monotonic() - started
+
+        return call
 
     began, cpu = time.monotonic(), time.process_time()
     with settings.registry_client() as registry:
@@ -204,7 +215,8 @@ def _seed(
             settings,
             group_id=f"state-scale-{uuid.uuid4().hex[:8]}",
             decoder=EventDecoder(registry),
-            on_states=timed,
+            on_states=timed(on_states) if on_states is not None else None,
+            on_avro=timed(on_avro) if on_avro is not None else None,
             on_invalid=refuse,
             stop=threading.Event(),
             timeout=3600,

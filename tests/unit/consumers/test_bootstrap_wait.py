@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from consumers import bootstrap as bootstrap_module
 from consumers.bootstrap import BootstrapError, bootstrap
+from consumers.state_records import state_avro, typed_state
 from schemas.codec import EventDecoder
 from schemas.errors import InvalidEventError, ValidationError
 from schemas.events import ConsentStateRecorded, Subject
@@ -108,7 +109,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
     FakeConsumer.script = [FakeMessage(0), FakeMessage(1)]
     FakeConsumer.end = 2
     monkeypatch.setattr(bootstrap_module, "Consumer", FakeConsumer)
-    monkeypatch.setattr(bootstrap_module, "decode_state", lambda _d, value: state(value))
+    monkeypatch.setattr(
+        bootstrap_module, "decode_state_avro", lambda _d, value: state_avro(state(value))
+    )
     return FakeConsumer
 
 
@@ -171,8 +174,9 @@ def test_a_fatal_error_while_reading_fails_the_bootstrap(fake: type[FakeConsumer
         run()
 
 
+@pytest.mark.parametrize("avro", [False, True])
 def test_a_batch_carries_the_newest_state_of_each_subject(
-    fake: type[FakeConsumer],
+    fake: type[FakeConsumer], avro: bool
 ) -> None:
     fake.end = 6
     fake.script = [
@@ -192,7 +196,9 @@ def test_a_batch_carries_the_newest_state_of_each_subject(
         SETTINGS,
         group_id="g",
         decoder=EventDecoder(None),
+        # Both given: the Avro dicts are preferred (no typed records built).
         on_states=lambda states: batches.append(list(states)),
+        on_avro=(lambda states: batches.append([typed_state(s) for s in states])) if avro else None,
         on_invalid=lambda _m, exc: invalid.append(exc),
         stop=threading.Event(),
         timeout=30,

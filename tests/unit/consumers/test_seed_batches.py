@@ -4,6 +4,7 @@ and the bulk decoder refuses exactly what the full decode refuses (no network)."
 from __future__ import annotations
 
 import dataclasses
+import random
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -13,12 +14,25 @@ from typing import Any
 
 import pytest
 
+from consumers import state_records
 from consumers.analytics.store import AnalyticsStore
 from consumers.decoding import decode_as
-from consumers.marketing.database import Database
+from consumers.marketing.database import (
+    BULK_CACHE_KIB,
+    BULK_CHECKPOINT_PAGES,
+    PAGE_BYTES,
+    Database,
+)
 from consumers.marketing.hashing import AddressHasher
-from consumers.marketing.store import Contact, MarketingStore
-from consumers.state_records import decode_state, state_from_avro
+from consumers.marketing.store import _SUPPRESSIONS, Contact, MarketingStore, _seed_ms, to_ms
+from consumers.state_records import (
+    decode_state,
+    decode_state_avro,
+    from_epoch_ms,
+    state_avro,
+    state_from_avro,
+    typed_state,
+)
 from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
 from schemas.converters import to_dict
 from schemas.errors import InvalidEventError
@@ -168,10 +182,30 @@ def test_bulk_decode_equals_the_full_decode() -> None:
         assert decode_state(decoder, data) == decode_as(decoder, data, ConsentStateRecorded) == s
 
 
-def refusal(decoder: EventDecoder, data: bytes, bulk: bool) -> str:
-    decode: Any = decode_state if bulk else lambda d, b: decode_as(d, b, ConsentStateRecorded)
+def test_avro_decode_hands_over_what_the_full_decode_reads() -> None:
+    decoder = EventDecoder(None)
+    for s in (state(i) for i in range(60)):
+        data = encode_single_object(s)
+        assert typed_state(decode_state_avro(decoder, data)) == s
+        read = dict(decode_state_avro(decoder, data))
+        # The state topic's schema has the stream's history too (None here): not read.
+        assert read.pop("history", None) is None
+        assert read == state_avro(s)
+
+
+FULL = "full"
+BULK = "bulk"
+AVRO = "avro"
+DECODERS: dict[str, Any] = {
+    FULL: lambda d, b: decode_as(d, b, ConsentStateRecorded),
+    BULK: decode_state,
+    AVRO: decode_state_avro,
+}
+
+
+def refusal(decoder: EventDecoder, data: bytes, how: str) -> str:
     with pytest.raises(InvalidEventError) as caught:
-        decode(decoder, data)
+        DECODERS[how](decoder, data)
     return f"{type(caught.value).__name__}: {caught.value}"
 
 
@@ -191,7 +225,8 @@ def test_bulk_decode_refuses_what_the_full_decode_refuses(spoil: Any) -> None:
     spoil(avro)
     data = encode_single_object_dict(ConsentStateRecorded, avro)
     decoder = EventDecoder(None)
-    assert refusal(decoder, data, bulk=True) == refusal(decoder, data, bulk=False)
+    full = refusal(decoder, data, FULL)
+    assert refusal(decoder, data, BULK) == refusal(decoder, data, AVRO) == full
 
 
 def test_bulk_decode_reads_a_record_with_history_as_fast_leaving_history_out() -> None:
@@ -217,13 +252,17 @@ def test_bulk_decode_reads_a_record_with_history_as_fast_leaving_history_out() -
     decoder = EventDecoder(None)
     assert decode_as(decoder, data, ConsentStateRecorded) == full
     assert decode_state(decoder, data) == dataclasses.replace(full, history=None)
+    # The Avro-dict path too: the record as decoded, not the full decode's (slow) answer.
+    _, record = decoder.decode_dict(data, epoch_ms=True)
+    assert state_records._plain_avro(record)
+    assert decode_state_avro(decoder, data)["history"] is not None  # type: ignore[typeddict-item]
 
 
-def test_bulk_decode_refuses_another_event_type() -> None:
+@pytest.mark.parametrize("how", [BULK, AVRO])
+def test_bulk_decode_refuses_another_event_type(how: str) -> None:
     data = encode_single_object(example(ConsentChanged))
     decoder = EventDecoder(None)
-    with pytest.raises(InvalidEventError):
-        decode_state(decoder, data)
+    assert refusal(decoder, data, how) == refusal(decoder, data, FULL)
 
 
 def test_state_from_avro_checks_types_from_dict_would() -> None:
@@ -232,17 +271,114 @@ def test_state_from_avro_checks_types_from_dict_would() -> None:
     assert state_from_avro(avro).updated_at == T0
 
 
+@pytest.mark.parametrize("ms", [-62135596800001, 253402300800000, 2**62])
+def test_avro_decode_refuses_a_time_beyond_datetime_as_the_full_decode(ms: int) -> None:
+    avro = to_dict(state(2))
+    avro["entries"][1]["occurred_at"] = ms  # a long fastavro cannot make a datetime of
+    data = encode_single_object_dict(ConsentStateRecorded, avro)
+    decoder = EventDecoder(None)
+    full = refusal(decoder, data, FULL)
+    assert refusal(decoder, data, AVRO) == full
+    assert "corrupt" in full
+
+
+@pytest.mark.parametrize("ms", [-62135596800000, -1, 0, 1, 1735689600123, 253402300799999])
+def test_avro_decode_keeps_every_time_the_full_decode_reads(ms: int) -> None:
+    avro = to_dict(state(2))
+    avro["updated_at"] = avro["entries"][0]["occurred_at"] = ms
+    data = encode_single_object_dict(ConsentStateRecorded, avro)
+    decoder = EventDecoder(None)
+    full = decode_as(decoder, data, ConsentStateRecorded)
+    assert full.updated_at == from_epoch_ms(ms)
+    assert typed_state(decode_state_avro(decoder, data)) == full
+
+
+def test_seeded_times_are_those_instructions_are_stored_with() -> None:
+    """The store keeps times as :func:`to_ms` of the datetime (a float round trip that
+    truncates some to the millisecond before); the seed, from wire milliseconds, must
+    land on the same value, or an equal-time withdrawal could lose to a grant."""
+    rng = random.Random(7)
+    for ms in [rng.randrange(-62135596800000, 253402300799999) for _ in range(20_000)]:
+        assert _seed_ms(ms) == to_ms(from_epoch_ms(ms))
+
+
 def test_marketing_seed_syncs_at_its_end_not_every_commit(
     marketing: tuple[MarketingStore, MarketingStore],
 ) -> None:
     _, store = marketing
 
-    def synchronous() -> int:
+    def pragmas() -> tuple[int, int, int]:
         with store.database.reading() as tx:
-            return int(tx.rows("PRAGMA synchronous")[0][0])
+            return tuple(  # type: ignore[return-value]
+                int(tx.rows(f"PRAGMA {name}")[0][0])
+                for name in ("synchronous", "wal_autocheckpoint", "cache_size")
+            )
 
-    assert synchronous() == 2  # FULL
+    normal = pragmas()
+    assert normal == (2, 1000, -2000)  # FULL, SQLite's defaults
     store.bootstrap_batch(STATES)
-    assert synchronous() == 1  # NORMAL while seeding
+    assert pragmas() == (1, BULK_CHECKPOINT_PAGES, -BULK_CACHE_KIB)  # NORMAL while seeding
     store.mark_bootstrapped()
-    assert synchronous() == 2
+    assert pragmas() == normal
+
+
+def test_a_new_sqlite_store_keeps_its_cells_in_the_key_order_tree(
+    marketing: tuple[MarketingStore, MarketingStore],
+) -> None:
+    _, store = marketing
+    with store.database.reading() as tx:
+        ddl = tx.rows("SELECT sql FROM sqlite_master WHERE name = 'suppressions'")[0][0]
+        page = tx.rows("PRAGMA page_size")[0][0]
+    assert ddl.endswith("WITHOUT ROWID")
+    assert page == PAGE_BYTES
+
+
+def test_a_store_created_with_a_rowid_table_seeds_the_same(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(_SUPPRESSIONS)  # the layout of stores created before
+    old = MarketingStore(Database(f"sqlite:///{path}"), AddressHasher(KEY))
+    _, new = marketing
+    for store in (old, new):
+        store.bootstrap_batch(STATES)
+        store.mark_bootstrapped()
+    old.close()
+    with sqlite3.connect(path) as conn:
+        (ddl,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'suppressions'"
+        ).fetchone()
+        (page,) = conn.execute("PRAGMA page_size").fetchone()
+    assert "WITHOUT ROWID" not in ddl
+    assert page == 4096  # its pages as created
+    tables = ("suppressions", "restrictions", "erased_subjects")
+    assert dump(path, tables) == dump(tmp_path / "many.db", tables)
+
+
+def wire_states() -> list[Any]:
+    """STATES as the seed reads them off the topic (checked Avro dicts, times in ms)."""
+    decoder = EventDecoder(None)
+    return [decode_state_avro(decoder, encode_single_object(s)) for s in STATES]
+
+
+def test_marketing_seed_from_the_wire_equals_the_typed_seed(
+    tmp_path: Path, marketing: tuple[MarketingStore, MarketingStore]
+) -> None:
+    typed, wire = marketing
+    typed.bootstrap_batch(STATES)
+    wire.seed_avro_batch(wire_states())
+    tables = ("suppressions", "restrictions", "erased_subjects")
+    assert dump(tmp_path / "many.db", tables) == dump(tmp_path / "one.db", tables)
+
+
+def test_analytics_seed_from_the_wire_equals_the_typed_seed(tmp_path: Path) -> None:
+    typed, wire = AnalyticsStore(tmp_path / "one.db"), AnalyticsStore(tmp_path / "many.db")
+    for store in (typed, wire):
+        store.ensure_schema()
+    typed.seed_many(STATES)
+    wire.seed_avro_many(wire_states())
+    tables = ("analytics_opt_outs", "analytics_restrictions")
+    assert dump(tmp_path / "many.db", tables) == dump(tmp_path / "one.db", tables)
+    typed.close()
+    wire.close()

@@ -9,6 +9,7 @@ import io
 import json
 import struct
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import fastavro
@@ -362,3 +363,47 @@ def test_registry_server_errors_are_retriable_not_unknown_schemas() -> None:
         EventDecoder(failing).decode(b"\x00" + struct.pack(">I", 9) + b"\x00")
     with pytest.raises(RegistryUnavailableError, match="registry error"):
         EventSerializer(failing, ConsentChanged)(example(ConsentChanged), "t")
+
+
+def as_epoch_ms(value: Any) -> Any:
+    """``value`` with every datetime as its epoch milliseconds."""
+    if isinstance(value, datetime):
+        return (value - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    if isinstance(value, dict):
+        return {k: as_epoch_ms(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [as_epoch_ms(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("widened", [False, True])
+def test_epoch_ms_reads_the_same_record_with_times_as_longs(widened: bool) -> None:
+    registry = mock_registry()
+    writer = json.loads(schema_text(ConsentChanged))
+    if widened:  # a writer unlike the shipped schema: the decoder resolves it
+        writer["fields"].append({"name": "extra", "type": "long", "default": 0})
+    registry.register_schema(subject_name(ConsentChanged), Schema(json.dumps(writer), "AVRO"))
+    event = example(ConsentChanged)
+    wire = foreign_wire(registry, writer, {**to_dict(event), "extra": 7})
+    decoder = EventDecoder(registry)
+    event_type, plain = decoder.decode_dict(wire)
+    assert (event_type, plain.get("extra")) == (ConsentChanged, None)
+    assert decoder.decode_dict(wire, epoch_ms=True) == (ConsentChanged, as_epoch_ms(plain))
+    assert isinstance(decoder.decode_dict(wire, epoch_ms=True)[1]["occurred_at"], int)
+    single = encode_single_object(event)
+    assert decoder.decode_dict(single, epoch_ms=True) == (
+        ConsentChanged,
+        as_epoch_ms(decoder.decode_dict(single)[1]),
+    )
+    assert decoder.decode(wire) == event  # the plain read is unchanged
+
+
+def foreign_wire(registry: SchemaRegistryClient, writer: dict[str, Any], avro: Any) -> bytes:
+    """Wire-format bytes of ``avro`` written with ``writer`` (registered in ``registry``)."""
+    schema_id = registry.lookup_schema(
+        subject_name(ConsentChanged), Schema(json.dumps(writer), "AVRO")
+    ).schema_id
+    buf = io.BytesIO()
+    buf.write(b"\x00" + struct.pack(">I", schema_id))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(writer), avro)
+    return buf.getvalue()
