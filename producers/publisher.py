@@ -7,8 +7,9 @@ and a thread that serves delivery reports. :meth:`Publisher.produce` returns at 
 callback later receives either the broker's acknowledgement (:class:`Published`) or a
 :class:`~producers.errors.PublishError`. A delivery that is not acknowledged within
 ``delivery_timeout_s`` fails with :class:`~producers.errors.BrokerUnavailableError`, so
-callers never mistake "queued" for "stored". Closing flushes what is queued and fails
-whatever still is not acknowledged.
+callers never mistake "queued" for "stored"; nor does a report without an offset, which
+librdkafka gives a record it never saw stored (:data:`_NO_OFFSET`). Closing flushes what
+is queued and fails whatever still is not acknowledged.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.1
+_NO_OFFSET = "acknowledged without an offset: the broker may not hold it; send it again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,13 +150,19 @@ class Publisher:
             raise PublishError(f"the producer failed fatally ({self._fatal}); restart it")
 
         def report(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                delivery = Delivery(
-                    str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
-                )
-                _call(on_done, delivery, None)
-            else:
+            offset = msg.offset()
+            if err is not None:
                 _call(on_done, None, self._error(err))
+            elif offset is None or offset < 0:
+                # An acks=all write always comes back with its offset. Without one,
+                # librdkafka's idempotent producer "implicitly acked" the record after the
+                # next batch succeeded, which on a partition just created also happens
+                # when the broker refused this record's batch (NOT_LEADER) and never
+                # stored it (confluent-kafka-go#921): a retry with the same event id may
+                # duplicate, silence may lose it.
+                _call(on_done, None, PublishError(_NO_OFFSET))
+            else:
+                _call(on_done, Delivery(str(msg.topic()), int(msg.partition() or 0), offset), None)
 
         try:
             self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
