@@ -52,16 +52,20 @@ def read_changelogs(
     kafka: KafkaSettings, app_id: str, timeout: float = 30.0
 ) -> tuple[dict[bytes, SubjectPropagations], dict[bytes, tuple[Propagation, ...]]]:
     """The pending and completed tables as their changelog topics hold them now."""
-    pending_raw = _read_compacted(kafka, tables.changelog_topic(app_id, tables.PENDING), timeout)
-    done_raw = _read_compacted(kafka, tables.changelog_topic(app_id, tables.DONE), timeout)
+    pending_raw = read_compacted(kafka, tables.changelog_topic(app_id, tables.PENDING), timeout)
+    done_raw = read_compacted(kafka, tables.changelog_topic(app_id, tables.DONE), timeout)
     return (
-        {k: decode_pending(v) for k, v in pending_raw.items()},
-        {k: decode_done(v) for k, v in done_raw.items()},
+        {k: decode_pending(v) for k, (_, v) in pending_raw.items()},
+        {k: decode_done(v) for k, (_, v) in done_raw.items()},
     )
 
 
-def _read_compacted(kafka: KafkaSettings, topic: str, timeout: float) -> dict[bytes, bytes]:
-    """Latest value per key of a compacted topic, read up to its current end."""
+def read_compacted(
+    kafka: KafkaSettings, topic: str, timeout: float
+) -> dict[bytes, tuple[int, bytes]]:
+    """Latest (partition, value) per key of a compacted topic, read up to its current
+    end; empty if the topic does not exist. ConsentRelayError if the end is not reached
+    within ``timeout``, KafkaException if the broker refuses."""
     consumer = Consumer(
         kafka.consumer_config(f"streams-query-{uuid.uuid4()}", **{"enable.partition.eof": True})
     )
@@ -83,8 +87,10 @@ def _read_compacted(kafka: KafkaSettings, topic: str, timeout: float) -> dict[by
         consumer.close()
 
 
-def _drain(consumer: Consumer, ends: dict[int, int], timeout: float) -> dict[bytes, bytes]:
-    latest: dict[bytes, bytes] = {}
+def _drain(
+    consumer: Consumer, ends: dict[int, int], timeout: float
+) -> dict[bytes, tuple[int, bytes]]:
+    latest: dict[bytes, tuple[int, bytes]] = {}
     deadline = time.monotonic() + timeout
     remaining = dict(ends)
     while remaining:
@@ -102,7 +108,7 @@ def _drain(consumer: Consumer, ends: dict[int, int], timeout: float) -> dict[byt
                 if value is None:
                     latest.pop(key, None)
                 else:
-                    latest[key] = value
+                    latest[key] = (partition, value)
             if offset >= remaining.get(partition, 0) - 1:
                 remaining.pop(partition, None)
     return latest

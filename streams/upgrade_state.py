@@ -18,16 +18,15 @@ same states; a deployment without the old changelog has nothing to copy.
 from __future__ import annotations
 
 import logging
-import time
-import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded
 from schemas.kafka import KafkaSettings
 from streams import records, tables
+from streams.query import read_compacted
 from streams.resolution import SubjectState
 from streams.table_codecs import decode_state
 from streams.times import now_ms
@@ -84,40 +83,13 @@ def _read_newest(
     kafka: KafkaSettings, topic: str, timeout: float
 ) -> dict[bytes, tuple[int, SubjectState]]:
     """Subject key → (partition, newest state) of the old changelog, read to its end."""
-    consumer = Consumer(kafka.consumer_config(f"streams-upgrade-{uuid.uuid4()}"))
-    newest: dict[bytes, tuple[int, SubjectState]] = {}
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            log.info("upgrade-state: %s does not exist, nothing to copy", topic)
-            return newest
-        ends: dict[int, int] = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        deadline = time.monotonic() + timeout
-        while ends:
-            if time.monotonic() > deadline:
-                raise UpgradeError(f"{topic} not read to its end within {timeout}s")
-            for message in consumer.consume(1000, timeout=1.0):
-                error = message.error()
-                if error is not None:
-                    raise UpgradeError(f"reading {topic}: {error}")
-                key, value = message.key(), message.value()
-                partition, offset = message.partition() or 0, message.offset() or 0
-                if key is not None:
-                    if value is None:
-                        newest.pop(key, None)
-                    else:
-                        newest[key] = (partition, decode_state(value))
-                if offset >= ends.get(partition, 0) - 1:
-                    ends.pop(partition, None)
-    except KafkaException as exc:
+        latest = read_compacted(kafka, topic, timeout)
+    except (ConsentRelayError, KafkaException) as exc:
         raise UpgradeError(f"reading {topic}: {exc}") from exc
+    if not latest:
+        log.info("upgrade-state: %s is empty or missing, nothing to copy", topic)
+    try:
+        return {key: (partition, decode_state(value)) for key, (partition, value) in latest.items()}
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise UpgradeError(f"a record of {topic} cannot be read: {exc!r}") from exc
-    finally:
-        consumer.close()
-    return newest
