@@ -204,11 +204,8 @@ def _known_layout(record: Mapping[str, Any]) -> bool:
     """Today's fields (plus the unread ones), and any other field of the record only when
     absent (None): an optional field a newer schema adds is checked by ``from_dict``
     whenever it carries a value, and a key that is no field at all is refused by it."""
-    extra = len(record) - len(_FIELDS)
-    if extra == 0:
+    if len(record) == len(_FIELDS):
         return record.keys() == _FIELDS
-    if extra == 1 and "history" in record:
-        return all(key in record for key in _FIELDS)
     return all(key in record for key in _FIELDS) and all(
         key in _UNREAD or (key in _OPTIONAL and value is None)
         for key, value in record.items()
