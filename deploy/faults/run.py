@@ -119,7 +119,8 @@ def _reconcile(live: Live, on_topic: readback.OnTopic) -> dict[str, Tally]:
 def main(config: FaultsConfig) -> int:
     """Run; 0 when nothing was lost or misapplied and every malformed record dead-lettered."""
     name = run_id()
-    if (config.out / name).exists():
+    if (config.out / name).exists() or (ROOT / "var" / "faults" / name).exists():
+        # Two runs started in the same second (into different --out) share a state dir.
         name = f"{name}-{uuid.uuid4().hex[:4]}"
     paths = Paths(
         config.out / name,
