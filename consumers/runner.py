@@ -664,8 +664,19 @@ class SinkRunner:
 
     # -- rebalancing and stats -------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
+        if not partitions:
+            return
+        # librdkafka keeps a partition's pause across its revocation and a later assignment:
+        # one paused during a retry wait, taken away, and handed back after the runner
+        # resumed what it held would never be fetched again. Take the assignment here (the
+        # group is cooperative: incremental) and give it the runner's current pause state.
+        consumer.incremental_assign(partitions)
+        if self._paused:
+            consumer.pause(partitions)
+        else:
+            consumer.resume(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._checkpoint(commit=True)

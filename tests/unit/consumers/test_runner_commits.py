@@ -88,6 +88,12 @@ class FakeConsumer:
         assert not asynchronous
         self.calls.append("commit")
 
+    def incremental_assign(self, _partitions: list[TopicPartition]) -> None:
+        pass
+
+    def resume(self, _partitions: list[TopicPartition]) -> None:
+        pass
+
     def unsubscribe(self) -> None:
         self.calls.append("unsubscribe")
 
