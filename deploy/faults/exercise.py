@@ -12,6 +12,8 @@ returned, so no client of the harness outlives the broker it talks to.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 
 from deploy.bench.config import ROOT
-from deploy.bench.offsets import Offsets
+from deploy.bench.offsets import GroupLag, Offsets
 from deploy.bench.progress import wait_caught_up
 from deploy.bench.relay import Relay, RelayError
 from deploy.bench.workload import Prepared
@@ -38,6 +40,10 @@ from deploy.faults.say import say
 from deploy.faults.supervisor import Exit, Supervisor
 from deploy.faults.workload import Encoder
 from schemas.kafka import KafkaSettings
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+"""py-spy in the project's environment, if installed (not a dependency; see
+:mod:`deploy.bench.profile`), for :func:`_diagnose`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +183,35 @@ def _drain(relay: Relay, settings: KafkaSettings, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            caught_up, _, _ = wait_caught_up(offsets, relay, deadline - time.monotonic())
+            caught_up, _, lags = wait_caught_up(offsets, relay, deadline - time.monotonic())
+            if not caught_up:
+                _diagnose(relay, lags)
             return caught_up
         except (RelayError, KafkaException) as exc:
             say(f"  while catching up: {str(exc).splitlines()[0]}; waiting")
             time.sleep(2)
     return False
+
+
+def _diagnose(relay: Relay, lags: dict[str, GroupLag]) -> None:
+    """Say which groups are behind and keep every relay process's Python stacks beside
+    its log (``<name>.stacks.txt``): a stage that stopped moving says where it stands."""
+    prefix = relay.settings.topic_prefix
+    behind = {g.removeprefix(prefix): lag.total for g, lag in lags.items() if lag.total}
+    say(f"  not caught up; groups behind: {behind}")
+    if not PY_SPY.exists():
+        say("  (install py-spy in the virtualenv to keep each process's stacks too)")
+        return
+    for child in relay.children:
+        if child.popen.poll() is not None:
+            continue
+        dump = subprocess.run(
+            [str(PY_SPY), "dump", "--pid", str(child.pid)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        where = child.log_path.with_suffix(".stacks.txt")
+        where.write_text(dump.stdout + dump.stderr)
+        say(f"  {child.name}: stacks in {where}")
