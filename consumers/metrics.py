@@ -30,6 +30,7 @@ class SinkMetrics(NamedTuple):
     dead_letters: Counter
     circuit_breaker_open: Gauge
     consumer_lag: Gauge
+    clients_replaced: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> SinkMetrics:
@@ -78,6 +79,13 @@ class SinkMetrics(NamedTuple):
                 "consent_relay_consumer_lag",
                 "Messages not yet committed by the group, summed over partitions.",
                 ["group", "topic"],
+                registry=registry,
+            ),
+            clients_replaced=Counter(
+                "consent_relay_kafka_clients_replaced_total",
+                "Kafka clients replaced because they had forgotten every broker "
+                "(schemas.broker_loss), by client: the sink's group, or its producer.",
+                ["client"],
                 registry=registry,
             ),
         )

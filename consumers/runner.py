@@ -50,7 +50,6 @@ effect.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -62,7 +61,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from types import FrameType
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -87,6 +86,7 @@ from consumers.publisher import Publisher, build_dead_letter, build_receipt
 from consumers.settings import RunnerSettings
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
+from schemas.broker_loss import BrokerWatch
 from schemas.codec import EventDecoder
 from schemas.errors import (
     ConfigError,
@@ -224,6 +224,7 @@ class SinkRunner:
         """Ids answered since the last flush: remembered once their receipts are acked."""
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
+        self._broker_watch: BrokerWatch | None = None
         self._stored = False
         """Offsets stored since the last commit this runner asked for."""
         self.ready = threading.Event()
@@ -303,35 +304,12 @@ class SinkRunner:
     # -- consuming -----------------------------------------------------------------
 
     def _consume(self) -> None:
-        overrides: dict[str, object] = {
-            "statistics.interval.ms": 5000,
-            "stats_cb": self._on_stats,
-            "queued.max.messages.kbytes": self.options.prefetch_kbytes,
-        }
-        if self._commits_in_background:
-            # Still only the offsets stored by _checkpoint, i.e. of durable work.
-            overrides["enable.auto.commit"] = True
-            overrides["auto.commit.interval.ms"] = round(
-                self.options.commit_interval_seconds * 1000
-            )
-        if self.options.static_membership:
-            self._membership = claim(self.group_id, self.options.group_instance_id)
-            overrides["group.instance.id"] = self._membership.name
-        config = self.settings.consumer_config(
-            self.group_id,
-            session_timeout_seconds=self.options.session_timeout_seconds,
-            **overrides,
-        )
-        consumer = self._consumer = Consumer(config)
-        consumer.subscribe(
-            [self.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        consumer = self._subscribe()
         self.ready.set()
         log.info("consuming %s as group %s", self.topic, self.group_id)
         while not self._stop.is_set():
+            if self._broker_watch is not None and self._broker_watch.lost:
+                consumer = self._replace(consumer)
             if not self._pending:
                 self._fetch(consumer)
             chunk = [
@@ -352,6 +330,53 @@ class SinkRunner:
                 self._pending.extendleft(reversed(keep))
                 self._resume()
             self._checkpoint()
+
+    def _subscribe(self) -> Consumer:
+        """A new consumer in the group, watched for the loss of every broker."""
+        watch = self._broker_watch = BrokerWatch(f"sink {self.group_id}", self._on_stats)
+        overrides: dict[str, object] = {
+            **watch.config(),
+            "queued.max.messages.kbytes": self.options.prefetch_kbytes,
+        }
+        if self._commits_in_background:
+            # Still only the offsets stored by _checkpoint, i.e. of durable work.
+            overrides["enable.auto.commit"] = True
+            overrides["auto.commit.interval.ms"] = round(
+                self.options.commit_interval_seconds * 1000
+            )
+        if self.options.static_membership:
+            if self._membership is None:
+                self._membership = claim(self.group_id, self.options.group_instance_id)
+            overrides["group.instance.id"] = self._membership.name
+        config = self.settings.consumer_config(
+            self.group_id,
+            session_timeout_seconds=self.options.session_timeout_seconds,
+            **overrides,
+        )
+        consumer = self._consumer = Consumer(config)
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        return consumer
+
+    def _replace(self, consumer: Consumer) -> Consumer:
+        """A consumer in place of one that forgot every broker (:mod:`schemas.broker_loss`).
+
+        Its partitions count as lost: what was fetched and not yet committed is dropped
+        here and fetched again by whoever is assigned them (this member, usually), to be
+        applied again idempotently, as after a crash."""
+        self.metrics.clients_replaced.labels(self.group_id).inc()
+        self._forget([TopicPartition(t, p) for t, p in self._assigned])
+        self._paused = False
+        self._consumer = None
+        try:
+            consumer.close()
+        except KafkaException as exc:
+            log.warning("closing the consumer that lost its brokers: %s", exc)
+        return self._subscribe()
 
     def _fetch(self, consumer: Consumer) -> None:
         """Wait for the first message, then take whatever else is already fetched.
@@ -693,8 +718,8 @@ class SinkRunner:
         kept = [m for m in self._pending if (m.topic(), m.partition()) not in gone]
         self._pending = deque(kept)
 
-    def _on_stats(self, raw: str) -> None:
-        for topic, lag in consumer_lag(json.loads(raw)).items():
+    def _on_stats(self, stats: Mapping[str, Any]) -> None:
+        for topic, lag in consumer_lag(stats).items():
             self.metrics.consumer_lag.labels(self.group_id, topic).set(lag)
 
     # -- shutdown ------------------------------------------------------------------

@@ -1,0 +1,81 @@
+"""A librdkafka client that has forgotten every broker, and how its owner tells.
+
+librdkafka (2.10 on) forgets each broker a Metadata response leaves out. A broker in
+controlled shutdown can answer Metadata with no broker at all ("0 brokers, 1 topics":
+it is fenced, and on a one-broker cluster no other is left to list), so a client whose
+metadata request lands in that window forgets every broker it knew, and finds none
+again when the broker is back: it keeps asking for a group coordinator with "no broker
+available", or holds its messages, forever. Neither ``metadata.recovery.strategy``
+helps ("none" never bootstraps again; "rebootstrap", even after 3 s, left 7 of 16
+consumers stuck in one of 8 restarts). Upstream: confluentinc/librdkafka#5301 (open;
+librdkafka 2.16.0 here). On a private broker, 16 consumers, each in a group of its own,
+through 6 s broker restarts: some were still without partitions a minute after the
+broker's return in 1 of 2 to 1 of 5 restarts, and every one of those, and only those,
+had logged "0 brokers" as the broker stopped.
+
+Such a client's statistics list no broker but logical ones (the group coordinator's
+handle): the bootstrap servers ("configured") and every broker it learnt ("learned")
+are gone. A client that is merely waiting out an outage still lists the broker it
+learnt, down. :class:`BrokerWatch` is the statistics callback that notices; the
+client's owner then replaces the client (what it had not made durable is done again,
+idempotently, as after a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+STATS_INTERVAL_MS: Final = 2000
+"""How often a watched client reports its statistics: a client that forgot its
+brokers during a broker restart is noticed (and replaced) within this, usually while
+the broker is still down."""
+
+_REAL_SOURCES: Final = frozenset({"configured", "learned"})
+"""Broker handles that are a server: the bootstrap list, or learnt from metadata."""
+
+
+def lost_every_broker(stats: Mapping[str, Any]) -> bool:
+    """Whether librdkafka ``stats`` (its statistics JSON, decoded) show a client that
+    knows no broker any more, only logical handles."""
+    brokers = stats.get("brokers")
+    if not isinstance(brokers, Mapping):
+        return False
+    return not any(
+        isinstance(broker, Mapping) and broker.get("source") in _REAL_SOURCES
+        for broker in brokers.values()
+    )
+
+
+class BrokerWatch:
+    """A librdkafka ``stats_cb`` that remembers whether its client lost every broker.
+
+    ``then`` gets each decoded statistics report too (consumer lag, say). One watch
+    per client: a replacement client gets a new one.
+    """
+
+    def __init__(self, name: str, then: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+        self._name = name
+        self._then = then
+        self.lost = False
+        """Set once the client's statistics showed no broker; never cleared."""
+
+    def config(self) -> dict[str, Any]:
+        """The librdkafka settings that make the client report to this watch."""
+        return {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self}
+
+    def __call__(self, raw: str) -> None:
+        stats = json.loads(raw)
+        if not self.lost and lost_every_broker(stats):
+            self.lost = True
+            log.warning(
+                "%s: the Kafka client has forgotten every broker (a broker's shutdown "
+                "answered its metadata with none, librdkafka#5301); replacing it",
+                self._name,
+            )
+        if self._then is not None:
+            self._then(stats)

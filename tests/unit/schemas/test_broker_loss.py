@@ -1,0 +1,90 @@
+"""Telling a librdkafka client that forgot every broker from one waiting out an outage.
+
+The statistics below are trimmed from real ones, taken on a private broker restarted
+under 16 consumers (schemas/broker_loss.py says how).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from schemas.broker_loss import STATS_INTERVAL_MS, BrokerWatch, lost_every_broker
+
+WAITING_OUT_AN_OUTAGE: dict[str, Any] = {
+    "name": "c0#consumer-3",
+    "brokers": {
+        "127.0.0.1:34873/1": {
+            "name": "127.0.0.1:34873/1",
+            "nodeid": 1,
+            "source": "learned",
+            "state": "TRY_CONNECT",
+        },
+        "GroupCoordinator": {
+            "name": "GroupCoordinator",
+            "nodeid": -1,
+            "source": "logical",
+            "state": "TRY_CONNECT",
+        },
+    },
+    "cgrp": {"state": "query-coord", "join_state": "steady", "stateage": 3719},
+}
+FORGOT_EVERY_BROKER: dict[str, Any] = {
+    "name": "c15#consumer-18",
+    "brokers": {
+        "GroupCoordinator": {
+            "name": "GroupCoordinator",
+            "nodeid": -1,
+            "source": "logical",
+            "state": "TRY_CONNECT",
+        },
+    },
+    "cgrp": {"state": "query-coord", "join_state": "init", "stateage": 52063},
+}
+STARTING: dict[str, Any] = {
+    "name": "p#producer-1",
+    "brokers": {
+        "127.0.0.1:34873/bootstrap": {"nodeid": -1, "source": "configured", "state": "INIT"},
+    },
+}
+PRODUCER_UP: dict[str, Any] = {
+    "brokers": {"127.0.0.1:34873/1": {"nodeid": 1, "source": "learned", "state": "UP"}},
+}
+
+
+@pytest.mark.parametrize("stats", [WAITING_OUT_AN_OUTAGE, STARTING, PRODUCER_UP, {}])
+def test_a_client_that_knows_a_broker_is_not_lost(stats: dict[str, Any]) -> None:
+    assert not lost_every_broker(stats)
+
+
+def test_a_client_left_with_only_logical_handles_is_lost() -> None:
+    assert lost_every_broker(FORGOT_EVERY_BROKER)
+    assert lost_every_broker({"brokers": {}})
+
+
+def test_the_watch_remembers_the_loss_says_it_once_and_passes_every_report_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[dict[str, Any]] = []
+    watch = BrokerWatch("sink g", seen.append)
+    assert watch.config() == {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": watch}
+    watch(json.dumps(WAITING_OUT_AN_OUTAGE))
+    assert not watch.lost
+    with caplog.at_level(logging.WARNING, logger="schemas.broker_loss"):
+        watch(json.dumps(FORGOT_EVERY_BROKER))
+        watch(json.dumps(FORGOT_EVERY_BROKER))
+    assert watch.lost
+    assert len(caplog.records) == 1
+    assert "sink g" in caplog.records[0].getMessage()
+    assert "librdkafka#5301" in caplog.records[0].getMessage()
+    watch(json.dumps(PRODUCER_UP))
+    assert watch.lost  # a lost client is replaced, never trusted again
+    assert [s.get("name") for s in seen] == [
+        "c0#consumer-3",
+        "c15#consumer-18",
+        "c15#consumer-18",
+        None,
+    ]
