@@ -4,6 +4,8 @@ Settings are read from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_U
 ``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``GATE_*``, see
 :mod:`streams.gate.settings`) and validated before anything starts; /metrics is served
 on ``GATE_HTTP_HOST:GATE_HTTP_PORT``. Started before its broker, it waits for it.
+A gate whose Kafka clients forgot every broker (:mod:`schemas.broker_loss`) is
+followed by a new one, with new clients, in the same process.
 SIGTERM or SIGINT finishes the batch in flight (or abandons it uncommitted if it is still
 waiting), commits, leaves the group and flushes.
 Exit status: 0 after a stop, 2 for a bad setting, 1 if the gate could not run.
@@ -16,6 +18,7 @@ import gc
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 
@@ -54,16 +57,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = CollectorRegistry()
     metrics = GateMetrics.create(registry)
     server, thread = start_http_server(settings.http_port, settings.http_host, registry)
-    try:
-        gate = Gate(kafka, settings, metrics)
+    stopping = threading.Event()
+    current: list[Gate] = []
 
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal %d: stopping after the batch in flight", signum)
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the batch in flight", signum)
+        stopping.set()
+        for gate in current:
             gate.stop()
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        gate.run()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        while not stopping.is_set():
+            gate = Gate(kafka, settings, metrics)
+            current[:] = [gate]
+            if stopping.is_set():
+                gate.stop()
+            gate.run()
+            if not gate.lost_broker:
+                break
+            # librdkafka#5301 (schemas.broker_loss): new clients find the broker again.
+            log.warning("gate: starting again with new Kafka clients")
     except ConfigError as exc:
         log.error("invalid setting %s: %s", exc.key, exc.reason)
         return 2
@@ -72,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         server.shutdown()
+        server.server_close()
         thread.join(5)
     return 0
 

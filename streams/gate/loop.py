@@ -45,6 +45,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from prometheus_client import Counter
 
 from schemas.admin import ensure_topics, wait_for_broker
+from schemas.broker_loss import BrokerWatch
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.kafka import KafkaSettings
@@ -105,7 +106,8 @@ revocation and a stop commit at once): a crash forwards at most this much again.
 
 
 class Interrupted(Exception):  # noqa: N818 - a signal between methods, not an error
-    """The batch in hand is abandoned: the gate is stopping."""
+    """The batch in hand is abandoned: the gate is stopping, or starting again with new
+    Kafka clients (:attr:`Gate.lost_broker`)."""
 
 
 class Gate:
@@ -136,17 +138,23 @@ class Gate:
             claim(self.group, settings.group_instance_id) if settings.static_membership else None
         )
         member = {"group.instance.id": self.membership.name} if self.membership else {}
+        self._watches = {
+            name: BrokerWatch(f"gate {name}") for name in ("consumer", "follower", "producer")
+        }
         self.consumer = Consumer(
             kafka.consumer_config(
                 self.group,
                 session_timeout_seconds=settings.session_timeout_seconds,
                 **{"enable.auto.commit": True, "auto.commit.interval.ms": COMMIT_INTERVAL_MS},
                 **member,
+                **self._watches["consumer"].config(),
             )
         )
         self._subscribed = False
         self.follower = StateFollower(
-            Consumer(kafka.consumer_config(f"{self.group}.state")),
+            Consumer(
+                kafka.consumer_config(f"{self.group}.state", **self._watches["follower"].config())
+            ),
             self.changelog,
             self.topics.intake_progress,
             self.states,
@@ -156,7 +164,9 @@ class Gate:
         # failure means every message of the batch was acknowledged.
         self.producer = Producer(
             kafka.producer_config(
-                on_delivery=self._delivered, **{"delivery.report.only.error": True}
+                on_delivery=self._delivered,
+                **{"delivery.report.only.error": True},
+                **self._watches["producer"].config(),
             )
         )
         self.judge: GateJudge | None = None
@@ -166,6 +176,16 @@ class Gate:
     def stop(self) -> None:
         """Finish or abandon the batch in hand, commit what is published, close."""
         self._stopping.set()
+
+    @property
+    def lost_broker(self) -> bool:
+        """Whether one of the gate's Kafka clients forgot every broker
+        (:mod:`schemas.broker_loss`): :meth:`run` then returns, its batch in hand
+        uncommitted, for the caller to start a new gate with new clients."""
+        return any(watch.lost for watch in self._watches.values())
+
+    def _ending(self) -> bool:
+        return self._stopping.is_set() or self.lost_broker
 
     # ------------------------------------------------------------------- start
 
@@ -245,7 +265,7 @@ class Gate:
                 self.changelog,
             )
             frozen_at = 0
-            while not self._stopping.is_set():
+            while not self._ending():
                 messages = self._next_batch()
                 self.follower.drain()
                 if messages:
@@ -287,7 +307,7 @@ class Gate:
                 batch = self.judge.judge(messages)
                 self._publish(batch.out)
             except Interrupted:
-                log.info("gate: stopping; a batch of %d is left uncommitted", len(messages))
+                log.info("gate: a batch of %d is left uncommitted", len(messages))
                 return
             except RETRIABLE as exc:
                 delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
@@ -299,7 +319,8 @@ class Gate:
                     delay,
                 )
                 attempt += 1
-                if self._stopping.wait(delay):
+                if self._stopping.wait(delay) or self.lost_broker:
+                    log.info("gate: a batch of %d is left uncommitted", len(messages))
                     return
                 continue
             break
@@ -351,7 +372,7 @@ class Gate:
             if reading and time.monotonic() - told >= READING_LOG_SECONDS:
                 told = time.monotonic()
                 log.info("gate: still reading the consent state of partitions %s", reading)
-            if self._stopping.is_set():
+            if self._ending():
                 raise Interrupted
             behind = [p for p, need in blocked.items() if need is Need.INTAKE]
             if behind and time.monotonic() - asked_floor >= FLOOR_EVERY_SECONDS:
@@ -500,19 +521,28 @@ class Gate:
         self.consumer.poll(0.2)
 
     def _close(self) -> None:
+        # A consumer that forgot every broker can neither commit nor leave: what it
+        # published and did not commit is forwarded again by the next gate.
+        if not self._watches["consumer"].lost:
+            try:
+                self._commit(asynchronous=False)
+            except KafkaException as exc:
+                log.warning("gate: last commit failed (%s); those events will be read again", exc)
+            try:
+                self._leave_group()
+            except KafkaException as exc:
+                log.warning("gate: leaving the group failed (%s); it waits for the session", exc)
         try:
-            self._commit(asynchronous=False)
-        except KafkaException as exc:
-            log.warning("gate: last commit failed (%s); those events will be read again", exc)
-        try:
-            self._leave_group()
-        except KafkaException as exc:
-            log.warning("gate: leaving the group failed (%s); it waits for the session", exc)
-        finally:
             self.consumer.close()
+        finally:
             if self.membership is not None:
                 self.membership.release()
         self.follower.close()
+        if self._watches["producer"].lost:
+            # Nothing it holds can be delivered; every batch in it is uncommitted.
+            self.producer.purge()
+            self.producer.flush(0)
+            return
         left = self.producer.flush(CLOSE_TIMEOUT_SECONDS)
         if left:
             log.warning("gate: %d messages not delivered at close", left)
