@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.protocol import RetriableSinkError, SinkResult
@@ -29,6 +30,7 @@ from schemas.events import (
     utc_now,
 )
 from schemas.kafka import KafkaSettings
+from schemas.renewing_producer import RenewingProducer
 from schemas.taxonomy import Outcome
 
 
@@ -101,13 +103,18 @@ class Publisher:
         settings: KafkaSettings,
         registry: SchemaRegistryClient,
         shared: SharedProducer | None = None,
+        on_replaced: Callable[[], None] | None = None,
     ) -> None:
         """``shared``: write through that producer (its thread serves the delivery
-        reports) instead of one of this publisher's own."""
+        reports) instead of one of this publisher's own; ``on_replaced``: called when
+        this publisher's own producer replaced a client that forgot every broker
+        (:mod:`schemas.renewing_producer`)."""
         self._topics = settings.topics
         self._shared = shared
         self._producer = (
-            shared.producer() if shared is not None else Producer(settings.producer_config())
+            shared.producer()
+            if shared is not None
+            else RenewingProducer(settings.producer_config(), "sink publisher", on_replaced)
         )
         self._deliveries_settled = threading.Condition()
         self._unacked = 0

@@ -82,7 +82,7 @@ from consumers.protocol import (
     SinkError,
     SinkResult,
 )
-from consumers.publisher import Publisher, build_dead_letter, build_receipt
+from consumers.publisher import DeliveryError, Publisher, build_dead_letter, build_receipt
 from consumers.settings import RunnerSettings
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
@@ -253,7 +253,12 @@ class SinkRunner:
         try:
             self._registry = self.settings.registry_client()
             self._decoder = EventDecoder(self._registry)
-            self._publisher = Publisher(self.settings, self._registry, self._shared_producer)
+            self._publisher = Publisher(
+                self.settings,
+                self._registry,
+                self._shared_producer,
+                on_replaced=self.metrics.clients_replaced.labels(f"{self.group_id} producer").inc,
+            )
             try:
                 if self._retrying(self.sink.needs_bootstrap, STORE):
                     self._bootstrap()
@@ -307,29 +312,53 @@ class SinkRunner:
         consumer = self._subscribe()
         self.ready.set()
         log.info("consuming %s as group %s", self.topic, self.group_id)
+        undelivered = 0
         while not self._stop.is_set():
             if self._broker_watch is not None and self._broker_watch.lost:
-                consumer = self._replace(consumer)
-            if not self._pending:
-                self._fetch(consumer)
-            chunk = [
-                self._pending.popleft()
-                for _ in range(min(len(self._pending), self.options.batch_size))
-            ]
-            self._finished.clear()
+                self.metrics.clients_replaced.labels(self.group_id).inc()
+                consumer = self._start_over(consumer)
             try:
-                self._process(chunk)
-            except _AbandonedError:
-                # Put back what is unfinished on partitions still ours, ahead of later
-                # messages, so nothing is skipped and per-partition order holds.
-                keep = [
-                    m
-                    for m in chunk
-                    if _coordinates(m) not in self._finished and _partition(m) in self._assigned
-                ]
-                self._pending.extendleft(reversed(keep))
-                self._resume()
-            self._checkpoint()
+                self._step(consumer)
+                undelivered = 0
+            except DeliveryError as exc:
+                # A receipt or dead letter the broker did not take (a producer that forgot
+                # every broker fails all it held): nothing past it was committed, so read
+                # again from the last commit, as after a crash, without one.
+                self._drop_uncommitted()
+                undelivered += 1
+                delay = self.backoff.delay(undelivered)
+                log.warning("%s; reading again from the last commit in %.1fs", exc, delay)
+                if self._stop.wait(delay):
+                    raise _AbandonedError from exc
+                consumer = self._start_over(consumer)
+
+    def _step(self, consumer: Consumer) -> None:
+        """Fetch if nothing is pending, process a chunk, make it durable."""
+        if not self._pending:
+            self._fetch(consumer)
+        chunk = [
+            self._pending.popleft() for _ in range(min(len(self._pending), self.options.batch_size))
+        ]
+        self._finished.clear()
+        try:
+            self._process(chunk)
+        except _AbandonedError:
+            # Put back what is unfinished on partitions still ours, ahead of later
+            # messages, so nothing is skipped and per-partition order holds.
+            keep = [
+                m
+                for m in chunk
+                if _coordinates(m) not in self._finished and _partition(m) in self._assigned
+            ]
+            self._pending.extendleft(reversed(keep))
+            self._resume()
+        self._checkpoint()
+
+    def _drop_uncommitted(self) -> None:
+        """Forget what was fetched, finished or answered and not committed: none of it
+        may be committed now (a stop commits what is finished)."""
+        self._forget([TopicPartition(t, p) for t, p in self._assigned])
+        self._answered.clear()  # their receipts were not acknowledged
 
     def _subscribe(self) -> Consumer:
         """A new consumer in the group, watched for the loss of every broker."""
@@ -362,20 +391,20 @@ class SinkRunner:
         )
         return consumer
 
-    def _replace(self, consumer: Consumer) -> Consumer:
-        """A consumer in place of one that forgot every broker (:mod:`schemas.broker_loss`).
+    def _start_over(self, consumer: Consumer) -> Consumer:
+        """A new consumer in place of ``consumer``, which forgot every broker
+        (:mod:`schemas.broker_loss`) or holds work whose receipts were not delivered.
 
         Its partitions count as lost: what was fetched and not yet committed is dropped
         here and fetched again by whoever is assigned them (this member, usually), to be
-        applied again idempotently, as after a crash."""
-        self.metrics.clients_replaced.labels(self.group_id).inc()
-        self._forget([TopicPartition(t, p) for t, p in self._assigned])
+        applied again idempotently and answered again, as after a crash."""
+        self._drop_uncommitted()
         self._paused = False
         self._consumer = None
         try:
             consumer.close()
         except KafkaException as exc:
-            log.warning("closing the consumer that lost its brokers: %s", exc)
+            log.warning("closing the old consumer: %s", exc)
         return self._subscribe()
 
     def _fetch(self, consumer: Consumer) -> None:

@@ -13,10 +13,10 @@ producer, not by whichever runner happens to wait.
 from __future__ import annotations
 
 import threading
-
-from confluent_kafka import Producer
+from collections.abc import Callable
 
 from schemas.kafka import KafkaSettings
+from schemas.renewing_producer import RenewingProducer
 
 SERVE_SECONDS = 0.1
 """Longest the delivery-report thread waits in one poll; also how soon it sees close()."""
@@ -25,19 +25,26 @@ SERVE_SECONDS = 0.1
 class SharedProducer:
     """A producer created at first use, with a thread serving its delivery reports."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(
+        self, settings: KafkaSettings, on_replaced: Callable[[], None] | None = None
+    ) -> None:
+        """``on_replaced``: called each time the producer replaced a client that forgot
+        every broker (:mod:`schemas.renewing_producer`; its thread does it)."""
         self._config = settings.producer_config()
+        self._on_replaced = on_replaced
         self._lock = threading.Lock()
-        self._producer: Producer | None = None
+        self._producer: RenewingProducer | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
 
-    def producer(self) -> Producer:
+    def producer(self) -> RenewingProducer:
         """The producer (connecting on the first call); its delivery callbacks run on
         this object's thread."""
         with self._lock:
             if self._producer is None:
-                producer = self._producer = Producer(self._config)
+                producer = self._producer = RenewingProducer(
+                    self._config, "shared sink producer", self._on_replaced
+                )
                 self._thread = threading.Thread(
                     target=self._serve, args=(producer,), name="delivery-reports", daemon=True
                 )
@@ -52,6 +59,6 @@ class SharedProducer:
             self._thread.join()
         return self._producer.flush(timeout) if self._producer is not None else 0
 
-    def _serve(self, producer: Producer) -> None:
+    def _serve(self, producer: RenewingProducer) -> None:
         while not self._closing.is_set():
             producer.poll(SERVE_SECONDS)

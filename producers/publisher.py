@@ -20,13 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from producers.errors import BrokerUnavailableError, ProducerClosedError, PublishError
 from producers.metrics import ProducerMetrics
 from schemas.codec import EventSerializer
 from schemas.events import CONSENT_EVENT_TYPES, ConsentEvent
 from schemas.kafka import KafkaSettings
+from schemas.renewing_producer import RenewingProducer
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ class Publisher:
         self._registry = settings.registry_client()
         self._serializers = {t: EventSerializer(self._registry, t) for t in CONSENT_EVENT_TYPES}
         timeout_ms = max(1, int(delivery_timeout_s * 1000))
-        self._producer = Producer(
+        # Replaced when it forgets every broker (schemas.renewing_producer): what it
+        # held fails with BrokerUnavailableError, for the caller to send again.
+        self._producer = RenewingProducer(
             settings.producer_config(
                 **{
                     "delivery.timeout.ms": timeout_ms,
@@ -86,7 +89,8 @@ class Publisher:
                     "logger": logging.getLogger("producers.librdkafka"),
                     **producer_overrides,
                 }
-            )
+            ),
+            "publisher",
         )
         self._fatal: str | None = None
         self._closed = False
@@ -216,6 +220,10 @@ class Publisher:
     def _error(self, err: KafkaError) -> PublishError:
         code = err.code()
         if code in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+            if not self._closed:
+                return BrokerUnavailableError(
+                    f"the producer lost every broker and was replaced; send again: {err.str()}"
+                )
             return ProducerClosedError(f"closed before acknowledgement: {err.str()}")
         if code == KafkaError._MSG_TIMED_OUT:
             return BrokerUnavailableError(

@@ -55,8 +55,9 @@ def test_a_consumer_that_forgot_every_broker_is_replaced_and_nothing_is_lost(
         watch = runner._broker_watch
         assert watch is not None
         watch(json.dumps(FORGOT_EVERY_BROKER))  # as librdkafka's stats thread would
-        until(lambda: replaced._value.get() == 1, timeout=30)
-        assert runner._broker_watch is not watch, "the new consumer has a watch of its own"
+        # The new consumer has a watch of its own.
+        until(lambda: runner._broker_watch is not watch, timeout=30)
+        assert replaced._value.get() == 1
         after = [sink_kit.instruction(subject=f"after-{n}") for n in range(30)]
         landed = sink_kit.publish(after)
         assert {d.partition for d in landed} == set(range(sink_kit.settings.partitions))

@@ -73,7 +73,7 @@ class FakeConsumer:
 class FakePublisher:
     flushes: ClassVar[list[float]] = []
 
-    def __init__(self, *_args: Any) -> None:
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         pass
 
     def flush(self, timeout: float = 60.0) -> None:

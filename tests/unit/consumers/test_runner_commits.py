@@ -15,6 +15,7 @@ from confluent_kafka import TopicPartition
 
 from consumers import runner as runner_module
 from consumers.protocol import APPLIED, SinkResult
+from consumers.publisher import DeliveryError
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
 from schemas.events import ConsentStateRecorded, InstructionIssued, Subject
@@ -105,7 +106,7 @@ class FakeConsumer:
 
 
 class FakePublisher:
-    def __init__(self, *_args: Any) -> None:
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
         pass
 
     def receipt(self, *_args: Any) -> None:
@@ -205,3 +206,40 @@ def test_an_interval_of_zero_commits_after_every_chunk() -> None:
 def test_the_interval_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="commit_interval_seconds"):
         RunnerSettings(commit_interval_seconds=-1)
+
+
+class FailingOncePublisher(FakePublisher):
+    """Its third flush finds a receipt the broker did not take (a purged producer)."""
+
+    flushes = 0
+
+    def flush(self, timeout: float = 60.0) -> None:
+        FailingOncePublisher.flushes += 1
+        if FailingOncePublisher.flushes == 3:
+            raise DeliveryError("1 message(s) not delivered: Local: Purged in queue")
+
+
+def test_an_undelivered_receipt_starts_over_from_the_last_commit_without_committing_past_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    FailingOncePublisher.flushes = 0
+    monkeypatch.setattr(runner_module, "Publisher", FailingOncePublisher)
+    sink = CountingSink()
+    options = RunnerSettings(group_id="g", backoff_initial_seconds=0.01, backoff_max_seconds=0.02)
+    runner = SinkRunner(sink, KAFKA, options=options, serve_http=False)
+    runner._decode = lambda message: (instruction(message),)  # type: ignore[method-assign]
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    for _ in range(500):
+        if len(FakeConsumer.made) == 2 and FakeConsumer.made[1].stored[-1:] == [CHUNKS]:
+            break
+        threading.Event().wait(0.01)
+    runner.stop()
+    thread.join(10)
+    first, second = FakeConsumer.made
+    # The third chunk's receipt was not delivered: its offset is never stored, the
+    # consumer is closed, and a new one reads again from the last commit.
+    assert first.stored == [1, 2]
+    assert first.calls[-1] == "close"
+    assert second.stored == [1, 2, 3, 4, 5]
+    assert len(sink.applied) == 3 + CHUNKS  # applied again, idempotently, downstream

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from consumers import shared_producer as shared_module
 from consumers.partners.config import KnownSubjects, PartnerConfig, PartnersConfig
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.publisher import DeliveryError, Publisher
 from consumers.shared_producer import SharedProducer
+from schemas import renewing_producer as renewing_module
 from schemas.kafka import KafkaSettings
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:9")
@@ -63,7 +63,7 @@ class FakeProducer:
 @pytest.fixture(autouse=True)
 def fake_producer(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeProducer.made = []
-    monkeypatch.setattr(shared_module, "Producer", FakeProducer)
+    monkeypatch.setattr(renewing_module, "Producer", FakeProducer)
 
 
 def publishers(shared: SharedProducer) -> tuple[Publisher, Publisher, FakeProducer]:

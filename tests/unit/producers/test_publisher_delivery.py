@@ -7,10 +7,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError
 
-from producers import publisher as module
-from producers.errors import PublishError
+from producers.errors import BrokerUnavailableError, ProducerClosedError, PublishError
 from producers.publisher import Delivery, Publisher
+from schemas import renewing_producer as module
 from schemas.kafka import KafkaSettings
 
 
@@ -80,3 +81,12 @@ def test_a_report_without_an_offset_is_a_failure_to_resend(
     assert delivery is None
     assert isinstance(error, PublishError)
     assert "without an offset" in str(error)
+
+
+def test_a_message_failed_by_a_replaced_client_is_to_be_sent_again(publisher: Publisher) -> None:
+    # A client that forgot every broker is replaced and what it held is purged
+    # (schemas.renewing_producer): the caller must send again, not give up.
+    purged = KafkaError(KafkaError._PURGE_QUEUE)
+    assert isinstance(publisher._error(purged), BrokerUnavailableError)
+    publisher.close(0)
+    assert isinstance(publisher._error(purged), ProducerClosedError)
