@@ -86,7 +86,7 @@ from consumers.publisher import DeliveryError, Publisher, build_dead_letter, bui
 from consumers.settings import RunnerSettings
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
-from schemas.broker_loss import BrokerWatch
+from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import (
     ConfigError,
@@ -362,7 +362,11 @@ class SinkRunner:
 
     def _subscribe(self) -> Consumer:
         """A new consumer in the group, watched for the loss of every broker."""
-        watch = self._broker_watch = BrokerWatch(f"sink {self.group_id}", self._on_stats)
+        watch = self._broker_watch = BrokerWatch(
+            f"sink {self.group_id}",
+            self._on_stats,
+            unsteady_after=unsteady_limit(self.options.session_timeout_seconds),
+        )
         overrides: dict[str, object] = {
             **watch.config(),
             "queued.max.messages.kbytes": self.options.prefetch_kbytes,

@@ -16,15 +16,28 @@ had logged "0 brokers" as the broker stopped.
 Such a client's statistics list no broker but logical ones (the group coordinator's
 handle): the bootstrap servers ("configured") and every broker it learnt ("learned")
 are gone. A client that is merely waiting out an outage still lists the broker it
-learnt, down. :class:`BrokerWatch` is the statistics callback that notices; the
-client's owner then replaces the client (what it had not made durable is done again,
-idempotently, as after a crash).
+learnt, down.
+
+A group member can also be left half way: in a fault run a partner sink's consumer
+kept the broker it learnt while its JoinGroup request sat in the group coordinator
+handle's queue, never sent ("GroupCoordinator: Timed out 0 in-flight, 0 retry-queued,
+1 out-queue" every minute for ten minutes, no partitions), which reads like
+confluentinc/librdkafka#5511 (a coordinator handle left on a decommissioned broker;
+open). So a member that has not been steady in its group (state "up", join state
+"steady") for :data:`UNSTEADY_SECONDS` counts as lost too: a healthy join takes a
+second or two, and one waiting out an outage loses nothing by being replaced (its
+partitions went with its session).
+
+:class:`BrokerWatch` is the statistics callback that notices; the client's owner then
+replaces the client (what it had not made durable is done again, idempotently, as
+after a crash).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -34,6 +47,11 @@ STATS_INTERVAL_MS: Final = 2000
 """How often a watched client reports its statistics: a client that forgot its
 brokers during a broker restart is noticed (and replaced) within this, usually while
 the broker is still down."""
+
+UNSTEADY_SECONDS: Final = 15.0
+"""How long a group member may go without being steady in its group before it is
+replaced (at least; see :func:`unsteady_limit`): past a broker's return, the longest a
+stuck member holds its partitions."""
 
 _REAL_SOURCES: Final = frozenset({"configured", "learned"})
 """Broker handles that are a server: the bootstrap list, or learnt from metadata."""
@@ -51,18 +69,44 @@ def lost_every_broker(stats: Mapping[str, Any]) -> bool:
     )
 
 
+def unsteady_limit(session_timeout_seconds: float) -> float:
+    """How long a member with this session timeout may be unsteady: a join can wait
+    for a dead member's session to end, and for the rebalance after it."""
+    return max(UNSTEADY_SECONDS, 2 * session_timeout_seconds)
+
+
+def steady(stats: Mapping[str, Any]) -> bool:
+    """Whether a group member's ``stats`` show it steady in its group."""
+    group = stats.get("cgrp")
+    if not isinstance(group, Mapping):
+        return False
+    return group.get("state") == "up" and group.get("join_state") == "steady"
+
+
 class BrokerWatch:
-    """A librdkafka ``stats_cb`` that remembers whether its client lost every broker.
+    """A librdkafka ``stats_cb`` that remembers whether its client is lost: it forgot
+    every broker or, for a group member (``unsteady_after`` set, see
+    :func:`unsteady_limit`), was not steady in its group for that many seconds.
 
     ``then`` gets each decoded statistics report too (consumer lag, say). One watch
     per client: a replacement client gets a new one.
     """
 
-    def __init__(self, name: str, then: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        then: Callable[[Mapping[str, Any]], None] | None = None,
+        *,
+        unsteady_after: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._name = name
         self._then = then
+        self._unsteady_after = unsteady_after
+        self._clock = clock
+        self._unsteady_since: float | None = None
         self.lost = False
-        """Set once the client's statistics showed no broker; never cleared."""
+        """Set once the client is found lost; never cleared."""
 
     def config(self) -> dict[str, Any]:
         """The librdkafka settings that make the client report to this watch."""
@@ -70,12 +114,35 @@ class BrokerWatch:
 
     def __call__(self, raw: str) -> None:
         stats = json.loads(raw)
-        if not self.lost and lost_every_broker(stats):
+        if not self.lost:
+            self._judge(stats)
+        if self._then is not None:
+            self._then(stats)
+
+    def _judge(self, stats: Mapping[str, Any]) -> None:
+        if lost_every_broker(stats):
             self.lost = True
             log.warning(
                 "%s: the Kafka client has forgotten every broker (a broker's shutdown "
                 "answered its metadata with none, librdkafka#5301); replacing it",
                 self._name,
             )
-        if self._then is not None:
-            self._then(stats)
+            return
+        if self._unsteady_after is None:
+            return
+        now = self._clock()
+        if steady(stats):
+            self._unsteady_since = None
+        elif self._unsteady_since is None:
+            self._unsteady_since = now
+        elif now - self._unsteady_since >= self._unsteady_after:
+            self.lost = True
+            group = stats.get("cgrp") or {}
+            log.warning(
+                "%s: the Kafka consumer has not been steady in its group for %.0f s "
+                "(state %s, join state %s); replacing it",
+                self._name,
+                now - self._unsteady_since,
+                group.get("state"),
+                group.get("join_state"),
+            )

@@ -45,7 +45,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from prometheus_client import Counter
 
 from schemas.admin import ensure_topics, wait_for_broker
-from schemas.broker_loss import BrokerWatch
+from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.kafka import KafkaSettings
@@ -139,7 +139,11 @@ class Gate:
         )
         member = {"group.instance.id": self.membership.name} if self.membership else {}
         self._watches = {
-            name: BrokerWatch(f"gate {name}") for name in ("consumer", "follower", "producer")
+            "consumer": BrokerWatch(
+                "gate consumer", unsteady_after=unsteady_limit(settings.session_timeout_seconds)
+            ),
+            "follower": BrokerWatch("gate follower"),
+            "producer": BrokerWatch("gate producer"),
         }
         self.consumer = Consumer(
             kafka.consumer_config(

@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from schemas.broker_loss import STATS_INTERVAL_MS, BrokerWatch, lost_every_broker
+from schemas.broker_loss import (
+    STATS_INTERVAL_MS,
+    UNSTEADY_SECONDS,
+    BrokerWatch,
+    lost_every_broker,
+    unsteady_limit,
+)
 
 WAITING_OUT_AN_OUTAGE: dict[str, Any] = {
     "name": "c0#consumer-3",
@@ -88,3 +94,49 @@ def test_the_watch_remembers_the_loss_says_it_once_and_passes_every_report_on(
         "c15#consumer-18",
         None,
     ]
+
+
+def member(state: str, join_state: str) -> str:
+    return json.dumps({**PRODUCER_UP, "cgrp": {"state": state, "join_state": join_state}})
+
+
+def test_a_group_member_not_steady_for_long_is_lost_and_a_short_rejoin_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    watch = BrokerWatch("sink g", unsteady_after=unsteady_limit(6.0), clock=lambda: now[0])
+    for seconds, state, join in [
+        (0, "init", "init"),
+        (2, "up", "wait-join"),
+        (4, "up", "steady"),  # joined in 4 s
+        (6, "up", "wait-join"),  # a rebalance
+        (6 + UNSTEADY_SECONDS - 1, "up", "steady"),
+        (30, "up", "steady"),
+    ]:
+        now[0] = seconds
+        watch(member(state, join))
+        assert not watch.lost
+    # The partner sink's stuck member: broker up, JoinGroup never sent.
+    with caplog.at_level(logging.WARNING, logger="schemas.broker_loss"):
+        for seconds in (32, 40, 32 + UNSTEADY_SECONDS - 0.5):
+            now[0] = seconds
+            watch(member("up", "wait-join"))
+            assert not watch.lost
+        now[0] = 32 + UNSTEADY_SECONDS
+        watch(member("up", "wait-join"))
+    assert watch.lost
+    assert "not been steady in its group for 15 s (state up, join state wait-join)" in caplog.text
+
+
+def test_a_long_session_allows_a_longer_join() -> None:
+    assert unsteady_limit(6.0) == UNSTEADY_SECONDS
+    assert unsteady_limit(45.0) == 90.0
+
+
+def test_only_group_members_are_judged_by_their_group() -> None:
+    now = [0.0]
+    watch = BrokerWatch("gate follower", clock=lambda: now[0])
+    for seconds in (0, 100, 1000):
+        now[0] = seconds
+        watch(member("init", "init"))
+    assert not watch.lost
