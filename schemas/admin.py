@@ -11,7 +11,8 @@ that before creating topics, and again if the broker goes away while it does.
 Topics are created with the deployment's replication (:mod:`schemas.replication`)
 resolved against the brokers the cluster reports at that moment: three replicas and
 ``min.insync.replicas=2`` on a cluster of three brokers or more unless the Kafka
-settings say otherwise. Topics that exist are left as they are.
+settings say otherwise. Topics that exist are left as they are; topics created return
+only once each partition's leader serves it (:func:`_wait_until_led`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
@@ -36,6 +37,8 @@ STARTUP_BACKOFF_INITIAL: Final = 0.5
 """Seconds the first attempt to reach the broker may take."""
 STARTUP_BACKOFF_MAX: Final = 5.0
 """Seconds any attempt may take: the longest silence between two log lines."""
+_LEADER_POLL_SECONDS: Final = 0.02
+"""Pause between two checks that new partitions are led (they take tens of ms)."""
 
 _FATAL: Final = frozenset(
     {
@@ -163,7 +166,37 @@ def _create_missing(
             if _transient(exc):
                 raise
             raise ConsentRelayError(f"cannot create topic {name}: {exc}") from exc
+    _wait_until_led(admin, missing, timeout)
     return created
+
+
+def _wait_until_led(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> None:
+    """Return once every partition of ``specs`` answers a ListOffsets request.
+
+    CreateTopics returns, and metadata names each partition's leader, some tens of
+    milliseconds before that broker leads it (it refuses with NOT_LEADER until then).
+    librdkafka's idempotent producer can report a record whose first batch was refused
+    so as delivered when its next batch, already in flight, is accepted: the record is
+    lost (confluent-kafka-go#921). ListOffsets is answered by the leader only once it
+    leads, and writes nothing.
+    """
+    waiting = {TopicPartition(s.name, p) for s in specs for p in range(s.partitions)}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        asked = {tp: latest for tp in waiting}
+        for partition, future in admin.list_offsets(asked, request_timeout=timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if not _transient(exc) or time.monotonic() > deadline:
+                    raise ConsentRelayError(
+                        f"{partition.topic} [{partition.partition}] has no leader: {exc}"
+                    ) from exc
+                continue
+            waiting.discard(partition)
+        if waiting:
+            time.sleep(_LEADER_POLL_SECONDS)
 
 
 def cluster_replication(settings: KafkaSettings, timeout: float = 30.0) -> Replication:

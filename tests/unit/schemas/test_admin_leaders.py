@@ -1,0 +1,91 @@
+"""Topics just created are handed over only once every partition is led (no network: a
+fake admin whose new partitions refuse ListOffsets with NOT_LEADER for a while)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from schemas import admin
+from schemas.admin import ensure_topics
+from schemas.errors import ConsentRelayError
+from schemas.kafka import KafkaSettings
+from schemas.topics import TopicSpec
+
+SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")
+
+
+def _done(result: Any = None, error: int | None = None) -> Future[Any]:
+    future: Future[Any] = Future()
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(KafkaException(KafkaError(error)))
+    return future
+
+
+class NewPartitionsAdmin:
+    """Creates any topic; partition 1 refuses ListOffsets ``refusals`` times."""
+
+    refusals = 0
+    error = KafkaError.NOT_LEADER_FOR_PARTITION
+    asked: list[set[tuple[str, int]]] = []
+
+    def __init__(self, _config: dict[str, Any]) -> None:
+        pass
+
+    def list_topics(self, timeout: float) -> Any:
+        class Metadata:
+            topics: dict[str, Any] = {}
+            brokers = {1: None}
+
+        return Metadata()
+
+    def create_topics(self, topics: list[Any], operation_timeout: float) -> dict[str, Future[Any]]:
+        return {t.topic: _done() for t in topics}
+
+    def list_offsets(
+        self, asked: dict[TopicPartition, Any], request_timeout: float
+    ) -> dict[TopicPartition, Future[Any]]:
+        NewPartitionsAdmin.asked.append({(tp.topic, tp.partition) for tp in asked})
+        answers = {}
+        for tp in asked:
+            if tp.partition == 1 and NewPartitionsAdmin.refusals > 0:
+                NewPartitionsAdmin.refusals -= 1
+                answers[tp] = _done(error=NewPartitionsAdmin.error)
+            else:
+                answers[tp] = _done(result=0)
+        return answers
+
+
+@pytest.fixture
+def fake_admin(monkeypatch: pytest.MonkeyPatch) -> type[NewPartitionsAdmin]:
+    NewPartitionsAdmin.refusals = 0
+    NewPartitionsAdmin.error = KafkaError.NOT_LEADER_FOR_PARTITION
+    NewPartitionsAdmin.asked = []
+    monkeypatch.setattr(admin, "AdminClient", NewPartitionsAdmin)
+    return NewPartitionsAdmin
+
+
+def test_created_topics_return_once_each_partition_is_led(
+    fake_admin: type[NewPartitionsAdmin],
+) -> None:
+    fake_admin.refusals = 2
+    assert ensure_topics(SETTINGS, (TopicSpec("fresh", 3),)) == ["fresh"]
+    assert fake_admin.asked == [
+        {("fresh", 0), ("fresh", 1), ("fresh", 2)},
+        {("fresh", 1)},
+        {("fresh", 1)},
+    ]
+
+
+def test_a_partition_refused_for_good_stops_the_start(
+    fake_admin: type[NewPartitionsAdmin],
+) -> None:
+    fake_admin.refusals = 1
+    fake_admin.error = KafkaError.TOPIC_AUTHORIZATION_FAILED
+    with pytest.raises(ConsentRelayError, match=r"fresh \[1\] has no leader"):
+        ensure_topics(SETTINGS, (TopicSpec("fresh", 3),))
