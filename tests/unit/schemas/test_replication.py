@@ -111,6 +111,15 @@ class FakeAdmin:
 
         return {t.topic: Done() for t in topics}
 
+    def list_offsets(self, asked: dict[Any, Any], request_timeout: float) -> dict[Any, Any]:
+        """Every new partition is led at once (waiting for leaders: test_admin_leaders)."""
+
+        class Led:
+            def result(self) -> int:
+                return 0
+
+        return {partition: Led() for partition in asked}
+
 
 @pytest.fixture
 def fake_admin(monkeypatch: pytest.MonkeyPatch) -> type[FakeAdmin]:
