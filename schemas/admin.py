@@ -37,8 +37,10 @@ STARTUP_BACKOFF_INITIAL: Final = 0.5
 """Seconds the first attempt to reach the broker may take."""
 STARTUP_BACKOFF_MAX: Final = 5.0
 """Seconds any attempt may take: the longest silence between two log lines."""
+LEADER_WAIT_SECONDS: Final = 10.0
+"""Longest wait for topics just created to be led (they take tens of ms)."""
+_LEADER_ATTEMPT_SECONDS: Final = 1.0
 _LEADER_POLL_SECONDS: Final = 0.02
-"""Pause between two checks that new partitions are led (they take tens of ms)."""
 
 _FATAL: Final = frozenset(
     {
@@ -166,12 +168,13 @@ def _create_missing(
             if _transient(exc):
                 raise
             raise ConsentRelayError(f"cannot create topic {name}: {exc}") from exc
-    _wait_until_led(admin, missing, timeout)
+    _wait_until_led(admin, missing)
     return created
 
 
-def _wait_until_led(admin: AdminClient, specs: list[TopicSpec], timeout: float) -> None:
-    """Return once every partition of ``specs`` answers a ListOffsets request.
+def _wait_until_led(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    """Return once every partition of ``specs`` answers a ListOffsets request, or after
+    :data:`LEADER_WAIT_SECONDS` with a warning (publishers check their acks too).
 
     CreateTopics returns, and metadata names each partition's leader, some tens of
     milliseconds before that broker leads it (it refuses with NOT_LEADER until then).
@@ -181,20 +184,31 @@ def _wait_until_led(admin: AdminClient, specs: list[TopicSpec], timeout: float) 
     leads, and writes nothing.
     """
     waiting = {TopicPartition(s.name, p) for s in specs for p in range(s.partitions)}
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + LEADER_WAIT_SECONDS
     while waiting:
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         asked = {tp: latest for tp in waiting}
-        for partition, future in admin.list_offsets(asked, request_timeout=timeout).items():
+        # Short attempts: librdkafka fails one with "No leaders found" only when its
+        # request timeout ends, and an attempt after it asks for leaders again.
+        answers = admin.list_offsets(asked, request_timeout=_LEADER_ATTEMPT_SECONDS)
+        for partition, future in answers.items():
             try:
                 future.result()
             except KafkaException as exc:
-                if not _transient(exc) or time.monotonic() > deadline:
+                if not _transient(exc):
                     raise ConsentRelayError(
                         f"{partition.topic} [{partition.partition}] has no leader: {exc}"
                     ) from exc
                 continue
             waiting.discard(partition)
+        if waiting and time.monotonic() >= deadline:
+            log.warning(
+                "%d new partition(s) not led after %.0f s, going on (first: %s [%d])",
+                len(waiting),
+                LEADER_WAIT_SECONDS,
+                *min((tp.topic, tp.partition) for tp in waiting),
+            )
+            return
         if waiting:
             time.sleep(_LEADER_POLL_SECONDS)
 

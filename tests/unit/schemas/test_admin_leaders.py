@@ -89,3 +89,16 @@ def test_a_partition_refused_for_good_stops_the_start(
     fake_admin.error = KafkaError.TOPIC_AUTHORIZATION_FAILED
     with pytest.raises(ConsentRelayError, match=r"fresh \[1\] has no leader"):
         ensure_topics(SETTINGS, (TopicSpec("fresh", 3),))
+
+
+def test_partitions_never_led_are_waited_for_a_bounded_time_with_a_warning(
+    fake_admin: type[NewPartitionsAdmin],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(admin, "LEADER_WAIT_SECONDS", 0.05)
+    fake_admin.refusals = 10**6
+    fake_admin.error = KafkaError._NOENT  # librdkafka: "No leaders found"
+    assert ensure_topics(SETTINGS, (TopicSpec("fresh", 3),)) == ["fresh"]
+    assert "1 new partition(s) not led after 0 s" in caplog.text
+    assert "(first: fresh [1])" in caplog.text
