@@ -168,11 +168,11 @@ def _create_missing(
             if _transient(exc):
                 raise
             raise ConsentRelayError(f"cannot create topic {name}: {exc}") from exc
-    _wait_until_led(admin, missing)
+    _wait_until_led(settings, missing)
     return created
 
 
-def _wait_until_led(admin: AdminClient, specs: list[TopicSpec]) -> None:
+def _wait_until_led(settings: KafkaSettings, specs: list[TopicSpec]) -> None:
     """Return once every partition of ``specs`` answers a ListOffsets request, or after
     :data:`LEADER_WAIT_SECONDS` with a warning (publishers check their acks too).
 
@@ -186,10 +186,13 @@ def _wait_until_led(admin: AdminClient, specs: list[TopicSpec]) -> None:
     waiting = {TopicPartition(s.name, p) for s in specs for p in range(s.partitions)}
     deadline = time.monotonic() + LEADER_WAIT_SECONDS
     while waiting:
+        # A client of its own each attempt: one that saw a new topic without leaders
+        # may keep answering "No leaders found" from its cache for many seconds.
+        admin = AdminClient(settings.admin_config())
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         asked = {tp: latest for tp in waiting}
         # Short attempts: librdkafka fails one with "No leaders found" only when its
-        # request timeout ends, and an attempt after it asks for leaders again.
+        # request timeout ends.
         answers = admin.list_offsets(asked, request_timeout=_LEADER_ATTEMPT_SECONDS)
         for partition, future in answers.items():
             try:
