@@ -3,7 +3,8 @@
 One idempotent ``acks=all`` producer writes both. A receipt's id is derived from the
 instruction and the outcome, so a receipt re-sent after a crash carries the same id
 and the stream can count it once. :meth:`Publisher.flush` raises if any message was
-not acknowledged, so the runner never commits offsets past a lost receipt.
+not acknowledged, or acknowledged without an offset (:mod:`schemas.delivery`), so the
+runner never commits offsets past a lost receipt.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.protocol import RetriableSinkError, SinkResult
 from consumers.shared_producer import SharedProducer
-from schemas import deadletters
+from schemas import deadletters, delivery
 from schemas.codec import EventSerializer
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.events import (
@@ -218,10 +219,13 @@ class Publisher:
         if self._shared is None:
             self._producer.poll(0)
 
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        # Without an offset the broker may not hold it (schemas.delivery): a failure like
+        # an error, so flush raises and the offsets of what it answered are not committed.
+        failure = delivery.failure(error, message)
         with self._deliveries_settled:
-            if error is not None:
-                self._failures.append(str(error))
+            if failure is not None:
+                self._failures.append(failure)
             self._unacked -= 1
             if self._unacked == 0:
                 self._deliveries_settled.notify_all()

@@ -8,8 +8,8 @@ callback later receives either the broker's acknowledgement (:class:`Published`)
 :class:`~producers.errors.PublishError`. A delivery that is not acknowledged within
 ``delivery_timeout_s`` fails with :class:`~producers.errors.BrokerUnavailableError`, so
 callers never mistake "queued" for "stored"; nor does a report without an offset, which
-librdkafka gives a record it never saw stored (:data:`_NO_OFFSET`). Closing flushes what
-is queued and fails whatever still is not acknowledged.
+librdkafka gives a record it never saw stored (:mod:`schemas.delivery`). Closing flushes
+what is queued and fails whatever still is not acknowledged.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from producers.errors import BrokerUnavailableError, ProducerClosedError, PublishError
 from producers.metrics import ProducerMetrics
+from schemas import delivery
 from schemas.codec import EventSerializer
 from schemas.events import CONSENT_EVENT_TYPES, ConsentEvent
 from schemas.kafka import KafkaSettings
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.1
-_NO_OFFSET = "acknowledged without an offset: the broker may not hold it; send it again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,17 +154,13 @@ class Publisher:
             raise PublishError(f"the producer failed fatally ({self._fatal}); restart it")
 
         def report(err: KafkaError | None, msg: Message) -> None:
-            offset = msg.offset()
+            offset = delivery.stored_offset(msg)
             if err is not None:
                 _call(on_done, None, self._error(err))
-            elif offset is None or offset < 0:
-                # An acks=all write always comes back with its offset. Without one,
-                # librdkafka's idempotent producer "implicitly acked" the record after the
-                # next batch succeeded, which on a partition just created also happens
-                # when the broker refused this record's batch (NOT_LEADER) and never
-                # stored it (confluent-kafka-go#921): a retry with the same event id may
-                # duplicate, silence may lose it.
-                _call(on_done, None, PublishError(_NO_OFFSET))
+            elif offset is None:
+                # Implicitly acked, maybe never stored (schemas.delivery): a retry with
+                # the same event id may duplicate, silence may lose it.
+                _call(on_done, None, PublishError(delivery.NOT_STORED))
             else:
                 _call(on_done, Delivery(str(msg.topic()), int(msg.partition() or 0), offset), None)
 

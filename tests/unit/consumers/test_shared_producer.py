@@ -1,6 +1,6 @@
 """Publishers sharing one producer: each flush waits for its own messages only, a failed
-delivery fails only its own publisher's flush, and the partner process gives every
-pipeline the same producer (fake librdkafka producer: no network)."""
+delivery (an error, or no offset) fails only its own publisher's flush, and the partner
+process gives every pipeline the same producer (fake librdkafka producer: no network)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,23 @@ class FakeError:
         return "broker said no"
 
 
+class FakeMessage:
+    """The parts of a confluent_kafka.Message a delivery report is read through."""
+
+    def __init__(self, topic: str, offset: int | None) -> None:
+        self._topic = topic
+        self._offset = offset
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int | None:
+        return self._offset
+
+
 class FakeProducer:
     """Holds each message's delivery report until the test releases it."""
 
@@ -35,23 +52,29 @@ class FakeProducer:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self._lock = threading.Lock()
-        self._held: dict[bytes, Any] = {}
-        self._released: list[tuple[Any, Any]] = []
+        self._held: dict[bytes, tuple[str, Any]] = {}
+        self._released: list[tuple[Any, Any, FakeMessage]] = []
+        self._offset = 0
         FakeProducer.made.append(self)
 
     def produce(self, topic: str, *, value: bytes, key: bytes | None, on_delivery: Any) -> None:
         with self._lock:
-            self._held[value] = on_delivery
+            self._held[value] = (topic, on_delivery)
 
-    def release(self, value: bytes, error: Any = None) -> None:
+    def release(self, value: bytes, error: Any = None, *, stored: bool = True) -> None:
+        """Report ``value``: with ``error``, or delivered at the next offset, or (not
+        ``stored``) delivered without an offset, as librdkafka reports an implicit ack."""
         with self._lock:
-            self._released.append((self._held.pop(value), error))
+            topic, report = self._held.pop(value)
+            offset = None if error is not None or not stored else self._offset
+            self._offset += offset is not None
+            self._released.append((report, error, FakeMessage(topic, offset)))
 
     def poll(self, timeout: float) -> int:
         with self._lock:
             ready, self._released = self._released, []
-        for report, error in ready:
-            report(error, None)
+        for report, error, message in ready:
+            report(error, message)
         if not ready:
             time.sleep(min(timeout, 0.01))
         return len(ready)
@@ -98,6 +121,24 @@ def test_a_failed_delivery_fails_only_its_own_publishers_flush() -> None:
     first.flush(5.0)
     with pytest.raises(DeliveryError, match="broker said no"):
         second.flush(5.0)
+    shared.close()
+
+
+def test_a_delivery_without_an_offset_fails_its_publishers_flush() -> None:
+    """librdkafka reports a record it acknowledged implicitly (a later batch accepted)
+    with no error and no offset; the broker may never have stored it."""
+    shared = SharedProducer(KAFKA)
+    first, second, producer = publishers(shared)
+    first._produce("receipts", None, b"first")
+    second._produce("receipts", None, b"second")
+    producer.release(b"second", stored=False)
+    producer.release(b"first")
+    first.flush(5.0)
+    with pytest.raises(DeliveryError, match="without an offset"):
+        second.flush(5.0)
+    second._produce("receipts", None, b"again")  # the runner answers again: it counts
+    producer.release(b"again")
+    second.flush(5.0)
     shared.close()
 
 
