@@ -44,6 +44,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Counter
 
+from schemas import delivery
 from schemas.admin import ensure_topics, wait_for_broker
 from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
@@ -129,7 +130,7 @@ class Gate:
         self.uncommitted: dict[int, int] = {}
         """Data partition → next offset, of batches published but not yet committed."""
         self._stopping = threading.Event()
-        self._failed: list[KafkaError] = []
+        self._failed: list[str] = []
         self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
         self.admin = AdminClient(kafka.admin_config())
         # A static member name: a gate killed and started again gets its partitions back
@@ -164,14 +165,11 @@ class Gate:
             self.states,
             self.coverage,
         )
-        # Only failed deliveries call back: a flush that leaves nothing and reports no
-        # failure means every message of the batch was acknowledged.
+        # Every delivery calls back, not only failed ones: librdkafka reports a record it
+        # acknowledged implicitly, which the broker may not hold, as a success without an
+        # offset (schemas.delivery), and only a report per record shows that.
         self.producer = Producer(
-            kafka.producer_config(
-                on_delivery=self._delivered,
-                **{"delivery.report.only.error": True},
-                **self._watches["producer"].config(),
-            )
+            kafka.producer_config(on_delivery=self._delivered, **self._watches["producer"].config())
         )
         self.judge: GateJudge | None = None
 
@@ -478,9 +476,10 @@ class Gate:
             first = self._failed[0] if self._failed else None
             raise PublishError(f"{left} not acknowledged, {len(self._failed)} failed ({first})")
 
-    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            self._failed.append(error)
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        failure = delivery.failure(error, message)
+        if failure is not None:
+            self._failed.append(failure)
 
     def _commit(self, *, asynchronous: bool, only: Iterable[int] | None = None) -> None:
         chosen = self.uncommitted if only is None else set(only) & set(self.uncommitted)
