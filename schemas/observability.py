@@ -4,7 +4,8 @@ Histograms of latencies use the same buckets everywhere; propagation latencies g
 to an hour, because a destination that is down for a while is exactly what an
 operator must see (an alert on "slower than 60 s" needs buckets beyond 60 s).
 Every process's log handlers limit repeated records (:class:`RepeatLimit`), so an
-outage shows as a few lines a minute instead of thousands a second.
+outage shows as a few lines a minute instead of thousands a second, and a window that
+left records out ends with one line saying how many.
 """
 
 from __future__ import annotations
@@ -33,9 +34,14 @@ class RepeatLimit(logging.Filter):
     ``period`` seconds, a kind being the logger, the level and the message template.
 
     A client whose broker is down logs the same error thousands of times a second;
-    the first records of each kind still say what is wrong, the rest are counted, and
-    the first record let through after a quiet spell says how many were left out.
-    Installed on handlers (a logger's filter would not see its children's records).
+    the first records of each kind still say what is wrong, the rest are counted. When
+    a window that left records out ends, :meth:`summarize` logs the last of them once,
+    "… [and N more like it …]": records of a kind that stops (sixteen partner groups
+    each saying which topic it consumes, at start) are not left unsaid until the kind
+    comes back. A thread of this filter's own calls it at each such window's end
+    (``background``; tests call it themselves); if a record of the kind comes first, that
+    record carries the count instead. Installed on handlers (a logger's filter would not
+    see its children's records); the summary goes out through the record's logger.
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class RepeatLimit(logging.Filter):
         *,
         max_kinds: int = 1024,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
     ) -> None:
         super().__init__()
         if period <= 0 or burst < 1 or max_kinds < 1:
@@ -53,8 +60,10 @@ class RepeatLimit(logging.Filter):
         self.burst = burst
         self.max_kinds = max_kinds
         self._clock = clock
+        self._background = background
         self._lock = threading.Lock()
         self._windows: OrderedDict[tuple[str, int, str], _Window] = OrderedDict()
+        self._summarizer: threading.Thread | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         """True to log ``record`` (annotated if records of its kind were left out)."""
@@ -76,6 +85,9 @@ class RepeatLimit(logging.Filter):
                 window.passed += 1
                 return True
             window.suppressed += 1
+            window.last = record
+            if window.suppressed == 1:
+                self._summarize_later()
             return False
         if window is not None and window.suppressed:
             record.msg = (
@@ -88,6 +100,45 @@ class RepeatLimit(logging.Filter):
             self._windows.popitem(last=False)
         return True
 
+    def summarize(self) -> int:
+        """Log one line for each kind whose window ended with records left out: the last
+        of them, saying how many more there were; how many lines."""
+        now = self._clock()
+        with self._lock:
+            ended = [
+                (kind, window)
+                for kind, window in self._windows.items()
+                if window.suppressed and now - window.start >= self.period
+            ]
+            for kind, _window in ended:
+                del self._windows[kind]  # the kind's next record opens a window
+        for _kind, window in ended:
+            line = _summary(window, now)
+            setattr(line, _VERDICT, (self, True))
+            logging.getLogger(line.name).handle(line)
+        return len(ended)
+
+    def _summarize_later(self) -> None:
+        """Start the thread that summarizes ended windows, unless it runs (lock held)."""
+        if not self._background or self._summarizer is not None:
+            return
+        self._summarizer = threading.Thread(
+            target=self._summarize_until_done, name="log-repeat-summaries", daemon=True
+        )
+        self._summarizer.start()
+
+    def _summarize_until_done(self) -> None:
+        while True:
+            with self._lock:
+                ends = [w.start + self.period for w in self._windows.values() if w.suppressed]
+                if not ends:
+                    self._summarizer = None
+                    return
+                wait = min(ends) - self._clock()
+            if wait > 0:
+                time.sleep(wait)
+            self.summarize()
+
 
 @dataclass(slots=True)
 class _Window:
@@ -96,6 +147,25 @@ class _Window:
     start: float
     passed: int = 1
     suppressed: int = 0
+    last: logging.LogRecord | None = None
+
+
+def _summary(window: _Window, now: float) -> logging.LogRecord:
+    """The last record ``window`` left out, saying how many others it left out."""
+    last = window.last
+    assert last is not None  # set with every record left out
+    line = logging.makeLogRecord(last.__dict__)
+    more = window.suppressed - 1
+    seconds = f"{now - window.start:.0f} s"
+    line.msg = (
+        f"{last.getMessage()} [and {more} more like it in the {seconds} before, not logged]"
+        if more
+        else f"{last.getMessage()} [held back up to {seconds} by the repeat limit]"
+    )
+    line.args = None
+    # One line: a traceback, if any, was logged with the first records of the kind.
+    line.exc_info = line.exc_text = line.stack_info = None
+    return line
 
 
 def limit_repeats(logger: logging.Logger | None = None, limit: RepeatLimit | None = None) -> None:

@@ -1,9 +1,11 @@
-"""RepeatLimit: a flood of identical log records becomes a few lines and a count."""
+"""RepeatLimit: a flood of identical log records becomes a few lines and a count, said
+at the end of the window that left records out."""
 
 from __future__ import annotations
 
 import io
 import logging
+import time
 
 import pytest
 
@@ -33,7 +35,7 @@ def logged(clock: Clock) -> tuple[logging.Logger, io.StringIO]:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG)
-    limit_repeats(logger, RepeatLimit(period=10, burst=3, clock=clock))
+    limit_repeats(logger, RepeatLimit(period=10, burst=3, clock=clock, background=False))
     return logger, out
 
 
@@ -61,6 +63,61 @@ def test_the_next_period_logs_again_and_counts_what_was_left_out(
     )
 
 
+def test_a_window_that_left_records_out_ends_with_one_line_saying_how_many(
+    logged: tuple[logging.Logger, io.StringIO], clock: Clock
+) -> None:
+    """Sixteen partner groups each say what they consume, once, at start: the 4th to the
+    16th must not stay unsaid until the kind comes back, which it never does."""
+    logger, out = logged
+    for n in range(16):
+        logger.info("consuming %s as group %s", f"t.{n}", f"g.{n}")
+    limit = next(f for f in logger.handlers[0].filters if isinstance(f, RepeatLimit))
+    clock.now += 9
+    assert limit.summarize() == 0  # the window is still open
+    clock.now += 1
+    assert limit.summarize() == 1
+    assert limit.summarize() == 0  # said once
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4
+    assert lines[-1] == (
+        f"{logger.name} consuming t.15 as group g.15 "
+        "[and 12 more like it in the 10 s before, not logged]"
+    )
+    logger.info("consuming %s as group %s", "t.16", "g.16")  # a new window, no count
+    assert out.getvalue().splitlines()[-1] == f"{logger.name} consuming t.16 as group g.16"
+
+
+def test_a_single_record_left_out_is_logged_late(
+    logged: tuple[logging.Logger, io.StringIO], clock: Clock
+) -> None:
+    logger, out = logged
+    for _ in range(4):
+        logger.warning("dead letter for %s", "a topic")
+    clock.now += 10
+    limit = next(f for f in logger.handlers[0].filters if isinstance(f, RepeatLimit))
+    assert limit.summarize() == 1
+    assert out.getvalue().splitlines()[-1] == (
+        f"{logger.name} dead letter for a topic [held back up to 10 s by the repeat limit]"
+    )
+
+
+def test_the_summary_comes_on_its_own_when_nothing_else_is_logged() -> None:
+    out = io.StringIO()
+    logger = logging.getLogger("test.repeats.background")
+    logger.handlers = [logging.StreamHandler(out)]
+    logger.propagate = False
+    limit_repeats(logger, RepeatLimit(period=0.2, burst=1))
+    for _ in range(3):
+        logger.error("gone")
+    deadline = time.monotonic() + 5
+    while "more like it" not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert out.getvalue().splitlines() == [
+        "gone",
+        "gone [and 1 more like it in the 0 s before, not logged]",
+    ]
+
+
 def test_kinds_are_counted_apart(logged: tuple[logging.Logger, io.StringIO]) -> None:
     logger, out = logged
     for _ in range(5):
@@ -76,7 +133,7 @@ def test_a_record_through_two_handlers_counts_once(clock: Clock) -> None:
     logger = logging.getLogger("test.repeats.two-handlers")
     logger.handlers = [logging.StreamHandler(first), logging.StreamHandler(second)]
     logger.propagate = False
-    limit_repeats(logger, RepeatLimit(period=10, burst=2, clock=clock))
+    limit_repeats(logger, RepeatLimit(period=10, burst=2, clock=clock, background=False))
     for _ in range(4):
         logger.error("same")
     assert first.getvalue().count("same") == second.getvalue().count("same") == 2
@@ -88,7 +145,7 @@ def test_children_of_the_root_are_limited_by_its_handlers(clock: Clock) -> None:
     handler = logging.StreamHandler(out)
     root.addHandler(handler)
     try:
-        limit_repeats(root, RepeatLimit(period=10, burst=1, clock=clock))
+        limit_repeats(root, RepeatLimit(period=10, burst=1, clock=clock, background=False))
         child = logging.getLogger("aiokafka.client.test")
         for _ in range(50):
             child.error("Unable connect to node with id 1")
@@ -98,7 +155,7 @@ def test_children_of_the_root_are_limited_by_its_handlers(clock: Clock) -> None:
 
 
 def test_few_kinds_are_remembered_at_most(clock: Clock) -> None:
-    limit = RepeatLimit(period=10, burst=1, max_kinds=2, clock=clock)
+    limit = RepeatLimit(period=10, burst=1, max_kinds=2, clock=clock, background=False)
 
     def record(msg: str) -> logging.LogRecord:
         return logging.LogRecord("x", logging.ERROR, __file__, 1, msg, None, None)
