@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from schemas import delivery
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded
 from schemas.kafka import KafkaSettings
@@ -54,11 +55,14 @@ def upgrade(kafka: KafkaSettings, app_id: str, timeout: float = 300.0) -> Upgrad
     states = _read_newest(kafka, source, timeout)
     target = kafka.topics.state
     encode = RegistryEncoder(kafka.registry_client())
-    failed: list[KafkaError] = []
+    failed: list[str] = []
 
-    def delivered(error: KafkaError | None, _message: object) -> None:
-        if error is not None:
-            failed.append(error)
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        # A state acknowledged without an offset may not be stored (schemas.delivery):
+        # the upgrade fails, and running it again rewrites every state.
+        failure = delivery.failure(error, message)
+        if failure is not None:
+            failed.append(failure)
 
     producer = Producer(kafka.producer_config(on_delivery=delivered))
     at = now_ms()
