@@ -41,6 +41,7 @@ LEADER_WAIT_SECONDS: Final = 10.0
 """Longest wait for topics just created to be led (they take tens of ms)."""
 _LEADER_ATTEMPT_SECONDS: Final = 1.0
 _LEADER_POLL_SECONDS: Final = 0.02
+_LEADER_POLL_MAX_SECONDS: Final = 0.5
 
 _FATAL: Final = frozenset(
     {
@@ -185,6 +186,7 @@ def _wait_until_led(settings: KafkaSettings, specs: list[TopicSpec]) -> None:
     """
     waiting = {TopicPartition(s.name, p) for s in specs for p in range(s.partitions)}
     deadline = time.monotonic() + LEADER_WAIT_SECONDS
+    pause = _LEADER_POLL_SECONDS
     while waiting:
         # A client of its own each attempt: one that saw a new topic without leaders
         # may keep answering "No leaders found" from its cache for many seconds.
@@ -213,7 +215,10 @@ def _wait_until_led(settings: KafkaSettings, specs: list[TopicSpec]) -> None:
             )
             return
         if waiting:
-            time.sleep(_LEADER_POLL_SECONDS)
+            # New partitions are led within tens of ms; a broker refusing for longer
+            # (no leader it can elect) is asked less often, each time by a new client.
+            time.sleep(pause)
+            pause = min(pause * 2, _LEADER_POLL_MAX_SECONDS)
 
 
 def cluster_replication(settings: KafkaSettings, timeout: float = 30.0) -> Replication:

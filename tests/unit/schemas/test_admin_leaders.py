@@ -102,3 +102,16 @@ def test_partitions_never_led_are_waited_for_a_bounded_time_with_a_warning(
     assert ensure_topics(SETTINGS, (TopicSpec("fresh", 3),)) == ["fresh"]
     assert "1 new partition(s) not led after 0 s" in caplog.text
     assert "(first: fresh [1])" in caplog.text
+
+
+def test_a_broker_that_keeps_refusing_at_once_is_asked_less_and_less_often(
+    fake_admin: type[NewPartitionsAdmin],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each attempt builds an admin client (a connection to the cluster): a partition
+    refused within milliseconds for the whole wait must not cost one every 20 ms."""
+    monkeypatch.setattr(admin, "LEADER_WAIT_SECONDS", 1.0)
+    fake_admin.refusals = 10**6
+    fake_admin.error = KafkaError.LEADER_NOT_AVAILABLE
+    assert ensure_topics(SETTINGS, (TopicSpec("fresh", 3),)) == ["fresh"]
+    assert 4 <= len(fake_admin.asked) <= 10  # 20 ms doubling to 0.5 s: 7 or 8 in 1 s
