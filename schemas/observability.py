@@ -128,16 +128,23 @@ class RepeatLimit(logging.Filter):
         self._summarizer.start()
 
     def _summarize_until_done(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._lock:
+                    ends = [w.start + self.period for w in self._windows.values() if w.suppressed]
+                    if not ends:
+                        # Under the lock: a record left out from now on starts a thread.
+                        self._summarizer = None
+                        return
+                    wait = min(ends) - self._clock()
+                if wait > 0:
+                    time.sleep(wait)
+                self.summarize()
+        except BaseException:
+            # Not left set by a thread that died: later summaries would never come.
             with self._lock:
-                ends = [w.start + self.period for w in self._windows.values() if w.suppressed]
-                if not ends:
-                    self._summarizer = None
-                    return
-                wait = min(ends) - self._clock()
-            if wait > 0:
-                time.sleep(wait)
-            self.summarize()
+                self._summarizer = None
+            raise
 
 
 @dataclass(slots=True)
@@ -157,12 +164,13 @@ def _summary(window: _Window, now: float) -> logging.LogRecord:
     line = logging.makeLogRecord(last.__dict__)
     more = window.suppressed - 1
     seconds = f"{now - window.start:.0f} s"
+    # Formatted with its arguments in the handler, like every record: a bad log call
+    # fails there (logging reports it), not in the thread that summarizes every kind.
     line.msg = (
-        f"{last.getMessage()} [and {more} more like it in the {seconds} before, not logged]"
+        f"{last.msg} [and {more} more like it in the {seconds} before, not logged]"
         if more
-        else f"{last.getMessage()} [held back up to {seconds} by the repeat limit]"
+        else f"{last.msg} [held back up to {seconds} by the repeat limit]"
     )
-    line.args = None
     # One line: a traceback, if any, was logged with the first records of the kind.
     line.exc_info = line.exc_text = line.stack_info = None
     return line

@@ -101,6 +101,27 @@ def test_a_single_record_left_out_is_logged_late(
     )
 
 
+def test_a_record_that_cannot_be_formatted_does_not_stop_the_summaries(
+    logged: tuple[logging.Logger, io.StringIO],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad log call fails in the handler, as any record's would (logging reports it),
+    not in the summary: the summarizing thread must live on for the other kinds."""
+    monkeypatch.setattr(logging, "raiseExceptions", False)
+    logger, out = logged
+    for _ in range(5):
+        logger.info("%d partitions", "not a number")
+    for _ in range(5):
+        logger.info("fine %s", "then")
+    clock.now += 10
+    limit = next(f for f in logger.handlers[0].filters if isinstance(f, RepeatLimit))
+    assert limit.summarize() == 2
+    assert out.getvalue().splitlines()[-1] == (
+        f"{logger.name} fine then [and 1 more like it in the 10 s before, not logged]"
+    )
+
+
 def test_the_summary_comes_on_its_own_when_nothing_else_is_logged() -> None:
     out = io.StringIO()
     logger = logging.getLogger("test.repeats.background")
