@@ -137,7 +137,10 @@ class GateJudge:
     """Decides batches of data events against the subjects' consent state.
 
     ``state`` maps a subject id to its :class:`~streams.resolution.SubjectState`; the
-    gate's loop updates it between batches, never while one is decided.
+    gate's loop updates it between batches, never while one is decided. The gate's own
+    (:class:`~streams.gate.state.SubjectStates`) reads a subject's record on lookup: one
+    that cannot be read raises an InvalidEventError there, and the data event is
+    dead-lettered like any event that cannot be decided.
     """
 
     def __init__(

@@ -16,6 +16,8 @@ from schemas.taxonomy import Choice, Purpose, Recipient
 from streams.agents.intake import Intake
 from streams.gate.judge import GateJudge, UnexpectedEventError, read_data_event
 from streams.gate.rules import GatePolicy
+from streams.gate.state import SubjectStates
+from streams.state_topic import StateReader
 from streams.times import to_ms
 
 DECODER = EventDecoder(None)
@@ -194,3 +196,30 @@ def test_only_data_events_belong_on_the_data_topic(make: Any) -> None:
         read_data_event(DECODER, consent)
     with pytest.raises(InvalidEventError):
         read_data_event(DECODER, b"")
+
+
+def test_data_of_a_subject_whose_state_record_cannot_be_read_is_dead_lettered(
+    harness: Any, make: Any
+) -> None:
+    topics = harness.topics
+    subject = make.subject()
+    states = SubjectStates(StateReader(DECODER).read)
+    states.put(subject.id.encode(), b"not a state record")
+    judge = GateJudge(
+        policy=GatePolicy(),
+        topics=topics,
+        state=states,
+        decoder=DECODER,
+        encode=harness.ctx.encode,
+        copartitioned=harness.ctx.copartitioned,
+    )
+    message = data_message(harness, make.data(subject, Purpose.MARKETING_EMAIL), partition=3)
+
+    batch = judge.judge([message])
+
+    ((topic, _key, value, _partition),) = batch.out
+    assert topic == topics.dead_letters
+    letter = DECODER.decode(value)
+    assert letter.error_class == "UnreadableStateError"
+    assert letter.original_value == message.value()
+    assert batch.events == {("unknown", "dead_lettered"): 1}

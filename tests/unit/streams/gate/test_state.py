@@ -10,11 +10,12 @@ import pytest
 from confluent_kafka import KafkaError, Message, TopicPartition
 
 from schemas.codec import EventDecoder, encode_single_object_dict
+from schemas.errors import InvalidEventError
 from schemas.events import ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
 from streams.gate.coverage import Coverage
 from streams.gate.follower import StateFollower
-from streams.gate.state import ConsentStates, StateRecordError
+from streams.gate.state import ConsentStates, StateRecordError, UnreadableStateError
 from streams.progress import IntakeProgressed, encode
 from streams.records import consent_state
 from streams.resolution import Claim, Effect, SubjectState, apply
@@ -61,11 +62,43 @@ def test_states_are_rebuilt_per_partition_and_dropped_with_it() -> None:
     assert states.partitions == frozenset({2})
 
 
-def test_a_record_the_workers_could_not_have_written_stops_the_gate() -> None:
+def test_a_record_is_read_only_when_its_subject_is_looked_up_and_once() -> None:
+    reads: list[bytes] = []
+    reader = StateReader(EventDecoder(None))
+
+    def read(value: bytes) -> SubjectState:
+        reads.append(value)
+        return reader.read(value)
+
+    states = ConsentStates(read)
+    states.hold(0)
+    granted, withdrawn = (
+        state((100, Choice.GRANTED)),
+        state((100, Choice.GRANTED), (200, Choice.WITHDRAWN)),
+    )
+    states.apply(0, b"a", encode_state(granted))
+    states.apply(0, b"a", encode_state(withdrawn))  # replaces the first, never read
+    states.apply(0, b"b", encode_state(granted))  # no data of b: never read
+    assert reads == []
+    assert states.subjects.get(b"a") == withdrawn
+    assert states.subjects.get(b"a") == withdrawn
+    assert states.subjects.get(b"zz") is None
+    assert reads == [encode_state(withdrawn)]
+
+
+def test_an_unreadable_record_fails_its_subject_only_until_replaced() -> None:
     states = states_read()
     states.hold(0)
-    with pytest.raises(StateRecordError):
-        states.apply(0, b"a", b'{"k": "ACCOUNT"}')
+    states.apply(0, b"a", b'{"k": "ACCOUNT"}')
+    states.apply(0, b"b", encode_state(state((1, Choice.GRANTED))))
+    with pytest.raises(UnreadableStateError) as raised:
+        states.subjects.get(b"a")
+    assert isinstance(raised.value, InvalidEventError)  # the judge dead-letters the data
+    with pytest.raises(UnreadableStateError):
+        states.subjects.get(b"a")  # still held as it came, never taken as "no state"
+    assert states.subjects.get(b"b") == state((1, Choice.GRANTED))
+    states.apply(0, b"a", encode_state(state((2, Choice.WITHDRAWN))))
+    assert states.subjects.get(b"a") == state((2, Choice.WITHDRAWN))
     with pytest.raises(StateRecordError):
         states.apply(0, None, encode_state(state((1, Choice.GRANTED))))
 
@@ -128,6 +161,20 @@ def test_the_follower_reads_state_and_progress_of_the_held_partitions() -> None:
     follower.unfollow([1])
     assert consumer.assigned == set()
     assert follower.states.subjects == {}
+
+
+def test_an_unreadable_record_loses_none_of_the_records_fetched_after_it() -> None:
+    coverage = {1: Coverage()}
+    follower, consumer = follower_with(coverage)
+    follower.follow([1])
+    withdrawn = state((100, Choice.GRANTED), (200, Choice.WITHDRAWN))
+    consumer.queue = [
+        Message(topic=CHANGELOG, partition=1, offset=0, key=b"a", value=b"not a state"),
+        Message(topic=CHANGELOG, partition=1, offset=1, key=b"b", value=encode_state(withdrawn)),
+    ]
+    follower.drain()
+    assert follower.states.subjects.get(b"b") == withdrawn
+    assert coverage[1].state_read == 2
 
 
 def test_a_fatal_consumer_error_stops_the_follower() -> None:
