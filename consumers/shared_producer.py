@@ -3,7 +3,9 @@
 The partner sink runs a runner per partner. With a producer each, one withdrawal's
 receipts left as sixteen produce requests from sixteen clients (sixteen idempotent
 producer ids, each with its own threads and broker connection); shared, the receipts
-written within ``linger.ms`` of each other leave in one request. Each runner's
+written while an earlier request is in flight leave together in the next one (the
+relay's producers do not linger: :meth:`schemas.kafka.KafkaSettings.producer_config`).
+Each runner's
 :class:`~consumers.publisher.Publisher` still waits only for the acknowledgements of
 what it produced itself, never for another partner's, so a runner's flush means what
 it meant with a producer of its own. Delivery reports are served by one thread of this

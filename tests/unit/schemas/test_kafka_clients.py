@@ -25,3 +25,10 @@ def test_a_caller_may_still_override_the_reconnect_settings() -> None:
         == 5000
     )
     assert set(RECONNECT) == {"reconnect.backoff.max.ms", "metadata.recovery.strategy"}
+
+
+def test_producers_send_at_once_unless_a_caller_asks_to_wait() -> None:
+    # Every record the relay's producers write is on a withdrawal's way: librdkafka's
+    # default 5 ms linger held each one back, 15-20 ms per record on a loaded machine.
+    assert SETTINGS.producer_config()["linger.ms"] == 0
+    assert SETTINGS.producer_config(**{"linger.ms": 50})["linger.ms"] == 50
