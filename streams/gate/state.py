@@ -13,7 +13,8 @@ A record is kept as it came and read only when a data event of its subject is ju
 once per record (:class:`SubjectStates`). Most state records are never looked at: a
 subject's next change replaces its record first, or no data of it arrives, and a gate
 rebuilding a partition of a million subjects would otherwise decode a million records
-(~30 µs each, the history included) before deciding anything. A record that cannot be
+(tens of µs each or more, growing with the history: ``streams/README.md``) before
+deciding anything. A record that cannot be
 read fails the data events of its subject only (they are dead-lettered, and a newer
 record of the subject replaces it), never the records that came after it in the same
 fetch: the follower applied a fetch's records one by one and stopped at the first
