@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deploy.bench.analysis import percentiles
@@ -80,7 +80,11 @@ def _records(settings: KafkaSettings, topic: str) -> Iterator[tuple[dict[str, An
         deadline = time.monotonic() + READ_IDLE_SECONDS
         while left and time.monotonic() < deadline:
             for message in consumer.consume(10_000, 0.5):
-                if message.error() is not None:
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        # Hops from part of a phase's records would read as its figures.
+                        raise KafkaException(error)
                     left.discard(message.partition() or 0)
                     continue
                 deadline = time.monotonic() + READ_IDLE_SECONDS
