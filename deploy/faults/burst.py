@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 
 from deploy.faults.malformed import Record
+from schemas import delivery
 from schemas.kafka import KafkaSettings
 
 MAX_MESSAGE_BYTES = 1_048_000
@@ -53,11 +54,14 @@ def publish(settings: KafkaSettings, topic: str, records: list[tuple[str, Record
 
     def answered(kind: str) -> Callable[[KafkaError | None, Message], None]:
         def report(err: KafkaError | None, msg: Message) -> None:
-            if err is None:
-                result.landed.append(Landed(kind, msg.partition() or 0, msg.offset() or 0))
+            # A report without an offset does not prove the record stored (schemas.delivery):
+            # it is not counted as landed, so no dead letter is expected at a made-up offset.
+            offset = delivery.stored_offset(msg) if err is None else None
+            if offset is not None:
+                result.landed.append(Landed(kind, msg.partition() or 0, offset))
             else:
                 result.refused[kind] = result.refused.get(kind, 0) + 1
-                result.errors.setdefault(kind, err.str())
+                result.errors.setdefault(kind, delivery.failure(err, msg) or "")
 
         return report
 

@@ -8,6 +8,7 @@ import itertools
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import Schema
@@ -16,6 +17,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from schemas.codec import SHIPPED, EventDecoder, subject_name
 from schemas.errors import ConsentRelayError
 from schemas.events import CONSENT_EVENT_TYPES, EVENT_TYPES
+from schemas.kafka import KafkaSettings
 from schemas.taxonomy import Purpose
 
 # deploy/ is not an installed package: its tools run from the repository root.
@@ -23,6 +25,7 @@ ROOT = str(Path(__file__).resolve().parents[3])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from deploy.faults import burst as burst_module  # noqa: E402
 from deploy.faults import malformed  # noqa: E402
 from deploy.faults.reconcile import (  # noqa: E402
     Verdict,
@@ -172,3 +175,39 @@ def test_every_malformed_kind_is_refused_by_the_relays_decoder() -> None:
         assert not isinstance(event, CONSENT_EVENT_TYPES), kind
     sizes = [len(v or b"") for k, (_, v) in records if k in malformed.OVERSIZED]
     assert all(990_000 < size <= malformed.OVERSIZED_BYTES for size in sizes)
+
+
+def test_a_burst_record_reported_without_an_offset_is_not_counted_as_landed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # librdkafka's implicit ack (schemas.delivery): no proof the broker stored it, so no
+    # dead letter is expected for it, least of all at offset 0.
+    class Report:
+        def __init__(self, offset: int | None) -> None:
+            self._offset = offset
+
+        def partition(self) -> int:
+            return 1
+
+        def offset(self) -> int | None:
+            return self._offset
+
+    class FakeProducer:
+        def __init__(self, _config: dict[str, object]) -> None:
+            self.offsets = iter([7, None])
+
+        def produce(self, _topic: str, *, value: bytes, key: bytes, on_delivery: Any) -> None:
+            on_delivery(None, Report(next(self.offsets)))
+
+        def poll(self, _timeout: float) -> int:
+            return 0
+
+        def flush(self, _timeout: float) -> int:
+            return 0
+
+    monkeypatch.setattr(burst_module, "Producer", FakeProducer)
+    settings = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:9")
+    result = burst_module.publish(settings, "t", [("a", (b"k", b"v")), ("b", (b"k", b"v"))])
+    assert [(x.kind, x.partition, x.offset) for x in result.landed] == [("a", 1, 7)]
+    assert result.refused == {"b": 1}
+    assert "without an offset" in result.errors["b"]
