@@ -86,7 +86,7 @@ from consumers.publisher import DeliveryError, Publisher, build_dead_letter, bui
 from consumers.settings import RunnerSettings
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
-from schemas.broker_loss import BrokerWatch, unsteady_limit
+from schemas.broker_loss import BrokerWatch, close_lost, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import (
     ConfigError,
@@ -404,11 +404,14 @@ class SinkRunner:
         applied again idempotently and answered again, as after a crash."""
         self._drop_uncommitted()
         self._paused = False
-        self._consumer = None
-        try:
-            consumer.close()
-        except KafkaException as exc:
-            log.warning("closing the old consumer: %s", exc)
+        self._consumer = None  # its callbacks are ignored from now on
+        if self._broker_watch is not None and self._broker_watch.lost:
+            close_lost(consumer, f"sink {self.group_id}")
+        else:
+            try:
+                consumer.close()
+            except KafkaException as exc:
+                log.warning("closing the old consumer: %s", exc)
         return self._subscribe()
 
     def _fetch(self, consumer: Consumer) -> None:
@@ -723,6 +726,8 @@ class SinkRunner:
     # -- rebalancing and stats -------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a consumer being thrown away (_start_over)
         self._assigned.update((tp.topic, tp.partition) for tp in partitions)
         if not partitions:
             return
@@ -736,11 +741,15 @@ class SinkRunner:
         else:
             consumer.resume(partitions)
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         self._checkpoint(commit=True)
         self._forget(partitions)
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         self._forget(partitions)
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
@@ -777,8 +786,12 @@ class SinkRunner:
                 self._checkpoint(commit=True)
                 self._leave_group()
         finally:
-            if self._consumer is not None:
-                self._consumer.close()
+            consumer = self._consumer
+            if consumer is not None and self._broker_watch is not None and self._broker_watch.lost:
+                self._consumer = None
+                close_lost(consumer, f"sink {self.group_id}")
+            elif consumer is not None:
+                consumer.close()
                 self._consumer = None
             if self._membership is not None:
                 self._membership.release()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -146,3 +147,33 @@ class BrokerWatch:
                 group.get("state"),
                 group.get("join_state"),
             )
+
+
+CLOSE_WAIT_SECONDS: Final = 5.0
+"""Longest the owner waits for a lost client's close before going on without it."""
+
+
+def close_lost(client: Any, name: str, timeout: float = CLOSE_WAIT_SECONDS) -> None:
+    """Close a lost client (``client.close()``) from a thread of its own, waiting at most
+    ``timeout`` seconds.
+
+    A consumer that forgot every broker can block in close() for good: in a fault run a
+    sink's replaced consumer, a JoinGroup request queued on a coordinator handle that
+    never connects, never returned from it, and the sink never started its new one. One
+    that does not close in time is left to its thread (it costs a librdkafka handle and
+    a "REQTMOUT" warning a minute); the owner goes on with a new client.
+    """
+
+    def close() -> None:
+        try:
+            client.close()
+        except Exception as exc:  # noqa: BLE001 - the client is being thrown away
+            log.warning("%s: closing the lost client failed: %s", name, exc)
+
+    closer = threading.Thread(target=close, name=f"close-lost-{name}", daemon=True)
+    closer.start()
+    closer.join(timeout)
+    if closer.is_alive():
+        log.warning(
+            "%s: the lost client did not close within %.0f s; going on without it", name, timeout
+        )

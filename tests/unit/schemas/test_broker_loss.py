@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from schemas.broker_loss import (
     STATS_INTERVAL_MS,
     UNSTEADY_SECONDS,
     BrokerWatch,
+    close_lost,
     lost_every_broker,
     unsteady_limit,
 )
@@ -140,3 +143,33 @@ def test_only_group_members_are_judged_by_their_group() -> None:
         now[0] = seconds
         watch(member("init", "init"))
     assert not watch.lost
+
+
+def test_a_lost_client_that_never_closes_is_left_behind(caplog: pytest.LogCaptureFixture) -> None:
+    # A replaced sink consumer blocked in close() for good in a fault run.
+    release = threading.Event()
+
+    class Stuck:
+        closed = False
+
+        def close(self) -> None:
+            release.wait(30)
+            Stuck.closed = True
+
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="schemas.broker_loss"):
+        close_lost(Stuck(), "sink g", timeout=0.2)
+    assert time.monotonic() - began < 5
+    assert "did not close within" in caplog.text
+    release.set()
+
+
+def test_a_lost_client_that_closes_is_closed() -> None:
+    closed: list[bool] = []
+
+    class Quick:
+        def close(self) -> None:
+            closed.append(True)
+
+    close_lost(Quick(), "sink g")
+    assert closed == [True]
