@@ -128,11 +128,13 @@ def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> dict[str
         if recipient is not None or not history:
             continue
         current = history[-1]
+        # The members themselves: fastavro writes a StrEnum as its symbol (``.value``
+        # is a property lookup, three per entry of every state record).
         entries.append(
             {
-                "purpose": purpose.value,
-                "regime": regime.value,
-                "choice": current.choice.value,
+                "purpose": purpose,
+                "regime": regime,
+                "choice": current.choice,
                 "occurred_at": current.at_ms,
                 "event_id": current.event_id,
             }
