@@ -25,7 +25,6 @@ from aiokafka import codec as aiokafka_codec
 from aiokafka.partitioner import murmur2
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from schemas.admin import cluster_replication, ensure_topics
@@ -41,6 +40,7 @@ from streams.broker import broker_waiter
 from streams.config import StreamSettings
 from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
 from streams.metrics import StreamMetrics
+from streams.monitor import install_faust_metrics
 from streams.offsets import rewinder
 from streams.routing import load_policy
 from streams.sending import ProducerSender
@@ -120,7 +120,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     )
     registry = CollectorRegistry()
     metrics = StreamMetrics.create(registry)
-    setup_prometheus_sensors(app, registry=registry, name_prefix=FAUST_METRICS_PREFIX)
+    install_faust_metrics(app, registry=registry, name_prefix=FAUST_METRICS_PREFIX)
 
     def table(name: str, codec: str, doc: str, changelog: Any = None) -> Any:
         return app.Table(

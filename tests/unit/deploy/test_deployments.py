@@ -333,7 +333,9 @@ def routes_exist(process_module: str, path: str) -> bool:
     /metrics, Faust's Prometheus sensor (which adds that page to the worker's web)."""
     package = REPO / process_module.split(".", maxsplit=1)[0]
     sources = [p.read_text() for p in package.rglob("*.py")]
-    faust_metrics = path == "/metrics" and any("setup_prometheus_sensors(" in s for s in sources)
+    faust_metrics = path == "/metrics" and any(
+        "setup_prometheus_sensors(" in s or "install_faust_metrics(" in s for s in sources
+    )
     return faust_metrics or any(f'"{path}"' in s for s in sources)
 
 

@@ -4,7 +4,8 @@ The exported names come from the code itself: every prometheus_client ``Counter`
 ``Gauge``, ``Histogram`` or ``Summary`` constructed in ``streams/``, ``consumers/``
 or ``producers/`` with a literal name, read from the source (no process runs), plus
 the collectors of Faust's Prometheus sensor under the prefix the stream worker gives
-it in its ``setup_prometheus_sensors(..., name_prefix=...)`` call.
+it in its ``setup_prometheus_sensors(..., name_prefix=...)`` call (or
+``install_faust_metrics``, the stream worker's cheaper monitor with the same collectors).
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def definitions() -> list[Definition]:
 def _faust_sensor(node: ast.AST, module: str, where: str) -> list[Definition]:
     """The collectors ``setup_prometheus_sensors(app, name_prefix=X)`` registers."""
     if not (
-        isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup_prometheus_sensors"
+        isinstance(node, ast.Call)
+        and getattr(node.func, "id", "") in {"setup_prometheus_sensors", "install_faust_metrics"}
     ):
         return []
     prefix_node = next(k.value for k in node.keywords if k.arg == "name_prefix")
