@@ -46,17 +46,20 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, prefix: str = "") -> T:
     """Build (and validate) a record of ``cls`` from an Avro or JSON dict."""
     if not isinstance(data, Mapping):
         raise ValidationError(prefix.rstrip(".") or cls.__name__, "must be an object")
+    plans = _plan(cls)
     kwargs: dict[str, Any] = {}
-    for f in _plan(cls):
-        dotted = prefix + f.name
-        if f.name not in data or (data[f.name] is None and f.required):
+    for f in plans:
+        # One lookup per field (the stream decodes every message it reads through here).
+        value = data.get(f.name, _ABSENT)
+        if value is _ABSENT or (value is None and f.required):
             if f.required:
-                raise ValidationError(dotted, "is required")
+                raise ValidationError(prefix + f.name, "is required")
             continue
-        kwargs[f.name] = f.decode(dotted, data[f.name])
-    unknown = {str(k) for k in data} - {f.name for f in _plan(cls)}
-    if unknown:
-        raise ValidationError(prefix + sorted(unknown)[0], "is not a field of " + cls.__name__)
+        kwargs[f.name] = f.decode(prefix + f.name, value)
+    if not _NAMES[cls].issuperset(data):
+        unknown = {str(k) for k in data} - _NAMES[cls]
+        if unknown:
+            raise ValidationError(prefix + sorted(unknown)[0], "is not a field of " + cls.__name__)
     try:
         return cls(**kwargs)
     except ValidationError as exc:
@@ -71,12 +74,17 @@ def avro_schema(cls: type[Any]) -> dict[str, Any]:
 
 
 _PLANS: dict[type[Any], tuple[_FieldPlan, ...]] = {}
+_NAMES: dict[type[Any], frozenset[str]] = {}
+"""Each planned record type's field names."""
+
+_ABSENT: Any = object()
 
 
 def _plan(cls: type[Any]) -> tuple[_FieldPlan, ...]:
     plans = _PLANS.get(cls)
     if plans is None:
         plans = _PLANS[cls] = _build_plan(cls)
+        _NAMES[cls] = frozenset(f.name for f in plans)
     return plans
 
 

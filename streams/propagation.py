@@ -156,10 +156,13 @@ def answer(
     if previous is not None and previous.outcome in HONOURING:
         return None
     answers = {**record.answers, label: Answer(outcome, applied_at_ms, instruction_id)}
-    updated = replace(record, answers=answers)
-    if not updated.pending:
-        updated = replace(updated, completed_at_ms=now_ms)
-    return updated
+    # Complete when every destination's latest answer honours the event (what
+    # ``pending`` says, without sorting the labels for each of a record's receipts).
+    complete = outcome in HONOURING and all(
+        (got := answers.get(each)) is not None and got.outcome in HONOURING
+        for each in record.required.values()
+    )
+    return replace(record, answers=answers, completed_at_ms=now_ms if complete else None)
 
 
 def is_tracked(routes: Iterable[Route]) -> bool:

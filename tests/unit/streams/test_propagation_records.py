@@ -129,3 +129,28 @@ def test_state_codec_round_trips(events: list[tuple[int, Effect]], kind: Subject
         state = apply(state, kind, f"ev-{n}", at, effect).state
     state = state or SubjectState(kind)
     assert decode_state(encode_state(state)) == state
+
+
+RECEIPTS = st.lists(
+    st.tuples(st.sampled_from(["i-a", "i-a2", "i-b", "unknown"]), st.sampled_from(list(Outcome))),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(receipts=RECEIPTS)
+def test_complete_exactly_when_nothing_is_pending(receipts: list[tuple[str, Outcome]]) -> None:
+    # A destination with two tracked instructions (erase and suppress) and one with one.
+    rec = record(
+        Route(A, Action.ERASE, (), "i-a"),
+        Route(A, Action.SUPPRESS, (), "i-a2"),
+        Route(B, Action.SUPPRESS, (), "i-b"),
+    )
+    for n, (iid, outcome) in enumerate(receipts):
+        updated = propagation.answer(rec, iid, outcome, 2_500 + n, 3_000 + n)
+        if updated is None:
+            continue
+        assert updated.complete == (not updated.pending)
+        if updated.complete:
+            assert updated.completed_at_ms == 3_000 + n
+        rec = updated
