@@ -11,7 +11,7 @@ is pending the propagation is complete and the stream publishes FullyPropagated.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.taxonomy import Outcome, SubjectKind
@@ -162,7 +162,18 @@ def answer(
         (got := answers.get(each)) is not None and got.outcome in HONOURING
         for each in record.required.values()
     )
-    return replace(record, answers=answers, completed_at_ms=now_ms if complete else None)
+    # Built directly: dataclasses.replace introspects the fields on every call, and a
+    # batch applies a receipt per destination of every withdrawal.
+    return Propagation(
+        event_id=record.event_id,
+        event_type=record.event_type,
+        subject_kind=record.subject_kind,
+        occurred_at_ms=record.occurred_at_ms,
+        issued_at_ms=record.issued_at_ms,
+        required=record.required,
+        answers=answers,
+        completed_at_ms=now_ms if complete else None,
+    )
 
 
 def is_tracked(routes: Iterable[Route]) -> bool:

@@ -3,6 +3,8 @@ answer; and the changelog codecs round-trip every table value."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -151,6 +153,10 @@ def test_complete_exactly_when_nothing_is_pending(receipts: list[tuple[str, Outc
         if updated is None:
             continue
         assert updated.complete == (not updated.pending)
+        # Everything but the answers and the completion time carried over.
+        assert updated == replace(
+            rec, answers=updated.answers, completed_at_ms=updated.completed_at_ms
+        )
         if updated.complete:
             assert updated.completed_at_ms == 3_000 + n
         rec = updated
