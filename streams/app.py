@@ -42,6 +42,7 @@ from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, registe
 from streams.metrics import StreamMetrics
 from streams.monitor import install_faust_metrics
 from streams.offsets import rewinder
+from streams.raw import RawMessages
 from streams.routing import load_policy
 from streams.sending import ProducerSender
 from streams.staging import Changelog
@@ -226,7 +227,7 @@ def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) ->
     intake, receipts = Intake(ctx), Receipts(ctx)
 
     def raw_topic(name: str) -> Any:
-        return app.topic(name, key_serializer="raw", value_serializer="raw")
+        return app.topic(name, schema=RawMessages())
 
     @app.agent(raw_topic(topics.consent), name="intake")
     async def intake_agent(stream: Any) -> None:
