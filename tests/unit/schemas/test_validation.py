@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.errors import ConsentRelayError, InvalidEventError, ValidationError
 from schemas.events import (
@@ -179,6 +181,55 @@ def test_errors_never_carry_the_identifier() -> None:
 )
 def test_envelope_rules(event_type: type[Any], field: str, value: Any, reason: str) -> None:
     refused(event_type, field, reason, **{field: value})
+
+
+def canonical(value: str) -> bool:
+    """The rule, plainly: the id is what ``uuid`` itself writes for it."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+SPELLINGS = (
+    str,
+    lambda u: str(u).upper(),
+    lambda u: u.hex,
+    lambda u: "{" + str(u) + "}",
+    lambda u: u.urn,
+    lambda u: str(u) + "\n",
+    lambda u: str(u).replace("0", "\u0660"),  # an Arabic-Indic zero: int() reads it as 0
+)
+
+
+ARABIC_INDIC = str.maketrans(
+    "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+)
+
+
+@st.composite
+def event_ids(draw: st.DrawFn) -> str:
+    if draw(st.integers(0, 3)) == 0:
+        # Decimal digits only, some of them written in another script.
+        digits = draw(st.text(alphabet="0123456789", min_size=32, max_size=32))
+        text = "-".join((digits[:8], digits[8:12], digits[12:16], digits[16:20], digits[20:]))
+        return text.translate(ARABIC_INDIC) if draw(st.booleans()) else text
+    spelled: str = draw(st.sampled_from(SPELLINGS))(draw(st.uuids()))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(spelled) - 1))
+        spelled = spelled[:at] + draw(st.characters()) + spelled[at + 1 :]
+    return spelled
+
+
+@settings(max_examples=400, deadline=None)
+@given(event_ids())
+def test_event_ids_are_accepted_exactly_when_canonical(value: str) -> None:
+    if canonical(value):
+        assert example(ConsentChanged, event_id=value).event_id == value
+    else:
+        with pytest.raises(ValidationError) as caught:
+            example(ConsentChanged, event_id=value)
+        assert caught.value.field_name == "event_id"
 
 
 @pytest.mark.parametrize("event_type", CONSENT_EVENT_TYPES)
