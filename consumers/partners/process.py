@@ -1,40 +1,51 @@
-"""Every configured partner as its own pipeline, in one process with one /metrics page.
+"""Every configured partner as its own pipeline, fed by one consumer, in one process with one
+/metrics page.
 
-Each partner gets a :class:`~consumers.runner.SinkRunner` in its own thread, with its
-own consumer group (``<base>.<partner>``) over the partners' instruction topic
-(``consent.instructions.partner_sharing``, created at start if missing: one
-InstructionsIssued per consent event, an item per partner that must act), its own
-webhook client, retries and circuit breaker; each takes only its own items and skips,
-undecoded, the records whose destination header does not name it. Their receipts go out
-through one producer shared by every pipeline, each awaiting only its own (a
-withdrawal's receipts from every partner leave in one produce request), and a record is
-decoded once for every pipeline it names (:mod:`consumers.shared_decodes`). A partner that
-is down or hangs only holds up its own group's offsets; the others keep applying. The
-breaker's state is exported as ``consent_relay_circuit_breaker_open{destination}``.
+The process reads the partners' instruction topic (``consent.instructions.partner_sharing``,
+created at start if missing: one InstructionsIssued per consent event, an item per partner
+that must act) with ONE consumer in ONE group (:mod:`consumers.partners.fanout`): each
+record is fetched once and handed to the partners its destination header names. Each
+partner has its own pipeline (:class:`~consumers.partners.lane.LaneRunner`, the runner
+every sink runs, in its own thread), webhook client, retries and circuit breaker, and
+takes only its own items; the offsets committed are those every partner has made durable,
+with each partner's own position kept in the commit (:mod:`consumers.partners.lanes`).
+A partner that is down or hangs holds up nobody: when its buffer is full it reads on by
+itself, from its own position. Receipts go out through one producer shared by every
+pipeline, each awaiting only its own (a withdrawal's receipts from every partner leave in
+one produce request), and a record is decoded once for every pipeline it names
+(:mod:`consumers.shared_decodes`). The breaker's state is exported as
+``consent_relay_circuit_breaker_open{destination}``.
 
 Before consuming, the process checks that no partner's legacy topic (one per partner,
 releases 1 and 2) still holds instructions its group has not read
-(:mod:`consumers.partners.legacy`): it refuses to start rather than skip them.
+(:mod:`consumers.partners.legacy`): it refuses to start rather than skip them. On the
+first start of the one group, each partner resumes from the offsets of the group it had
+of its own in earlier versions (``<group>.<partner>``, :mod:`consumers.partners.upgrade`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from consumers.http import HttpServer, health_route, metrics_route
+from consumers.metrics import SinkMetrics
 from consumers.partners.answers import Answers, RecentAnswers, SqliteAnswers
 from consumers.partners.breaker import BreakerState, CircuitBreaker
 from consumers.partners.config import PartnerConfig, PartnersConfig
+from consumers.partners.fanout import Fanout
 from consumers.partners.identities import IdentityMap
+from consumers.partners.lane import LaneRunner
+from consumers.partners.lanes import Lanes
 from consumers.partners.legacy import refuse_legacy_backlog
 from consumers.partners.metrics import merged_registry
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
+from consumers.partners.upgrade import adopt_partner_groups
 from consumers.partners.webhook import WebhookClient
-from consumers.runner import DEFAULT_PORTS, SinkRunner, default_group
+from consumers.runner import DEFAULT_PORTS, default_group
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
 from schemas.admin import ensure_topics
@@ -49,7 +60,7 @@ FAMILY = SinkFamily.PARTNER_SHARING
 
 
 class PartnerSinkProcess:
-    """Runs one sink runner per partner until :meth:`stop`."""
+    """Runs one pipeline per partner, fed by one consumer, until :meth:`stop`."""
 
     def __init__(
         self,
@@ -66,16 +77,29 @@ class PartnerSinkProcess:
         self.settings = settings
         self.kafka = kafka
         identities = IdentityMap(config.identity_map) if config.identity_map else None
-        base = settings.group_id or default_group(FAMILY)
+        self.group_id = settings.group_id or default_group(FAMILY)
+        """The sink's consumer group; ``<group_id>.<partner>`` were the per-partner ones."""
         # One producer for every pipeline's receipts: a withdrawal's sixteen receipts leave
         # in one produce request, not sixteen (each pipeline still awaits only its own).
         self._producer = SharedProducer(kafka)
         # A record naming several partners is decoded once, by the first pipeline to read it.
         self._decodes = SharedDecodes()
-        self.runners: dict[str, SinkRunner] = {}
+        self._lanes = Lanes([p.name for p in config.partners], bound=settings.lane_records)
+        self.runners: dict[str, LaneRunner] = {}
         for partner in config.partners:
-            self.runners[partner.name] = self._runner(partner, kafka, identities, base)
-        self._registry = merged_registry([r.metrics.registry for r in self.runners.values()])
+            self.runners[partner.name] = self._runner(partner, kafka, identities)
+        fetched = SinkMetrics.create()
+        self._fanout = Fanout(
+            kafka,
+            settings,
+            self._lanes,
+            group_id=self.group_id,
+            topic=kafka.topics.instructions(FAMILY),
+            metrics=fetched,
+        )
+        self._registry = merged_registry(
+            [fetched.registry, *(r.metrics.registry for r in self.runners.values())]
+        )
         default = settings.http_port or DEFAULT_PORTS[FAMILY]
         self._port = default if metrics_port is None else metrics_port
         self._http: HttpServer | None = None
@@ -86,13 +110,21 @@ class PartnerSinkProcess:
         """The port /metrics is served on, once :meth:`run` has started it."""
         return self._http.port if self._http is not None else None
 
+    @property
+    def partner_groups(self) -> dict[str, str]:
+        """Each partner's consumer group of earlier versions (name → group)."""
+        return {name: f"{self.group_id}.{name}" for name in self.runners}
+
     def wait_ready(self, timeout: float) -> bool:
-        """Wait until every partner's runner consumes instructions."""
-        return all(r.ready.wait(timeout) for r in self.runners.values())
+        """Wait until the consumer has subscribed and every pipeline takes instructions."""
+        return self._fanout.ready.wait(timeout) and all(
+            r.ready.wait(timeout) for r in self.runners.values()
+        )
 
     def stop(self) -> None:
-        """Ask every pipeline to finish its instruction in flight, commit and return."""
+        """Ask every pipeline to finish its instructions in flight, then commit and return."""
         self._stop.set()
+        self._fanout.stop()
         for runner in self.runners.values():
             runner.stop()
 
@@ -111,23 +143,31 @@ class PartnerSinkProcess:
             self._producer.close()
             return
         try:
-            refuse_legacy_backlog(self.kafka, {p: r.group_id for p, r in self.runners.items()})
+            refuse_legacy_backlog(self.kafka, self.partner_groups)
+            adopt_partner_groups(
+                self.kafka, self.group_id, self.partner_groups, topics.instructions(FAMILY)
+            )
         except ConsentRelayError:
             self._producer.close()
             raise
         routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:
-            with ThreadPoolExecutor(len(self.runners), thread_name_prefix="partner") as pool:
-                futures: list[Future[None]] = [
+            with ThreadPoolExecutor(len(self.runners) + 1, thread_name_prefix="partner") as pool:
+                fetching = pool.submit(self._fanout.run)
+                pipelines: list[Future[None]] = [
                     pool.submit(runner.run) for runner in self.runners.values()
                 ]
-                wait(futures, return_when=FIRST_EXCEPTION)
-                # One pipeline ended: by stop(), or by a fatal error; end the others too.
+                wait([fetching, *pipelines], return_when=FIRST_COMPLETED)
+                # One ended: by stop(), or by a fatal error; end the others too. The
+                # consumer commits last, once every pipeline has reported what is durable.
                 self.stop()
-                for future in futures:
+                wait(pipelines)
+                self._fanout.lanes_stopped()
+                for future in [*pipelines, fetching]:
                     future.result()
         finally:
+            self._fanout.lanes_stopped()
             self._producer.close()
             self._http.stop()
 
@@ -136,8 +176,7 @@ class PartnerSinkProcess:
         partner: PartnerConfig,
         kafka: KafkaSettings,
         identities: IdentityMap | None,
-        base: str,
-    ) -> SinkRunner:
+    ) -> LaneRunner:
         breaker = CircuitBreaker(
             failure_threshold=partner.failure_threshold, reset_seconds=partner.reset_seconds
         )
@@ -150,10 +189,10 @@ class PartnerSinkProcess:
             identities=identities,
             answers=self._answers(partner.name),
         )
-        runner = SinkRunner(
+        runner = LaneRunner(
             sink,
             kafka,
-            group_id=f"{base}.{partner.name}",
+            group_id=self.group_id,
             family=FAMILY,
             # The runner's own "keeps failing" gauge agrees with the breaker's threshold.
             options=replace(self.settings, breaker_threshold=partner.failure_threshold),
@@ -161,6 +200,7 @@ class PartnerSinkProcess:
             producer=self._producer,
             decodes=self._decodes,
         )
+        runner.attach_lanes(self._lanes)
         gauge = runner.metrics.circuit_breaker_open.labels(partner.name)
         gauge.set(0)
 

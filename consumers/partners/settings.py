@@ -4,8 +4,9 @@ Besides the runner's knobs (:class:`~consumers.settings.RunnerSettings`, shared 
 partner pipeline): ``PARTNER_SINK_CONFIG`` (required), the partners file described in
 :mod:`consumers.partners.config`; ``PARTNER_SINK_DATABASE``, a SQLite file where the sink
 remembers what each partner was told (:mod:`consumers.partners.answers`).
-``PARTNER_SINK_GROUP_ID`` is the base of the per-partner consumer groups
-(``<base>.<partner>``).
+``PARTNER_SINK_GROUP_ID`` is the sink's one consumer group (``<base>.<partner>`` were the
+per-partner groups of earlier versions: :mod:`consumers.partners.upgrade`);
+``PARTNER_SINK_LANE_RECORDS`` bounds each partner's buffer (:mod:`consumers.partners.lanes`).
 """
 
 from __future__ import annotations
@@ -26,3 +27,11 @@ class PartnerSinkSettings(RunnerSettings):
     database: Path | None = None
     """SQLite file of the instructions each partner was told, so a duplicate is not sent
     again even after a restart; unset, each pipeline remembers its recent ones in memory."""
+    lane_records: int = 5000
+    """Most records buffered for one partner's pipeline (a few megabytes): a partner that
+    falls this far behind the others reads on by itself (:mod:`consumers.partners.lanes`)."""
+
+    def __post_init__(self) -> None:
+        RunnerSettings.__post_init__(self)
+        if self.lane_records < 1:
+            raise ValueError("lane_records must be at least 1")

@@ -1,0 +1,257 @@
+"""The partner sink's one consumer: fetch each instruction record once, hand it to the
+partners it names, commit what every one of them has made durable.
+
+One consumer group (``PARTNER_SINK_GROUP_ID``, ``consent-relay.sink.partner_sharing`` by
+default) spreads the partners' topic over the sink's processes; in each, this consumer
+fetches every record of its partitions once and dispatches it to the lanes its
+destination header names (:class:`~consumers.partners.lanes.Lanes`); each partner's
+pipeline (:class:`~consumers.partners.lane.LaneRunner`) applies, answers and
+dead-letters its own items as before. Sixteen consumers fetching the same records, most
+of them to skip, cost the process more than anything else it did.
+
+Offsets: every ``commit_interval_seconds`` (and on a revocation and a clean stop) it
+commits, per partition, the lowest position over every partner, with the positions of
+the partners ahead in the commit's metadata (:meth:`Lanes.commits`); when a partition is
+assigned, each partner starts from its own position again (:meth:`Lanes.assign`). So a
+restart, a rebalance or a SIGKILL resumes every partner where it was, skipping nothing
+one of them has not made durable and handing none of them again what it has answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Final
+
+from confluent_kafka import (
+    OFFSET_STORED,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+
+from consumers.metrics import SinkMetrics, consumer_lag
+from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
+from consumers.settings import RunnerSettings
+from schemas.kafka import KafkaSettings
+from schemas.membership import Membership, claim
+
+log = logging.getLogger(__name__)
+
+BLOCKED_WAIT_SECONDS: Final = 0.05
+"""How long the paused dispatcher waits for a lane to take records before looking again."""
+COMMITTED_TIMEOUT_SECONDS: Final = 30.0
+"""Longest an assignment waits to read the committed offsets (a coordinator loading)."""
+LEAVE_TIMEOUT_SECONDS: Final = 10.0
+"""Longest a clean stop waits for the group to take this member's partitions back."""
+
+
+class Fanout:
+    """Fetches the partners' topic once for every lane of the process; see the module doc."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        options: RunnerSettings,
+        lanes: Lanes,
+        *,
+        group_id: str,
+        topic: str,
+        metrics: SinkMetrics,
+    ) -> None:
+        self.kafka = kafka
+        self.options = options
+        self.lanes = lanes
+        self.group_id = group_id
+        self.topic = topic
+        self.metrics = metrics
+        self.ready = threading.Event()
+        """Set once the consumer has subscribed."""
+        self._stop = threading.Event()
+        self._lanes_stopped = threading.Event()
+        self._consumer: Consumer | None = None
+        self._membership: Membership | None = None
+        self._committed: dict[TP, tuple[int, str]] = {}
+        self._commit_at = 0.0
+        self._paused = False
+
+    def stop(self) -> None:
+        """Stop fetching; the last commit waits for :meth:`lanes_stopped`."""
+        self._stop.set()
+
+    def lanes_stopped(self) -> None:
+        """Every lane has finished and reported its last work: commit it and leave."""
+        self._lanes_stopped.set()
+
+    def run(self) -> None:
+        """Fetch and dispatch until :meth:`stop`, then (once the lanes have stopped)
+        commit and leave the group; raises on a fatal consumer error."""
+        consumer = self._consumer = Consumer(self._config())
+        try:
+            consumer.subscribe(
+                [self.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            self.ready.set()
+            log.info("consuming %s once for every partner, as group %s", self.topic, self.group_id)
+            while not self._stop.is_set():
+                self._step(consumer)
+            # The lanes report their last durable work as they stop: commit it, then leave.
+            self._lanes_stopped.wait()
+            self._commit(sync=True)
+            self._leave_group(consumer)
+        finally:
+            consumer.close()
+            self._consumer = None
+            if self._membership is not None:
+                self._membership.release()
+
+    def _step(self, consumer: Consumer) -> None:
+        detached = self.lanes.detach_full()
+        if detached:
+            log.warning("partner(s) %s far behind: reading on by themselves", ", ".join(detached))
+        if self.lanes.blocked():
+            # A lane is full: fetch nothing more until it takes some or is detached.
+            # Polling keeps the membership and runs rebalances; paused, it delivers none
+            # (one fetched before the pause is dispatched: a bound a few over is fine).
+            consumer.pause(consumer.assignment())
+            self._paused = True
+            polled = consumer.poll(0)
+            if polled is not None and usable(polled):
+                self.lanes.dispatch([polled])
+            self.lanes.wait_for_room(BLOCKED_WAIT_SECONDS)
+        else:
+            if self._paused:
+                consumer.resume(consumer.assignment())
+                self._paused = False
+            self._fetch(consumer)
+        if time.monotonic() >= self._commit_at:
+            self._commit(sync=False)
+
+    def _fetch(self, consumer: Consumer) -> None:
+        """Wait for the first record, then take whatever else is fetched already."""
+        first = consumer.poll(self.options.poll_timeout_seconds)
+        if first is None:
+            return
+        batch = [first]
+        if self.options.batch_size > 1:
+            batch.extend(consumer.consume(self.options.batch_size - 1, 0))
+        self.lanes.dispatch([m for m in batch if usable(m)])
+
+    def _commit(self, *, sync: bool, only: set[TP] | None = None) -> None:
+        """Commit every partition whose lowest position moved (or ``only`` those)."""
+        self._commit_at = time.monotonic() + self.options.commit_interval_seconds
+        consumer = self._consumer
+        if consumer is None:
+            return
+        due = {
+            tp: commit
+            for tp, commit in self.lanes.commits().items()
+            if (only is None or tp in only) and self._committed.get(tp) != commit
+        }
+        if not due:
+            return
+        offsets = [TopicPartition(t, p, o, metadata) for (t, p), (o, metadata) in due.items()]
+        try:
+            if sync:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            # Uncommitted work is handed over again, and each partner drops what it answered.
+            log.warning("commit failed, will be redelivered: %s", exc)
+            return
+        self._committed.update(due)
+
+    # -- rebalancing -----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed: dict[TP, Committed | None] = {}
+        for tp in self._read_committed(consumer, partitions):
+            key = (tp.topic, tp.partition)
+            committed[key] = (
+                Committed(tp.offset, decode_positions(tp.metadata)) if tp.offset >= 0 else None
+            )
+        starts = self.lanes.assign(committed)
+        consumer.incremental_assign(
+            [
+                TopicPartition(t, p, OFFSET_STORED if start is None else start)
+                for (t, p), start in starts.items()
+            ]
+        )
+        if self._paused:
+            consumer.pause(consumer.assignment())
+        log.info("assigned %s", sorted(p for _, p in starts))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._commit(sync=True, only=gone)
+        self._forget(gone)
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget({(tp.topic, tp.partition) for tp in partitions})
+
+    def _forget(self, gone: set[TP]) -> None:
+        self.lanes.revoke(gone)
+        for key in gone:
+            self._committed.pop(key, None)
+
+    def _read_committed(
+        self, consumer: Consumer, partitions: list[TopicPartition]
+    ) -> list[TopicPartition]:
+        """The group's committed offsets and metadata, asked again while the broker
+        answers "not now" (a coordinator still loading, as right after it starts)."""
+        deadline = time.monotonic() + COMMITTED_TIMEOUT_SECONDS
+        while True:
+            try:
+                return consumer.committed(partitions, COMMITTED_TIMEOUT_SECONDS)
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or time.monotonic() > deadline:
+                    raise
+                log.info("committed offsets not readable yet (%s); asking again", error.str())
+                time.sleep(0.5)
+
+    def _leave_group(self, consumer: Consumer) -> None:
+        """Hand the partitions over now (a static member's close() would not)."""
+        consumer.unsubscribe()
+        deadline = time.monotonic() + LEAVE_TIMEOUT_SECONDS
+        while consumer.assignment() and time.monotonic() < deadline:
+            consumer.poll(0.1)
+        consumer.poll(0.2)
+
+    def _config(self) -> dict[str, object]:
+        options = self.options
+        overrides: dict[str, object] = {
+            "statistics.interval.ms": 5000,
+            "stats_cb": self._on_stats,
+            "queued.max.messages.kbytes": options.prefetch_kbytes,
+        }
+        if options.static_membership:
+            self._membership = claim(self.group_id, options.group_instance_id)
+            overrides["group.instance.id"] = self._membership.name
+        return self.kafka.consumer_config(
+            self.group_id, session_timeout_seconds=options.session_timeout_seconds, **overrides
+        )
+
+    def _on_stats(self, raw: str) -> None:
+        for topic, lag in consumer_lag(json.loads(raw)).items():
+            self.metrics.consumer_lag.labels(self.group_id, topic).set(lag)
+
+
+def usable(message: Message) -> bool:
+    """Whether ``message`` is a record (not an error event); raises on a fatal error."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.fatal():
+        raise KafkaException(error)
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.warning("consumer error: %s", error)
+    return False

@@ -1,0 +1,147 @@
+"""One partner's pipeline, fed by the process's one consumer instead of a consumer of its own.
+
+A :class:`LaneRunner` is the :class:`~consumers.runner.SinkRunner` every sink runs (the
+same decoding, dedupe of answered ids, batched webhooks, retries with backoff, receipts,
+dead letters and metrics), with its input and its offsets replaced: it takes its chunks
+from its lane (:class:`~consumers.partners.lanes.Lanes`), which the dispatcher
+(:mod:`consumers.partners.fanout`) fills, and reports what it made durable back to the
+lane instead of committing; the dispatcher commits for every partner. While its lane is
+detached (its partner was down long enough to fill it) it reads on by itself, from its
+own position, with a reader that is assigned its partitions and joins no group, until it
+has caught up and the lane is attached again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+from confluent_kafka import Consumer, Message, TopicPartition
+from typing_extensions import override
+
+from consumers.partners.fanout import usable
+from consumers.partners.lanes import Lanes, tp_of
+from consumers.runner import SinkRunner, _AbandonedError
+
+log = logging.getLogger(__name__)
+
+WAIT_SLICE_SECONDS: Final = 0.2
+"""How often a retry wait checks that its chunk's partitions are still assigned."""
+
+
+class LaneRunner(SinkRunner):
+    """A partner's pipeline over its lane; see the module doc."""
+
+    lanes: Lanes
+    _reader: Consumer | None = None
+    _reader_epoch = -1
+
+    def attach_lanes(self, lanes: Lanes) -> None:
+        """Feed this runner from ``lanes`` (its lane is its sink's destination)."""
+        self.lanes = lanes
+
+    @property
+    def lane(self) -> str:
+        """The lane's name: the partner's."""
+        return self.sink.destination
+
+    @override
+    def _consume(self) -> None:
+        self.ready.set()
+        log.info("partner %s: taking its instructions from the shared consumer", self.lane)
+        try:
+            while not self._stop.is_set():
+                chunk = self._next_chunk()
+                if not chunk:
+                    continue
+                self._finished.clear()
+                try:
+                    self._process(chunk)
+                except _AbandonedError:
+                    # Unfinished ones of partitions still ours go back, ahead of the rest.
+                    unfinished = [m for m in chunk if _coordinates(m) not in self._finished]
+                    self.lanes.put_back(self.lane, unfinished)
+                self._checkpoint()
+        finally:
+            self._close_reader()
+
+    def _next_chunk(self) -> list[Message]:
+        limit = self.options.batch_size
+        if self.lanes.attached(self.lane):
+            self._close_reader()
+            return self.lanes.take(self.lane, limit, self.options.poll_timeout_seconds)
+        buffered = self.lanes.take(self.lane, limit, 0)
+        if buffered:
+            return buffered
+        start = self.lanes.reader_start(self.lane)
+        if start is None:
+            return []
+        epoch, positions = start
+        reader = self._reader_at(epoch, positions)
+        # The first record waited for, then whatever else is fetched already (as the
+        # runner's own fetch): a reader near the end is not held for a full chunk.
+        first = reader.poll(self.options.poll_timeout_seconds)
+        if first is None:
+            fetched = []
+        else:
+            fetched = [first, *reader.consume(limit - 1, 0)] if limit > 1 else [first]
+        messages = [m for m in fetched if usable(m)]
+        chunk = self.lanes.read(self.lane, epoch, messages)
+        if self.lanes.try_attach(self.lane, epoch):
+            log.info("partner %s caught up: back on the shared consumer", self.lane)
+            self._close_reader()
+        return chunk
+
+    def _reader_at(self, epoch: int, positions: dict[tuple[str, int], int]) -> Consumer:
+        if self._reader is not None and self._reader_epoch == epoch:
+            return self._reader
+        self._close_reader()
+        log.info("partner %s is behind: reading on by itself", self.lane)
+        config = self.settings.consumer_config(
+            f"{self.group_id}.catch-up",
+            **{"queued.max.messages.kbytes": self.options.prefetch_kbytes},
+        )
+        reader = Consumer(config)
+        reader.assign([TopicPartition(t, p, o) for (t, p), o in positions.items()])
+        self._reader, self._reader_epoch = reader, epoch
+        return reader
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+            self._reader_epoch = -1
+
+    @override
+    def _accept(self, message: Message) -> bool:
+        return self.lanes.owns(tp_of(message))
+
+    @override
+    def _mark_done(self, message: Message) -> None:
+        self._finished.add(_coordinates(message))
+        self._done[tp_of(message)] = (message.offset() or 0) + 1
+
+    @override
+    def _checkpoint(self, *, commit: bool = False) -> None:
+        """Flush receipts and dead letters, remember what they answered, then tell the
+        lane what is durable (the dispatcher commits it)."""
+        self._flush()
+        self._remember_answered()
+        done, self._done = self._done, {}
+        if done:
+            self.lanes.finished(self.lane, done)
+
+    @override
+    def _wait(self, delay: float, chunk: list[Message]) -> None:
+        """Sleep ``delay`` seconds; abandon on stop or when the chunk's partitions go."""
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(remaining, WAIT_SLICE_SECONDS)):
+                raise _AbandonedError
+            if any(not self.lanes.owns(tp_of(m)) for m in chunk):
+                raise _AbandonedError
+
+
+def _coordinates(message: Message) -> tuple[str, int, int]:
+    return message.topic() or "", message.partition() or 0, message.offset() or 0
