@@ -196,8 +196,8 @@ def caught_up(settings: KafkaSettings, group: str) -> bool:
         f"{group}-marketing": topics.instructions(SinkFamily.MARKETING),
         f"{group}-analytics": topics.instructions(SinkFamily.ANALYTICS),
     }
-    for name in PARTNER_DESTINATIONS:
-        readers[f"{group}-partners.{name}"] = topics.instructions(SinkFamily.PARTNER_SHARING)
+    # The partner sink's one group commits only what every partner has made durable.
+    readers[f"{group}-partners"] = topics.instructions(SinkFamily.PARTNER_SHARING)
     for reader, topic in readers.items():
         consumer = Consumer(settings.consumer_config(reader))
         try:
