@@ -84,7 +84,8 @@ class PartnerSinkProcess:
         self._producer = SharedProducer(kafka)
         # A record naming several partners is decoded once, by the first pipeline to read it.
         self._decodes = SharedDecodes()
-        self._lanes = Lanes([p.name for p in config.partners], bound=settings.lane_records)
+        self.lanes = Lanes([p.name for p in config.partners], bound=settings.lane_records)
+        """Which partner has finished what (:mod:`consumers.partners.lanes`)."""
         self.runners: dict[str, LaneRunner] = {}
         for partner in config.partners:
             self.runners[partner.name] = self._runner(partner, kafka, identities)
@@ -92,7 +93,7 @@ class PartnerSinkProcess:
         self._fanout = Fanout(
             kafka,
             settings,
-            self._lanes,
+            self.lanes,
             group_id=self.group_id,
             topic=kafka.topics.instructions(FAMILY),
             metrics=fetched,
@@ -200,7 +201,7 @@ class PartnerSinkProcess:
             producer=self._producer,
             decodes=self._decodes,
         )
-        runner.attach_lanes(self._lanes)
+        runner.attach_lanes(self.lanes)
         gauge = runner.metrics.circuit_breaker_open.labels(partner.name)
         gauge.set(0)
 
