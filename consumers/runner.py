@@ -5,8 +5,8 @@ are taken in chunks (whatever has been fetched, up to ``batch_size``), in partit
 order: those whose destination header does not name the sink's destination are
 skipped undecoded (a shared topic), undecodable ones are dead-lettered; a message is an
 InstructionIssued, or an InstructionsIssued of which the sink takes only its own
-destination's items (the partners' topic, read by each partner's runner in a group of
-its own); the instructions the sink handles are applied, in
+destination's items (the partners' topic, whose one consumer feeds every partner's
+runner: :mod:`consumers.partners.fanout`); the instructions the sink handles are applied, in
 one call to ``apply_batch`` when the sink offers it (one database transaction), else
 one by one;
 then each whose ``receipt_requested`` is set (the stream tracks the event: a

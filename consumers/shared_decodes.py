@@ -1,7 +1,8 @@
 """Decoded instruction records shared by the sink runners of one process.
 
-The partner sink runs a runner per partner, each in its own consumer group over the same
-topic, and a record naming six partners is read by six of them. Each decoding the whole
+The partner sink runs a runner per partner, all fed by one consumer of the same topic
+(:mod:`consumers.partners.fanout`), and a record naming six partners is taken by six of
+them. Each decoding the whole
 Avro body for itself was the largest part of the process's work; through this, the first
 runner to reach a record decodes it and the others take the decoded dict. A runner far
 behind the others (a partner that is down) finds its records evicted and decodes them
