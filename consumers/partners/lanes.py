@@ -128,6 +128,8 @@ class _Lane:
     """When the lane last took records from its buffer (or was attached)."""
     full_since: float | None = None
     """Since when its buffer has been full, if it is."""
+    arrived: threading.Condition | None = None
+    """Notified when the dispatcher hands it records (shares the lanes' lock)."""
 
 
 class Lanes:
@@ -141,14 +143,18 @@ class Lanes:
             raise ValueError("a lane's bound must be at least 1")
         self.bound = bound
         self._clock = clock
-        self._lanes = {name: _Lane(name, took_at=clock()) for name in names}
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        """Notified when a lane takes records (room for more), or on a revocation."""
+        # A condition per lane: a record wakes only the lanes it names.
+        self._lanes = {
+            name: _Lane(name, took_at=clock(), arrived=threading.Condition(self._lock))
+            for name in names
+        }
         self._by_header = {name.encode(): lane for name, lane in self._lanes.items()}
         self._at: dict[TP, int | None] = {}
         """The dispatcher's position per assigned partition (None: nothing fetched yet
         from a partition without a committed offset)."""
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        """Notified when a lane takes records (room for more) or gets some."""
 
     @property
     def names(self) -> list[str]:
@@ -202,6 +208,7 @@ class Lanes:
     def dispatch(self, messages: Iterable[Message]) -> None:
         """Hand each message to every attached lane it names (all, without a header),
         from that lane's floor on."""
+        woken: set[str] = set()
         with self._lock:
             for message in messages:
                 tp = tp_of(message)
@@ -219,7 +226,9 @@ class Lanes:
                     if lane.attached and offset >= lane.floor.get(tp, 0):
                         lane.inbox.append(message)
                         lane.pending.setdefault(tp, deque()).append(offset)
-            self._room.notify_all()
+                        woken.add(lane.name)
+            for name in woken:
+                self._arrived(self._lanes[name]).notify()
 
     def detach_full(self) -> list[str]:
         """Detach the full lanes that stall or have been full too long, if some attached
@@ -284,10 +293,10 @@ class Lanes:
     def take(self, name: str, limit: int, timeout: float) -> list[Message]:
         """Up to ``limit`` of the lane's buffered records, oldest first, waiting up to
         ``timeout`` for the first while it is attached."""
-        with self._room:
+        with self._lock:
             lane = self._lanes[name]
             if not lane.inbox and lane.attached and timeout > 0:
-                self._room.wait(timeout)
+                self._arrived(lane).wait(timeout)
             taken = [lane.inbox.popleft() for _ in range(min(limit, len(lane.inbox)))]
             if taken:
                 lane.took_at = self._clock()
@@ -359,6 +368,11 @@ class Lanes:
             return True
 
     # -- internals -----------------------------------------------------------------
+
+    @staticmethod
+    def _arrived(lane: _Lane) -> threading.Condition:
+        assert lane.arrived is not None
+        return lane.arrived
 
     @staticmethod
     def _restart_reader(lane: _Lane) -> None:
