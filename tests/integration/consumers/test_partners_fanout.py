@@ -279,3 +279,50 @@ def test_the_first_start_resumes_each_partner_from_its_own_old_group(
         expected = [e[NAMES.index(name)].instruction_id for e in published[done:]]
         assert partners[name].applied_keys() == expected, name
     assert sink_kit.committed(topic) >= at[-1] + 1
+
+
+def test_a_rebalance_hands_each_partner_over_where_it_was(
+    tmp_path: Path, partners: dict[str, Any], sink_kit: Any, until: Callable[..., Any]
+) -> None:
+    path = config_file(tmp_path, partners)
+    settings = PartnerSinkSettings(
+        config=path,
+        group_id=sink_kit.group,
+        backoff_initial_seconds=0.05,
+        backoff_max_seconds=0.3,
+        poll_timeout_seconds=0.2,
+    )
+    config = load_config(path, {})
+    first = PartnerSinkProcess(sink_kit.settings, settings, config, metrics_port=0)
+    second = PartnerSinkProcess(sink_kit.settings, settings, config, metrics_port=0)
+    topic = sink_kit.settings.topics.instructions(FAMILY)
+    subjects = [f"acct-rebalance-{n}" for n in range(6)]
+    before = [i for n in range(30) for i in event(sink_kit, subjects[n % 6])]
+    after = [i for n in range(30) for i in event(sink_kit, subjects[n % 6])]
+    partners["facebook"].fail()
+    with running_in_thread(first, name="first", ready=lambda: first.wait_ready(60)):
+        sink_kit.publish_routed(before)
+        until(lambda: len(partners["criteo"].applied) == 30, timeout=60)
+        until(lambda: len(partners["google"].applied) == 30, timeout=30)
+        time.sleep(0.5)  # their receipts acknowledged: nothing of theirs in flight
+        # A second process joins: partitions move, with every partner's position.
+        with running_in_thread(second, name="second", ready=lambda: second.wait_ready(60)):
+            until(lambda: any(second.lanes.owns((topic, p)) for p in range(3)), timeout=60)
+            sink_kit.publish_routed(after)
+            until(lambda: len(partners["criteo"].applied) == 60, timeout=60)
+            until(lambda: len(partners["google"].applied) == 60, timeout=30)
+            partners["facebook"].recover()
+            until(lambda: len(partners["facebook"].applied) == 60, timeout=90)
+    for server in partners.values():
+        assert server.duplicates == 0, f"{server.name} was called twice for one instruction"
+        assert sorted(server.applied_keys()) == sorted(
+            i.instruction_id for i in before + after if i.destination == server.name
+        )
+    order = {key: n for n, key in enumerate(partners["facebook"].applied_keys())}
+    for subject in subjects:
+        mine = [
+            order[i.instruction_id]
+            for i in before + after
+            if i.destination == "facebook" and i.subject.id == subject
+        ]
+        assert mine == sorted(mine), "facebook got a person's decisions out of order"
