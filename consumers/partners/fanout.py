@@ -179,14 +179,18 @@ class Fanout:
                 Committed(tp.offset, decode_positions(tp.metadata)) if tp.offset >= 0 else None
             )
         starts = self.lanes.assign(committed)
-        consumer.incremental_assign(
-            [
-                TopicPartition(t, p, OFFSET_STORED if start is None else start)
-                for (t, p), start in starts.items()
-            ]
-        )
+        assigned = [
+            TopicPartition(t, p, OFFSET_STORED if start is None else start)
+            for (t, p), start in starts.items()
+        ]
+        consumer.incremental_assign(assigned)
+        # librdkafka keeps a partition's pause across its revocation and a later assignment:
+        # one paused while a lane was full, taken away, and handed back after the consumer
+        # resumed what it held would never be fetched again. Give it the current state.
         if self._paused:
-            consumer.pause(consumer.assignment())
+            consumer.pause(assigned)
+        else:
+            consumer.resume(assigned)
         log.info("assigned %s", sorted(p for _, p in starts))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:

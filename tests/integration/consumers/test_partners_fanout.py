@@ -326,3 +326,73 @@ def test_a_rebalance_hands_each_partner_over_where_it_was(
             if i.destination == "facebook" and i.subject.id == subject
         ]
         assert mine == sorted(mine), "facebook got a person's decisions out of order"
+
+
+def test_partitions_handed_back_while_the_consumer_was_paused_are_fetched_again(
+    tmp_path: Path, partners: dict[str, Any], sink_kit: Any, until: Callable[..., Any]
+) -> None:
+    """librdkafka keeps a partition's pause across its revocation and a new assignment
+    (as for the runner: tests/integration/consumers/test_runner_rebalance.py). The one
+    consumer pauses while a lane is full and cannot be detached (here: the only partner,
+    down); a partition taken away then and handed back after it resumed must be fetched
+    again. Afterwards the lane never fills again (one instruction at a time), so no later
+    pause and resume of the whole assignment can mend a partition left paused."""
+    path = config_file(tmp_path, {"criteo": partners["criteo"]})
+    settings = PartnerSinkSettings(
+        config=path,
+        group_id=sink_kit.group,
+        batch_size=1,
+        lane_records=5,
+        backoff_initial_seconds=0.05,
+        backoff_max_seconds=0.3,
+        poll_timeout_seconds=0.2,
+    )
+    process = PartnerSinkProcess(sink_kit.settings, settings, load_config(path, {}), metrics_port=0)
+    topic = sink_kit.settings.topics.instructions(FAMILY)
+    partitions = set(range(sink_kit.settings.partitions))
+
+    def to_criteo(subject: str) -> InstructionIssued:
+        return sink_kit.instruction(
+            Action.SUPPRESS,
+            subject=subject,
+            purposes=(Purpose.SHARE_WITH_ADVERTISING_PLATFORMS,),
+            destination="criteo",
+            family=FAMILY,
+        )
+
+    partners["criteo"].fail()
+    first = [to_criteo(f"acct-paused-{n}") for n in range(12)]
+    with running_in_thread(process, name="partners", ready=lambda: process.wait_ready(60)):
+        landed = sink_kit.publish_routed(first)
+        assert {d.partition for d in landed} == partitions
+        # Its lane is full and it is the only one: the consumer pauses (back-pressure).
+        until(process.lanes.blocked, timeout=60)
+        # A second member takes partitions away from the paused consumer. It never
+        # commits, so nothing it happens to fetch is lost to the sink.
+        other = Consumer(sink_kit.settings.consumer_config(sink_kit.group))
+        try:
+            other.subscribe([topic])
+            deadline = time.monotonic() + 60
+            while not other.assignment() and time.monotonic() < deadline:
+                other.poll(0.2)
+            assert other.assignment(), "the second member never got a partition"
+            until(lambda: not all(process.lanes.owns((topic, p)) for p in partitions))
+            # The partner recovers: the lane drains, the consumer resumes what it holds.
+            partners["criteo"].recover()
+            until(lambda: not process.lanes.blocked(), timeout=60)
+            time.sleep(1.0)
+        finally:
+            other.close()  # leaves the group: its partitions go back to the sink
+        until(lambda: all(process.lanes.owns((topic, p)) for p in partitions), timeout=60)
+        wanted = {i.instruction_id for i in first}
+        until(lambda: wanted <= set(partners["criteo"].applied_keys()), timeout=60)
+        reached: set[int] = set()
+        for n in range(12):
+            later = to_criteo(f"acct-paused-later-{n}")
+            reached |= {d.partition for d in sink_kit.publish_routed([later])}
+            until(
+                lambda later=later: later.instruction_id in partners["criteo"].applied_keys(),
+                timeout=30,
+            )
+        assert reached == partitions
+    assert partners["criteo"].duplicates == 0
