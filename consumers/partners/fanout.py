@@ -48,6 +48,10 @@ COMMITTED_TIMEOUT_SECONDS: Final = 30.0
 """Longest an assignment waits to read the committed offsets (a coordinator loading)."""
 LEAVE_TIMEOUT_SECONDS: Final = 10.0
 """Longest a clean stop waits for the group to take this member's partitions back."""
+SETTLE_TIMEOUT_SECONDS: Final = 30.0
+"""Longest a revocation waits for the partners' chunks in flight on the partitions going
+(a webhook call of a few seconds, its receipts' acknowledgement), well below the group's
+rebalance timeout (``max.poll.interval.ms``, 300 s)."""
 
 
 class Fanout:
@@ -195,6 +199,18 @@ class Fanout:
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
+        # A partner's pipeline may be calling its partner with records of these right now
+        # (it runs in its own thread, unlike a runner's own consumer, whose callbacks run
+        # between its chunks). Committed before they finish, they would be handed to the
+        # next owner while the call goes on: the partner called twice, and a later
+        # instruction for the same person could reach it before this earlier one.
+        self.lanes.release(gone)
+        if not self.lanes.wait_settled(gone, SETTLE_TIMEOUT_SECONDS):
+            log.warning(
+                "revoked partitions still in a partner's work after %.0f s: "
+                "committing what is finished",
+                SETTLE_TIMEOUT_SECONDS,
+            )
         self._commit(sync=True, only=gone)
         self._forget(gone)
 

@@ -63,7 +63,9 @@ class LaneRunner(SinkRunner):
                     unfinished = [m for m in chunk if _coordinates(m) not in self._finished]
                     self.lanes.put_back(self.lane, unfinished)
                 self._checkpoint()
+                self.lanes.settle(self.lane)
         finally:
+            self.lanes.settle(self.lane)
             self._close_reader()
 
     def _next_chunk(self) -> list[Message]:

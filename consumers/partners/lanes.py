@@ -130,6 +130,8 @@ class _Lane:
     """Since when its buffer has been full, if it is."""
     arrived: threading.Condition | None = None
     """Notified when the dispatcher hands it records (shares the lanes' lock)."""
+    busy: set[TP] = field(default_factory=set)
+    """The partitions of the chunk it is working on (taken, not yet settled)."""
 
 
 class Lanes:
@@ -155,6 +157,8 @@ class Lanes:
         self._at: dict[TP, int | None] = {}
         """The dispatcher's position per assigned partition (None: nothing fetched yet
         from a partition without a committed offset)."""
+        self._leaving: dict[TP, int | None] = {}
+        """Released partitions (:meth:`release`): still committed, no longer handed out."""
 
     @property
     def names(self) -> list[str]:
@@ -189,6 +193,27 @@ class Lanes:
                 self._at[tp] = starts[tp] = min(attached, default=ahead)
         return starts
 
+    def release(self, tps: Collection[TP]) -> None:
+        """Hand no more records of partitions being revoked to any lane (their buffered
+        ones stay unfinished, so the commit stays at them); a lane's retry wait on them is
+        abandoned (:meth:`owns`). Then :meth:`wait_settled`, commit, :meth:`revoke`."""
+        gone = set(tps)
+        with self._lock:
+            for tp in gone:
+                if tp in self._at:
+                    self._leaving[tp] = self._at.pop(tp)
+            for lane in self._lanes.values():
+                lane.inbox = deque(m for m in lane.inbox if tp_of(m) not in gone)
+
+    def wait_settled(self, tps: Collection[TP], timeout: float) -> bool:
+        """Wait until no lane is working on a chunk with records of ``tps`` (its effects
+        made durable and reported, or abandoned); False if ``timeout`` ran out first."""
+        gone = set(tps)
+        with self._room:
+            return self._room.wait_for(
+                lambda: not any(lane.busy & gone for lane in self._lanes.values()), timeout
+            )
+
     def revoke(self, tps: Collection[TP]) -> None:
         """Forget partitions (commit them first: :meth:`commits`); a lane's work on them
         in flight is abandoned (:meth:`owns`)."""
@@ -196,6 +221,7 @@ class Lanes:
         with self._lock:
             for tp in gone:
                 self._at.pop(tp, None)
+                self._leaving.pop(tp, None)
             for lane in self._lanes.values():
                 for tp in gone:
                     lane.pending.pop(tp, None)
@@ -269,7 +295,7 @@ class Lanes:
         position of the dispatcher and every lane) and the metadata of lanes above it."""
         out: dict[TP, tuple[int, str]] = {}
         with self._lock:
-            for tp, at in self._at.items():
+            for tp, at in [*self._at.items(), *self._leaving.items()]:
                 if at is None:
                     continue
                 positions = {n: self._position(lane, tp, at) for n, lane in self._lanes.items()}
@@ -300,8 +326,16 @@ class Lanes:
             taken = [lane.inbox.popleft() for _ in range(min(limit, len(lane.inbox)))]
             if taken:
                 lane.took_at = self._clock()
+                lane.busy.update(tp_of(m) for m in taken)
                 self._room.notify_all()
             return taken
+
+    def settle(self, name: str) -> None:
+        """The lane is done with its chunk: what it finished is reported
+        (:meth:`finished`), the rest abandoned (:meth:`put_back`)."""
+        with self._lock:
+            self._lanes[name].busy.clear()
+            self._room.notify_all()
 
     def put_back(self, name: str, messages: list[Message]) -> None:
         """Return unfinished records (an abandoned chunk) ahead of the buffer, those of
@@ -341,12 +375,13 @@ class Lanes:
             for message in messages:
                 tp = tp_of(message)
                 offset = message.offset() or 0
-                if tp not in lane.through or offset < lane.through[tp]:
+                if tp not in self._at or tp not in lane.through or offset < lane.through[tp]:
                     continue
                 lane.through[tp] = offset + 1
                 names = named(message)
                 if (names is None or header in names) and offset >= lane.floor.get(tp, 0):
                     lane.pending.setdefault(tp, deque()).append(offset)
+                    lane.busy.add(tp)
                     taken.append(message)
         return taken
 

@@ -4,7 +4,8 @@ Each :class:`PartnerServer` listens on a free port of 127.0.0.1 and behaves like
 partner's webhook endpoint: it checks the HMAC signature and timestamp itself (written
 here independently of ``consumers.partners.signing``, from the documented scheme), drops
 redeliveries by their ``Idempotency-Key`` (so "applied once in effect" is observable),
-and can be told to answer 500, to hang, or to insist on valid signatures (401 if not).
+and can be told to answer 500, to hang, to hold its answers (applied at once, answered
+when released), or to insist on valid signatures (401 if not).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ class PartnerServer:
     duplicates: int = 0
     statuses: list[int] = field(default_factory=list)
     bad_signatures: int = 0
+    _arrived: int = 0
     _failing: bool = False
     _hang: threading.Event = field(default_factory=threading.Event)
+    _hold: threading.Event = field(default_factory=threading.Event)
     _released: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -67,8 +70,20 @@ class PartnerServer:
         self._released.clear()
         self._hang.set()
 
+    def hold(self) -> None:
+        """Apply every request at once but answer it only at :meth:`release` (a slow
+        partner: the caller waits while the effect is done)."""
+        self._released.clear()
+        self._hold.set()
+
+    def held(self) -> int:
+        """Requests answered, or waiting to be: how many arrived."""
+        with self._lock:
+            return self._arrived
+
     def release(self) -> None:
         self._hang.clear()
+        self._hold.clear()
         self._released.set()
 
     def applied_keys(self) -> list[str]:
@@ -120,10 +135,13 @@ class PartnerServer:
         if not key:
             return 400
         with self._lock:
+            self._arrived += 1
             if key in {a.idempotency_key for a in self.applied}:
                 self.duplicates += 1
             else:
                 self.applied.append(Applied(key, json.loads(body), time.monotonic()))
+        if self._hold.is_set():
+            self._released.wait(HANG_LIMIT_SECONDS)
         return 204
 
 

@@ -59,7 +59,7 @@ def partners() -> Iterator[dict[str, Any]]:
         yield made
 
 
-def config_file(tmp_path: Path, partners: dict[str, Any]) -> Path:
+def config_file(tmp_path: Path, partners: dict[str, Any], timeout: float = 2) -> Path:
     lines = ['pseudonym_key = "fanout-pseudonym-key-0123456789"']
     for name, server in partners.items():
         lines += [
@@ -67,7 +67,7 @@ def config_file(tmp_path: Path, partners: dict[str, Any]) -> Path:
             f'url = "{server.url}"',
             f'secret = "{SECRET}"',
             'known_subjects = "all"',
-            "timeout_seconds = 2",
+            f"timeout_seconds = {timeout}",
             "failure_threshold = 2",
             "reset_seconds = 0.5",
         ]
@@ -396,3 +396,64 @@ def test_partitions_handed_back_while_the_consumer_was_paused_are_fetched_again(
             )
         assert reached == partitions
     assert partners["criteo"].duplicates == 0
+
+
+def test_a_revocation_waits_for_the_partners_calls_in_flight(
+    tmp_path: Path, partners: dict[str, Any], sink_kit: Any, until: Callable[..., Any]
+) -> None:
+    """A partner's pipeline runs beside the one consumer: when partitions are revoked
+    while it is calling its partner with their records, the revocation waits for the call
+    (and the receipts) and commits past them, so the next owner neither calls again nor
+    gets ahead of the call with the person's next instruction."""
+    path = config_file(tmp_path, {"criteo": partners["criteo"]}, timeout=30)
+    settings = PartnerSinkSettings(config=path, group_id=sink_kit.group, poll_timeout_seconds=0.2)
+    config = load_config(path, {})
+    first = PartnerSinkProcess(sink_kit.settings, settings, config, metrics_port=0)
+    second = PartnerSinkProcess(sink_kit.settings, settings, config, metrics_port=0)
+    topic = sink_kit.settings.topics.instructions(FAMILY)
+    subjects = [f"acct-revoke-{n}" for n in range(9)]
+
+    def to_criteo(action: Action, subject: str) -> InstructionIssued:
+        return sink_kit.instruction(
+            action,
+            subject=subject,
+            purposes=(Purpose.SHARE_WITH_ADVERTISING_PLATFORMS,),
+            destination="criteo",
+            family=FAMILY,
+        )
+
+    allowed = [to_criteo(Action.ALLOW, s) for s in subjects]
+    landed = sink_kit.publish_routed(allowed)
+    assert {d.partition for d in landed} == set(range(sink_kit.settings.partitions))
+    # Committed starts: every partition is fetchable at once (no offset reset to wait
+    # for), so the first chunk, the one in flight, holds records of all of them.
+    starts = Consumer(sink_kit.settings.consumer_config(sink_kit.group))
+    try:
+        starts.commit(
+            offsets=[
+                TopicPartition(topic, p, min(d.offset for d in landed if d.partition == p))
+                for p in range(sink_kit.settings.partitions)
+            ],
+            asynchronous=False,
+        )
+    finally:
+        starts.close()
+    criteo = partners["criteo"]
+    criteo.hold()  # applies each call at once, answers only when released
+    with running_in_thread(first, name="first", ready=lambda: first.wait_ready(60)):
+        # The first call is in flight (the rest of the chunk behind it, in order).
+        until(lambda: criteo.held() >= 1, timeout=60)
+        with running_in_thread(second, name="second", ready=lambda: second.wait_ready(60)):
+            # The second process joins while the call is held: partitions are revoked.
+            time.sleep(8)
+            criteo.release()
+            until(lambda: any(second.lanes.owns((topic, p)) for p in range(3)), timeout=60)
+            until(lambda: len(criteo.applied) == len(subjects), timeout=60)
+            withdrawn = [to_criteo(Action.SUPPRESS, s) for s in subjects]
+            sink_kit.publish_routed(withdrawn)
+            until(lambda: len(criteo.applied) == 2 * len(subjects), timeout=60)
+            time.sleep(1.0)
+    assert criteo.duplicates == 0, "an instruction in flight at the revocation was sent again"
+    assert sorted(criteo.applied_keys()) == sorted(i.instruction_id for i in allowed + withdrawn)
+    for actions in criteo.actions_by_subject().values():
+        assert actions == ["ALLOW", "SUPPRESS"]

@@ -172,3 +172,37 @@ def test_positions_metadata_round_trips_and_is_dropped_when_too_long() -> None:
     assert decode_positions('{"a": "x", "b": 3}') == {"b": 3}
     many = {f"partner_{n:04d}": 10**12 for n in range(METADATA_LIMIT // 10)}
     assert encode_positions(many) == ""
+
+
+def test_a_released_partition_is_handed_out_no_more_and_committed_once_settled() -> None:
+    lanes = lanes_at(10, "criteo")
+    lanes.dispatch([record(10, "criteo"), record(11, "criteo"), record(12, "criteo")])
+    assert offsets(lanes.take("criteo", 1, 0)) == [10]  # the lane works on 10
+    lanes.release([P0])
+    assert not lanes.owns(P0)
+    assert lanes.take("criteo", 10, 0) == []  # 11 and 12 are the next owner's
+    assert not lanes.wait_settled([P0], 0.01)
+    assert lanes.commits() == {P0: (10, "")}
+    lanes.finished("criteo", {P0: 11})
+    lanes.settle("criteo")
+    assert lanes.wait_settled([P0], 0.01)
+    # Past what the lane finished, not past what it was still to take.
+    assert lanes.commits() == {P0: (11, "")}
+    lanes.revoke([P0])
+    assert lanes.commits() == {}
+
+
+def test_a_detached_lanes_reader_takes_nothing_of_a_released_partition() -> None:
+    clock = Clock()
+    lanes = lanes_at(0, "criteo", "bing", bound=1, clock=clock)
+    lanes.dispatch([record(0, "criteo")])
+    clock.now += STALL_SECONDS
+    assert lanes.detach_full() == ["criteo"]
+    assert offsets(lanes.take("criteo", 10, 0)) == [0]
+    lanes.finished("criteo", {P0: 1})
+    lanes.settle("criteo")
+    start = lanes.reader_start("criteo")
+    assert start is not None
+    lanes.release([P0])
+    assert lanes.read("criteo", start[0], [record(1, "criteo")]) == []
+    assert lanes.wait_settled([P0], 0.01)
