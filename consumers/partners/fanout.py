@@ -149,7 +149,9 @@ class Fanout:
         self.lanes.dispatch([m for m in batch if usable(m)])
 
     def _commit(self, *, sync: bool, only: set[TP] | None = None) -> None:
-        """Commit every partition whose lowest position moved (or ``only`` those)."""
+        """Commit every partition whose lowest position moved (or ``only`` those); a
+        synchronous commit (a revocation, a stop) sends every position, moved or not,
+        since an earlier asynchronous one may have failed unseen."""
         self._commit_at = time.monotonic() + self.options.commit_interval_seconds
         consumer = self._consumer
         if consumer is None:
@@ -157,7 +159,7 @@ class Fanout:
         due = {
             tp: commit
             for tp, commit in self.lanes.commits().items()
-            if (only is None or tp in only) and self._committed.get(tp) != commit
+            if (only is None or tp in only) and (sync or self._committed.get(tp) != commit)
         }
         if not due:
             return
@@ -251,6 +253,7 @@ class Fanout:
         overrides: dict[str, object] = {
             "statistics.interval.ms": 5000,
             "stats_cb": self._on_stats,
+            "on_commit": self._on_commit,
             "queued.max.messages.kbytes": options.prefetch_kbytes,
         }
         if options.static_membership:
@@ -259,6 +262,20 @@ class Fanout:
         return self.kafka.consumer_config(
             self.group_id, session_timeout_seconds=options.session_timeout_seconds, **overrides
         )
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """An asynchronous commit's outcome: one that failed (a rebalance in progress, a
+        coordinator moving) is sent again at the next commit, even if nothing moved."""
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if not failed:
+            return
+        log.warning(
+            "commit of %d partition(s) failed, will be sent again: %s",
+            len(failed),
+            error.str() if error is not None else failed[0].error,
+        )
+        for tp in failed:
+            self._committed.pop((tp.topic, tp.partition), None)
 
     def _on_stats(self, raw: str) -> None:
         for topic, lag in consumer_lag(json.loads(raw)).items():
