@@ -14,7 +14,12 @@ commits, per partition, the lowest position over every partner, with the positio
 the partners ahead in the commit's metadata (:meth:`Lanes.commits`); when a partition is
 assigned, each partner starts from its own position again (:meth:`Lanes.assign`). So a
 restart, a rebalance or a SIGKILL resumes every partner where it was, skipping nothing
-one of them has not made durable and handing none of them again what it has answered.
+one of them has not made durable and handing none of them again what it has answered. A
+revocation first lets the partners finish the chunks they are working on with records
+of the partitions going (bounded by :data:`SETTLE_TIMEOUT_SECONDS`), so the next owner
+starts after them instead of calling a partner again, or ahead of a call still in flight.
+A partition handed back is given the consumer's current pause state: librdkafka keeps a
+partition's pause across its revocation.
 """
 
 from __future__ import annotations
