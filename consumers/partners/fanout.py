@@ -40,6 +40,7 @@ from confluent_kafka import (
 )
 
 from consumers.metrics import SinkMetrics, consumer_lag
+from consumers.partners.committed import read_committed
 from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
 from consumers.settings import RunnerSettings
 from schemas.kafka import KafkaSettings
@@ -184,7 +185,7 @@ class Fanout:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed: dict[TP, Committed | None] = {}
-        for tp in self._read_committed(consumer, partitions):
+        for tp in read_committed(consumer, partitions, COMMITTED_TIMEOUT_SECONDS):
             key = (tp.topic, tp.partition)
             committed[key] = (
                 Committed(tp.offset, decode_positions(tp.metadata)) if tp.offset >= 0 else None
@@ -228,22 +229,6 @@ class Fanout:
         self.lanes.revoke(gone)
         for key in gone:
             self._committed.pop(key, None)
-
-    def _read_committed(
-        self, consumer: Consumer, partitions: list[TopicPartition]
-    ) -> list[TopicPartition]:
-        """The group's committed offsets and metadata, asked again while the broker
-        answers "not now" (a coordinator still loading, as right after it starts)."""
-        deadline = time.monotonic() + COMMITTED_TIMEOUT_SECONDS
-        while True:
-            try:
-                return consumer.committed(partitions, COMMITTED_TIMEOUT_SECONDS)
-            except KafkaException as exc:
-                error = exc.args[0]
-                if not error.retriable() or time.monotonic() > deadline:
-                    raise
-                log.info("committed offsets not readable yet (%s); asking again", error.str())
-                time.sleep(0.5)
 
     def _leave_group(self, consumer: Consumer) -> None:
         """Hand the partitions over now (a static member's close() would not)."""

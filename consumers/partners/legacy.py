@@ -16,12 +16,12 @@ the legacy topics.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from consumers.partners.committed import read_committed
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
@@ -29,7 +29,6 @@ from schemas.taxonomy import SinkFamily
 log = logging.getLogger(__name__)
 
 FAMILY = SinkFamily.PARTNER_SHARING
-RETRY_SECONDS = 0.5
 
 
 class LegacyBacklogError(ConsentRelayError):
@@ -65,7 +64,9 @@ def _unread(
     # Only asks for offsets: the consumer never subscribes, so it never joins the group.
     consumer = Consumer(kafka.consumer_config(group))
     try:
-        committed = _committed(consumer, [TopicPartition(topic, p) for p in partitions], timeout)
+        committed = read_committed(
+            consumer, [TopicPartition(topic, p) for p in partitions], timeout
+        )
         left = 0
         for tp in committed:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout)
@@ -73,23 +74,6 @@ def _unread(
         return left
     finally:
         consumer.close()
-
-
-def _committed(
-    consumer: Consumer, partitions: list[TopicPartition], timeout: float
-) -> list[TopicPartition]:
-    """The group's committed offsets, asked again while the broker answers "not now"
-    (a coordinator still loading or moving, as right after a broker starts)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return consumer.committed(partitions, timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if not error.retriable() or time.monotonic() > deadline:
-                raise
-            log.info("committed offsets not readable yet (%s); asking again", error.str())
-            time.sleep(RETRY_SECONDS)
 
 
 def refuse_legacy_backlog(kafka: KafkaSettings, groups: Mapping[str, str]) -> None:

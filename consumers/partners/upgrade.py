@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from consumers.partners.committed import read_committed
 from consumers.partners.lanes import Committed, encode_positions
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
@@ -39,20 +39,24 @@ def adopt_partner_groups(
     """On the group's first start, commit the old per-partner groups' offsets on ``topic``
     for it (partner name → old group); what was committed, per partition (nothing when
     the group has offsets already or no old group has any)."""
-    admin = AdminClient(kafka.admin_config())
+    # Offsets are read by consumers that never subscribe (so never join a group), not by
+    # the admin client: librdkafka's ListConsumerGroupOffsets crashes the process
+    # (SIGSEGV) when the coordinator answers NOT_COORDINATOR, as on a broker just
+    # started (librdkafka#5040).
+    consumer = Consumer(kafka.consumer_config(group))
     try:
-        metadata = admin.list_topics(topic, timeout=timeout).topics[topic]
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        if not partitions or _offsets(admin, group, partitions, timeout):
+        if not partitions or _offsets(consumer, partitions, timeout):
             return {}
-        old = {p: _offsets(admin, g, partitions, timeout) for p, g in partner_groups.items()}
+        old = {p: _group_offsets(kafka, g, partitions, timeout) for p, g in partner_groups.items()}
         if not any(old.values()):
             return {}
-        seeds = _seeds(
-            kafka, group=group, topic=topic, partitions=partitions, old=old, timeout=timeout
-        )
+        seeds = _seeds(consumer, topic=topic, partitions=partitions, old=old, timeout=timeout)
     except KafkaException as exc:
         raise ConsentRelayError(f"cannot read the partner groups' offsets: {exc}") from exc
+    finally:
+        consumer.close()
     log.info(
         "first start of group %s: each partner resumes from its own group's offsets (%s)",
         group,
@@ -62,47 +66,50 @@ def adopt_partner_groups(
 
 
 def _seeds(
-    kafka: KafkaSettings,
+    consumer: Consumer,
     *,
-    group: str,
     topic: str,
     partitions: list[TopicPartition],
     old: Mapping[str, Mapping[int, int]],
     timeout: float,
 ) -> dict[int, Committed]:
-    # Never subscribes, so it never joins the group: a commit to a group another process
-    # has joined meanwhile is refused (that process started from the same offsets).
+    # The consumer never subscribes, so it never joins the group: a commit to a group
+    # another process has joined meanwhile is refused (that process started from the
+    # same offsets).
+    seeds: dict[int, Committed] = {}
+    for tp in partitions:
+        if not any(tp.partition in offsets for offsets in old.values()):
+            continue
+        low, _high = consumer.get_watermark_offsets(tp, timeout)
+        positions = {name: offsets.get(tp.partition, low) for name, offsets in old.items()}
+        offset = min(positions.values())
+        seeds[tp.partition] = Committed(offset, {n: p for n, p in positions.items() if p > offset})
+    if not seeds:
+        return seeds
+    consumer.commit(
+        offsets=[
+            TopicPartition(topic, p, seed.offset, encode_positions(seed.positions))
+            for p, seed in seeds.items()
+        ],
+        asynchronous=False,
+    )
+    return seeds
+
+
+def _group_offsets(
+    kafka: KafkaSettings, group: str, partitions: list[TopicPartition], timeout: float
+) -> dict[int, int]:
+    """``group``'s committed offsets among ``partitions`` (those it has)."""
     consumer = Consumer(kafka.consumer_config(group))
     try:
-        seeds: dict[int, Committed] = {}
-        for tp in partitions:
-            if not any(tp.partition in offsets for offsets in old.values()):
-                continue
-            low, _high = consumer.get_watermark_offsets(tp, timeout)
-            positions = {name: offsets.get(tp.partition, low) for name, offsets in old.items()}
-            offset = min(positions.values())
-            seeds[tp.partition] = Committed(
-                offset, {n: p for n, p in positions.items() if p > offset}
-            )
-        if not seeds:
-            return seeds
-        consumer.commit(
-            offsets=[
-                TopicPartition(topic, p, seed.offset, encode_positions(seed.positions))
-                for p, seed in seeds.items()
-            ],
-            asynchronous=False,
-        )
-        return seeds
+        return _offsets(consumer, partitions, timeout)
     finally:
         consumer.close()
 
 
 def _offsets(
-    admin: AdminClient, group: str, partitions: list[TopicPartition], timeout: float
+    consumer: Consumer, partitions: list[TopicPartition], timeout: float
 ) -> dict[int, int]:
-    """``group``'s committed offsets among ``partitions`` (those it has)."""
-    request = [ConsumerGroupTopicPartitions(group, partitions)]
-    futures = admin.list_consumer_group_offsets(request, request_timeout=timeout)
-    answer = futures[group].result(timeout)
-    return {tp.partition: tp.offset for tp in answer.topic_partitions or () if tp.offset >= 0}
+    """The consumer's group's committed offsets among ``partitions`` (those it has)."""
+    committed = read_committed(consumer, partitions, timeout)
+    return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
