@@ -24,11 +24,11 @@ partition's pause across its revocation.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from confluent_kafka import (
     OFFSET_STORED,
@@ -43,6 +43,7 @@ from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.partners.committed import read_committed
 from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
 from consumers.settings import RunnerSettings
+from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.kafka import KafkaSettings
 from schemas.membership import Membership, claim
 
@@ -88,6 +89,7 @@ class Fanout:
         self._committed: dict[TP, tuple[int, str]] = {}
         self._commit_at = 0.0
         self._paused = False
+        self._watch: BrokerWatch | None = None
 
     def stop(self) -> None:
         """Stop fetching; the last commit waits for :meth:`lanes_stopped`."""
@@ -100,17 +102,14 @@ class Fanout:
     def run(self) -> None:
         """Fetch and dispatch until :meth:`stop`, then (once the lanes have stopped)
         commit and leave the group; raises on a fatal consumer error."""
-        consumer = self._consumer = Consumer(self._config())
+        consumer = self._subscribe()
         try:
-            consumer.subscribe(
-                [self.topic],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
             self.ready.set()
             log.info("consuming %s once for every partner, as group %s", self.topic, self.group_id)
             while not self._stop.is_set():
+                if self._watch is not None and self._watch.lost:
+                    self.metrics.clients_replaced.labels(self.group_id).inc()
+                    consumer = self._start_over(consumer)
                 self._step(consumer)
             # The lanes report their last durable work as they stop: commit it, then leave.
             self._lanes_stopped.wait()
@@ -121,6 +120,31 @@ class Fanout:
             self._consumer = None
             if self._membership is not None:
                 self._membership.release()
+
+    def _subscribe(self) -> Consumer:
+        """A new consumer in the group, watched for the loss of every broker."""
+        consumer = self._consumer = Consumer(self._config())
+        consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        return consumer
+
+    def _start_over(self, consumer: Consumer) -> Consumer:
+        """A new consumer in place of one that forgot every broker or stays unsteady in
+        its group (:mod:`schemas.broker_loss`, as the runner does). Its partitions count as
+        lost: whoever is assigned them next (this process, usually) starts every partner
+        from the last commit, which never passed what a partner had not made durable."""
+        self._forget(self.lanes.assigned())
+        self._paused = False
+        self._consumer = None
+        try:
+            consumer.close()
+        except KafkaException as exc:
+            log.warning("closing the old consumer: %s", exc)
+        return self._subscribe()
 
     def _step(self, consumer: Consumer) -> None:
         detached = self.lanes.detach_full()
@@ -240,14 +264,19 @@ class Fanout:
 
     def _config(self) -> dict[str, object]:
         options = self.options
+        watch = self._watch = BrokerWatch(
+            f"partner sink {self.group_id}",
+            self._on_stats,
+            unsteady_after=unsteady_limit(options.session_timeout_seconds),
+        )
         overrides: dict[str, object] = {
-            "statistics.interval.ms": 5000,
-            "stats_cb": self._on_stats,
+            **watch.config(),
             "on_commit": self._on_commit,
             "queued.max.messages.kbytes": options.prefetch_kbytes,
         }
         if options.static_membership:
-            self._membership = claim(self.group_id, options.group_instance_id)
+            if self._membership is None:
+                self._membership = claim(self.group_id, options.group_instance_id)
             overrides["group.instance.id"] = self._membership.name
         return self.kafka.consumer_config(
             self.group_id, session_timeout_seconds=options.session_timeout_seconds, **overrides
@@ -267,8 +296,8 @@ class Fanout:
         for tp in failed:
             self._committed.pop((tp.topic, tp.partition), None)
 
-    def _on_stats(self, raw: str) -> None:
-        for topic, lag in consumer_lag(json.loads(raw)).items():
+    def _on_stats(self, stats: Mapping[str, Any]) -> None:
+        for topic, lag in consumer_lag(stats).items():
             self.metrics.consumer_lag.labels(self.group_id, topic).set(lag)
 
 

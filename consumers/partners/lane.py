@@ -22,6 +22,7 @@ from typing_extensions import override
 
 from consumers.partners.fanout import usable
 from consumers.partners.lanes import Lanes, tp_of
+from consumers.publisher import DeliveryError
 from consumers.runner import SinkRunner, _AbandonedError
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class LaneRunner(SinkRunner):
     def _consume(self) -> None:
         self.ready.set()
         log.info("partner %s: taking its instructions from the shared consumer", self.lane)
+        undelivered = 0
         try:
             while not self._stop.is_set():
                 chunk = self._next_chunk()
@@ -57,16 +59,34 @@ class LaneRunner(SinkRunner):
                     continue
                 self._finished.clear()
                 try:
-                    self._process(chunk)
-                except _AbandonedError:
-                    # Unfinished ones of partitions still ours go back, ahead of the rest.
-                    unfinished = [m for m in chunk if _coordinates(m) not in self._finished]
-                    self.lanes.put_back(self.lane, unfinished)
-                self._checkpoint()
-                self.lanes.settle(self.lane)
+                    self._step_over(chunk)
+                    undelivered = 0
+                except DeliveryError as exc:
+                    # A receipt or dead letter the broker did not take: nothing past it was
+                    # reported, so read again from this partner's position, as after a crash.
+                    self._answered.clear()  # their receipts were not acknowledged
+                    self._done.clear()
+                    self.lanes.rewind(self.lane)
+                    undelivered += 1
+                    delay = self.backoff.delay(undelivered)
+                    log.warning("%s; partner %s reads again in %.1fs", exc, self.lane, delay)
+                    if self._stop.wait(delay):
+                        raise _AbandonedError from exc
+                finally:
+                    self.lanes.settle(self.lane)
         finally:
             self.lanes.settle(self.lane)
             self._close_reader()
+
+    def _step_over(self, chunk: list[Message]) -> None:
+        """Process a chunk and report what is durable."""
+        try:
+            self._process(chunk)
+        except _AbandonedError:
+            # Unfinished ones of partitions still ours go back, ahead of the rest.
+            unfinished = [m for m in chunk if _coordinates(m) not in self._finished]
+            self.lanes.put_back(self.lane, unfinished)
+        self._checkpoint()
 
     def _next_chunk(self) -> list[Message]:
         limit = self.options.batch_size

@@ -306,6 +306,11 @@ class Lanes:
 
     # -- a lane's side -------------------------------------------------------------
 
+    def assigned(self) -> set[TP]:
+        """The partitions assigned to this process."""
+        with self._lock:
+            return set(self._at)
+
     def owns(self, tp: TP) -> bool:
         """Whether the partition is (still) assigned to this process."""
         with self._lock:
@@ -353,6 +358,23 @@ class Lanes:
                 pending = lane.pending.get(tp)
                 while pending and pending[0] < through:
                     pending.popleft()
+
+    def rewind(self, name: str) -> None:
+        """Everything the lane took and has not reported finished is void (its receipts
+        were not delivered): it is detached and reads again, by itself, from its position
+        (its first unfinished record) in each partition."""
+        with self._lock:
+            lane = self._lanes[name]
+            for tp, at in self._at.items():
+                lane.through[tp] = self._position(
+                    lane, tp, lane.floor.get(tp, 0) if at is None else at
+                )
+            lane.inbox.clear()
+            lane.pending.clear()
+            lane.attached = False
+            lane.full_since = None
+            lane.epoch += 1
+            self._room.notify_all()
 
     def reader_start(self, name: str) -> tuple[int, dict[TP, int]] | None:
         """For a detached lane whose buffer is empty: its reader's epoch and the offsets

@@ -6,6 +6,7 @@ first start of the one group resumes each partner from its own old group's offse
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import statistics
@@ -457,3 +458,39 @@ def test_a_revocation_waits_for_the_partners_calls_in_flight(
     assert sorted(criteo.applied_keys()) == sorted(i.instruction_id for i in allowed + withdrawn)
     for actions in criteo.actions_by_subject().values():
         assert actions == ["ALLOW", "SUPPRESS"]
+
+
+FORGOT_EVERY_BROKER = {
+    "name": "partners#consumer-1",
+    "brokers": {"GroupCoordinator": {"nodeid": -1, "source": "logical", "state": "TRY_CONNECT"}},
+    "cgrp": {"state": "query-coord", "join_state": "init", "stateage": 52063},
+}
+"""Statistics of a client that forgot every broker (tests/integration/consumers/
+test_runner_broker_loss.py)."""
+
+
+def test_a_consumer_that_forgot_every_broker_is_replaced_and_nothing_is_lost(
+    tmp_path: Path, partners: dict[str, Any], sink_kit: Any, until: Callable[..., Any]
+) -> None:
+    path = config_file(tmp_path, partners)
+    settings = PartnerSinkSettings(config=path, group_id=sink_kit.group, poll_timeout_seconds=0.2)
+    process = PartnerSinkProcess(sink_kit.settings, settings, load_config(path, {}), metrics_port=0)
+    fanout = process._fanout
+    replaced = fanout.metrics.clients_replaced.labels(sink_kit.group)
+    with running_in_thread(process, name="partners", ready=lambda: process.wait_ready(60)):
+        before = [i for n in range(12) for i in event(sink_kit, f"acct-lost-{n}")]
+        sink_kit.publish_routed(before)
+        until(lambda: all(len(s.applied) == 12 for s in partners.values()), timeout=60)
+        watch = fanout._watch
+        assert watch is not None
+        watch(json.dumps(FORGOT_EVERY_BROKER))  # as librdkafka's stats thread would
+        until(lambda: fanout._watch is not watch, timeout=30)  # a new consumer, a new watch
+        assert replaced._value.get() == 1
+        after = [i for n in range(30) for i in event(sink_kit, f"acct-lost-after-{n}")]
+        landed = sink_kit.publish_routed(after)
+        assert {d.partition for d in landed} == set(range(sink_kit.settings.partitions))
+        until(lambda: all(len(s.applied) == 42 for s in partners.values()), timeout=60)
+    for server in partners.values():
+        assert sorted(server.applied_keys()) == sorted(
+            i.instruction_id for i in before + after if i.destination == server.name
+        )

@@ -206,3 +206,23 @@ def test_a_detached_lanes_reader_takes_nothing_of_a_released_partition() -> None
     lanes.release([P0])
     assert lanes.read("criteo", start[0], [record(1, "criteo")]) == []
     assert lanes.wait_settled([P0], 0.01)
+
+
+def test_a_rewound_lane_reads_again_from_its_first_unfinished_record() -> None:
+    lanes = lanes_at(10, "criteo", "bing")
+    lanes.dispatch([record(n, "criteo", "bing") for n in range(10, 16)])
+    assert len(lanes.take("bing", 10, 0)) == 6
+    lanes.finished("bing", {P0: 16})
+    assert offsets(lanes.take("criteo", 3, 0)) == [10, 11, 12]
+    lanes.finished("criteo", {P0: 11})  # 10 is durable; 11 and 12 were not delivered
+    lanes.rewind("criteo")
+    assert not lanes.attached("criteo")
+    assert lanes.take("criteo", 10, 0) == []  # its buffer is void too
+    assert lanes.commits()[P0][0] == 11  # the commit never passes what it must do again
+    start = lanes.reader_start("criteo")
+    assert start is not None
+    assert start[1] == {P0: 11}
+    again = lanes.read("criteo", start[0], [record(n, "criteo", "bing") for n in range(11, 16)])
+    assert offsets(again) == [11, 12, 13, 14, 15]
+    lanes.finished("criteo", {P0: 16})
+    assert lanes.try_attach("criteo", start[0])
