@@ -43,7 +43,7 @@ from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.partners.committed import read_committed
 from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
 from consumers.settings import RunnerSettings
-from schemas.broker_loss import BrokerWatch, unsteady_limit
+from schemas.broker_loss import BrokerWatch, close_lost, unsteady_limit
 from schemas.kafka import KafkaSettings
 from schemas.membership import Membership, claim
 
@@ -116,8 +116,11 @@ class Fanout:
             self._commit(sync=True)
             self._leave_group(consumer)
         finally:
-            consumer.close()
             self._consumer = None
+            if self._watch is not None and self._watch.lost:
+                close_lost(consumer, f"partner sink {self.group_id}")
+            else:
+                consumer.close()
             if self._membership is not None:
                 self._membership.release()
 
@@ -139,11 +142,8 @@ class Fanout:
         from the last commit, which never passed what a partner had not made durable."""
         self._forget(self.lanes.assigned())
         self._paused = False
-        self._consumer = None
-        try:
-            consumer.close()
-        except KafkaException as exc:
-            log.warning("closing the old consumer: %s", exc)
+        self._consumer = None  # its callbacks are ignored from now on
+        close_lost(consumer, f"partner sink {self.group_id}")
         return self._subscribe()
 
     def _step(self, consumer: Consumer) -> None:
@@ -208,6 +208,8 @@ class Fanout:
     # -- rebalancing -----------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return  # a consumer being thrown away (_start_over)
         committed: dict[TP, Committed | None] = {}
         for tp in read_committed(consumer, partitions, COMMITTED_TIMEOUT_SECONDS):
             key = (tp.topic, tp.partition)
@@ -229,7 +231,9 @@ class Fanout:
             consumer.resume(assigned)
         log.info("assigned %s", sorted(p for _, p in starts))
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         gone = {(tp.topic, tp.partition) for tp in partitions}
         # A partner's pipeline may be calling its partner with records of these right now
         # (it runs in its own thread, unlike a runner's own consumer, whose callbacks run
@@ -246,7 +250,9 @@ class Fanout:
         self._commit(sync=True, only=gone)
         self._forget(gone)
 
-    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self._consumer:
+            return
         self._forget({(tp.topic, tp.partition) for tp in partitions})
 
     def _forget(self, gone: set[TP]) -> None:
