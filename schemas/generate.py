@@ -95,7 +95,7 @@ def _topics() -> list[str]:
                 f"What the {family.value} destinations must do, keyed by subject: one "
                 "InstructionsIssued per consent event, an item per destination that must act, "
                 "whose names the `consent-relay-destination` header lists (comma-separated); "
-                "each destination's pipeline reads it in a consumer group of its own."
+                "the family's sink reads it once and hands each item to its destination."
             )
         else:
             docs[topics.instructions(family)] = (

@@ -8,9 +8,9 @@ Instructions go to one topic per sink family. The families in
 :data:`ONE_RECORD_PER_EVENT` (the sixteen partners) get one InstructionsIssued per
 consent event naming every destination that must act, instead of one record per
 destination: a withdrawal reaching a dozen partners was a dozen records to send, store
-and fetch. Each partner still reads the family topic in a consumer group of its own
-(one that is down holds up nobody else), and skips, by the
-:data:`DESTINATION_HEADER`, without decoding, the records that do not name it. Until
+and fetch. The partner sink fetches the family topic once for every partner and hands
+each record, by the :data:`DESTINATION_HEADER` and without decoding it, to the
+partners it names (``consumers/partners/fanout.py``). Until
 release 3 of the contract each partner had a topic of its own
 (:meth:`Topics.legacy_instructions`); the partner sink reads it no more (see the
 upgrade order in ``consumers/partners/WEBHOOK.md``).
