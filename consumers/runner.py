@@ -86,7 +86,7 @@ from consumers.publisher import DeliveryError, Publisher, build_dead_letter, bui
 from consumers.settings import RunnerSettings
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
-from schemas.broker_loss import BrokerWatch, close_lost, unsteady_limit
+from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import (
     ConfigError,
@@ -405,14 +405,18 @@ class SinkRunner:
         self._drop_uncommitted()
         self._paused = False
         self._consumer = None  # its callbacks are ignored from now on
-        if self._broker_watch is not None and self._broker_watch.lost:
-            close_lost(consumer, f"sink {self.group_id}")
-        else:
-            try:
-                consumer.close()
-            except KafkaException as exc:
-                log.warning("closing the old consumer: %s", exc)
+        try:
+            self._close(consumer)
+        except KafkaException as exc:
+            log.warning("closing the old consumer: %s", exc)
         return self._subscribe()
+
+    def _close(self, consumer: Consumer) -> None:
+        """Close ``consumer`` as its watch says (:meth:`BrokerWatch.close`)."""
+        if self._broker_watch is not None:
+            self._broker_watch.close(consumer)
+        else:
+            consumer.close()
 
     def _fetch(self, consumer: Consumer) -> None:
         """Wait for the first message, then take whatever else is already fetched.
@@ -787,11 +791,10 @@ class SinkRunner:
                 self._leave_group()
         finally:
             consumer = self._consumer
-            if consumer is not None and self._broker_watch is not None and self._broker_watch.lost:
-                self._consumer = None
-                close_lost(consumer, f"sink {self.group_id}")
-            elif consumer is not None:
-                consumer.close()
+            if consumer is not None:
+                if self._broker_watch is not None and self._broker_watch.lost:
+                    self._consumer = None  # its callbacks are ignored from now on
+                self._close(consumer)
                 self._consumer = None
             if self._membership is not None:
                 self._membership.release()

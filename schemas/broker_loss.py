@@ -109,6 +109,14 @@ class BrokerWatch:
         self.lost = False
         """Set once the client is found lost; never cleared."""
 
+    def close(self, client: Any) -> None:
+        """Close the watched ``client``: in line, or, once it is lost, with
+        :func:`close_lost` (from a thread of its own, waited for at most 5 s)."""
+        if self.lost:
+            close_lost(client, self._name)
+        else:
+            client.close()
+
     def config(self) -> dict[str, Any]:
         """The librdkafka settings that make the client report to this watch."""
         return {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": self}

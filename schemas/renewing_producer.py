@@ -44,7 +44,7 @@ class RenewingProducer:
         self._name = name
         self._on_replaced = on_replaced
         self._lock = threading.Lock()
-        self._watch = BrokerWatch(name)
+        self._watch: BrokerWatch
         self._producer = self._new()
         self.replacements = 0
 

@@ -117,8 +117,8 @@ class Fanout:
             self._leave_group(consumer)
         finally:
             self._consumer = None
-            if self._watch is not None and self._watch.lost:
-                close_lost(consumer, f"partner sink {self.group_id}")
+            if self._watch is not None:
+                self._watch.close(consumer)
             else:
                 consumer.close()
             if self._membership is not None:

@@ -46,7 +46,7 @@ from prometheus_client import Counter
 
 from schemas import delivery
 from schemas.admin import ensure_topics, wait_for_broker
-from schemas.broker_loss import BrokerWatch, close_lost, unsteady_limit
+from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.kafka import KafkaSettings
@@ -536,17 +536,11 @@ class Gate:
             except KafkaException as exc:
                 log.warning("gate: leaving the group failed (%s); it waits for the session", exc)
         try:
-            if self._watches["consumer"].lost:
-                close_lost(self.consumer, "gate consumer")
-            else:
-                self.consumer.close()
+            self._watches["consumer"].close(self.consumer)
         finally:
             if self.membership is not None:
                 self.membership.release()
-        if self._watches["follower"].lost:
-            close_lost(self.follower.consumer, "gate follower")
-        else:
-            self.follower.close()
+        self._watches["follower"].close(self.follower.consumer)
         if self._watches["producer"].lost:
             # Nothing it holds can be delivered; every batch in it is uncommitted.
             self.producer.purge()

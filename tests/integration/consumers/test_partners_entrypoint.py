@@ -7,7 +7,6 @@ configuration stops the process naming the entry; logs never carry subject ids.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -16,31 +15,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from schemas.events import new_event_id
 from schemas.taxonomy import Action, Purpose, SinkFamily
+from tests.integration.consumers import partner_servers as servers
 from tests.support.processes import free_port
 
-
-def _load_servers() -> ModuleType:
-    name = "consent_relay_partner_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("partner_servers.py")
-        )
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-servers = _load_servers()
 SECRET = "entrypoint-webhook-secret-0123"
 FAMILY = SinkFamily.PARTNER_SHARING
 

@@ -5,7 +5,6 @@ first start of the one group resumes each partner from its own old group's offse
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,7 +16,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,24 +26,9 @@ from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
 from schemas.events import InstructionIssued, PropagationReceipt, new_event_id
 from schemas.taxonomy import Action, Outcome, Purpose, SinkFamily
+from tests.integration.consumers import partner_servers as servers
 from tests.support.threads import running_in_thread
 
-
-def _load_servers() -> ModuleType:
-    name = "consent_relay_partner_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("partner_servers.py")
-        )
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-servers = _load_servers()
 FAMILY = SinkFamily.PARTNER_SHARING
 SECRET = "fanout-webhook-secret-0123456789"
 NAMES = ("criteo", "facebook", "google")

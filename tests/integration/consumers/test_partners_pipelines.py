@@ -10,15 +10,12 @@ the healthy partners are not held up by the broken ones.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -37,24 +34,8 @@ from schemas.events import (
     utc_now,
 )
 from schemas.taxonomy import Action, Outcome, Purpose, SinkFamily
+from tests.integration.consumers import partner_servers as servers
 from tests.support.threads import running_in_thread
-
-
-def _load_servers() -> ModuleType:
-    name = "consent_relay_partner_servers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("partner_servers.py")
-        )
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-servers = _load_servers()
 
 SUBJECTS = 12
 SEQUENCE = (Action.SUPPRESS, Action.ALLOW, Action.SUPPRESS)
