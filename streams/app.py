@@ -35,7 +35,7 @@ from streams import gc_tuning, tables, views
 from streams.agents.context import RETRY_BACKOFF_SECONDS, StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
-from streams.agents.taking import queued_batches
+from streams.agents.taking import pipelined
 from streams.broker import broker_waiter
 from streams.config import StreamSettings
 from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
@@ -231,17 +231,11 @@ def _add_agents(app: faust.App, ctx: StreamContext, settings: StreamSettings) ->
 
     @app.agent(raw_topic(topics.consent), name="intake")
     async def intake_agent(stream: Any) -> None:
-        ctx.activity["stream.intake"] = "waiting for a batch"
-        async for events in queued_batches(stream, size):
-            await intake.handle([e.message for e in events])
-            ctx.activity["stream.intake"] = "waiting for a batch"
+        await pipelined(stream, size, intake.submit)
 
     @app.agent(raw_topic(topics.receipts), name="receipts")
     async def receipts_agent(stream: Any) -> None:
-        ctx.activity["stream.receipts"] = "waiting for a batch"
-        async for events in queued_batches(stream, size):
-            await receipts.handle([e.message for e in events])
-            ctx.activity["stream.receipts"] = "waiting for a batch"
+        await pipelined(stream, size, receipts.submit)
 
 
 def _add_housekeeping(app: faust.App, ctx: StreamContext, settings: StreamSettings) -> None:

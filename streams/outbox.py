@@ -61,11 +61,15 @@ class Outbox:
     def __len__(self) -> int:
         return len(self.messages)
 
-    async def flush(self, sender: Sender) -> None:
-        """Send every message and wait until the broker has acknowledged all of them."""
+    async def hand_over(self, sender: Sender) -> asyncio.Future[Any]:
+        """Hand every message to the producer; the returned future resolves once the
+        broker has acknowledged all of them (or fails with the first failure)."""
         deliveries: list[Awaitable[Any]] = []
         for topic, key, value, partition, headers in self.messages:
             deliveries.append(await sender.send(topic, key, value, partition, None, headers))
-        if deliveries:
-            await asyncio.gather(*deliveries)
         self.messages.clear()
+        return asyncio.gather(*deliveries)
+
+    async def flush(self, sender: Sender) -> None:
+        """Send every message and wait until the broker has acknowledged all of them."""
+        await (await self.hand_over(sender))

@@ -1,7 +1,10 @@
 """Batch-local writes to a table, made durable together with the batch's output.
 
 An agent reads and writes through a :class:`Staged` view while it processes a batch.
-Before publishing, :meth:`Staged.publish` adds one changelog message per touched key
+A view may read through the view of the batch published just before it, whose
+output is still on its way to the broker (:mod:`streams.agents.batch` processes the
+next batch meanwhile): that batch's writes are what the table will hold once it
+commits. Before publishing, :meth:`Staged.publish` adds one changelog message per touched key
 to the batch's outbox (explicit partition: the partition of the message that touched
 the key, which the table shares with its input topics), so the changelog is written
 and acknowledged with everything else the batch produces. Only then does
@@ -38,19 +41,29 @@ class Changelog:
 class Staged(Generic[K, V]):
     """A write-behind view of one table for one batch."""
 
-    __slots__ = ("_changelog", "_table", "_writes")
+    __slots__ = ("_base", "_changelog", "_table", "_writes")
 
-    def __init__(self, table: MutableMapping[K, V], changelog: Changelog | None = None) -> None:
+    def __init__(
+        self,
+        table: MutableMapping[K, V],
+        changelog: Changelog | None = None,
+        base: Staged[K, V] | None = None,
+    ) -> None:
         self._table = table
         self._changelog = changelog
+        self._base = base
+        """The same table's view in the batch before this one, while its output is in
+        flight (None: read the table)."""
         self._writes: dict[K, tuple[object, int | None]] = {}
 
     def get(self, key: K) -> V | None:
-        """The staged value, else the table's, else None."""
+        """The staged value, else the earlier batch's, else the table's, else None."""
         staged = self._writes.get(key)
         if staged is not None:
             value = staged[0]
             return None if value is _DELETED else value  # type: ignore[return-value]
+        if self._base is not None:
+            return self._base.get(key)
         return self._table.get(key)
 
     def put(self, key: K, value: V, partition: int | None) -> None:
@@ -79,7 +92,9 @@ class Staged(Generic[K, V]):
             outbox.add(topic, key, body, partition)  # type: ignore[arg-type]
 
     def commit(self) -> int:
-        """Apply the staged writes to the table's data; the number of keys written."""
+        """Apply the staged writes to the table's data; the number of keys written.
+        The earlier batch has committed by now: from here on this view reads the table."""
+        self._base = None
         for key, (value, _partition) in self._writes.items():
             if value is _DELETED:
                 self._table.pop(key, None)
@@ -88,3 +103,8 @@ class Staged(Generic[K, V]):
         count = len(self._writes)
         self._writes.clear()
         return count
+
+    def discard(self) -> None:
+        """Drop the staged writes (the batch is processed again from the table)."""
+        self._base = None
+        self._writes.clear()

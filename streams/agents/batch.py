@@ -1,7 +1,13 @@
 """One batch's work area and the publish-or-retry loop every processor uses.
 
 A :class:`Batch` stages table writes, collects output in an :class:`~streams.outbox.Outbox`
-and counts metrics. :func:`run` processes the messages, publishes the output with
+and counts metrics. :func:`submit` processes a batch's messages and hands its output to
+the producer; the batch commits its staged writes and counts once every delivery is
+acknowledged, and meanwhile the next batch is processed, reading the tables as this one
+leaves them (its staged writes), and waits for this one's commit before handing its own
+output over: the stream computes while the broker acknowledges, and output stays in order.
+If this one's output fails, the next is processed again once this one has been.
+:func:`run` is the same without the overlap: processes the messages, publishes the output with
 every delivery awaited, and only then commits the staged writes and the counts. If the
 registry or the broker fails while publishing, the staged work is thrown away and the
 batch is processed again from the unchanged tables after a backoff, for as long as it
@@ -13,6 +19,7 @@ is sent again one message at a time to find it).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -23,11 +30,17 @@ from schemas.events import DeadLettered, FullyPropagated, InstructionIssued, Ins
 from schemas.taxonomy import SinkFamily
 from schemas.topics import DESTINATION_HEADER, ONE_RECORD_PER_EVENT, destinations_header
 from streams import records
-from streams.agents.context import RETRY_BACKOFF_SECONDS, RawMessage, StreamContext, log
+from streams.agents.context import (
+    RETRY_BACKOFF_SECONDS,
+    InFlight,
+    RawMessage,
+    StreamContext,
+    log,
+)
 from streams.fanout import Route
 from streams.metrics import Tally
 from streams.outbox import Headers, Outbox
-from streams.propagation import Propagation
+from streams.propagation import Propagation, SubjectPropagations
 from streams.staging import Staged
 from streams.times import now_ms
 
@@ -53,13 +66,19 @@ class Batch:
 
     stage = "stream"
 
-    def __init__(self, ctx: StreamContext) -> None:
+    def __init__(self, ctx: StreamContext, after: Batch | None = None) -> None:
+        """``after``: the batch published just before this one, its output still in
+        flight; this one reads the tables as that one leaves them."""
         self.ctx = ctx
         self.now = now_ms()
         self.outbox = Outbox()
         self.tally = Tally()
-        self.pending = Staged(ctx.pending, ctx.changelogs.get("pending"))
-        self.done = Staged(ctx.done, ctx.changelogs.get("done"))
+        self.pending: Staged[bytes, SubjectPropagations] = Staged(
+            ctx.pending, ctx.changelogs.get("pending"), after.pending if after else None
+        )
+        self.done: Staged[bytes, tuple[Propagation, ...]] = Staged(
+            ctx.done, ctx.changelogs.get("done"), after.done if after else None
+        )
         self.completions: list[float] = []
 
     def add(self, message: RawMessage) -> None:
@@ -80,6 +99,11 @@ class Batch:
         self.tally.flush(self.ctx.metrics)
         for seconds in self.completions:
             self.ctx.metrics.fully_propagated.observe(seconds)
+
+    def discard(self) -> None:
+        """Drop the staged writes: the batch is processed again from the tables."""
+        for table in self.staged():
+            table.discard()
 
     def publish(
         self,
@@ -194,8 +218,119 @@ class Batch:
         self.completions.append(max(0.0, (record.completed_at_ms - record.occurred_at_ms) / 1000))
 
 
+Make = Callable[["Batch | None"], "Batch"]
+"""A new batch attempt, reading the tables as the given earlier batch leaves them."""
+
+
+async def submit(
+    ctx: StreamContext, messages: Sequence[RawMessage], make: Make
+) -> asyncio.Future[Batch]:
+    """Process ``messages`` and hand their output to the producer; the returned future
+    resolves with the batch once its output is durable and the batch committed.
+
+    Batches are processed one at a time (``ctx.lock``), while the one before is still
+    being delivered (``ctx.in_flight``): a batch reads the tables through that one's
+    staged writes, and hands its own output over only after that one has committed,
+    so the broker receives the stream's output in the order it was computed. If that
+    one's output failed and it was processed again, so is this one, from the tables,
+    before anything of it is sent. A batch that cannot even be processed (the registry
+    away, a bug) goes the way :func:`run` handles it, with nothing in flight.
+    """
+    async with ctx.lock:
+        before = ctx.in_flight
+        if before is not None and before.settled.done():
+            before = None
+        batch = _prepared(ctx, messages, make(before.batch if before else None))
+        if before is not None and not await asyncio.shield(before.settled):
+            # It read what the batch before staged, which was processed again since.
+            batch = batch and _prepared(ctx, messages, make(None))
+        delivered = None
+        if batch is not None:
+            try:
+                ctx.activity[batch.stage] = f"handing {len(batch.outbox)} messages over"
+                delivered = await batch.outbox.hand_over(ctx.sender)
+            except Exception as exc:  # noqa: BLE001 - run() retries or isolates it
+                log.warning(
+                    "%s: output not handed over (%s); publishing it again", batch.stage, exc
+                )
+        if batch is None or delivered is None:
+            finished = asyncio.get_running_loop().create_future()
+            finished.set_result(await run(ctx, messages, lambda: make(None)))
+            return finished
+        entry = InFlight(batch, asyncio.get_running_loop().create_future())
+        ctx.in_flight = entry
+    return asyncio.ensure_future(_settle(ctx, entry, delivered, messages, make))
+
+
+def _prepared(ctx: StreamContext, messages: Sequence[RawMessage], batch: Batch) -> Batch | None:
+    """``batch`` with ``messages`` processed and its output in its outbox, or None when
+    that failed (for :func:`run` to handle, with its retries and dead letters)."""
+    ctx.activity[batch.stage] = f"processing {len(messages)} messages"
+    try:
+        _process_all(batch, messages, _process)
+    except Exception:  # noqa: BLE001 - run() processes them again and handles it
+        return None
+    return batch
+
+
+async def _settle(
+    ctx: StreamContext,
+    entry: InFlight,
+    delivered: asyncio.Future[Any],
+    messages: Sequence[RawMessage],
+    make: Make,
+) -> Batch:
+    """Commit ``entry``'s batch once its output is durable; if it is not, process the
+    messages again from the tables (:func:`run`) first. Settles ``entry`` either way."""
+    batch: Batch = entry.batch
+    try:
+        try:
+            await delivered
+        except RETRIABLE as exc:
+            failure: Exception | None = exc
+        except Exception as exc:  # noqa: BLE001 - run() sends them one by one
+            failure = exc
+        else:
+            failure = None
+        if failure is None:
+            batch.commit()
+            entry.settled.set_result(True)
+            ctx.activity[batch.stage] = "committed a batch"
+            return batch
+        batch.discard()
+        # The batch after this one (if any) waits for this to settle before sending.
+        if isinstance(failure, RETRIABLE) and getattr(failure, "retriable", True):
+            log.warning(
+                "%s: batch of %d not published (%s: %s); processing it again in %.1fs",
+                batch.stage,
+                len(messages),
+                type(failure).__name__,
+                failure,
+                RETRY_BACKOFF_SECONDS[0],
+            )
+            await ctx.sleep(RETRY_BACKOFF_SECONDS[0])
+            # Handed to the producer while the broker is away, the output would keep it
+            # asking for metadata in a tight loop until the broker is back.
+            await ctx.broker_ready()
+            again = await run(ctx, messages, lambda: make(None))
+        else:
+            again = await run(ctx, messages, lambda: make(None), failed=failure)
+        entry.settled.set_result(False)
+        return again
+    except asyncio.CancelledError:
+        # The worker is stopping: whatever waits for this batch stops too.
+        entry.settled.cancel()
+        raise
+    finally:
+        if ctx.in_flight is entry:
+            ctx.in_flight = None
+
+
 async def run(
-    ctx: StreamContext, messages: Sequence[RawMessage], make: Callable[[], Batch]
+    ctx: StreamContext,
+    messages: Sequence[RawMessage],
+    make: Callable[[], Batch],
+    failed: Exception | None = None,
 ) -> Batch:
     """Process ``messages`` until their output is published, then commit; the batch.
 
@@ -204,9 +339,10 @@ async def run(
     from here but cancellation. A failure a retry can fix is retried with a backoff.
     Any other failure of a batch (the broker refusing a record for good, a bug) sends
     its messages through one at a time, and the one whose output cannot be published
-    is dead-lettered in its place, with the error as the reason.
+    is dead-lettered in its place, with the error as the reason. ``failed``: the whole
+    batch already failed so (:func:`submit`'s attempt), go one at a time at once.
     """
-    whole = await _until_published(ctx, messages, make, _process)
+    whole = failed or await _until_published(ctx, messages, make, _process)
     if isinstance(whole, Batch):
         return whole
     log.error(
@@ -256,19 +392,7 @@ async def _until_published(
         batch = make()
         ctx.activity[batch.stage] = f"processing {len(messages)} messages (attempt {attempt + 1})"
         try:
-            for message in messages:
-                try:
-                    handle(batch, message)
-                except RETRIABLE:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - dead-lettered, never dropped
-                    # A bug on one message must not take the batch down: Faust would
-                    # acknowledge the whole batch as the agent failed. The message goes
-                    # to the dead letters with the error, and can be replayed once fixed.
-                    batch.dead_letter(message, exc)
-            batch.finish()
-            for table in batch.staged():
-                table.publish(batch.outbox)
+            _process_all(batch, messages, handle)
             ctx.activity[batch.stage] = f"publishing {len(batch.outbox)} messages"
             await batch.outbox.flush(ctx.sender)
         except RETRIABLE as exc:
@@ -294,3 +418,22 @@ async def _until_published(
         batch.commit()
         ctx.activity[batch.stage] = "committed a batch"
         return batch
+
+
+def _process_all(
+    batch: Batch, messages: Sequence[RawMessage], handle: Callable[[Batch, RawMessage], None]
+) -> None:
+    """Every message into ``batch``, then its table changes into its outbox."""
+    for message in messages:
+        try:
+            handle(batch, message)
+        except RETRIABLE:
+            raise
+        except Exception as exc:  # noqa: BLE001 - dead-lettered, never dropped
+            # A bug on one message must not take the batch down: Faust would
+            # acknowledge the whole batch as the agent failed. The message goes
+            # to the dead letters with the error, and can be replayed once fixed.
+            batch.dead_letter(message, exc)
+    batch.finish()
+    for table in batch.staged():
+        table.publish(batch.outbox)

@@ -1,8 +1,10 @@
 """What the batch processors share: policy, topics, codecs, producer, tables, metrics.
 
 One :class:`StreamContext` is built per worker. Intake and receipts both write the
-propagation tables, so they take :attr:`StreamContext.lock` for a whole batch
-(process, publish, commit): no batch ever sees another's half-written state.
+propagation tables, so they process one batch at a time (:attr:`StreamContext.lock`),
+each reading the tables as the batch before it leaves them, even while that batch's
+output is still on its way to the broker (:attr:`StreamContext.in_flight`,
+:func:`streams.agents.batch.submit`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ class RawMessage(Protocol):
 
 
 @dataclass(slots=True)
+class InFlight:
+    """The batch whose output the producer has, until it is durable and committed."""
+
+    batch: Any
+    """The :class:`streams.agents.batch.Batch`."""
+    settled: asyncio.Future[bool]
+    """True once committed as processed; False once committed after being processed
+    again (its first output failed): whatever read its staged writes must be processed
+    again too."""
+
+
+@dataclass(slots=True)
 class StreamContext:
     """Everything a batch processor needs."""
 
@@ -61,6 +75,9 @@ class StreamContext:
     """Output topics with as many partitions as the input: the input partition is theirs."""
     completed_per_subject: int = 50
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while a batch is processed and handed to the producer."""
+    in_flight: InFlight | None = None
+    """The batch handed to the producer last, until it has committed."""
     sleep: Any = asyncio.sleep
     broker_ready: Callable[[], Awaitable[None]] = _broker_answers
     """Returns once the broker accepts connections (:mod:`streams.broker`): a batch whose

@@ -36,7 +36,7 @@ from schemas.events import (
 )
 from schemas.taxonomy import Choice
 from streams import fanout, progress, propagation, records
-from streams.agents.batch import Batch, UnexpectedEventError, run
+from streams.agents.batch import Batch, UnexpectedEventError, submit
 from streams.agents.context import RawMessage, StreamContext, log
 from streams.claims import effect_of
 from streams.propagation import SubjectPropagations
@@ -54,10 +54,20 @@ class Intake:
         self.ctx = ctx
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
-        """Process, publish and commit one batch (holding the tables' lock)."""
-        self.ctx.activity[STAGE] = "waiting for the tables' lock"
-        async with self.ctx.lock:
-            await run(self.ctx, messages, lambda: IntakeBatch(self.ctx))
+        """Process, publish and commit one batch, then report the progress."""
+        await (await self.submit(messages))
+
+    async def submit(self, messages: Sequence[RawMessage]) -> asyncio.Future[None]:
+        """Process one batch and hand its output over (:func:`~streams.agents.batch.submit`);
+        the returned future resolves once it is committed and its progress reported."""
+        self.ctx.activity[STAGE] = "waiting for the tables"
+        committed = await submit(self.ctx, messages, lambda after: IntakeBatch(self.ctx, after))
+        return asyncio.ensure_future(self._committed(committed, messages))
+
+    async def _committed(
+        self, committed: asyncio.Future[Batch], messages: Sequence[RawMessage]
+    ) -> None:
+        await committed
         await self._report_progress(messages)
 
     async def _report_progress(self, messages: Sequence[RawMessage]) -> None:
@@ -96,10 +106,12 @@ class IntakeBatch(Batch):
 
     stage = STAGE
 
-    def __init__(self, ctx: StreamContext) -> None:
-        super().__init__(ctx)
+    def __init__(self, ctx: StreamContext, after: Batch | None = None) -> None:
+        super().__init__(ctx, after)
         # No changelog of its own: finish() publishes the state records.
-        self.state: Staged[bytes, SubjectState] = Staged(ctx.state)
+        self.state: Staged[bytes, SubjectState] = Staged(
+            ctx.state, None, after.state if isinstance(after, IntakeBatch) else None
+        )
 
     def add(self, message: RawMessage) -> None:
         """Decode, resolve, route and track one consent event."""

@@ -11,12 +11,13 @@ the record appears; one for an instruction that is not tracked (a grant) expires
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from schemas.errors import InvalidEventError
 from schemas.events import InstructionsAnswered, PropagationReceipt
 from streams import propagation, records
-from streams.agents.batch import Batch, UnexpectedEventError, run
+from streams.agents.batch import Batch, UnexpectedEventError, submit
 from streams.agents.context import RawMessage, StreamContext
 from streams.propagation import Orphan, SubjectPropagations
 from streams.times import to_ms
@@ -32,10 +33,14 @@ class Receipts:
         self.ctx = ctx
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
-        """Process, publish and commit one batch (holding the tables' lock)."""
-        self.ctx.activity[STAGE] = "waiting for the tables' lock"
-        async with self.ctx.lock:
-            await run(self.ctx, messages, lambda: ReceiptsBatch(self.ctx))
+        """Process, publish and commit one batch."""
+        await (await self.submit(messages))
+
+    async def submit(self, messages: Sequence[RawMessage]) -> asyncio.Future[Batch]:
+        """Process one batch and hand its output over (:func:`~streams.agents.batch.submit`);
+        the returned future resolves once it is committed."""
+        self.ctx.activity[STAGE] = "waiting for the tables"
+        return await submit(self.ctx, messages, lambda after: ReceiptsBatch(self.ctx, after))
 
 
 class ReceiptsBatch(Batch):

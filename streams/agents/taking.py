@@ -10,28 +10,65 @@ consent event to intake 1.9 s, receipt to the receipts agent 5.6 s, all of it in
 queue). :func:`queued_batches` instead ends a batch when the queue is empty (or the batch
 is full): a lone event goes at once, and a backlog goes in batches as large as it is.
 
-Acknowledgements stay manual, as with ``take_events``: a batch's events are acknowledged
-only after the caller has finished with it (its output published), and not at all if the
-caller stops mid-batch (cancelled at shutdown), so they are read again.
+Acknowledgements stay manual, as with ``take_events``: :func:`pipelined` acknowledges a
+batch's events only once the batch has committed (its output published), and not at all
+if the agent stops first (cancelled at shutdown), so they are read again. It takes the
+next batch while the last one's output is still being delivered.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
+
+from streams.agents.context import RawMessage, log
+
+Submit = Callable[[Sequence[RawMessage]], Awaitable[Awaitable[Any]]]
+"""Processes a batch and hands its output over; returns what resolves once it committed."""
 
 
 async def queued_batches(stream: Any, max_size: int) -> AsyncIterator[list[Any]]:
-    """Faust events of ``stream`` in batches of at most ``max_size``: each batch ends
-    with the last event already in the stream's queue."""
-    manual = stream.noack()
-    queue = manual.channel.queue
+    """Faust events of ``stream`` (``noack()``-ed by the caller) in batches of at most
+    ``max_size``: each batch ends with the last event already in the stream's queue."""
+    queue = stream.channel.queue
     batch: list[Any] = []
-    async for event in manual.events():
+    async for event in stream.events():
         batch.append(event)
         if len(batch) < max_size and not queue.empty():
             continue
         taken, batch = batch, []
         yield taken
-        for each in taken:
-            await manual.ack(each)
+
+
+async def pipelined(stream: Any, max_size: int, submit: Submit) -> None:
+    """Hand each batch of ``stream`` to ``submit`` and acknowledge its events once the
+    batch has committed, taking the next batch meanwhile."""
+    manual = stream.noack()
+    settling: set[asyncio.Future[None]] = set()
+    try:
+        async for taken in queued_batches(manual, max_size):
+            committed = await submit([event.message for event in taken])
+            acked: asyncio.Future[None] = asyncio.ensure_future(
+                _acknowledge(manual, taken, committed)
+            )
+            settling.add(acked)
+            acked.add_done_callback(settling.discard)
+    finally:
+        # Stopping: a batch not yet committed is not acknowledged, so it is read again.
+        for acked in settling:
+            acked.cancel()
+
+
+async def _acknowledge(stream: Any, events: list[Any], committed: Awaitable[Any]) -> None:
+    try:
+        await committed
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        # Not expected (batch.run isolates failures); unacknowledged, the events hold
+        # the partition's commits back instead of being skipped.
+        log.exception("a batch failed after it was handed over; its events stay unacknowledged")
+        raise
+    for event in events:
+        await stream.ack(event)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types.tuples import Message
 
-from streams.agents.taking import queued_batches
+from streams.agents.taking import pipelined, queued_batches
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ def test_a_batch_takes_every_queued_event_however_busy_the_loop() -> None:
     # the rest waited in the queue: at 200 events/s a withdrawal waited seconds.
     async def main() -> list[int]:
         stream, _ = await _queued_stream(300)
-        return await _with_busy_loop(lambda: _sizes(queued_batches(stream, 2000), 300))
+        return await _with_busy_loop(lambda: _sizes(queued_batches(stream.noack(), 2000), 300))
 
     assert _run(main) == [300]
 
@@ -95,7 +95,7 @@ def test_a_batch_takes_every_queued_event_however_busy_the_loop() -> None:
 def test_batches_are_at_most_max_size() -> None:
     async def main() -> list[int]:
         stream, _ = await _queued_stream(250)
-        return await _sizes(queued_batches(stream, 100), 250)
+        return await _sizes(queued_batches(stream.noack(), 100), 250)
 
     assert _run(main) == [100, 100, 50]
 
@@ -104,7 +104,7 @@ def test_a_lone_event_is_taken_without_waiting_for_more() -> None:
     async def main() -> float:
         stream, _ = await _queued_stream(1)
         started = time.monotonic()
-        batches = queued_batches(stream, 2000)
+        batches = queued_batches(stream.noack(), 2000)
         async for batch in batches:
             assert len(batch) == 1
             break
@@ -114,20 +114,35 @@ def test_a_lone_event_is_taken_without_waiting_for_more() -> None:
     assert _run(main) < 0.5
 
 
-def test_events_are_acknowledged_only_once_the_caller_is_done_with_the_batch() -> None:
-    async def main() -> tuple[list[bool], list[bool], list[bool]]:
+def test_events_are_acknowledged_once_their_batch_has_committed() -> None:
+    # The next batch is taken while the last one's output is still being delivered;
+    # each batch's events are acknowledged when it commits, none if the agent stops first.
+    async def main() -> tuple[list[list[int]], list[bool], list[bool], list[bool]]:
         stream, messages = await _queued_stream(4)
-        batches = queued_batches(stream, 2)
-        first = await anext(batches)  # type: ignore[call-overload]
-        during = [m.acked for m in messages]
-        second = await anext(batches)  # type: ignore[call-overload]
-        after_first = [m.acked for m in messages]
-        # Stopping mid-batch (the worker shutting down) acknowledges nothing more.
-        await batches.aclose()  # type: ignore[attr-defined]
-        assert [e.message.offset for e in (*first, *second)] == [0, 1, 2, 3]
-        return during, after_first, [m.acked for m in messages]
+        taken: list[list[int]] = []
+        commits: list[asyncio.Future[None]] = []
 
-    during, after_first, after_stop = _run(main)
+        async def submit(batch: Any) -> asyncio.Future[None]:
+            taken.append([m.offset for m in batch])
+            commits.append(asyncio.get_running_loop().create_future())
+            return commits[-1]
+
+        agent = asyncio.ensure_future(pipelined(stream, 2, submit))
+        while len(commits) < 2:
+            await asyncio.sleep(0.001)
+        during = [m.acked for m in messages]
+        commits[0].set_result(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        after_first = [m.acked for m in messages]
+        # Stopping before the second batch commits acknowledges nothing more.
+        agent.cancel()
+        await asyncio.gather(agent, return_exceptions=True)
+        assert commits[1].cancelled()  # what awaited it was cancelled with the agent
+        return taken, during, after_first, [m.acked for m in messages]
+
+    taken, during, after_first, after_stop = _run(main)
+    assert taken == [[0, 1], [2, 3]]
     assert during == [False, False, False, False]
     assert after_first == [True, True, False, False]
     assert after_stop == [True, True, False, False]
