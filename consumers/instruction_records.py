@@ -13,17 +13,33 @@ be wrong is kept: an enum symbol this code does not know (``UNKNOWN``) and a sub
 the contract refuses (``Subject.__post_init__``). On any doubt the record goes through
 ``from_dict`` after all, so a refusal names the same field for the same reason as the
 full decode (:func:`consumers.decoding.decode_as`) does.
+
+The partner sink's pipelines share each record's decode (:mod:`consumers.shared_decodes`)
+as a :class:`SharedInstructions`: the first to read a record turns every item into its
+instruction at once (the common part read and checked once, not once per partner), and
+each pipeline takes its destination's. A record any of whose items would take the
+generic walk is left to each pipeline's own :func:`instructions_of`, so a refusal is
+raised, for the same reason, by the pipelines it concerns only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Final
 
 from consumers.decoding import UnexpectedEventError
 from schemas.codec import EventDecoder
 from schemas.converters import from_dict
-from schemas.events import InstructionIssued, InstructionsIssued, Subject, instructions_in
+from schemas.errors import InvalidEventError
+from schemas.events import (
+    DestinationInstruction,
+    InstructionIssued,
+    InstructionsIssued,
+    Subject,
+    instructions_in,
+)
 from schemas.taxonomy import Action, Channel, Purpose, Regime, Right, SinkFamily, SubjectKind
 
 _ACTIONS: Final = {m.value: m for m in Action}
@@ -35,6 +51,33 @@ _REGIMES: Final = {m.value: m for m in Regime}
 _RIGHTS: Final = {m.value: m for m in Right}
 _FIELDS: Final = 14
 _STRINGS: Final = ("instruction_id", "event_id", "event_type", "destination")
+_COMMON_KEYS: Final = frozenset(f.name for f in fields(InstructionsIssued))
+_ITEM_KEYS: Final = frozenset(f.name for f in fields(DestinationInstruction))
+
+
+@dataclass(frozen=True, slots=True)
+class SharedInstructions:
+    """A decoded record as the pipelines of a process share it (read only)."""
+
+    event_type: type[Any]
+    record: dict[str, Any]
+    by_destination: Mapping[str, tuple[InstructionIssued, ...]] | None
+    """Every destination's instructions, or None: each pipeline converts its own."""
+
+    def instructions_for(self, destination: str) -> tuple[InstructionIssued, ...]:
+        """What :func:`instructions_of` gives for ``destination``."""
+        if self.by_destination is None:
+            return instructions_of(self.event_type, self.record, destination)
+        return self.by_destination.get(destination, ())
+
+
+def shared_instructions(event_type: type[Any], record: dict[str, Any]) -> SharedInstructions:
+    """``record`` of ``event_type`` (as EventDecoder.decode_dict gives it), with every
+    destination's instructions when that is the same as each taking its own."""
+    by_destination = None
+    if event_type is InstructionsIssued:
+        by_destination = _by_destination(record)
+    return SharedInstructions(event_type, record, by_destination)
 
 
 def decode_instructions(
@@ -104,6 +147,59 @@ def instruction_from_avro(record: dict[str, Any]) -> InstructionIssued:
     except (KeyError, TypeError):
         # An unknown symbol or a missing field: let the generic walk name it.
         return from_dict(InstructionIssued, record)
+
+
+def _by_destination(record: dict[str, Any]) -> dict[str, tuple[InstructionIssued, ...]] | None:
+    """Every item of an InstructionsIssued's Avro dict as its InstructionIssued, grouped by
+    destination in item order; None unless :func:`instruction_from_avro` would build each
+    on its fast path (the same checks, the common ones once)."""
+    items = record.get("instructions")
+    if record.keys() != _COMMON_KEYS or type(items) is not list or not items:
+        return None
+    if not all(type(i) is dict and i.keys() == _ITEM_KEYS for i in items):
+        return None
+    common = {k: v for k, v in record.items() if k != "instructions"}
+    # The first item on the per-item path checks (and builds) everything the items share.
+    first = {**common, **items[0]}
+    if not _plain(first):
+        return None
+    try:
+        subject = record["subject"]
+        right = record["right"]
+        shared = {
+            "event_id": record["event_id"],
+            "event_type": record["event_type"],
+            "subject": Subject(id=subject["id"], kind=_KINDS[subject["kind"]]),
+            "sink_family": _FAMILIES[record["sink_family"]],
+            "right": None if right is None else _RIGHTS[right],
+            "regime": _REGIMES[record["regime"]],
+            "occurred_at": record["occurred_at"],
+            "issued_at": record["issued_at"],
+            "receipt_requested": record["receipt_requested"],
+        }
+        out: dict[str, list[InstructionIssued]] = {}
+        for item in items:
+            if not (
+                type(item["instruction_id"]) is str
+                and type(item["destination"]) is str
+                and type(item["purposes"]) is list
+                and type(item["channels"]) is list
+            ):
+                return None
+            out.setdefault(item["destination"], []).append(
+                InstructionIssued(
+                    instruction_id=item["instruction_id"],
+                    destination=item["destination"],
+                    action=_ACTIONS[item["action"]],
+                    purposes=tuple(_PURPOSES[p] for p in item["purposes"]),
+                    channels=tuple(_CHANNELS[c] for c in item["channels"]),
+                    **shared,
+                )
+            )
+    except (KeyError, TypeError, InvalidEventError):
+        # Whatever would fail is each pipeline's to raise, as without sharing.
+        return None
+    return {destination: tuple(found) for destination, found in out.items()}
 
 
 def _plain(record: dict[str, Any]) -> bool:

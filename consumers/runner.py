@@ -69,7 +69,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsFromAvro, SeedsInBatches, bootstrap
 from consumers.http import HttpServer, Route, health_route, metrics_route
-from consumers.instruction_records import decode_instructions, instructions_of
+from consumers.instruction_records import (
+    SharedInstructions,
+    decode_instructions,
+    shared_instructions,
+)
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import (
     AppliesBatches,
@@ -175,7 +179,7 @@ class SinkRunner:
         serve_http: bool = True,
         backoff: Backoff | None = None,
         producer: SharedProducer | None = None,
-        decodes: SharedDecodes | None = None,
+        decodes: SharedDecodes[SharedInstructions] | None = None,
     ) -> None:
         """Build a runner; nothing connects until :meth:`run`.
 
@@ -505,10 +509,11 @@ class SinkRunner:
     def _decode(self, message: Message) -> tuple[InstructionIssued, ...]:
         if self._decodes is None:
             return decode_instructions(self._decoder, message.value(), self.sink.destination)
-        decoded = self._decodes.get(
-            _coordinates(message), lambda: self._decoder.decode_dict(message.value())
+        shared = self._decodes.get(
+            _coordinates(message),
+            lambda: shared_instructions(*self._decoder.decode_dict(message.value())),
         )
-        return instructions_of(*decoded, self.sink.destination)
+        return shared.instructions_for(self.sink.destination)
 
     def _accept(self, message: Message) -> bool:
         error = message.error()

@@ -31,6 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from consumers.http import HttpServer, health_route, metrics_route
+from consumers.instruction_records import SharedInstructions
 from consumers.metrics import SinkMetrics
 from consumers.partners.answers import Answers, RecentAnswers, SqliteAnswers
 from consumers.partners.breaker import BreakerState, CircuitBreaker
@@ -83,7 +84,7 @@ class PartnerSinkProcess:
         # in one produce request, not sixteen (each pipeline still awaits only its own).
         self._producer = SharedProducer(kafka)
         # A record naming several partners is decoded once, by the first pipeline to read it.
-        self._decodes = SharedDecodes()
+        self._decodes: SharedDecodes[SharedInstructions] = SharedDecodes()
         self.lanes = Lanes([p.name for p in config.partners], bound=settings.lane_records)
         """Which partner has finished what (:mod:`consumers.partners.lanes`)."""
         self.runners: dict[str, LaneRunner] = {}

@@ -6,13 +6,19 @@ InstructionIssued it stands for."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from consumers.decoding import decode_as
-from consumers.instruction_records import decode_instructions, instruction_from_avro
+from consumers.instruction_records import (
+    SharedInstructions,
+    decode_instructions,
+    instruction_from_avro,
+    shared_instructions,
+)
 from schemas.codec import EventDecoder, encode_single_object, encode_single_object_dict
 from schemas.converters import to_dict
 from schemas.errors import InvalidEventError
@@ -22,6 +28,7 @@ from schemas.events import (
     InstructionsIssued,
     Subject,
     instructions_in,
+    issued_together,
 )
 from schemas.examples import example
 from schemas.taxonomy import (
@@ -153,3 +160,63 @@ def test_values_from_dict_would_convert_or_refuse_take_its_path() -> None:
     avro["destination"] = 7
     with pytest.raises(InvalidEventError, match="destination"):
         instruction_from_avro(avro)
+
+
+def outcome(take: Any) -> Any:
+    """What ``take()`` gives, or the refusal it raises (type and reason)."""
+    try:
+        return take()
+    except InvalidEventError as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def same_for_every_destination(data: bytes) -> SharedInstructions:
+    """The shared decode of ``data`` gives each destination what its own decode gives."""
+    decoder = EventDecoder(None)
+    event_type, avro = decoder.decode_dict(data)
+    shared = shared_instructions(event_type, avro)
+    for destination in ("criteo", "google", "bing", "suppression_list"):
+        assert outcome(lambda d=destination: shared.instructions_for(d)) == outcome(
+            lambda d=destination: decode_instructions(decoder, data, d)
+        )
+    return shared
+
+
+def test_the_shared_decode_converts_every_item_once_as_each_destination_would() -> None:
+    record = example(InstructionsIssued)
+    shared = same_for_every_destination(encode_single_object(record))
+    assert shared.by_destination is not None
+    for n in range(20):
+        many = issued_together(
+            [
+                replace(instruction(n), destination=d, instruction_id=str(uuid.uuid4()))
+                for d in ("criteo", "google", "criteo")[: 1 + n % 3]
+            ]
+        )
+        assert same_for_every_destination(encode_single_object(many)).by_destination is not None
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda d: d["instructions"][0].update(action="UNKNOWN"),
+        lambda d: d["instructions"][1].update(purposes=["UNKNOWN"]),
+        lambda d: d["instructions"][0].update(channels=["UNKNOWN"]),
+        lambda d: d.update(regime="UNKNOWN"),
+        lambda d: d.update(right="UNKNOWN"),
+        lambda d: d["subject"].update(id="a\x00b"),
+        lambda d: d["subject"].update(kind="UNKNOWN"),
+        lambda d: d.update(instructions=[]),
+    ],
+)
+def test_the_shared_decode_leaves_a_spoilt_record_to_each_destination(spoil: Any) -> None:
+    avro = to_dict(example(InstructionsIssued))
+    spoil(avro)
+    shared = same_for_every_destination(encode_single_object_dict(InstructionsIssued, avro))
+    assert shared.by_destination is None
+
+
+def test_the_shared_decode_of_one_instruction_or_another_type_is_each_destinations() -> None:
+    for record in (instruction(2), example(ConsentChanged)):
+        shared = same_for_every_destination(encode_single_object(record))
+        assert shared.by_destination is None
