@@ -65,6 +65,7 @@ from typing import Any, TypeVar, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from prometheus_client.metrics import MetricWrapperBase
 
 from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsFromAvro, SeedsInBatches, bootstrap
@@ -109,6 +110,7 @@ from schemas.topics import DESTINATION_HEADER, names_destination
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+M = TypeVar("M", bound=MetricWrapperBase)
 S = TypeVar("S", bound=RunnerSettings)
 
 DEFAULT_PORTS: Mapping[SinkFamily, int] = {
@@ -228,6 +230,8 @@ class SinkRunner:
         """Ids answered since the last flush: remembered once their receipts are acked."""
         self._assigned: set[tuple[str, int]] = set()
         self._paused = False
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
+        """Labelled metrics already looked up (:meth:`_labelled`)."""
         self._broker_watch: BrokerWatch | None = None
         self._stored = False
         """Offsets stored since the last commit this runner asked for."""
@@ -459,6 +463,8 @@ class SinkRunner:
             if instruction.instruction_id not in answered:
                 todo.setdefault(instruction.instruction_id, instruction)
         results = self._apply_all(list(todo.values()), chunk)
+        # One clock reading for the chunk: its effects were all made durable by now.
+        applied_at = utc_now()
         outcomes = dict(zip(todo, results, strict=True))
         for item in items:
             if item.error is not None:
@@ -472,7 +478,7 @@ class SinkRunner:
                     result, error = outcome
                     if error is not None:
                         self._dead_letter(item.message, error, "apply", chunk)
-                    self._answer(item.message, instruction, result, chunk)
+                    self._answer(item.message, instruction, result, chunk, applied_at)
             self._mark_done(item.message)
         publisher = self._require_publisher()
         self._retrying(publisher.send_receipts, REGISTRY, chunk)
@@ -561,10 +567,11 @@ class SinkRunner:
         instruction: InstructionIssued,
         result: SinkResult,
         chunk: list[Message],
+        now: datetime,
     ) -> None:
         """Queue the receipt if the stream asked for one (sent with the chunk's others),
-        and count the outcome."""
-        applied_at = result.applied_at or utc_now()
+        and count the outcome; ``now``: when the sink answered, unless it says."""
+        applied_at = result.applied_at or now
         if instruction.receipt_requested:
             receipt = build_receipt(instruction, result, applied_at)
             publisher = self._require_publisher()
@@ -573,15 +580,23 @@ class SinkRunner:
         if result.outcome is not Outcome.FAILED:
             self._answered.append(instruction.instruction_id)
         family, destination = instruction.sink_family.value, instruction.destination
-        self.metrics.instructions.labels(family, destination, result.outcome.value).inc()
+        self._labelled(self.metrics.instructions, family, destination, result.outcome.value).inc()
         if result.outcome is Outcome.APPLIED:
-            self.metrics.propagation_seconds.labels(family, destination).observe(
+            self._labelled(self.metrics.propagation_seconds, family, destination).observe(
                 _seconds_between(instruction.occurred_at, applied_at)
             )
 
+    def _labelled(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, kept: looking a child up costs more than counting."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return cast(M, child)
+
     def _count_duplicate(self, instruction: InstructionIssued) -> None:
         family, destination = instruction.sink_family.value, instruction.destination
-        self.metrics.duplicates.labels(family, destination).inc()
+        self._labelled(self.metrics.duplicates, family, destination).inc()
 
     def _remember_answered(self) -> None:
         """Tell the sink which instructions are answered, now that their receipts are acked."""

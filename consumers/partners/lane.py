@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Set as AbstractSet
 from typing import Final
 
 from confluent_kafka import Consumer, Message, TopicPartition
 from typing_extensions import override
 
 from consumers.partners.fanout import usable
-from consumers.partners.lanes import Lanes, tp_of
+from consumers.partners.lanes import TP, Lanes, tp_of
 from consumers.publisher import DeliveryError
 from consumers.runner import SinkRunner, _AbandonedError
 
@@ -35,6 +36,8 @@ class LaneRunner(SinkRunner):
     """A partner's pipeline over its lane; see the module doc."""
 
     lanes: Lanes
+    _owned: AbstractSet[TP] = frozenset()
+    """The partitions assigned when the chunk in hand was taken up (:meth:`_process`)."""
     _reader: Consumer | None = None
     _reader_epoch = -1
 
@@ -136,8 +139,21 @@ class LaneRunner(SinkRunner):
             self._reader_epoch = -1
 
     @override
+    def _process(self, chunk: list[Message]) -> None:
+        # Which partitions are still the process's, asked once per chunk, not once per
+        # record: the lanes' lock is shared with every pipeline and the dispatcher.
+        self._owned = self.lanes.assigned()
+        super()._process(chunk)
+
+    @override
     def _accept(self, message: Message) -> bool:
-        return self.lanes.owns(tp_of(message))
+        return tp_of(message) in self._owned
+
+    @override
+    def _addressed_elsewhere(self, message: Message) -> bool:
+        """Never: the lanes hand a pipeline only the records whose destination header
+        names it or that have none (:meth:`Lanes.dispatch`, :meth:`Lanes.read`)."""
+        return False
 
     @override
     def _mark_done(self, message: Message) -> None:
