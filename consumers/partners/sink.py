@@ -23,7 +23,7 @@ from consumers.partners.identities import IdentityMap, IdentityMapUnavailableErr
 from consumers.partners.payload import (
     batch_body,
     batch_idempotency_key,
-    instruction_document,
+    instruction_json,
     webhook_body,
 )
 from consumers.partners.pseudonym import pseudonymous_id
@@ -174,7 +174,7 @@ class PartnerSink:
             )
         return batch_body(
             [
-                instruction_document(i, self.destination, pseudonymous_id(key, i.subject.id))
+                instruction_json(i, self.destination, pseudonymous_id(key, i.subject.id))
                 for i in chunk
             ]
         )
