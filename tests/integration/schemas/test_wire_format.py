@@ -12,7 +12,13 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from schemas.codec import EventDecoder, EventSerializer, schema_text, subject_name
+from schemas.codec import (
+    EventDecoder,
+    EventSerializer,
+    RegistryEncoder,
+    schema_text,
+    subject_name,
+)
 from schemas.converters import to_dict
 from schemas.errors import (
     BadMagicByteError,
@@ -94,6 +100,21 @@ def test_every_event_type_round_trips_through_kafka(
             decoded[type(record)] = record
     for event in sent:
         assert decoded[type(event)] == event
+
+
+def test_the_registry_encoder_writes_what_the_serializer_writes(
+    relay_settings: KafkaSettings, registered_schemas: dict[str, int]
+) -> None:
+    with relay_settings.registry_client() as registry:
+        encode = RegistryEncoder(registry)
+        for event in examples():
+            topic = topic_of(relay_settings, event)
+            theirs = EventSerializer(registry, type(event))(event, topic)
+            ours = encode(type(event), to_dict(event), topic)
+            assert ours == theirs
+            assert struct.unpack(">I", ours[1:5]) == (
+                registered_schemas[subject_name(type(event))],
+            )
 
 
 def test_bad_bytes_on_a_real_topic_are_typed_errors(

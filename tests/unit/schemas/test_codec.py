@@ -24,6 +24,7 @@ from schemas.codec import (
     SINGLE_OBJECT_MAGIC,
     EventDecoder,
     EventSerializer,
+    RegistryEncoder,
     encode_single_object,
     schema_text,
     subject_name,
@@ -407,3 +408,27 @@ def foreign_wire(registry: SchemaRegistryClient, writer: dict[str, Any], avro: A
     buf.write(b"\x00" + struct.pack(">I", schema_id))
     fastavro.schemaless_writer(buf, fastavro.parse_schema(writer), avro)
     return buf.getvalue()
+
+
+def test_the_registry_encoder_writes_the_serializers_bytes_for_every_event_type() -> None:
+    registry = mock_registry()
+    for event_type in EVENT_TYPES:
+        registry.register_schema(subject_name(event_type), Schema(schema_text(event_type), "AVRO"))
+    encode = RegistryEncoder(registry)
+    for event in examples():
+        theirs = EventSerializer(registry, type(event))(event, "any.topic")
+        assert encode(type(event), to_dict(event), "any.topic") == theirs
+
+
+def test_the_registry_encoder_refuses_what_the_serializer_refuses_with_the_same_types() -> None:
+    with pytest.raises(UnknownSchemaError, match="has no version equal to the shipped schema"):
+        RegistryEncoder(mock_registry())(ConsentChanged, to_dict(example(ConsentChanged)), "t")
+    failing: Any = FailingRegistry()
+    with pytest.raises(RegistryUnavailableError, match="registry error"):
+        RegistryEncoder(failing)(ConsentChanged, to_dict(example(ConsentChanged)), "t")
+    registry = mock_registry()
+    registry.register_schema(
+        subject_name(ConsentChanged), Schema(schema_text(ConsentChanged), "AVRO")
+    )
+    with pytest.raises(ConsentRelayError, match="cannot serialize ConsentChanged"):
+        RegistryEncoder(registry)(ConsentChanged, {"choice": "GRANTED"}, "t")
