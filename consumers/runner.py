@@ -194,6 +194,10 @@ class SinkRunner:
         has decoded already are taken from there.
         """
         self.sink = sink
+        # What the sink offers, asked once: a check against a protocol costs tens of
+        # microseconds, and chunks come by the thousand.
+        self._batches = sink if isinstance(sink, AppliesBatches) else None
+        self._remembers = sink if isinstance(sink, RemembersAnswers) else None
         self.settings = settings
         self.options = options or RunnerSettings()
         self.family = family or sink.family
@@ -488,9 +492,9 @@ class SinkRunner:
     ) -> set[str]:
         """The ids of ``instructions`` the sink answered within the duplicate window (none
         if it cannot say)."""
-        sink = self.sink
+        sink = self._remembers
         window = self.options.duplicate_window_seconds
-        if not instructions or not window or not isinstance(sink, RemembersAnswers):
+        if not instructions or not window or sink is None:
             return set()
         ids = [i.instruction_id for i in instructions]
         try:
@@ -535,8 +539,8 @@ class SinkRunner:
         self, instructions: list[InstructionIssued], chunk: list[Message]
     ) -> list[tuple[SinkResult, Exception | None]]:
         """Each instruction's result, and the permanent error that failed it if any."""
-        sink = self.sink
-        if len(instructions) > 1 and isinstance(sink, AppliesBatches):
+        sink = self._batches
+        if len(instructions) > 1 and sink is not None:
             destination = instructions[0].destination
             try:
                 results = self._retrying(lambda: sink.apply_batch(instructions), destination, chunk)
@@ -601,9 +605,9 @@ class SinkRunner:
     def _remember_answered(self) -> None:
         """Tell the sink which instructions are answered, now that their receipts are acked."""
         ids, self._answered = self._answered, []
-        sink = self.sink
+        sink = self._remembers
         window = self.options.duplicate_window_seconds
-        if not ids or not window or not isinstance(sink, RemembersAnswers):
+        if not ids or not window or sink is None:
             return
         try:
             sink.remember(ids)
