@@ -156,13 +156,14 @@ def _by_destination(record: dict[str, Any]) -> dict[str, tuple[InstructionIssued
     items = record.get("instructions")
     if record.keys() != _COMMON_KEYS or type(items) is not list or not items:
         return None
-    if not all(type(i) is dict and i.keys() == _ITEM_KEYS for i in items):
+    first = items[0]
+    if type(first) is not dict or first.keys() != _ITEM_KEYS:
         return None
-    common = {k: v for k, v in record.items() if k != "instructions"}
-    # The first item on the per-item path checks (and builds) everything the items share.
-    first = {**common, **items[0]}
-    if not _plain(first):
+    # The first item as the per-item path sees it checks everything the items share.
+    if not _plain({**{k: v for k, v in record.items() if k != "instructions"}, **first}):
         return None
+    purpose, channel = _PURPOSES.__getitem__, _CHANNELS.__getitem__
+    out: dict[str, list[InstructionIssued]] = {}
     try:
         subject = record["subject"]
         right = record["right"]
@@ -177,25 +178,34 @@ def _by_destination(record: dict[str, Any]) -> dict[str, tuple[InstructionIssued
             "issued_at": record["issued_at"],
             "receipt_requested": record["receipt_requested"],
         }
-        out: dict[str, list[InstructionIssued]] = {}
         for item in items:
-            if not (
-                type(item["instruction_id"]) is str
-                and type(item["destination"]) is str
-                and type(item["purposes"]) is list
-                and type(item["channels"]) is list
+            if type(item) is not dict or item.keys() != _ITEM_KEYS:
+                return None
+            destination, purposes, channels = (
+                item["destination"],
+                item["purposes"],
+                item["channels"],
+            )
+            if (
+                type(item["instruction_id"]) is not str
+                or type(destination) is not str
+                or type(purposes) is not list
+                or type(channels) is not list
             ):
                 return None
-            out.setdefault(item["destination"], []).append(
-                InstructionIssued(
-                    instruction_id=item["instruction_id"],
-                    destination=item["destination"],
-                    action=_ACTIONS[item["action"]],
-                    purposes=tuple(_PURPOSES[p] for p in item["purposes"]),
-                    channels=tuple(_CHANNELS[c] for c in item["channels"]),
-                    **shared,
-                )
+            instruction = InstructionIssued(
+                instruction_id=item["instruction_id"],
+                destination=destination,
+                action=_ACTIONS[item["action"]],
+                purposes=tuple(map(purpose, purposes)),
+                channels=tuple(map(channel, channels)),
+                **shared,
             )
+            found = out.get(destination)
+            if found is None:
+                out[destination] = [instruction]
+            else:
+                found.append(instruction)
     except (KeyError, TypeError, InvalidEventError):
         # Whatever would fail is each pipeline's to raise, as without sharing.
         return None
