@@ -26,7 +26,7 @@ from consumers.partners.payload import (
     instruction_json,
     webhook_body,
 )
-from consumers.partners.pseudonym import pseudonymous_id
+from consumers.partners.pseudonym import Pseudonyms
 from consumers.partners.webhook import WebhookClient
 from consumers.protocol import (
     APPLIED,
@@ -64,6 +64,7 @@ class PartnerSink:
         self.breaker = breaker
         self._client = client
         self._identities = identities
+        self._pseudonyms = Pseudonyms(partner.pseudonym_key)
         self._answers: Answers = answers if answers is not None else RecentAnswers()
         self._delivered: set[str] = set()
         """Idempotency keys the partner acknowledged in a batch not yet finished."""
@@ -166,17 +167,12 @@ class PartnerSink:
         return batch_idempotency_key(i.instruction_id for i in chunk)
 
     def _body(self, chunk: Sequence[InstructionIssued]) -> bytes:
-        key = self.partner.pseudonym_key
+        pseudonym = self._pseudonyms
         if self.partner.batch_size == 1:
             [instruction] = chunk
-            return webhook_body(
-                instruction, self.destination, pseudonymous_id(key, instruction.subject.id)
-            )
+            return webhook_body(instruction, self.destination, pseudonym(instruction.subject.id))
         return batch_body(
-            [
-                instruction_json(i, self.destination, pseudonymous_id(key, i.subject.id))
-                for i in chunk
-            ]
+            [instruction_json(i, self.destination, pseudonym(i.subject.id)) for i in chunk]
         )
 
     def _unknown(self, instructions: Sequence[InstructionIssued]) -> set[str]:

@@ -8,7 +8,7 @@ import hmac
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.partners.pseudonym import partner_key, pseudonymous_id
+from consumers.partners.pseudonym import Pseudonyms, partner_key, pseudonymous_id
 
 MASTER = b"master-key-for-tests-0123456789"
 
@@ -34,3 +34,11 @@ def test_pseudonym_is_stable_and_never_contains_the_subject_id(subject_id: str) 
     assert first == pseudonymous_id(key, subject_id)
     if len(subject_id) >= 4:
         assert subject_id not in first
+
+
+@given(st.text(max_size=64))
+def test_a_partners_keyed_pseudonyms_are_its_pseudonymous_ids(subject_id: str) -> None:
+    key = partner_key(MASTER, "criteo")
+    pseudonyms = Pseudonyms(key)
+    assert pseudonyms(subject_id) == pseudonymous_id(key, subject_id)
+    assert pseudonyms(subject_id) == pseudonyms(subject_id)
