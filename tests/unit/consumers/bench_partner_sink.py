@@ -318,7 +318,7 @@ def run(events: int, rate: float, chunk: int) -> None:
                 for t in threads:
                     t.start()
                 time.sleep(0.5)
-            cpu0, wall0 = time.process_time(), time.monotonic()
+            times0, wall0 = os.times(), time.monotonic()
             if chunk:
                 serial(pipelines, lanes, batch, chunk)
             elif rate <= 0:
@@ -337,7 +337,9 @@ def run(events: int, rate: float, chunk: int) -> None:
                         time.sleep(pause)
             while not drained(lanes, ends):
                 time.sleep(0.01)
-            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+            times, wall = os.times(), time.monotonic() - wall0
+            user, system = times.user - times0.user, times.system - times0.system
+            cpu = user + system
             for pipeline in pipelines:
                 pipeline.stop()
             for t in threads:
@@ -353,6 +355,7 @@ def run(events: int, rate: float, chunk: int) -> None:
         f"events={events} rate={'max' if rate <= 0 else rate:>4} chunk={chunk} "
         f"instructions={instructions} "
         f"receipt_records={shared.client.produced} wall={wall:.2f}s cpu={cpu:.2f}s "
+        f"(user {user:.2f}s, system {system:.2f}s) "
         f"cpu/event={1000 * cpu / events:.3f} ms ({events / wall:.0f} ev/s, "
         f"{100 * cpu / wall:.0f}% of a core) load={os.getloadavg()[0]:.2f}"
     )
