@@ -25,6 +25,7 @@ Not collected by pytest; no thresholds.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -140,12 +141,12 @@ class Topics:
 class AcknowledgingProducer:
     """The shared producer's client: every record acknowledged as it is produced."""
 
-    produced: int = 0
+    produced: list[bytes] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def produce(self, topic: str, **kwargs: Any) -> None:
         with self.lock:
-            self.produced += 1
+            self.produced.append(kwargs["value"])
         on_delivery: Callable[[Any, Any], None] = kwargs["on_delivery"]
         on_delivery(None, Report())
 
@@ -350,11 +351,17 @@ def run(events: int, rate: float, chunk: int) -> None:
         finally:
             receiver.terminate()
             receiver.wait(10)
+        delivered = sum(json.loads((Path(state) / "stats.json").read_text()).values())
     instructions = sum(r.names.count(b",") + 1 for r in batch)
+    # What came out, checked after the clock stopped: every instruction told its partner
+    # once, every tracked one answered once.
+    decoder = EventDecoder(registry)
+    answered = [decoder.decode(value) for value in shared.client.produced]
+    receipts = sum(len(a.receipts) for a in answered)
     print(
         f"events={events} rate={'max' if rate <= 0 else rate:>4} chunk={chunk} "
-        f"instructions={instructions} "
-        f"receipt_records={shared.client.produced} wall={wall:.2f}s cpu={cpu:.2f}s "
+        f"instructions={instructions} delivered={delivered} receipts={receipts} "
+        f"receipt_records={len(answered)} wall={wall:.2f}s cpu={cpu:.2f}s "
         f"(user {user:.2f}s, system {system:.2f}s) "
         f"cpu/event={1000 * cpu / events:.3f} ms ({events / wall:.0f} ev/s, "
         f"{100 * cpu / wall:.0f}% of a core) load={os.getloadavg()[0]:.2f}"
