@@ -251,7 +251,11 @@ class Lanes:
                 for lane in lanes:
                     if lane.attached and offset >= lane.floor.get(tp, 0):
                         lane.inbox.append(message)
-                        lane.pending.setdefault(tp, deque()).append(offset)
+                        pending = lane.pending.get(tp)
+                        if pending is None:
+                            # Not setdefault: that builds a deque for every record.
+                            pending = lane.pending[tp] = deque()
+                        pending.append(offset)
                         woken.add(lane.name)
             for name in woken:
                 self._arrived(self._lanes[name]).notify()
