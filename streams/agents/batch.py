@@ -321,6 +321,11 @@ async def _settle(
         # The worker is stopping: whatever waits for this batch stops too.
         entry.settled.cancel()
         raise
+    except BaseException as exc:
+        # A bug: whatever waits for this batch fails with it rather than wait forever.
+        if not entry.settled.done():
+            entry.settled.set_exception(exc)
+        raise
     finally:
         if ctx.in_flight is entry:
             ctx.in_flight = None

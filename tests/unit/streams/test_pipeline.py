@@ -158,3 +158,30 @@ def test_when_the_last_batch_fails_the_next_is_processed_again_after_it(
     assert key in harness.ctx.state
     sent = [t for t, *_ in sender.sent]
     assert sent.index(topics.state) < sent.index(topics.propagated)
+
+
+def test_a_batch_waiting_on_one_whose_commit_failed_fails_too_instead_of_waiting_forever(
+    harness: Any, make: Any
+) -> None:
+    class Broken(dict[bytes, Any]):
+        def __setitem__(self, key: bytes, value: Any) -> None:
+            raise RuntimeError("a bug in the table")
+
+    sender = harness.ctx.sender = harness.sender = HeldSender()
+    harness.ctx.pending = Broken()
+    topics = harness.topics
+    withdrawal = make.changed(Choice.WITHDRAWN, Purpose.COOKIES_STATISTICS)
+
+    async def main() -> tuple[BaseException | None, BaseException | None]:
+        first = await Intake(harness.ctx).submit([harness.message(topics.consent, withdrawal)])
+        answers = _receipts_for(harness, make, sender.held_on(topics.instruction_prefix()))
+        second = asyncio.ensure_future(Receipts(harness.ctx).submit(answers))
+        await _turns()
+        sender.release()
+        done, _ = await asyncio.wait({first, second}, timeout=5)
+        assert done == {first, second}
+        return first.exception(), second.exception()
+
+    first_error, second_error = asyncio.run(main())
+    assert isinstance(first_error, RuntimeError)
+    assert isinstance(second_error, RuntimeError)
