@@ -5,8 +5,13 @@ publishes a backlog of consent events on fresh topics, starts ``python -m stream
 worker`` on them and times it from its first processed event to the last, reading the
 worker's own counters from ``/metrics`` and its CPU time from ``/proc``; then it
 deletes the topics. ``--offline`` instead drives the intake processor in this process
-with single-object encoding and a producer that only counts: the cost of our Python
-per event, without Faust or Kafka.
+with the stream's own encoder (made-up schema ids instead of the registry's) and a
+producer that only counts: the cost of our Python per event, without Faust or Kafka.
+
+Subjects are drawn uniformly, or with ``--zipf S`` from a Zipf-like distribution (weight
+of the n-th subject ∝ 1/n^S) as ``deploy.bench`` draws them, so that a few subjects
+change their minds often and their states carry long histories; ``--warmup N`` events
+are processed first, untimed, so that those histories are as long as in a running relay.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import argparse
 import asyncio
 import os
 import random
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,18 +28,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from schemas.admin import ensure_topics
-from schemas.codec import (
-    EventDecoder,
-    EventSerializer,
-    encode_single_object,
-    encode_single_object_dict,
-)
+from schemas.codec import WIRE_MAGIC, EventDecoder, EventSerializer, encode_single_object
 from schemas.events import (
     ConsentChanged,
     ConsentEvent,
@@ -67,16 +69,26 @@ from streams.benchkit import (
 )
 from streams.metrics import StreamMetrics
 from streams.routing import load_policy
+from streams.wire import RegistryEncoder
 
 MARKETING = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.MARKETING_TELEPHONE)
 
 
-def consent_events(count: int, subjects: int, seed: int = 7) -> Iterator[ConsentEvent]:
-    """A realistic mix: mostly single-purpose choices, some cookies and rights."""
+def consent_events(
+    count: int, subjects: int, seed: int = 7, zipf: float = 0.0
+) -> Iterator[ConsentEvent]:
+    """A realistic mix: mostly single-purpose choices, some cookies and rights; subjects
+    uniform, or skewed with exponent ``zipf``."""
     rng = random.Random(seed)
     now = utc_now()
+    weights = list(accumulate(1.0 / (n + 1) ** zipf for n in range(subjects))) if zipf else None
     for n in range(count):
-        subject = Subject(id=f"bench-{rng.randrange(subjects):08d}", kind=SubjectKind.ACCOUNT)
+        number = (
+            rng.randrange(subjects)
+            if weights is None
+            else rng.choices(range(subjects), cum_weights=weights)[0]
+        )
+        subject = Subject(id=f"bench-{number:08d}", kind=SubjectKind.ACCOUNT)
         common: dict[str, Any] = {
             "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "subject": subject,
@@ -140,19 +152,29 @@ class _CountingSender:
         return self._delivered()
 
 
-def offline(count: int, subjects: int, batch: int) -> None:
+class _OfflineEncoder(RegistryEncoder):
+    """The stream's encoder, with a made-up schema id instead of asking a registry."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type] # never asked: _header is ours
+
+    def _header(self, event_type: type[Any]) -> bytes:
+        return struct.pack(">BI", WIRE_MAGIC, 1)
+
+
+def offline(count: int, subjects: int, batch: int, *, zipf: float, warmup: int) -> None:
     """Intake's own cost per event, in this process."""
     topics = Topics("bench.", 6)
     messages = [
         _Message(topics.consent, 0, n, e.subject.id.encode(), encode_single_object(e))
-        for n, e in enumerate(consent_events(count, subjects))
+        for n, e in enumerate(consent_events(warmup + count, subjects, zipf=zipf))
     ]
     sender = _CountingSender()
     ctx = StreamContext(
         policy=load_policy(),
         topics=topics,
         decoder=EventDecoder(None),
-        encode=_single_object_encoder,
+        encode=_OfflineEncoder(),
         sender=sender,
         metrics=StreamMetrics.create(CollectorRegistry()),
         state={},
@@ -162,24 +184,25 @@ def offline(count: int, subjects: int, batch: int) -> None:
     )
     intake = Intake(ctx)
 
-    async def go() -> None:
-        for start in range(0, len(messages), batch):
+    async def go() -> tuple[float, float]:
+        for start in range(0, warmup, batch):
+            await intake.handle(messages[start : min(start + batch, warmup)])
+        sender.count = 0
+        started, cpu = time.perf_counter(), time.process_time()
+        for start in range(warmup, len(messages), batch):
             await intake.handle(messages[start : start + batch])
+        return time.perf_counter() - started, time.process_time() - cpu
 
-    started, cpu = time.perf_counter(), time.process_time()
-    asyncio.run(go())
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    wall, cpu = asyncio.run(go())
     _report("offline intake", count, wall, cpu, sender.count)
-
-
-def _single_object_encoder(event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
-    return encode_single_object_dict(event_type, avro)
 
 
 # ------------------------------------------------------------------- broker
 
 
-def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, str]) -> None:
+def on_broker(
+    count: int, subjects: int, partitions: int, extra_env: dict[str, str], zipf: float = 0.0
+) -> None:
     """The worker process end to end on the real broker."""
     base = KafkaSettings.from_env()
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
@@ -187,7 +210,7 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
     ensure_topics(kafka)
     register_all(kafka.registry_client())
     sys.stdout.write(f"publishing {count} events on {kafka.topics.consent} ...\n")
-    _publish(kafka, count, subjects)
+    _publish(kafka, count, subjects, zipf)
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("STREAMS_")},
@@ -222,7 +245,7 @@ def on_broker(count: int, subjects: int, partitions: int, extra_env: dict[str, s
     delete_run(kafka, prefix)
 
 
-def _publish(kafka: KafkaSettings, count: int, subjects: int) -> None:
+def _publish(kafka: KafkaSettings, count: int, subjects: int, zipf: float) -> None:
     producer = Producer(kafka.producer_config(**{"linger.ms": 50}))
     registry = kafka.registry_client()
     serializers: dict[type[Any], EventSerializer] = {
@@ -230,7 +253,7 @@ def _publish(kafka: KafkaSettings, count: int, subjects: int) -> None:
         for t in (ConsentChanged, CookiePreferencesSet, RightsRequested)
     }
     topic = kafka.topics.consent
-    for n, event in enumerate(consent_events(count, subjects)):
+    for n, event in enumerate(consent_events(count, subjects, zipf=zipf)):
         value = serializers[type(event)](event, topic)
         while True:
             try:
@@ -280,15 +303,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--offline", action="store_true")
+    parser.add_argument("--zipf", type=float, default=0.0, help="subject skew (0: uniform)")
+    parser.add_argument("--warmup", type=int, default=0, help="untimed events first (offline)")
     args = parser.parse_args(argv)
     if args.offline:
-        offline(args.events, args.subjects, args.batch)
+        offline(args.events, args.subjects, args.batch, zipf=args.zipf, warmup=args.warmup)
     else:
         on_broker(
             args.events,
             args.subjects,
             args.partitions,
             {"STREAMS_BATCH_SIZE": str(args.batch)},
+            args.zipf,
         )
 
 
