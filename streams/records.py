@@ -102,7 +102,19 @@ def _channels(route: Route) -> list[Channel]:
     return channels
 
 
-def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> dict[str, Any]:
+class StateAvro(dict[str, Any]):
+    """A ConsentStateRecorded's Avro dict that also holds the state it was made from: the
+    stream's encoder writes its entries and decisions from the state's histories with
+    their bytes kept per key (:mod:`streams.state_writer`), not from this dict's lists."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: SubjectState, avro: dict[str, Any]) -> None:
+        super().__init__(avro)
+        self.state = state
+
+
+def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
     """A ConsentStateRecorded: the current choice per (purpose, regime) for the sinks,
     and in ``history`` the whole state, which the state table recovers from
     (:mod:`streams.state_topic` reads it back) and the consent gate judges by.
@@ -141,7 +153,7 @@ def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> dict[str
         )
     entries.sort(key=lambda e: (e["purpose"], e["regime"]))
     erasure = state.erasure
-    return {
+    avro = {
         "subject": {"id": subject_id, "kind": state.kind},
         "entries": entries,
         "restricted": state.restricted,
@@ -164,6 +176,7 @@ def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> dict[str
             },
         ),
     }
+    return StateAvro(state, avro)
 
 
 def fully_propagated(subject: dict[str, Any], record: Propagation) -> dict[str, Any]:

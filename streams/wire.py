@@ -6,7 +6,9 @@ building the record. Output dicts are written in the Confluent wire format (magi
 producers' ``EventSerializer`` writes with, byte for byte the same
 (tests/integration/streams/test_wire.py). The stream does not go through
 ``EventSerializer`` per message: its subject and rule bookkeeping cost a third of the
-encoding, and the stream writes several messages per event. The registry is asked for
+encoding, and the stream writes several messages per event. A state record (a
+:class:`~streams.records.StateAvro`) is written by :mod:`streams.state_writer`, which
+keeps each key's encoded decisions, into the same bytes. The registry is asked for
 each schema's id once, on first use, exactly as ``EventSerializer`` asks it
 (record-name subject, shipped text, never auto-registering).
 """
@@ -37,6 +39,8 @@ from schemas.events import (
     InstructionIssued,
     InstructionsIssued,
 )
+from streams.records import StateAvro
+from streams.state_writer import StateWriter
 
 OUTPUT_TYPES: tuple[type[Any], ...] = (
     InstructionIssued,
@@ -73,6 +77,7 @@ class RegistryEncoder:
         self._registry = registry
         self._schemas = {t: SHIPPED[t].parsed for t in OUTPUT_TYPES}
         self._headers: dict[type[Any], bytes] = {}
+        self._state = StateWriter()
 
     def __call__(self, event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
         """The event's bytes on ``topic``; registry trouble raises typed errors."""
@@ -83,7 +88,10 @@ class RegistryEncoder:
         buf = io.BytesIO()
         buf.write(header)
         try:
-            fastavro.schemaless_writer(buf, schema, avro)
+            if type(avro) is StateAvro:
+                buf.write(self._state.body(avro))
+            else:
+                fastavro.schemaless_writer(buf, schema, avro)
         except _WRITE_ERRORS as exc:
             # fastavro says which field does not fit the schema (an Avro dict's mistake).
             raise ConsentRelayError(f"cannot serialize {event_type.__name__}: {exc}") from exc
