@@ -16,7 +16,9 @@ from schemas.events import (
     InstructionIssued,
 )
 from schemas.kafka import KafkaSettings
-from schemas.taxonomy import Channel, Purpose, Right
+from schemas.taxonomy import Channel, Choice, Purpose, Recipient, Regime, Right, SubjectKind
+from streams.records import consent_state
+from streams.resolution import Decision, Erasure, SubjectState, Toggle
 from streams.wire import RegistryEncoder
 
 NOW = 1_764_000_000_000
@@ -60,6 +62,28 @@ EXAMPLES: list[tuple[type[Any], dict[str, Any]]] = [
             "erased": False,
             "updated_at": NOW,
         },
+    ),
+    (
+        # As intake makes it: written from the state by streams.state_writer.
+        ConsentStateRecorded,
+        consent_state(
+            "s-wire",
+            SubjectState(
+                SubjectKind.ACCOUNT,
+                {
+                    (Purpose.MARKETING_EMAIL, Regime.GDPR, None): (
+                        Decision(NOW - 5, Choice.GRANTED, str(uuid.uuid4()), NOW + 10**9),
+                        Decision(NOW, Choice.WITHDRAWN, str(uuid.uuid4())),
+                    ),
+                    (Purpose.TARGETED_ADVERTISING, Regime.CCPA, Recipient.CRITEO): (
+                        Decision(NOW, Choice.WITHDRAWN, str(uuid.uuid4())),
+                    ),
+                },
+                (Toggle(NOW - 9, True, str(uuid.uuid4())),),
+                Erasure(NOW - 1, str(uuid.uuid4())),
+            ),
+            NOW + 5,
+        ),
     ),
     (
         FullyPropagated,
@@ -118,4 +142,4 @@ def test_a_dict_that_does_not_fit_is_a_typed_error(relay_settings: KafkaSettings
 def test_an_unreachable_registry_is_retriable() -> None:
     settings = KafkaSettings(bootstrap="127.0.0.1:1", registry_url="http://127.0.0.1:1")
     with settings.registry_client() as registry, pytest.raises(RegistryUnavailableError):
-        RegistryEncoder(registry)(DeadLettered, EXAMPLES[3][1], "any.topic")
+        RegistryEncoder(registry)(DeadLettered, EXAMPLES[-1][1], "any.topic")
