@@ -74,14 +74,15 @@ def encode_done(records: tuple[Propagation, ...]) -> bytes:
 
 
 class DoneFragments:
-    """Each completed propagation's JSON, kept for the next writes of its subject.
+    """Each propagation's JSON, kept for the next writes of its subject.
 
     A subject's completed propagations are written whole on each completion (up to
     ``completed_per_subject`` records, every one unchanged since it completed: frozen,
     and nothing modifies its mappings), so a subject that withdraws often had all of
     them rebuilt and dumped again for each new one (50 records: ~0.3-0.9 ms per write).
-    Records are kept by identity, with a reference to each (so its id cannot be reused
-    while it is kept), the oldest forgotten first beyond ``size``.
+    Its pending ones likewise, on each new one and each answer (which replaces only the
+    answered record). Records are kept by identity, with a reference to each (so its id
+    cannot be reused while it is kept), the oldest forgotten first beyond ``size``.
     """
 
     __slots__ = ("_by_id", "_size")
@@ -111,16 +112,34 @@ def decode_done(data: bytes) -> tuple[Propagation, ...]:
     return tuple(_prop_from_doc(d) for d in json.loads(data))
 
 
+_PENDING_FRAGMENTS = DoneFragments(4096)
+"""Pending propagations of the subjects written in the last few batches."""
+
+
 def encode_pending(value: SubjectPropagations) -> bytes:
-    """Changelog bytes of one subject's pending propagations and early receipts."""
-    doc = {
-        "p": [_prop_doc(r) for r in value.pending],
-        "o": [
-            [o.event_id, o.instruction_id, o.outcome.value, o.applied_at_ms, o.received_at_ms]
-            for o in value.orphans
-        ],
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    """Changelog bytes of one subject's pending propagations and early receipts: the
+    JSON of ``{"p": [records' documents], "o": [orphans]}``, each unchanged record's
+    document made once (:class:`DoneFragments`)."""
+    orphans = (
+        json.dumps(
+            [
+                [o.event_id, o.instruction_id, o.outcome.value, o.applied_at_ms, o.received_at_ms]
+                for o in value.orphans
+            ],
+            separators=(",", ":"),
+        ).encode()
+        if value.orphans
+        else b"[]"
+    )
+    return b"".join(
+        (
+            b'{"p":[',
+            b",".join([_PENDING_FRAGMENTS.fragment(r) for r in value.pending]),
+            b'],"o":',
+            orphans,
+            b"}",
+        )
+    )
 
 
 def decode_pending(data: bytes) -> SubjectPropagations:

@@ -1,6 +1,6 @@
-"""The done table's changelog bytes: each completed propagation's JSON is made once and
-kept, and the bytes are exactly the JSON list of the records' documents, written the
-plain way, whatever was kept or forgotten before."""
+"""The done and pending tables' changelog bytes: each propagation's JSON is made once and
+kept, and the bytes are exactly the JSON of the records' documents, written the plain
+way, whatever was kept or forgotten before."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ from hypothesis import strategies as st
 
 from schemas.taxonomy import Outcome, SubjectKind
 from streams import table_codecs
-from streams.propagation import Answer, Propagation
-from streams.table_codecs import DoneFragments, decode_done, encode_done
+from streams.propagation import Answer, Orphan, Propagation, SubjectPropagations
+from streams.table_codecs import (
+    DoneFragments,
+    decode_done,
+    decode_pending,
+    encode_done,
+    encode_pending,
+)
 
 TEXT = st.text(max_size=12)  # any text: the JSON escapes non-ASCII and quotes the same way
 MS = st.integers(0, 2**53)
@@ -64,3 +70,30 @@ def test_a_new_record_is_never_served_an_old_ones_json() -> None:
         # Each record dies after its write: a new one may get its id once it is forgotten.
         record = Propagation(f"e{n}", "ConsentChanged", SubjectKind.ACCOUNT, n, n, {}, {}, n)
         assert json.loads(fragments.fragment(record))["e"] == f"e{n}"
+
+
+@st.composite
+def orphans(draw: st.DrawFn) -> Orphan:
+    return Orphan(draw(TEXT), draw(TEXT), draw(st.sampled_from(list(Outcome))), draw(MS), draw(MS))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pool=st.lists(completed(), min_size=1, max_size=6),
+    parked=st.lists(orphans(), max_size=3),
+    writes=st.lists(st.lists(st.integers(0, 5), max_size=6), min_size=1, max_size=8),
+)
+def test_pending_bytes_are_the_plain_json(
+    pool: list[Propagation], parked: list[Orphan], writes: list[list[int]]
+) -> None:
+    for picks in writes:
+        holder = SubjectPropagations(tuple(pool[i % len(pool)] for i in picks), tuple(parked))
+        doc = {
+            "p": [table_codecs._prop_doc(r) for r in holder.pending],
+            "o": [
+                [o.event_id, o.instruction_id, o.outcome.value, o.applied_at_ms, o.received_at_ms]
+                for o in holder.orphans
+            ],
+        }
+        assert encode_pending(holder) == json.dumps(doc, separators=(",", ":")).encode()
+        assert decode_pending(encode_pending(holder)) == holder
