@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from schemas import deadletters
 from schemas.converters import to_dict
 from schemas.events import NAMESPACE, ConsentHistory, Subject
-from schemas.taxonomy import PURPOSE_SPECS, Channel, Right
+from schemas.taxonomy import PURPOSE_SPECS, Channel, Purpose, Right
 from streams.fanout import Route
 from streams.propagation import HONOURING, Propagation
 from streams.resolution import SubjectState
@@ -93,13 +94,19 @@ def instructions(routes: Sequence[Route], issue: Issue) -> dict[str, Any]:
 
 
 def _channels(route: Route) -> list[Channel]:
+    return list(_channels_of(route.purposes))
+
+
+@lru_cache(maxsize=1024)
+def _channels_of(purposes: tuple[Purpose, ...]) -> tuple[Channel, ...]:
+    """The purposes' channels in order, once per combination (routes repeat a few)."""
     # Enum members are str: fastavro writes them as their symbols, no .value needed.
     channels: list[Channel] = []
-    for purpose in route.purposes:
+    for purpose in purposes:
         channel = PURPOSE_SPECS[purpose].channel
         if channel is not None and channel not in channels:
             channels.append(channel)
-    return channels
+    return tuple(channels)
 
 
 class StateAvro(dict[str, Any]):
