@@ -5,8 +5,9 @@ publishes a backlog of consent events on fresh topics, starts ``python -m stream
 worker`` on them and times it from its first processed event to the last, reading the
 worker's own counters from ``/metrics`` and its CPU time from ``/proc``; then it
 deletes the topics. ``--offline`` instead drives the intake processor in this process
-with the stream's own encoder (made-up schema ids instead of the registry's) and a
-producer that only counts: the cost of our Python per event, without Faust or Kafka.
+with the stream's own encoder (made-up schema ids instead of the registry's), the
+worker's garbage-collector settings and a producer that only counts: the cost of our
+Python per event, without Faust or Kafka.
 
 Subjects are drawn uniformly, or with ``--zipf S`` from a Zipf-like distribution (weight
 of the n-th subject ∝ 1/n^S) as ``deploy.bench`` draws them, so that a few subjects
@@ -57,6 +58,7 @@ from schemas.taxonomy import (
     SubjectKind,
 )
 from schemas.topics import Topics
+from streams import gc_tuning
 from streams.agents.context import StreamContext
 from streams.agents.intake import Intake
 from streams.benchkit import (
@@ -183,6 +185,9 @@ def offline(count: int, subjects: int, batch: int, *, zipf: float, warmup: int) 
         copartitioned=frozenset(s.name for s in topics.all()),
     )
     intake = Intake(ctx)
+    # As the worker does (streams.app): with CPython's default young generation, a
+    # batch's garbage is promoted and full collections of every tracked object follow.
+    gc_tuning.tune()
 
     async def go() -> tuple[float, float]:
         for start in range(0, warmup, batch):
