@@ -121,6 +121,23 @@ class StateAvro(dict[str, Any]):
         self.state = state
 
 
+def state_record(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
+    """A ConsentStateRecorded for the stream's encoder only: the fields not made from the
+    histories (subject, flags, time) and the state, from which :mod:`streams.state_writer`
+    writes the entries and the history, so they are not built as dicts (half the cost of
+    a busy subject's record once its bytes are cached). Not a whole Avro dict: fastavro
+    refuses it (``entries`` is missing); anything else takes :func:`consent_state`."""
+    return StateAvro(
+        state,
+        {
+            "subject": {"id": subject_id, "kind": state.kind},
+            "restricted": state.restricted,
+            "erased": state.erasure is not None,
+            "updated_at": now_ms,
+        },
+    )
+
+
 def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
     """A ConsentStateRecorded: the current choice per (purpose, regime) for the sinks,
     and in ``history`` the whole state, which the state table recovers from

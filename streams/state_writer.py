@@ -125,8 +125,9 @@ class StateWriter:
         self._check()
 
     def body(self, avro: StateAvro) -> bytes:
-        """The Avro body of ``avro``: its subject, flags and time from the dict, its
-        entries and history from its state (the dict's were made from it)."""
+        """The Avro body of ``avro`` (:func:`~streams.records.consent_state` or
+        :func:`~streams.records.state_record`): its subject, flags and time from the
+        dict, its entries and history from its state (a whole dict's were made from it)."""
         state = avro.state
         subject: Mapping[str, Any] = avro["subject"]
         entries: list[tuple[str, str, bytes]] = []

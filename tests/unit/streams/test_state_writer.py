@@ -16,7 +16,7 @@ from schemas.codec import SHIPPED, WIRE_MAGIC, schema_text
 from schemas.events import ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
 from streams import state_writer
-from streams.records import StateAvro, consent_state
+from streams.records import StateAvro, consent_state, state_record
 from streams.resolution import (
     HISTORY,
     Claim,
@@ -89,6 +89,8 @@ def test_any_state_is_written_as_fastavro_writes_its_dict(
     avro = consent_state(subject_id, state, now)
     assert WRITER.body(avro) == fastavro_bytes(avro)
     assert WRITER.body(avro) == fastavro_bytes(avro)  # again, from the cache
+    # Without the entries' and history's dicts, the same bytes.
+    assert WRITER.body(state_record(subject_id, state, now)) == fastavro_bytes(avro)
 
 
 def test_a_subject_changing_one_key_at_a_time_reuses_the_others() -> None:
@@ -146,6 +148,14 @@ def test_the_stream_encoder_writes_state_records_with_the_writer() -> None:
     # A plain dict of the same record still goes through fastavro, to the same bytes.
     plain = RegistryEncoder(_Registry())(ConsentStateRecorded, dict(avro), "consent.state")  # type: ignore[arg-type]
     assert plain == encoded
+    lean = state_record("dev-1", state, 10)
+    assert RegistryEncoder(_Registry())(ConsentStateRecorded, lean, "consent.state") == encoded  # type: ignore[arg-type]
+
+
+def test_a_lean_record_is_refused_by_fastavro_not_written_without_its_choices() -> None:
+    state = SubjectState(SubjectKind.ACCOUNT, {KEYS[0]: (Decision(1, Choice.WITHDRAWN, "w"),)})
+    with pytest.raises(ValueError, match="entries"):
+        fastavro_bytes(state_record("s", state, 2))
 
 
 def test_a_schema_this_writer_does_not_know_stops_it(monkeypatch: pytest.MonkeyPatch) -> None:
