@@ -209,7 +209,7 @@ class IntakeBatch(Batch):
         for key, state, partition in self.state.written():
             self.publish(
                 ConsentStateRecorded,
-                records.consent_state(key.decode(), state, self.now),
+                records.state_record(key.decode(), state, self.now),
                 topic,
                 key,
                 partition,

@@ -42,6 +42,7 @@ from schemas.taxonomy import (
 from schemas.topics import Topics
 from streams.agents.context import StreamContext
 from streams.metrics import StreamMetrics
+from streams.records import StateAvro, consent_state
 from streams.routing import RoutingPolicy, load_policy
 
 
@@ -218,7 +219,11 @@ def _decode(value: bytes | None) -> dict[str, Any]:
 
 
 def single_object(event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
-    """An Encoder without a registry: Avro single-object encoding."""
+    """An Encoder without a registry: Avro single-object encoding. A state record made
+    for the stream's own encoder (records.state_record) is written whole, as
+    records.consent_state makes it."""
+    if isinstance(avro, StateAvro) and "entries" not in avro:
+        avro = consent_state(avro["subject"]["id"], avro.state, avro["updated_at"])
     return encode_single_object_dict(event_type, avro)
 
 
