@@ -164,17 +164,21 @@ class RegistryEncoder:
         """The bytes of ``avro``, a dict of ``event_type``, on ``topic`` (the subject does
         not depend on it); registry trouble raises typed errors."""
         del topic
-        header = self._headers.get(event_type)
-        if header is None:
-            header = self._headers[event_type] = self._header(event_type)
         buf = io.BytesIO()
-        buf.write(header)
+        buf.write(self.header(event_type))
         try:
             fastavro.schemaless_writer(buf, SHIPPED[event_type].parsed, avro)
         except _WRITE_ERRORS as exc:
             # fastavro says which field does not fit the schema (an Avro dict's mistake).
             raise ConsentRelayError(f"cannot serialize {event_type.__name__}: {exc}") from exc
         return buf.getvalue()
+
+    def header(self, event_type: type[Any]) -> bytes:
+        """The wire format's magic byte and the shipped schema's id (asked once)."""
+        header = self._headers.get(event_type)
+        if header is None:
+            header = self._headers[event_type] = self._header(event_type)
+        return header
 
     def _header(self, event_type: type[Any]) -> bytes:
         """Magic byte and schema id of the shipped schema, looked up in the registry."""

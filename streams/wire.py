@@ -15,43 +15,18 @@ each schema's id once, on first use, exactly as ``EventSerializer`` asks it
 
 from __future__ import annotations
 
-import io
-import struct
 from typing import Any, Protocol
 
-import fastavro
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from schemas.codec import (
-    REGISTRY_TRANSPORT_ERRORS,
-    SHIPPED,
-    WIRE_MAGIC,
-    EventDecoder,
-    schema_text,
-    subject_name,
-)
-from schemas.errors import ConsentRelayError, RegistryUnavailableError, UnknownSchemaError
-from schemas.events import (
-    ConsentStateRecorded,
-    DeadLettered,
-    FullyPropagated,
-    InstructionIssued,
-    InstructionsIssued,
-)
+from schemas.codec import EventDecoder
+from schemas.codec import RegistryEncoder as ContractEncoder
+from schemas.errors import ConsentRelayError
 from streams.records import StateAvro
 from streams.state_writer import StateWriter
 
-OUTPUT_TYPES: tuple[type[Any], ...] = (
-    InstructionIssued,
-    InstructionsIssued,
-    ConsentStateRecorded,
-    FullyPropagated,
-    DeadLettered,
-)
-
 _WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
-"""What fastavro raises for an Avro dict that does not fit its schema."""
+"""What the state writer (like fastavro) raises for a record that does not fit its schema."""
 
 
 class Encoder(Protocol):
@@ -70,51 +45,23 @@ class Decoder(Protocol):
         ...
 
 
-class RegistryEncoder:
-    """An :class:`Encoder` in the Confluent wire format, ids from the schema registry."""
+class RegistryEncoder(ContractEncoder):
+    """An :class:`Encoder` in the Confluent wire format, ids from the schema registry
+    (the contract's encoder), with state records written by :mod:`streams.state_writer`."""
 
     def __init__(self, registry: SchemaRegistryClient) -> None:
-        self._registry = registry
-        self._schemas = {t: SHIPPED[t].parsed for t in OUTPUT_TYPES}
-        self._headers: dict[type[Any], bytes] = {}
+        super().__init__(registry)
         self._state = StateWriter()
 
     def __call__(self, event_type: type[Any], avro: dict[str, Any], topic: str) -> bytes:
         """The event's bytes on ``topic``; registry trouble raises typed errors."""
-        schema = self._schemas[event_type]
-        header = self._headers.get(event_type)
-        if header is None:
-            header = self._headers[event_type] = self._header(event_type)
-        buf = io.BytesIO()
-        buf.write(header)
+        if type(avro) is not StateAvro:
+            return super().__call__(event_type, avro, topic)
+        header = self.header(event_type)
         try:
-            if type(avro) is StateAvro:
-                buf.write(self._state.body(avro))
-            else:
-                fastavro.schemaless_writer(buf, schema, avro)
+            return header + self._state.body(avro)
         except _WRITE_ERRORS as exc:
-            # fastavro says which field does not fit the schema (an Avro dict's mistake).
             raise ConsentRelayError(f"cannot serialize {event_type.__name__}: {exc}") from exc
-        return buf.getvalue()
-
-    def _header(self, event_type: type[Any]) -> bytes:
-        """Magic byte and schema id of the shipped schema, looked up in the registry."""
-        subject = subject_name(event_type)
-        try:
-            registered = self._registry.lookup_schema(
-                subject, Schema(schema_text(event_type), "AVRO"), normalize_schemas=False
-            )
-        except SchemaRegistryError as exc:
-            if exc.http_status_code == 404:
-                raise UnknownSchemaError(
-                    f"{subject} has no version equal to the shipped schema: {exc}"
-                ) from exc
-            raise RegistryUnavailableError(f"{subject}: registry error: {exc}") from exc
-        except REGISTRY_TRANSPORT_ERRORS as exc:
-            raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
-        if registered.schema_id is None:
-            raise RegistryUnavailableError(f"{subject}: the registry answered without an id")
-        return struct.pack(">BI", WIRE_MAGIC, registered.schema_id)
 
 
 def registry_wire(registry: SchemaRegistryClient) -> tuple[Decoder, Encoder]:
