@@ -17,10 +17,13 @@ where its consent partitions end, waits until the state covers them
 ``GATE_INTAKE_WAIT_SECONDS``, and asks the workers' committed offsets again every half
 second in case intake's progress records were lost; the reading of the changelog is
 not bounded), decides (:class:`~streams.gate.judge.GateJudge`), produces with explicit
-partitions, flushes, confirms every delivery, and only then commits the batch's offsets
-and counts its metrics: nothing is lost, and after a crash some events are forwarded
-twice at most. A batch whose output cannot be published is decided again after a
-backoff, for as long as it takes; a stop abandons it uncommitted.
+partitions and goes on to the next batch without waiting for the broker: a batch's
+offsets are stored for commit, and its metrics counted, once every one of its deliveries
+and every earlier batch's is confirmed (:mod:`streams.gate.flights`). Nothing is lost,
+and after a crash some events are forwarded twice at most. A batch that cannot be
+decided, or whose output is not confirmed, is decided or published again after a
+backoff, for as long as it takes (the batches after it wait); a stop abandons it
+uncommitted.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Counter
 
-from schemas import delivery
 from schemas.admin import ensure_topics, wait_for_broker
 from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
@@ -52,8 +54,9 @@ from schemas.errors import ConfigError, ConsentRelayError
 from schemas.kafka import KafkaSettings
 from schemas.membership import Membership, claim
 from streams.gate.coverage import Coverage, Need
+from streams.gate.flights import Flight, Flights
 from streams.gate.follower import StateFollower
-from streams.gate.judge import GateBatch, GateJudge, Output, PublishError
+from streams.gate.judge import GateBatch, GateJudge, PublishError
 from streams.gate.metrics import GateMetrics
 from streams.gate.settings import GateSettings
 from streams.gate.state import ConsentStates
@@ -64,13 +67,16 @@ log = logging.getLogger("streams.gate")
 
 POLL_SECONDS = 0.1
 """Longest a data poll blocks, so a stop and the state's growth are seen promptly."""
+LANDING_POLL_SECONDS = 0.005
+"""Longest a data poll blocks while published batches wait for their acknowledgements,
+so their offsets are stored soon after the broker confirms them."""
 COVER_SLICE_SECONDS = 0.002
 """Longest one wait for state or progress records blocks while a batch waits."""
 FLOOR_EVERY_SECONDS = 0.5
 """How often a batch waiting for intake asks the workers' committed offsets."""
 ADMIN_TIMEOUT_SECONDS = 30.0
 DELIVERY_TIMEOUT_SECONDS = 30.0
-"""A batch not acknowledged within this is decided and published again."""
+"""A batch not acknowledged within this is published again."""
 CLOSE_TIMEOUT_SECONDS = 30.0
 LEAVE_TIMEOUT_SECONDS = 10.0
 """Longest a clean stop waits for the group to take this gate's partitions back."""
@@ -128,9 +134,10 @@ class Gate:
         self.states = ConsentStates(self.state_reader.read)
         self.coverage: dict[int, Coverage] = {}
         self.uncommitted: dict[int, int] = {}
-        """Data partition → next offset, of batches published but not yet committed."""
+        """Data partition → next offset, of batches landed but not yet committed."""
+        self.flights = Flights()
+        """Batches published whose deliveries are not all confirmed yet."""
         self._stopping = threading.Event()
-        self._failed: list[str] = []
         self._children: dict[tuple[Counter, tuple[str, ...]], Any] = {}
         self.admin = AdminClient(kafka.admin_config())
         # A static member name: a gate killed and started again gets its partitions back
@@ -165,12 +172,11 @@ class Gate:
             self.states,
             self.coverage,
         )
-        # Every delivery calls back, not only failed ones: librdkafka reports a record it
-        # acknowledged implicitly, which the broker may not hold, as a success without an
-        # offset (schemas.delivery), and only a report per record shows that.
-        self.producer = Producer(
-            kafka.producer_config(on_delivery=self._delivered, **self._watches["producer"].config())
-        )
+        # Every delivery calls back (each record names its batch's Flight), not only
+        # failed ones: librdkafka reports a record it acknowledged implicitly, which the
+        # broker may not hold, as a success without an offset (schemas.delivery), and
+        # only a report per record shows that.
+        self.producer = Producer(kafka.producer_config(**self._watches["producer"].config()))
         self.judge: GateJudge | None = None
 
     # ------------------------------------------------------------- other threads
@@ -268,6 +274,7 @@ class Gate:
             )
             frozen_at = 0
             while not self._ending():
+                self._land()
                 messages = self._next_batch()
                 self.follower.drain()
                 if messages:
@@ -276,12 +283,14 @@ class Gate:
                 if self.follower.applied - frozen_at >= FREEZE_EVERY_RECORDS:
                     frozen_at = self.follower.applied
                     gc.freeze()
+        except Interrupted:
+            log.info("gate: stopping with batches unconfirmed; they are left uncommitted")
         finally:
             self._close()
 
     def _next_batch(self) -> list[Message]:
         """Whatever has arrived, up to the batch size; waits only for the first one."""
-        first = self.consumer.poll(POLL_SECONDS)
+        first = self.consumer.poll(LANDING_POLL_SECONDS if self.flights else POLL_SECONDS)
         if first is None:
             return []
         polled = [first, *self.consumer.consume(self.settings.batch_size - 1, timeout=0)]
@@ -300,45 +309,41 @@ class Gate:
         return messages
 
     def _process(self, messages: list[Message]) -> None:
+        """Decide a batch and hand its output to the producer (:meth:`_land` confirms it).
+        A batch read once the gate is ending is left uncommitted: after a batch abandoned
+        unconfirmed, none may land (its offsets would pass the abandoned one's)."""
         assert self.judge is not None
+        if self._ending():
+            return
         partitions = {m.partition() or 0 for m in messages}
+        offsets: dict[int, int] = {}
+        for message in messages:
+            offsets[message.partition() or 0] = (message.offset() or 0) + 1
         attempt = 0
         while True:
             try:
                 self._await_coverage(partitions)
                 batch = self.judge.judge(messages)
-                self._publish(batch.out)
+                flight = self._send(batch, offsets)
             except Interrupted:
                 log.info("gate: a batch of %d is left uncommitted", len(messages))
                 return
             except RETRIABLE as exc:
-                delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
-                log.warning(
-                    "gate: batch of %d not published (%s: %s); again in %.1fs",
-                    len(messages),
-                    type(exc).__name__,
-                    exc,
-                    delay,
-                )
                 attempt += 1
-                if self._stopping.wait(delay) or self.lost_broker:
+                if not self._back_off(f"batch of {len(messages)} not published", exc, attempt):
                     log.info("gate: a batch of %d is left uncommitted", len(messages))
                     return
                 continue
             break
-        done: dict[int, int] = {}
-        for message in messages:
-            done[message.partition() or 0] = (message.offset() or 0) + 1
-        self.uncommitted.update(done)
-        # Stored, not committed: librdkafka commits the stored offsets every
-        # COMMIT_INTERVAL_MS. An asynchronous commit per batch queued hundreds of
-        # OffsetCommit requests a second at 2,000 data events/s, and the group
-        # coordinator's heartbeats waited behind them until the session ran out: the
-        # gate lost its partitions for ~30 s in the bench (librdkafka: "HeartbeatRequest
-        # ... possibly held back by preceding OffsetCommitRequest").
-        topic = self.topics.data_events
-        self.consumer.store_offsets(offsets=[TopicPartition(topic, p, o) for p, o in done.items()])
-        self._count(batch)
+        self.flights.add(flight)
+
+    def _back_off(self, what: str, exc: BaseException | str, attempt: int) -> bool:
+        """Say why, and wait before the ``attempt``-th try again; False if the gate is
+        ending instead."""
+        delay = RETRY_BACKOFF_SECONDS[min(attempt - 1, len(RETRY_BACKOFF_SECONDS) - 1)]
+        why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        log.warning("gate: %s (%s); again in %.1fs", what, why, delay)
+        return not (self._stopping.wait(delay) or self.lost_broker)
 
     # --------------------------------------------------------------- coverage
 
@@ -439,6 +444,8 @@ class Gate:
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = sorted(tp.partition for tp in partitions)
+        # What is published of them is confirmed and committed before they go.
+        self._land_all()
         self._commit(asynchronous=False, only=gone)
         self._forget(gone)
         log.info("gate: revoked %s", gone)
@@ -447,6 +454,8 @@ class Gate:
         gone = sorted(tp.partition for tp in partitions)
         for p in gone:
             self.uncommitted.pop(p, None)
+        # Their batches still in flight land without storing their offsets (_landed
+        # stores only the partitions held).
         self._forget(gone)
         log.warning("gate: lost %s (their published batches may be forwarded again)", gone)
 
@@ -460,26 +469,98 @@ class Gate:
 
     # ---------------------------------------------------------------- output
 
-    def _publish(self, out: list[Output]) -> None:
-        """Produce every message and wait until the broker has acknowledged each."""
-        self._failed.clear()
-        produce = self.producer.produce
-        for topic, key, value, partition in out:
+    def _send(self, batch: GateBatch, offsets: dict[int, int]) -> Flight:
+        """Hand every message of ``batch`` to the producer; its Flight hears how each went."""
+        flight = Flight(batch, offsets, time.monotonic())
+        producer = self.producer
+        produce = producer.produce
+        for topic, key, value, partition in batch.out:
             while True:
                 try:
-                    produce(topic, value, key, -1 if partition is None else partition)
+                    produce(
+                        topic,
+                        value,
+                        key,
+                        -1 if partition is None else partition,
+                        on_delivery=flight,
+                    )
                     break
                 except BufferError:
-                    self.producer.poll(0.05)
-        left = self.producer.flush(DELIVERY_TIMEOUT_SECONDS)
-        if left or self._failed:
-            first = self._failed[0] if self._failed else None
-            raise PublishError(f"{left} not acknowledged, {len(self._failed)} failed ({first})")
+                    # The producer's queue is full: the broker is slow or away.
+                    producer.poll(0.05)
+                    if self._ending():
+                        raise Interrupted from None
+            flight.sent()
+        return flight
 
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        failure = delivery.failure(error, message)
-        if failure is not None:
-            self._failed.append(failure)
+    def _land(self, *, wait: bool = False) -> None:
+        """Store the offsets of, and count, every batch whose deliveries are confirmed
+        and that follows none still unconfirmed. A batch with a failed delivery, or none
+        confirmed within DELIVERY_TIMEOUT_SECONDS, is published again (the batches after
+        it wait). ``wait``: until every batch published has landed.
+
+        Raises Interrupted if the gate ends before a batch published again is confirmed:
+        that batch and every later one are left uncommitted."""
+        producer = self.producer
+        if wait:
+            producer.flush(DELIVERY_TIMEOUT_SECONDS)
+        else:
+            producer.poll(0)
+        flights = self.flights
+        self._landed(flights.landed())
+        first = flights.first
+        if first is None:
+            return
+        overdue = time.monotonic() - first.sent_at >= DELIVERY_TIMEOUT_SECONDS
+        if wait or first.failures or overdue:
+            self._send_again(flights.take_all())
+
+    def _send_again(self, flights: list[Flight]) -> None:
+        """Publish again, in order, each of these batches not confirmed, then land it
+        (and each confirmed one) in turn; Interrupted if the gate ends first."""
+        # Every report of the batches after the failed one, before any of them lands.
+        self.producer.flush(DELIVERY_TIMEOUT_SECONDS)
+        for first in flights:
+            flight, attempt = first, 0
+            while not flight.stored:
+                attempt += 1
+                size = len(flight.batch.out)
+                why = (
+                    flight.failures[0]
+                    if flight.failures
+                    else f"{flight.unreported} of {size} not acknowledged"
+                )
+                if not self._back_off(f"batch of {size} not confirmed", why, attempt):
+                    raise Interrupted
+                try:
+                    flight = self._send(first.batch, first.offsets)
+                except RETRIABLE as exc:
+                    log.warning("gate: %s: %s", type(exc).__name__, exc)
+                    continue
+                self.producer.flush(DELIVERY_TIMEOUT_SECONDS)
+            self._landed([flight])
+
+    def _landed(self, flights: list[Flight]) -> None:
+        """These batches, oldest first, are published and confirmed: store their offsets
+        (for the partitions still held) and count them."""
+        if not flights:
+            return
+        done: dict[int, int] = {}
+        for flight in flights:
+            done.update(flight.offsets)
+            self._count(flight.batch)
+        held = {p: o for p, o in done.items() if p in self.coverage}
+        if not held:
+            return
+        self.uncommitted.update(held)
+        # Stored, not committed: librdkafka commits the stored offsets every
+        # COMMIT_INTERVAL_MS. An asynchronous commit per batch queued hundreds of
+        # OffsetCommit requests a second at 2,000 data events/s, and the group
+        # coordinator's heartbeats waited behind them until the session ran out: the
+        # gate lost its partitions for ~30 s in the bench (librdkafka: "HeartbeatRequest
+        # ... possibly held back by preceding OffsetCommitRequest").
+        topic = self.topics.data_events
+        self.consumer.store_offsets(offsets=[TopicPartition(topic, p, o) for p, o in held.items()])
 
     def _commit(self, *, asynchronous: bool, only: Iterable[int] | None = None) -> None:
         chosen = self.uncommitted if only is None else set(only) & set(self.uncommitted)
@@ -523,10 +604,20 @@ class Gate:
         # The LeaveGroup request goes out after the revocation, from librdkafka's thread.
         self.consumer.poll(0.2)
 
+    def _land_all(self) -> None:
+        """Wait until every batch published has landed (:meth:`_land`); if the gate ends
+        first, the ones that have not are left uncommitted."""
+        try:
+            self._land(wait=True)
+        except Interrupted:
+            log.info("gate: stopping with batches unconfirmed; they are left uncommitted")
+
     def _close(self) -> None:
         # A consumer that forgot every broker can neither commit nor leave: what it
         # published and did not commit is forwarded again by the next gate.
         if not self._watches["consumer"].lost:
+            if not self._watches["producer"].lost:
+                self._land_all()
             try:
                 self._commit(asynchronous=False)
             except KafkaException as exc:

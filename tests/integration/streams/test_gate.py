@@ -197,8 +197,10 @@ def test_a_killed_gate_loses_nothing_and_its_successors_keep_the_rule(
         events.changed(consenting, Choice.GRANTED, EMAIL, at=ago(100)),
     )
     worker = kit.start_worker()
-    # Small batches, so the kill below lands while the backlog is being worked through.
-    first = gates.start(GATE_BATCH_SIZE="10")
+    # One event a batch, so the kill below lands while the backlog is being worked
+    # through (the gate does not wait for a batch's acknowledgements before the next:
+    # ten at a time, it was through the backlog before the kill).
+    first = gates.start(GATE_BATCH_SIZE="1")
     kit.publish(
         events.data(withdrawn, EMAIL), events.data(consenting, EMAIL), topic=topics.data_events
     )
