@@ -1,14 +1,15 @@
 """The gate process's consume → cover → decide → publish → commit loop.
 
-One thread, three confluent-kafka clients and an admin client. The data consumer is a
-member of the gate's own group (cooperative-sticky), subscribed to ``data.events``.
-When the group assigns it data partition *p*, the :class:`StateFollower` starts reading
-partition *p* of the state topic (the workers' state table's changelog, with each
-subject's decision history) and of intake's progress from their start, and
-the workers' committed offset of consent partition *p* (else its first offset) is taken
-as applied by intake; when *p* is revoked, what is published is committed and *p*'s
-subjects are forgotten. Assignment changes happen inside the data consumer's poll,
-so never while a batch is in hand.
+One thread, four confluent-kafka clients (the data consumer, the state follower, the
+producer, and a consumer that only asks where partitions end, :mod:`streams.gate.ends`)
+and an admin client. The data consumer is a member of the gate's own group
+(cooperative-sticky), subscribed to ``data.events``. When the group assigns it data
+partition *p*, the :class:`StateFollower` starts reading partition *p* of the state
+topic (the workers' state table's changelog, with each subject's decision history) and
+of intake's progress from their start, and the workers' committed offset of consent
+partition *p* (else its first offset) is taken as applied by intake; when *p* is
+revoked, what is published is committed and *p*'s subjects are forgotten. Assignment
+changes happen inside the data consumer's poll, so never while a batch is in hand.
 
 A batch is whatever has arrived, up to ``GATE_BATCH_SIZE``: waiting for more would only
 add delay, and a backlog fills batches anyway. For each batch the loop asks the broker
@@ -54,6 +55,7 @@ from schemas.errors import ConfigError, ConsentRelayError
 from schemas.kafka import KafkaSettings
 from schemas.membership import Membership, claim
 from streams.gate.coverage import Coverage, Need
+from streams.gate.ends import EndOffsets
 from streams.gate.flights import Flight, Flights
 from streams.gate.follower import StateFollower
 from streams.gate.judge import GateBatch, GateJudge, PublishError
@@ -103,7 +105,6 @@ STALE_LEADERS = frozenset(
 has right. After a broker restart librdkafka's admin ListOffsets kept sending the old
 leader epoch (FENCED_LEADER_EPOCH for over a minute, until the gate was stopped): a new
 admin client asks for fresh metadata."""
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 
@@ -152,6 +153,7 @@ class Gate:
             ),
             "follower": BrokerWatch("gate follower"),
             "producer": BrokerWatch("gate producer"),
+            "ends": BrokerWatch("gate end offsets"),
         }
         self.consumer = Consumer(
             kafka.consumer_config(
@@ -177,6 +179,9 @@ class Gate:
         # broker may not hold, as a success without an offset (schemas.delivery), and
         # only a report per record shows that.
         self.producer = Producer(kafka.producer_config(**self._watches["producer"].config()))
+        asking: dict[str, Any] = {"isolation.level": "read_uncommitted"}
+        asking.update(self._watches["ends"].config())
+        self.ends = EndOffsets(Consumer(kafka.consumer_config(f"{self.group}.ends", **asking)))
         self.judge: GateJudge | None = None
 
     # ------------------------------------------------------------- other threads
@@ -275,6 +280,7 @@ class Gate:
             frozen_at = 0
             while not self._ending():
                 self._land()
+                self.ends.serve()
                 messages = self._next_batch()
                 self.follower.drain()
                 if messages:
@@ -392,7 +398,7 @@ class Gate:
 
     def _ends(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
         """Partition → end offset of ``topic``, asked of the broker now."""
-        return self._list_offsets(topic, partitions, _LATEST)
+        return self.ends.ask(topic, partitions, ADMIN_TIMEOUT_SECONDS)
 
     def _list_offsets(self, topic: str, partitions: Iterable[int], spec: Any) -> dict[int, int]:
         asked = {TopicPartition(topic, p): spec for p in partitions}
@@ -632,6 +638,7 @@ class Gate:
             if self.membership is not None:
                 self.membership.release()
         self._watches["follower"].close(self.follower.consumer)
+        self._watches["ends"].close(self.ends.consumer)
         if self._watches["producer"].lost:
             # Nothing it holds can be delivered; every batch in it is uncommitted.
             self.producer.purge()

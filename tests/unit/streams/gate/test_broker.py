@@ -86,11 +86,13 @@ def test_the_gate_joins_as_a_static_member_with_a_short_session(
     data = fake_consumers[0].config
     assert data["group.instance.id"] == f"{socket.gethostname()}#0"
     assert data["session.timeout.ms"] == 6_000
-    assert "group.instance.id" not in fake_consumers[2].config  # the second gate's
-    # The state follower reads by assignment: no group membership to keep.
+    assert "group.instance.id" not in fake_consumers[3].config  # the second gate's
+    # The state follower reads by assignment, and the end offsets client only asks:
+    # no group membership to keep.
     assert "group.instance.id" not in fake_consumers[1].config
+    assert "group.instance.id" not in fake_consumers[2].config
     named = gate(GateSettings(group_instance_id="gate-pod-0", static_membership=True))
-    assert fake_consumers[4].config["group.instance.id"] == "gate-pod-0"
+    assert fake_consumers[6].config["group.instance.id"] == "gate-pod-0"
     for g in (first, second, named):
         if g.membership is not None:
             g.membership.release()
@@ -163,9 +165,10 @@ def test_stale_partition_leaders_get_a_new_admin_client(
     FakeAdmin.made = []
     monkeypatch.setattr(loop, "AdminClient", FakeAdmin)
     asking = gate()
+    earliest = loop._EARLIEST
     with pytest.raises(KafkaException):  # retried by the batch's loop after a backoff
-        asking._ends("t-consent", [0, 1])
-    assert asking._ends("t-consent", [0, 1]) == {0: 7, 1: 7}
+        asking._list_offsets("t-consent", [0, 1], earliest)
+    assert asking._list_offsets("t-consent", [0, 1], earliest) == {0: 7, 1: 7}
     assert len(FakeAdmin.made) == 2
     if asking.membership is not None:
         asking.membership.release()
