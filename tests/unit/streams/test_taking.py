@@ -31,9 +31,10 @@ def _run(main: Callable[[], Awaitable[T]]) -> T:
     return result
 
 
-async def _queued_stream(count: int) -> tuple[Any, list[Message]]:
+async def _queued_stream(count: int, *, deliver: bool = True) -> tuple[Any, list[Message]]:
     """A stream over an in-memory channel already holding ``count`` events, each
-    message referenced once (as Faust's conductor does for one subscribing agent)."""
+    message referenced once (as Faust's conductor does for one subscribing agent);
+    with ``deliver=False`` the messages are made and not delivered yet."""
     app = faust.App("taking-test", store="memory://", autodiscover=False)
     app.flow_control.resume()  # a worker resumes it once partitions are assigned
     stream = app.stream(app.channel())
@@ -53,7 +54,8 @@ async def _queued_stream(count: int) -> tuple[Any, list[Message]]:
         )
         message.incref()
         messages.append(message)
-        await stream.channel.deliver(message)
+        if deliver:
+            await stream.channel.deliver(message)
     return stream, messages
 
 
@@ -90,6 +92,27 @@ def test_a_batch_takes_every_queued_event_however_busy_the_loop() -> None:
         return await _with_busy_loop(lambda: _sizes(queued_batches(stream.noack(), 2000), 300))
 
     assert _run(main) == [300]
+
+
+def test_a_batch_takes_what_the_fetcher_hands_over_one_loop_turn_at_a_time() -> None:
+    # Faust's fetcher delivers a fetched message per loop turn or two (it awaits each
+    # delivery): ended at the first empty queue, a backlog went in batches of 10-40.
+    async def main() -> list[int]:
+        stream, messages = await _queued_stream(500, deliver=False)
+
+        async def fetcher() -> None:
+            for message in messages:
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                await stream.channel.deliver(message)
+
+        fetching = asyncio.ensure_future(fetcher())
+        try:
+            return await _sizes(queued_batches(stream.noack(), 2000), 500)
+        finally:
+            await fetching
+
+    assert _run(main) == [500]
 
 
 def test_batches_are_at_most_max_size() -> None:
