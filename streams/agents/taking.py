@@ -19,8 +19,11 @@ events, and each paid a batch's fixed costs (a publish round trip, a progress re
 partition, a changelog record per changed key, smaller sink batches and so more
 receipts): the worker kept 744 events/s (`deploy.bench --rates max`, 2 cores). Letting
 the loop turn a few times (:data:`HANDOVER_TURNS`) before ending a batch costs a lone
-event microseconds, and lets a backlog fill batches up to ``max_size``: 1,635-1,793
-events/s on the same machine, 0.55 ms of worker CPU per event instead of 0.88.
+event microseconds, and lets a backlog fill batches up to ``max_size``: with 4 turns,
+1,635-1,793 events/s on the same machine, 0.55 ms of worker CPU per event instead of
+0.88. With 16, back to back against 4 (``--rates idle,1000,max``): 1,000/s kept 943-990
+events/s against 828, max 1,772-2,097 against 1,149, worker 0.45-0.52 ms CPU per event
+at max against 0.68; 32 did no better.
 
 Acknowledgements stay manual, as with ``take_events``: :func:`pipelined` acknowledges a
 batch's events only once the batch has committed (its output published), and not at all
@@ -36,9 +39,11 @@ from typing import Any
 
 from streams.agents.context import RawMessage, log
 
-HANDOVER_TURNS = 4
+HANDOVER_TURNS = 16
 """Event-loop turns a batch waits, its queue empty, for Faust's fetcher to hand over one
-more message: a delivery takes two or three (a task, then ``wait_first``'s wake-up)."""
+more message: a delivery takes two or three (a task, then ``wait_first``'s wake-up), and
+the other tasks ready in the loop (the other agent, the producer, the fetch) take turns
+in between."""
 
 Submit = Callable[[Sequence[RawMessage]], Awaitable[Awaitable[Any]]]
 """Processes a batch and hands its output over; returns what resolves once it committed."""
