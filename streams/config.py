@@ -42,7 +42,7 @@ class StreamSettings:
     routing_file: Path | None = None
     """The routing policy; empty means the packaged ``streams/routing.toml``."""
     batch_size: int = 2000
-    """Most events an agent takes at once. It takes every event already queued, up to
+    """Most events an agent takes at once. It takes every event already fetched, up to
     this, and waits for none (:mod:`streams.agents.taking`): a lone withdrawal goes at
     once, a backlog in batches as large as it is."""
     session_timeout_seconds: float = 6.0

@@ -1,4 +1,4 @@
-"""Batches from a Faust stream: every event already queued, with no window to wait out.
+"""Batches from a Faust stream: every event already fetched, with no window to wait out.
 
 Faust's ``take_events(n, within)`` yields what its buffer holds once ``within`` runs out,
 but its stream moves events from the agent's queue into that buffer one event-loop turn
