@@ -12,9 +12,9 @@ the batch is full): a lone event goes at once, and a backlog goes in batches as 
 it is.
 
 "Nothing more handed over" is not "the queue is empty". Faust's fetcher hands the agent
-one fetched message per event-loop turn or two (``Consumer._drain_messages`` awaits each
-delivery with ``wait_first``), so the queue is empty after almost every event even with
-thousands fetched behind it. Ended there, batches over a 20,000-event backlog held 10-40
+one fetched message per event-loop turn or two (it awaits each delivery before taking
+the next), so the queue is empty after almost every event even with thousands fetched
+behind it. Ended there, batches over a 20,000-event backlog held 10-40
 events, and each paid a batch's fixed costs (a publish round trip, a progress record per
 partition, a changelog record per changed key, smaller sink batches and so more
 receipts): the worker kept 744 events/s (`deploy.bench --rates max`, 2 cores). Letting
@@ -41,7 +41,7 @@ from streams.agents.context import RawMessage, log
 
 HANDOVER_TURNS = 16
 """Event-loop turns a batch waits, its queue empty, for Faust's fetcher to hand over one
-more message: a delivery takes two or three (a task, then ``wait_first``'s wake-up), and
+more message: a delivery takes two or three (a task, then the fetcher's wake-up), and
 the other tasks ready in the loop (the other agent, the producer, the fetch) take turns
 in between."""
 

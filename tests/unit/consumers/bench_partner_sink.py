@@ -44,6 +44,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from consumers.partners.breaker import CircuitBreaker
 from consumers.partners.config import KnownSubjects, PartnerConfig
+from consumers.partners.destinations import PARTNER_DESTINATIONS
 from consumers.partners.lane import LaneRunner
 from consumers.partners.lanes import Lanes
 from consumers.partners.pseudonym import partner_key
@@ -62,24 +63,7 @@ if TYPE_CHECKING:
     from consumers.instruction_records import SharedInstructions
 
 SECRET = "bench-partner-secret-0123456789"
-PARTNERS = (
-    "sellers",
-    "business_partners",
-    "group_companies",
-    "google",
-    "facebook",
-    "instagram",
-    "twitter",
-    "vkontakte",
-    "criteo",
-    "bing",
-    "yahoo",
-    "mail_ru",
-    "yandex",
-    "google_analytics",
-    "analytics_providers",
-    "others_by_consent",
-)
+PARTNERS = PARTNER_DESTINATIONS
 PARTITIONS = 6
 KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1", partitions=PARTITIONS)
 REGISTRY_URL = "mock://bench-partner-sink"
