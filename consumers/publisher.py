@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from consumers.joined_receipts import RECEIPTS_PER_RECORD
 from consumers.protocol import RetriableSinkError, SinkResult
 from consumers.shared_producer import SharedProducer
 from schemas import deadletters, delivery
@@ -85,7 +86,7 @@ def build_dead_letter(
     )
 
 
-ANSWERS_PER_RECORD = 500
+ANSWERS_PER_RECORD = RECEIPTS_PER_RECORD
 """Most receipts in one InstructionsAnswered (about 100 KB)."""
 
 
@@ -140,8 +141,19 @@ class Publisher:
     def send_receipts(self) -> None:
         """Send the queued receipts, one InstructionsAnswered per partition and
         :data:`ANSWERS_PER_RECORD`; all are serialized before any is sent, so a registry
-        failure leaves them queued for a retry."""
+        failure leaves them queued for a retry. With a shared producer they go with the
+        other runners' receipts (:mod:`consumers.joined_receipts`), after the schema id
+        is known (the same retry)."""
         topic = self._topics.receipts
+        if self._shared is not None:
+            if self._queued:
+                self._encode.header(InstructionsAnswered)
+            queued, self._queued = self._queued, {}
+            for partition, receipts in queued.items():
+                with self._deliveries_settled:
+                    self._unacked += 1
+                self._shared.receipts.send(partition, receipts, self._settled, self._answers)
+            return
         records = [
             (
                 partition,
@@ -227,10 +239,16 @@ class Publisher:
         if self._shared is None:
             self._producer.poll(0)
 
+    def _answers(self, receipts: list[PropagationReceipt]) -> bytes:
+        """The bytes of one InstructionsAnswered carrying ``receipts``."""
+        return self._encode(InstructionsAnswered, answered_avro(receipts), self._topics.receipts)
+
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         # Without an offset the broker may not hold it (schemas.delivery): a failure like
         # an error, so flush raises and the offsets of what it answered are not committed.
-        failure = delivery.failure(error, message)
+        self._settled(delivery.failure(error, message))
+
+    def _settled(self, failure: str | None) -> None:
         with self._deliveries_settled:
             if failure is not None:
                 self._failures.append(failure)

@@ -9,7 +9,9 @@ Each runner's
 :class:`~consumers.publisher.Publisher` still waits only for the acknowledgements of
 what it produced itself, never for another partner's, so a runner's flush means what
 it meant with a producer of its own. Delivery reports are served by one thread of this
-producer, not by whichever runner happens to wait.
+producer, not by whichever runner happens to wait. The runners' receipts are joined
+too (:mod:`consumers.joined_receipts`): one record per receipts partition for what they
+answer at about the same time, not one per runner.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from consumers.joined_receipts import JoinedReceipts
 from schemas.kafka import KafkaSettings
 from schemas.renewing_producer import RenewingProducer
 
@@ -38,6 +41,8 @@ class SharedProducer:
         self._producer: RenewingProducer | None = None
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
+        self.receipts = JoinedReceipts(self.producer, settings.topics.receipts)
+        """The runners' receipts, joined per partition, written through this producer."""
 
     def producer(self) -> RenewingProducer:
         """The producer (connecting on the first call); its delivery callbacks run on
