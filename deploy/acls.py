@@ -86,7 +86,7 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
     super user, needs none."""
     prefix = topics.prefix
     # The worker's Faust app id is its consumer group and the start of its own topics
-    # (the tables' changelogs, the assignor's leader topic).
+    # (the tables' changelogs).
     app = f"{prefix}{stream_app_id}"
     result: list[Grant] = []
 
@@ -117,7 +117,7 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
     for name in (topics.state, topics.propagated, topics.dead_letters, topics.intake_progress):
         topic(streams, name, Op.WRITE)
     topic(streams, topics.intake_progress, Op.READ)
-    # Its own topics: the pending and done tables' changelogs, the assignor's.
+    # Its own topics: the pending and done tables' changelogs.
     topic(streams, app, Op.ALL, prefixed=True)
     group(streams, app, Op.ALL)
     # The state table's changelog is the state topic: recovery and standbys read it

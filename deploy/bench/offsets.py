@@ -136,7 +136,7 @@ class Offsets:
     def lag(self, group: str, only: Iterable[str] | None = None) -> GroupLag:
         """The group's lag per topic now, counting only the topics in ``only`` if given.
 
-        Faust also assigns its table changelogs (and an assignor topic) to the group's
+        Faust also assigns its table changelogs to the group's
         members, but reads them for recovery and never commits them: they are not input.
         """
         committed = self.committed(group)
