@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Protocol
 
@@ -62,11 +62,10 @@ class _Share:
 
 @dataclass(slots=True, eq=False)
 class _Round:
-    """The records sent together for one partition."""
+    """The records sent together for one partition, and how many are not yet settled."""
 
     partition: int
-    records: int = 0
-    shares: list[_Share] = field(default_factory=list)
+    records: int
 
 
 class JoinedReceipts:
@@ -114,7 +113,7 @@ class JoinedReceipts:
                 self._busy.discard(partition)
                 return
             records = _records(shares, self._per_record)
-            current = _Round(partition, len(records), shares)
+            current = _Round(partition, len(records))
             for _, carried in records:
                 for share in carried:
                     share.records += 1

@@ -86,10 +86,6 @@ def build_dead_letter(
     )
 
 
-ANSWERS_PER_RECORD = RECEIPTS_PER_RECORD
-"""Most receipts in one InstructionsAnswered (about 100 KB)."""
-
-
 class Publisher:
     """Writes receipts and dead letters; :meth:`flush` confirms every one was acknowledged.
 
@@ -140,7 +136,7 @@ class Publisher:
 
     def send_receipts(self) -> None:
         """Send the queued receipts, one InstructionsAnswered per partition and
-        :data:`ANSWERS_PER_RECORD`; all are serialized before any is sent, so a registry
+        :data:`RECEIPTS_PER_RECORD`; all are serialized before any is sent, so a registry
         failure leaves them queued for a retry. With a shared producer they go with the
         other runners' receipts (:mod:`consumers.joined_receipts`), after the schema id
         is known (the same retry)."""
@@ -159,12 +155,12 @@ class Publisher:
                 partition,
                 self._encode(
                     InstructionsAnswered,
-                    answered_avro(receipts[n : n + ANSWERS_PER_RECORD]),
+                    answered_avro(receipts[n : n + RECEIPTS_PER_RECORD]),
                     topic,
                 ),
             )
             for partition, receipts in self._queued.items()
-            for n in range(0, len(receipts), ANSWERS_PER_RECORD)
+            for n in range(0, len(receipts), RECEIPTS_PER_RECORD)
         ]
         for partition, value in records:
             self._produce(topic, None, value, partition)
