@@ -52,6 +52,9 @@ class PhaseRun:
     drained: bool = False
     cpu_percent: dict[str, float | None] = field(default_factory=dict)
     cpu_seconds: dict[str, float | None] = field(default_factory=dict)
+    cpu_wait_percent: dict[str, float | None] = field(default_factory=dict)
+    """Process → % of the phase its most-waiting thread was ready to run but waited for a
+    core (:func:`deploy.bench.procfs.longest_wait`)."""
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     final_lag: dict[str, GroupLag] = field(default_factory=dict)
     backlog_start: dict[int, int] = field(default_factory=dict)
@@ -83,10 +86,14 @@ def cpu_meter(
     cpu: dict[str, float | None],
     peaks: dict[str, float],
     seconds: dict[str, float | None] | None = None,
+    waits: dict[str, float | None] | None = None,
 ) -> Iterator[None]:
     """Fill ``cpu`` with the % of one core each process used during the block,
-    ``seconds`` with the CPU seconds, and ``peaks`` with its peak RSS (MB) at the end."""
+    ``seconds`` with the CPU seconds, ``waits`` with the % of the block that its thread
+    that waited most was ready to run but waited for a core, and ``peaks`` with its
+    peak RSS (MB) at the end."""
     seconds = {} if seconds is None else seconds
+    waits = {} if waits is None else waits
     before = {n: procfs.sample(p) for n, p in processes.items()}
     t0 = time.monotonic()
     yield
@@ -94,10 +101,12 @@ def cpu_meter(
     for name, pid in processes.items():
         after, start = procfs.sample(pid), before[name]
         if after is None or start is None or wall <= 0:
-            cpu[name] = seconds[name] = None
+            cpu[name] = seconds[name] = waits[name] = None
             continue
         used = after.cpu_seconds - start.cpu_seconds
         cpu[name] = round(100 * used / wall, 1)
+        waited = procfs.longest_wait(start, after)
+        waits[name] = None if waited is None else round(100 * waited / wall, 1)
         seconds[name] = round(used, 3)
         peaks[name] = round(after.peak_rss_mb, 1)
 
@@ -169,7 +178,13 @@ def run_phase(
     topic = relay.settings.topics.consent
     prefix = relay.settings.topic_prefix
     ends_before = topic_ends(offsets, prefix)
-    with cpu_meter(pids(relay, extra_pids), run.cpu_percent, run.peak_rss_mb, run.cpu_seconds):
+    with cpu_meter(
+        pids(relay, extra_pids),
+        run.cpu_percent,
+        run.peak_rss_mb,
+        run.cpu_seconds,
+        run.cpu_wait_percent,
+    ):
         if run.warmup_events:
             say(f"{phase.name}: warm-up, {len(run.warmup_events):,} events")
             run.reports.append(

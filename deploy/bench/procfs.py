@@ -1,13 +1,18 @@
-"""CPU time and peak memory of a process, read from ``/proc`` (Linux; no psutil).
+"""CPU time, time waiting for a CPU and peak memory of a process, read from ``/proc``
+(Linux; no psutil).
 
 ``/proc/<pid>/stat`` gives user and system CPU in clock ticks (all threads);
-``/proc/<pid>/status`` gives ``VmHWM``, the peak resident set size. A process that
+``/proc/<pid>/task/<tid>/schedstat`` gives each thread's time spent ready to run but
+waiting for a core (its second field, ns): on a machine whose cores the broker, the
+relay and the load generator share, the part of a process's latency that is nobody's
+code; ``/proc/<pid>/status`` gives ``VmHWM``, the peak resident set size. A process that
 has gone away reads as ``None`` rather than an error: the report says so.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -24,6 +29,9 @@ class Sample:
 
     cpu_seconds: float
     peak_rss_mb: float
+    thread_waits: Mapping[int, float] | None = None
+    """Thread id → seconds it has spent ready to run, waiting for a core (None: the
+    kernel keeps no scheduler statistics)."""
 
 
 def sample(pid: int) -> Sample | None:
@@ -41,7 +49,42 @@ def sample(pid: int) -> Sample | None:
         if line.startswith("VmHWM:"):
             peak_kb = int(line.split()[1])
             break
-    return Sample((utime + stime) / _TICKS, peak_kb / 1024)
+    return Sample((utime + stime) / _TICKS, peak_kb / 1024, _waited(pid))
+
+
+def _waited(pid: int) -> dict[int, float] | None:
+    """Thread id → seconds that thread of ``pid`` has spent runnable, waiting for a core."""
+    waits = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for task in tasks:
+        try:
+            waits[int(task.name)] = int((task / "schedstat").read_text().split()[1]) / 1e9
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+        except (IndexError, ValueError):
+            return None
+    return waits
+
+
+def longest_wait(before: Sample, after: Sample) -> float | None:
+    """Seconds the thread that waited most between two samples of a process spent ready
+    to run but waiting for a core (a thread started in between counts from zero); None
+    without scheduler statistics.
+
+    The busiest thread, not the sum: a process of many threads (a sink's pipelines, the
+    broker's handlers) would otherwise add up waits that overlap in time, and the
+    latency of a path through it is the wait of the thread that carries it.
+    """
+    if before.thread_waits is None or after.thread_waits is None:
+        return None
+    start = before.thread_waits
+    return max(
+        (waited - start.get(tid, 0.0) for tid, waited in after.thread_waits.items()),
+        default=0.0,
+    )
 
 
 def listening_pid(port: int) -> int | None:

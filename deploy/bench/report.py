@@ -130,6 +130,18 @@ def markdown(result: Mapping[str, Any]) -> str:
         row.append("-" if peak is None else f"{peak:.0f}")
         cpu_rows.append(row)
     out += _table(["process", *[p["name"] for p in phases], "peak RSS MB"], cpu_rows)
+    if any(phase.get("cpu_wait_percent") for phase in phases):
+        out += [
+            "",
+            "## Waiting for a CPU: % of the phase the process's most-waiting thread was "
+            "ready to run but waited for a core",
+            "",
+            "The broker, the registry, the relay and the load generator share the machine's "
+            "cores; what a process waits here is latency that none of them computes (the "
+            "stream worker's most-waiting thread is its event loop's).",
+            "",
+        ]
+        out += _table(["process", *[p["name"] for p in phases]], _wait_rows(phases, names))
     out += [
         "",
         "## CPU per consent event: ms of CPU over the phase ÷ consent events published in it",
@@ -239,6 +251,17 @@ def _family_rows(phases: Sequence[Mapping[str, Any]]) -> list[list[str]]:
         counts = phase["reconciliation"].get("families_reached", {})
         reached.append(", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "-")
     return [*rows, reached]
+
+
+def _wait_rows(phases: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[list[str]]:
+    rows = []
+    for name in names:
+        row = [name]
+        for phase in phases:
+            waited = phase.get("cpu_wait_percent", {}).get(name)
+            row.append("-" if waited is None else f"{waited:.0f}%")
+        rows.append(row)
+    return rows
 
 
 def _cpu_per_event_rows(

@@ -170,6 +170,7 @@ def one_phase(
         "drain_seconds": round(phase_run.drain_seconds, 1),
         "cpu_percent": phase_run.cpu_percent,
         "cpu_seconds": phase_run.cpu_seconds,
+        "cpu_wait_percent": phase_run.cpu_wait_percent,
         "cpu_ms_per_event": cpu_ms_per_event(phase_run.cpu_seconds, events),
         "records_written": records_summary(
             phase_run.records, events, settings.topic_prefix, inputs
