@@ -84,9 +84,11 @@ class Timing:
 
 def state_dict(index: int) -> dict[str, Any]:
     """Subject ``index``'s state as an Avro dict: a mix of grants and withdrawals over
-    marketing and analytics purposes, every 20th restricted, every 100th erased."""
+    marketing and analytics purposes, every 20th restricted, every 100th erased; with the
+    ``history`` the stream writes (each purpose's current decision and the one before it,
+    the restriction, the erasure), so a seed reads records of the size it meets."""
     at = _T0 + index
-    entries = [
+    entries: list[dict[str, Any]] = [
         {
             "purpose": purpose,
             "regime": "GDPR",
@@ -96,12 +98,44 @@ def state_dict(index: int) -> dict[str, Any]:
         }
         for n, purpose in enumerate(_MARKETING + _ANALYTICS)
     ]
+    decisions: list[dict[str, Any]] = []
+    for n, entry in enumerate(entries):
+        earlier = "GRANTED" if entry["choice"] == "WITHDRAWN" else "WITHDRAWN"
+        for choice, occurred_at, event_id in (
+            (
+                earlier,
+                entry["occurred_at"] - 86_400_000,
+                f"00000000-0000-4000-9000-{index:08d}{n:04d}",
+            ),
+            (entry["choice"], entry["occurred_at"], entry["event_id"]),
+        ):
+            decisions.append(
+                {
+                    "purpose": entry["purpose"],
+                    "regime": "GDPR",
+                    "recipient": None,
+                    "choice": choice,
+                    "occurred_at": occurred_at,
+                    "event_id": event_id,
+                    "expires_at": None,
+                }
+            )
+    restricted, erased = index % 20 == 0, index % 100 == 99
     return {
         "subject": {"id": subject_id(index), "kind": "ACCOUNT"},
         "entries": entries,
-        "restricted": index % 20 == 0,
-        "erased": index % 100 == 99,
+        "restricted": restricted,
+        "erased": erased,
         "updated_at": at,
+        "history": {
+            "decisions": decisions,
+            "restrictions": (
+                [{"restricted": True, "occurred_at": at, "event_id": entries[0]["event_id"]}]
+                if restricted
+                else []
+            ),
+            "erasure": {"occurred_at": at, "event_id": entries[0]["event_id"]} if erased else None,
+        },
     }
 
 
