@@ -231,10 +231,14 @@ class EventDecoder:
         self._by_id: dict[int, tuple[type[Any], Any, Any]] = {}
         self._by_fingerprint = {s.fingerprint: t for t, s in SHIPPED.items()}
         self._text_by_id: dict[int, str] = {}
-        self._epoch_ms: dict[int | bytes, tuple[Any, Any]] = {}
+        self._epoch_ms: dict[tuple[int | bytes, frozenset[str]], tuple[Any, Any]] = {}
 
     def decode_dict(
-        self, data: bytes | None, *, epoch_ms: bool = False
+        self,
+        data: bytes | None,
+        *,
+        epoch_ms: bool = False,
+        unread: frozenset[str] = frozenset(),
     ) -> tuple[type[Any], dict[str, Any]]:
         """The event type and its Avro dict; raises DecodeError subclasses.
 
@@ -242,7 +246,16 @@ class EventDecoder:
         datetimes, for a bulk reader that keeps milliseconds anyway (the datetimes cost
         a fifth of reading a consent state); a time beyond datetime's range is then not
         refused here, the caller checks.
+
+        ``unread`` (with ``epoch_ms``): fields the caller never reads. Those among the
+        writer's last fields are not read at all: Avro writes a record's fields in order,
+        so the bytes after the last field read are simply left (a consent state's
+        ``history``, its last field, is three quarters of its bytes and of its reading
+        time). Left unread, they are not checked either; elsewhere they are read and
+        checked as usual.
         """
+        if unread and not epoch_ms:
+            raise ValueError("unread fields are skipped on the epoch-ms path only")
         if not data:
             raise TruncatedMessageError("empty message")
         if data[0] == WIRE_MAGIC:
@@ -251,7 +264,9 @@ class EventDecoder:
             (schema_id,) = struct.unpack(">I", data[1:5])
             event_type, writer, reader = self._writer_schema(schema_id)
             if epoch_ms:
-                writer, reader = self._epoch_ms_schemas(schema_id, event_type, reader is not None)
+                writer, reader = self._epoch_ms_schemas(
+                    schema_id, event_type, reader is not None, unread
+                )
             return event_type, self._read(data, 5, writer, reader, event_type)
         if data[:2] == SINGLE_OBJECT_MAGIC:
             if len(data) < 10:
@@ -262,7 +277,7 @@ class EventDecoder:
                 raise UnknownSchemaError(f"unknown schema fingerprint {fingerprint.hex()}")
             writer = SHIPPED[known].parsed
             if epoch_ms:
-                writer, _ = self._epoch_ms_schemas(fingerprint, known, False)
+                writer, _ = self._epoch_ms_schemas(fingerprint, known, False, unread)
             return known, self._read(data, 10, writer, None, known)
         raise BadMagicByteError(f"magic byte {data[0]:#04x} is neither 0x00 nor 0xc3 0x01")
 
@@ -272,18 +287,32 @@ class EventDecoder:
         return self._writer_schema(schema_id)[0]
 
     def _epoch_ms_schemas(
-        self, key: int | bytes, event_type: type[Any], resolve: bool
+        self,
+        key: int | bytes,
+        event_type: type[Any],
+        resolve: bool,
+        unread: frozenset[str] = frozenset(),
     ) -> tuple[Any, Any]:
         """The writer schema of ``key`` (a registry id, else the shipped schema's
         fingerprint) and, to ``resolve`` against, the shipped one, each with its
-        timestamps as plain longs; cached."""
-        cached = self._epoch_ms.get(key)
+        timestamps as plain longs and without the writer's last fields named in
+        ``unread``; cached."""
+        cached = self._epoch_ms.get((key, unread))
         if cached is None:
             shipped = SHIPPED[event_type].text
             writer = self._text_by_id.get(key, shipped) if isinstance(key, int) else shipped
-            cached = self._epoch_ms[key] = (
-                fastavro.parse_schema(_plain_times(json.loads(writer))),
-                fastavro.parse_schema(_plain_times(json.loads(shipped))) if resolve else None,
+            writer_json, reader_json = _plain_times(json.loads(writer)), None
+            if resolve:
+                reader_json = _plain_times(json.loads(shipped))
+            left = _without_unread_tail(writer_json, unread)
+            if left:
+                reader_json = reader_json and {
+                    **reader_json,
+                    "fields": [f for f in reader_json["fields"] if f["name"] not in left],
+                }
+            cached = self._epoch_ms[(key, unread)] = (
+                fastavro.parse_schema(writer_json),
+                fastavro.parse_schema(reader_json) if reader_json is not None else None,
             )
         return cached
 
@@ -346,6 +375,18 @@ class EventDecoder:
         self._text_by_id[schema_id] = str(schema.schema_str)
         self._by_id[schema_id] = entry
         return entry
+
+
+def _without_unread_tail(record: dict[str, Any], unread: frozenset[str]) -> frozenset[str]:
+    """Drop from ``record`` (an Avro record schema's JSON) its last fields while they are
+    named in ``unread``; the names dropped. A field after them that is read keeps them
+    all: only the end of a record can be left unread."""
+    fields = list(record.get("fields", ()))
+    dropped = set()
+    while fields and fields[-1].get("name") in unread:
+        dropped.add(fields.pop()["name"])
+    record["fields"] = fields
+    return frozenset(dropped)
 
 
 def _plain_times(schema: Any) -> Any:

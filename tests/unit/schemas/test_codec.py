@@ -399,6 +399,35 @@ def test_epoch_ms_reads_the_same_record_with_times_as_longs(widened: bool) -> No
     assert decoder.decode(wire) == event  # the plain read is unchanged
 
 
+def test_unread_last_fields_are_not_read_at_all() -> None:
+    # A newer writer with a last field this code does not know: resolved away on a full
+    # read, and with ``unread`` not even read.
+    registry = mock_registry()
+    writer = json.loads(schema_text(ConsentChanged))
+    writer["fields"].append({"name": "notes", "type": "long", "default": 0})
+    registry.register_schema(subject_name(ConsentChanged), Schema(json.dumps(writer), "AVRO"))
+    wire = foreign_wire(registry, writer, {**to_dict(example(ConsentChanged)), "notes": 2**60})
+    decoder = EventDecoder(registry)
+    everything = decoder.decode_dict(wire, epoch_ms=True)
+    assert decoder.decode_dict(wire, epoch_ms=True, unread=frozenset({"notes"})) == everything
+    # Its bytes cut short (the middle of its varint): only a read of them notices.
+    cut = wire[:-3]
+    with pytest.raises(TruncatedMessageError):
+        decoder.decode_dict(cut, epoch_ms=True)
+    assert decoder.decode_dict(cut, epoch_ms=True, unread=frozenset({"notes"})) == everything
+
+
+def test_an_unread_field_followed_by_one_that_is_read_is_read_as_usual() -> None:
+    decoder = EventDecoder(None)
+    single = encode_single_object(example(ConsentChanged))
+    first = json.loads(schema_text(ConsentChanged))["fields"][0]["name"]
+    assert decoder.decode_dict(single, epoch_ms=True, unread=frozenset({first})) == (
+        decoder.decode_dict(single, epoch_ms=True)
+    )
+    with pytest.raises(ValueError, match="epoch-ms path only"):
+        decoder.decode_dict(single, unread=frozenset({first}))
+
+
 def foreign_wire(registry: SchemaRegistryClient, writer: dict[str, Any], avro: Any) -> bytes:
     """Wire-format bytes of ``avro`` written with ``writer`` (registered in ``registry``)."""
     schema_id = registry.lookup_schema(
