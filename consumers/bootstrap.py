@@ -9,7 +9,8 @@ the bootstrap timeout.
 
 A million subjects should seed within a minute, so records are fetched
 :data:`BATCH` at a time, decoded with :func:`consumers.state_records.decode_state_avro`
-(the full contract checks, without the generic record walk) and handed over a batch
+(the full contract checks, without the generic record walk, and without reading the
+stream's ``history``, which no sink uses) and handed over a batch
 at a time, for the store to write in one transaction: as the checked Avro dicts to
 ``on_avro`` (a store that needs a few fields of each, :class:`SeedsFromAvro`), else
 as typed records to ``on_states``.
