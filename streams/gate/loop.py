@@ -277,6 +277,11 @@ class Gate:
                 self.membership.name if self.membership else "a dynamic member",
                 self.changelog,
             )
+            # What start-up made (modules, clients, the state read so far) lives as long
+            # as the process: frozen, full collections no longer walk it. Unfrozen, each
+            # paused the gate 32-40 ms (three in 20 s at 2,000 data events/s, logged from
+            # a scratch copy), every data event waiting meanwhile delayed as much.
+            gc.freeze()
             frozen_at = 0
             while not self._ending():
                 self._land()
