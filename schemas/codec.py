@@ -301,15 +301,12 @@ class EventDecoder:
         if cached is None:
             shipped = SHIPPED[event_type].text
             writer = self._text_by_id.get(key, shipped) if isinstance(key, int) else shipped
-            writer_json, reader_json = _plain_times(json.loads(writer)), None
+            writer_json = _plain_times(json.loads(writer))
+            left = _without_unread_tail(writer_json, unread)
+            reader_json = None
             if resolve:
                 reader_json = _plain_times(json.loads(shipped))
-            left = _without_unread_tail(writer_json, unread)
-            if left:
-                reader_json = reader_json and {
-                    **reader_json,
-                    "fields": [f for f in reader_json["fields"] if f["name"] not in left],
-                }
+                reader_json["fields"] = [f for f in reader_json["fields"] if f["name"] not in left]
             cached = self._epoch_ms[(key, unread)] = (
                 fastavro.parse_schema(writer_json),
                 fastavro.parse_schema(reader_json) if reader_json is not None else None,
