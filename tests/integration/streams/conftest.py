@@ -202,11 +202,33 @@ class Worker:
         self.process.wait(10)
 
     def dump_tasks(self) -> str:
-        """Ask the worker to log its tasks' stacks (SIGUSR2); the log's tail."""
+        """Ask the worker to log its tasks' stacks (SIGUSR2); the log's tail, then every
+        thread's stack as py-spy reads it (Faust's consumer thread among them)."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGUSR2)
             time.sleep(1)
-        return self.log(200)
+        return f"{self.log(400)}\n{self.threads()}"
+
+    def threads(self) -> str:
+        """Every thread's Python stack, read from outside the process."""
+        if self.process.poll() is not None:
+            return "(the worker has exited)"
+        try:
+            found = subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "dump",
+                    "--pid",
+                    str(self.process.pid),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"py-spy dump failed: {exc}"
+        return found.stdout + found.stderr
 
     def log(self, tail: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-tail:])
