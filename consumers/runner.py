@@ -69,6 +69,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsFromAvro, SeedsInBatches, bootstrap
+from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.http import HttpServer, Route, health_route, metrics_route
 from consumers.instruction_records import (
     SharedInstructions,
@@ -138,11 +139,6 @@ REGISTRY = "schema_registry"
 """Destination label of retries while the schema registry is unreachable."""
 
 
-def default_group(family: SinkFamily) -> str:
-    """The consumer group of a family's sink when none is configured."""
-    return f"consent-relay.sink.{family.value.lower()}"
-
-
 @dataclass(frozen=True, slots=True)
 class _Item:
     """One accepted message of a chunk: its instructions this sink handles, or the
@@ -201,7 +197,10 @@ class SinkRunner:
         self.settings = settings
         self.options = options or RunnerSettings()
         self.family = family or sink.family
-        self.group_id = group_id or self.options.group_id or default_group(self.family)
+        chosen = group_id or self.options.group_id
+        self.group_id = chosen or default_group(self.family, settings.topic_prefix)
+        self._legacy_group = None if chosen else legacy_group(self.family)
+        """The name this group had before it took the topic prefix (when it is the default)."""
         self.topic = settings.topics.instructions(self.family)
         self.stage = f"sink.{self.family.value.lower()}"
         self.metrics = SinkMetrics.create()
@@ -321,6 +320,10 @@ class SinkRunner:
     # -- consuming -----------------------------------------------------------------
 
     def _consume(self) -> None:
+        if self._legacy_group is not None:
+            adopt_legacy_group(
+                self.settings, self.group_id, self._legacy_group, self.topic, stop=self._stop
+            )
         consumer = self._subscribe()
         self.ready.set()
         log.info("consuming %s as group %s", self.topic, self.group_id)
@@ -878,4 +881,4 @@ def run_sink(
     return 0
 
 
-__all__ = ["DEFAULT_PORTS", "SinkRunner", "default_group", "run_sink"]
+__all__ = ["DEFAULT_PORTS", "SinkRunner", "run_sink"]

@@ -18,7 +18,8 @@ class RunnerSettings:
     """Consumer group, HTTP address and token, batching and retry knobs of one sink."""
 
     group_id: str = ""
-    """Consumer group; empty means ``consent-relay.sink.<family>``."""
+    """Consumer group; empty means ``<CONSENT_RELAY_TOPIC_PREFIX>consent-relay.sink.<family>``
+    (:mod:`consumers.groups`)."""
     static_membership: bool = False
     """Rejoin the group under the same member name after a restart: a sink killed and
     started again gets its partitions back at once instead of after the session

@@ -31,7 +31,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     ResourceType,
 )
 
-from consumers.runner import default_group
+from consumers.groups import default_group, legacy_group
 from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
 from streams.config import StreamSettings
@@ -148,8 +148,12 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
         topic(role, topics.receipts, Op.WRITE)
         topic(role, topics.dead_letters, Op.WRITE)
         topic(role, topics.state, Op.READ)
-        # The sink's group, its seeding group (".bootstrap") and a partner's (".<name>").
-        group(role, default_group(family), Op.READ, prefixed=True)
+        # The sink's group and its seeding group (".bootstrap").
+        group(role, default_group(family, prefix), Op.READ, prefixed=True)
+        if prefix:
+            # Its group's name before the prefix, and a partner's group (".<name>") of
+            # earlier versions: their offsets are read once, on upgrade (consumers.groups).
+            group(role, legacy_group(family), Op.DESCRIBE, prefixed=True)
     return tuple(result)
 
 

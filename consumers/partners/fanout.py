@@ -1,7 +1,7 @@
 """The partner sink's one consumer: fetch each instruction record once, hand it to the
 partners it names, commit what every one of them has made durable.
 
-One consumer group (``PARTNER_SINK_GROUP_ID``, ``consent-relay.sink.partner_sharing`` by
+One consumer group (``PARTNER_SINK_GROUP_ID``, ``<prefix>consent-relay.sink.partner_sharing`` by
 default) spreads the partners' topic over the sink's processes; in each, this consumer
 fetches every record of its partitions once and dispatches it to the lanes its
 destination header names (:class:`~consumers.partners.lanes.Lanes`); each partner's
@@ -39,8 +39,8 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from consumers.committed import read_committed
 from consumers.metrics import SinkMetrics, consumer_lag
-from consumers.partners.committed import read_committed
 from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
 from consumers.settings import RunnerSettings
 from schemas.broker_loss import BrokerWatch, close_lost, unsteady_limit

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumers.partners.committed import read_committed
+from consumers.committed import read_committed
 from schemas.errors import ConsentRelayError
 from schemas.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily

@@ -30,6 +30,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
+from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.http import HttpServer, health_route, metrics_route
 from consumers.instruction_records import SharedInstructions
 from consumers.metrics import SinkMetrics
@@ -46,7 +47,7 @@ from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
 from consumers.partners.upgrade import adopt_partner_groups
 from consumers.partners.webhook import WebhookClient
-from consumers.runner import DEFAULT_PORTS, default_group
+from consumers.runner import DEFAULT_PORTS
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
 from schemas.admin import ensure_topics
@@ -78,8 +79,11 @@ class PartnerSinkProcess:
         self.settings = settings
         self.kafka = kafka
         identities = IdentityMap(config.identity_map) if config.identity_map else None
-        self.group_id = settings.group_id or default_group(FAMILY)
-        """The sink's consumer group; ``<group_id>.<partner>`` were the per-partner ones."""
+        self.group_id = settings.group_id or default_group(FAMILY, kafka.topic_prefix)
+        """The sink's consumer group."""
+        self.legacy_group = settings.group_id or legacy_group(FAMILY)
+        """The group's name before it took the topic prefix (:mod:`consumers.groups`);
+        ``<legacy_group>.<partner>`` were the per-partner groups."""
         # One producer for every pipeline's receipts: a withdrawal's sixteen receipts leave
         # in one produce request, not sixteen (each pipeline still awaits only its own).
         self._producer = SharedProducer(kafka)
@@ -115,7 +119,7 @@ class PartnerSinkProcess:
     @property
     def partner_groups(self) -> dict[str, str]:
         """Each partner's consumer group of earlier versions (name → group)."""
-        return {name: f"{self.group_id}.{name}" for name in self.runners}
+        return {name: f"{self.legacy_group}.{name}" for name in self.runners}
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until the consumer has subscribed and every pipeline takes instructions."""
@@ -145,6 +149,15 @@ class PartnerSinkProcess:
             self._producer.close()
             return
         try:
+            # Whichever name the group had before, its offsets carry over: the one group
+            # without the prefix, else each partner's group of the versions before it.
+            adopt_legacy_group(
+                self.kafka,
+                self.group_id,
+                self.legacy_group,
+                topics.instructions(FAMILY),
+                stop=self._stop,
+            )
             refuse_legacy_backlog(self.kafka, self.partner_groups)
             adopt_partner_groups(
                 self.kafka, self.group_id, self.partner_groups, topics.instructions(FAMILY)

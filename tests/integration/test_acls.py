@@ -30,6 +30,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.partners.legacy import legacy_backlog
 from producers.client import ConsentClient
 from schemas.admin import ensure_topics
@@ -59,7 +60,9 @@ PREFIX = "acl."
 PARTNER = "acme"
 TOPICS = Topics(PREFIX)
 STREAM_GROUP = f"{PREFIX}consent-relay-streams"
-SINK_GROUP = "consent-relay.sink"
+SINK_GROUP = f"{PREFIX}consent-relay.sink"
+LEGACY_SINK_GROUP = "consent-relay.sink"
+"""The sinks' groups before they took the prefix (consumers.groups)."""
 WAIT_S = 30.0
 QUIET = {"log_level": 0}
 """The denials are the point here: librdkafka need not log each of them to stderr."""
@@ -189,11 +192,29 @@ def create(settings: KafkaSettings, topic: str) -> str | None:
     return None
 
 
+def adopted(settings: KafkaSettings, family: SinkFamily) -> str | None:
+    """None if the sink could read its group's offsets under the name it had before the
+    prefix (nothing to adopt there) and its own, else what it got."""
+    try:
+        adopt_legacy_group(
+            settings,
+            default_group(family, PREFIX),
+            legacy_group(family),
+            TOPICS.instructions(family),
+            timeout=WAIT_S,
+        )
+    except ConsentRelayError as exc:
+        return str(exc)
+    return None
+
+
 def legacy_backlog_of(settings: KafkaSettings, partner: str) -> str | None:
     """None if the partner sink's start-up check reads its group's offsets on the legacy
     topic of ``partner`` (one unread record, seeded by the operator), else what it got."""
     try:
-        backlog = legacy_backlog(settings, {partner: f"{SINK_GROUP}.partner_sharing.{partner}"})
+        backlog = legacy_backlog(
+            settings, {partner: f"{LEGACY_SINK_GROUP}.partner_sharing.{partner}"}
+        )
     except ConsentRelayError as exc:
         return str(exc)
     return None if backlog == {LEGACY: 1} else f"unexpected backlog {backlog}"
@@ -284,6 +305,11 @@ ALLOWED = [
         "marketing",
         "seed from the state topic",
         lambda s: join(s, f"{SINK_GROUP}.marketing.bootstrap", TOPICS.state),
+    ),
+    (
+        "marketing",
+        "read its group's offsets from before the prefix",
+        lambda s: adopted(s, SinkFamily.MARKETING),
     ),
     ("marketing", "write receipts", lambda s: produce(s, TOPICS.receipts)),
     ("marketing", "write dead letters", lambda s: produce(s, TOPICS.dead_letters)),

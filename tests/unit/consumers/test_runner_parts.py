@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import generate_latest
 
+from consumers.groups import default_group, legacy_group
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.protocol import APPLIED, SinkResult
 from consumers.publisher import build_receipt, receipt_id
-from consumers.runner import DEFAULT_PORTS, default_group
+from consumers.runner import DEFAULT_PORTS
 from consumers.settings import RunnerSettings
 from schemas.errors import ConfigError
 from schemas.events import InstructionIssued, Subject
@@ -79,6 +80,15 @@ def test_every_family_has_its_agreed_port_and_group() -> None:
         SinkFamily.PARTNER_SHARING: 8093,
     }
     assert default_group(SinkFamily.PARTNER_SHARING) == "consent-relay.sink.partner_sharing"
+
+
+def test_a_deployments_prefix_names_its_sinks_groups() -> None:
+    # Two deployments sharing a broker never share a sink's group; without a prefix the
+    # name is the one earlier versions used for every deployment.
+    assert (
+        default_group(SinkFamily.MARKETING, "tenant-a.") == "tenant-a.consent-relay.sink.marketing"
+    )
+    assert legacy_group(SinkFamily.MARKETING) == default_group(SinkFamily.MARKETING)
 
 
 def test_metrics_use_the_agreed_names_and_bounded_labels() -> None:

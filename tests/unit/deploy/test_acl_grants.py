@@ -56,7 +56,14 @@ def test_the_marketing_sink_reads_its_instructions_and_writes_receipts_and_dead_
     assert _topic_ops("marketing", TOPICS.consent) == {Op.DESCRIBE}
     partner_prefix = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
     assert not any(name.startswith(partner_prefix) for _, name, _, _ in _of("marketing"))
-    assert (Resource.GROUP, "consent-relay.sink.marketing", Op.READ, True) in _of("marketing")
+    own = (Resource.GROUP, "tenant-a.consent-relay.sink.marketing", Op.READ, True)
+    assert own in _of("marketing")
+    # Its group's name before the prefix: read once on upgrade, never joined.
+    legacy = (Resource.GROUP, "consent-relay.sink.marketing", Op.DESCRIBE, True)
+    assert legacy in _of("marketing")
+    assert not any(
+        g[1] == "consent-relay.sink.marketing" and g[2] is not Op.DESCRIBE for g in _of("marketing")
+    )
 
 
 def test_the_partner_sink_reads_and_creates_its_familys_topic_and_sees_the_legacy_ones() -> None:

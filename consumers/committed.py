@@ -1,12 +1,13 @@
 """A consumer group's committed offsets, read by a consumer of that group that never
 subscribes (so never joins it), asked again while the broker answers "not now".
 
-The partner sink reads committed offsets at start (:mod:`consumers.partners.legacy`,
-:mod:`consumers.partners.upgrade`) and when partitions are assigned
-(:mod:`consumers.partners.fanout`). Right after a broker starts, the group coordinator
-is still loading or moving, and librdkafka reports NOT_COORDINATOR without marking it
-retriable: it is a "not now" all the same. (The admin client's ListConsumerGroupOffsets
-is not used: it crashes the process on that very answer, librdkafka#5040.)
+Sinks read committed offsets at start (:mod:`consumers.groups`,
+:mod:`consumers.partners.legacy`, :mod:`consumers.partners.upgrade`) and the partner sink
+when partitions are assigned (:mod:`consumers.partners.fanout`). Right after a broker
+starts, the group coordinator is still loading or moving, and librdkafka reports
+NOT_COORDINATOR without marking it retriable: it is a "not now" all the same. (The admin
+client's ListConsumerGroupOffsets is not used: it crashes the process on that very
+answer, librdkafka#5040.)
 """
 
 from __future__ import annotations

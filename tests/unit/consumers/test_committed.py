@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from consumers.partners.committed import read_committed
+from consumers.committed import read_committed
 
 TOPIC = "consent.instructions.partner_sharing"
 
