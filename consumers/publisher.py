@@ -10,7 +10,6 @@ runner never commits offsets past a lost receipt.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -32,6 +31,7 @@ from schemas.events import (
     answers_id,
     utc_now,
 )
+from schemas.ids import uuid5
 from schemas.kafka import KafkaSettings
 from schemas.renewing_producer import RenewingProducer
 from schemas.taxonomy import Outcome
@@ -43,7 +43,7 @@ class DeliveryError(ConsentRelayError):
 
 def receipt_id(instruction_id: str, outcome: Outcome) -> str:
     """The deterministic id of the receipt answering ``instruction_id`` with ``outcome``."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{instruction_id}/receipt/{outcome.value}"))
+    return uuid5(f"{instruction_id}/receipt/{outcome.value}")
 
 
 def build_receipt(

@@ -32,6 +32,7 @@ from producers.progress import Progress
 from producers.publisher import Published
 from schemas.errors import ConsentRelayError, ValidationError
 from schemas.events import ConsentEvent
+from schemas.ids import uuid5
 from schemas.taxonomy import Source
 
 CSV_COLUMNS: Final = (
@@ -119,7 +120,7 @@ def detect_format(path: Path) -> str:
 
 def event_id_for(import_id: str, line: int) -> str:
     """The deterministic event id of a row without one."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{import_id}:{line}"))
+    return uuid5(f"{import_id}:{line}", _ID_NAMESPACE)
 
 
 def csv_draft(row: dict[str, str]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import MISSING, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from schemas.ids import uuid5
 from schemas.taxonomy import (
     Action,
     Channel,
@@ -68,13 +69,13 @@ def instruction_id(event_id: str, sink_family: SinkFamily, destination: str) -> 
     ``uuid5(NAMESPACE_URL, "<event_id>/<SINK_FAMILY>/<destination>")``: re-processing the
     same event issues the same id, so sinks and the receipt tracker deduplicate on it.
     """
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_id}/{sink_family.value}/{destination}"))
+    return uuid5(f"{event_id}/{sink_family.value}/{destination}")
 
 
 def answers_id(receipt_ids: Iterable[str]) -> str:
     """The deterministic id of an InstructionsAnswered: ``uuid5(NAMESPACE_URL,
     "answers/<receipt ids, sorted, comma-separated>")``."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "answers/" + ",".join(sorted(receipt_ids))))
+    return uuid5("answers/" + ",".join(sorted(receipt_ids)))
 
 
 def utc_now() -> datetime:

@@ -10,10 +10,9 @@ holds personal data. Each destination gets at most one route per action.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from dataclasses import dataclass
 
+from schemas.ids import uuid5
 from schemas.taxonomy import Action, Choice, Purpose
 from streams.resolution import Applied, Effect
 from streams.routing import Destination, RoutingPolicy
@@ -22,8 +21,6 @@ TRACKED_ACTIONS = frozenset(
     {Action.SUPPRESS, Action.ERASE, Action.RESTRICT, Action.LIFT_RESTRICTION}
 )
 """Actions whose propagation is proven (grants, ALLOW, are routed but not tracked)."""
-
-_URL_NAMESPACE = uuid.NAMESPACE_URL.bytes
 
 _PRIMARY_ORDER = (
     Action.ERASE,
@@ -46,7 +43,7 @@ class Route:
 
 def instruction_id(event_id: str, destination: Destination, action: Action | None = None) -> str:
     """The deterministic instruction id: ``uuid5(URL, "<event>/<FAMILY>/<destination>")``
-    (:func:`schemas.events.instruction_id`, computed here without the UUID objects).
+    (:func:`schemas.events.instruction_id`, from the destination the routing names).
 
     When one event sends a destination two actions (cookie preferences that refuse one
     category and grant another), the second carries ``/<ACTION>`` as a suffix.
@@ -55,16 +52,7 @@ def instruction_id(event_id: str, destination: Destination, action: Action | Non
     name = f"{event_id}/{destination.family}/{destination.name}"
     if action is not None:
         name = f"{name}/{action}"
-    return uuid5_text(name)
-
-
-def uuid5_text(name: str) -> str:
-    """``str(uuid.uuid5(uuid.NAMESPACE_URL, name))``, a third of the cost."""
-    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + name.encode()).digest()[:16])  # noqa: S324 - RFC 4122 v5
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid5(name)
 
 
 def routes(
