@@ -22,7 +22,7 @@ from consumers.protocol import RetriableSinkError, SinkResult
 from consumers.shared_producer import SharedProducer
 from schemas import deadletters, delivery
 from schemas.codec import EventSerializer, RegistryEncoder
-from schemas.errors import ConsentRelayError, InvalidEventError
+from schemas.errors import ConsentRelayError
 from schemas.events import (
     DeadLettered,
     InstructionIssued,
@@ -72,16 +72,14 @@ def build_dead_letter(
 ) -> DeadLettered:
     """A dead letter for ``message`` that failed with ``error`` at ``stage`` (bounded in
     size: :mod:`schemas.deadletters`)."""
-    return deadletters.build(
+    return deadletters.of_error(
+        error,
         stage=stage,
         topic=message.topic() or "",
         partition=message.partition() or 0,
         offset=message.offset() or 0,
-        key=message.key(),  # type: ignore[arg-type]
-        value=message.value(),  # type: ignore[arg-type]
-        error_class=type(error).__name__,
-        field_name=error.field_name if isinstance(error, InvalidEventError) else None,
-        reason=str(error),
+        key=message.key(),
+        value=message.value(),
         at=utc_now(),
     )
 

@@ -34,6 +34,40 @@ def excerpt(data: bytes | None, limit: int) -> bytes | None:
     return data[:limit]
 
 
+def reason_of(error: BaseException) -> str:
+    """What a dead letter's ``reason`` says of ``error``: why, without the field, which
+    is the dead letter's ``field_name`` (an :class:`~schemas.errors.InvalidEventError`'s
+    ``reason``); for an error that names no field, its message."""
+    return getattr(error, "reason", "") or str(error)
+
+
+def of_error(
+    error: BaseException,
+    *,
+    stage: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    at: datetime,
+) -> DeadLettered:
+    """The dead letter of the message at ``topic[partition]@offset`` that ``stage`` gave
+    up on with ``error``: the one way every stage and sink builds one."""
+    return build(
+        stage=stage,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key,
+        value=value,
+        error_class=type(error).__name__,
+        field_name=getattr(error, "field_name", None),
+        reason=reason_of(error),
+        at=at,
+    )
+
+
 def build(
     *,
     stage: str,

@@ -233,16 +233,14 @@ def dead_letter(
     """A DeadLettered for a message that could not be processed; bounded in size
     (:mod:`schemas.deadletters`), so it can always be published."""
     return to_dict(
-        deadletters.build(
+        deadletters.of_error(
+            error,
             stage=stage,
             topic=topic,
             partition=partition,
             offset=offset,
             key=key,
             value=value,
-            error_class=type(error).__name__,
-            field_name=getattr(error, "field_name", None),
-            reason=getattr(error, "reason", "") or str(error),
             at=datetime.fromtimestamp(now_ms / 1000, UTC),
         )
     )

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 
 from schemas import deadletters
 from schemas.converters import to_dict
+from schemas.errors import DecodeError, ValidationError
 from schemas.events import DeadLettered
+from streams.records import dead_letter
 
 AT = datetime(2026, 12, 6, tzinfo=UTC)
 
@@ -56,3 +58,44 @@ def test_a_huge_original_is_an_excerpt_with_its_size_and_digest() -> None:
 def test_no_value_has_no_size_or_digest() -> None:
     letter = _build(None, None)
     assert (letter.original_size, letter.original_sha256) == (None, None)
+
+
+def _of(error: BaseException) -> DeadLettered:
+    coordinates = {"topic": "consent.events", "partition": 1, "offset": 7}
+    return deadletters.of_error(
+        error, stage="sink.marketing", key=b"k", value=b"v", at=AT, **coordinates
+    )
+
+
+def test_the_reason_says_why_and_the_field_is_named_apart() -> None:
+    letter = _of(ValidationError("subject.id", "must not be empty"))
+    assert (letter.error_class, letter.field_name) == ("ValidationError", "subject.id")
+    assert letter.reason == "must not be empty"
+
+
+def test_an_error_naming_no_field_gives_its_message() -> None:
+    letter = _of(RuntimeError("store refused the row"))
+    assert (letter.error_class, letter.field_name) == ("RuntimeError", None)
+    assert letter.reason == "store refused the row"
+    assert _of(DecodeError("not Avro")).reason == "not Avro"
+
+
+def test_stream_and_sink_dead_letters_say_the_same_of_one_error() -> None:
+    error = ValidationError("purposes", "unknown purpose 'x'")
+    from_stream = dead_letter(
+        stage="sink.marketing",
+        topic="consent.events",
+        partition=1,
+        offset=7,
+        key=b"k",
+        value=b"v",
+        error=error,
+        now_ms=int(AT.timestamp() * 1000),
+    )
+    from_sink = to_dict(_of(error))
+    different = {
+        name
+        for name in from_sink
+        if name != "dead_letter_id" and from_sink[name] != from_stream[name]
+    }
+    assert different == set()
