@@ -1,7 +1,7 @@
 """A subject's current consent, read from the compacted ``Topics.state`` topic.
 
 The stream keeps one :class:`~schemas.events.ConsentStateRecorded` per subject, keyed by
-subject id. Only the key's partition is read (see :mod:`producers.partitioner`), from
+subject id. Only the key's partition is read (see :mod:`schemas.partitioning`), from
 the start to its end; the last value for the key wins, a tombstone means no state.
 """
 
@@ -11,12 +11,12 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
-from producers.partitioner import partition_for
 from producers.reading import partitions_of, read_to_end
 from schemas.codec import EventDecoder
 from schemas.errors import DecodeError
 from schemas.events import ConsentStateRecorded
 from schemas.kafka import KafkaSettings
+from schemas.partitioning import partition_for
 
 
 def current_state(

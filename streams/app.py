@@ -22,7 +22,6 @@ from typing import Any
 
 import faust
 from aiokafka import codec as aiokafka_codec
-from aiokafka.partitioner import murmur2
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CollectorRegistry
@@ -31,6 +30,7 @@ from schemas.admin import cluster_replication, ensure_topics
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, RegistryUnavailableError
 from schemas.kafka import KafkaSettings
+from schemas.partitioning import partition_for
 from streams import gc_tuning, tables, views
 from streams.agents.context import RETRY_BACKOFF_SECONDS, StreamContext, log
 from streams.agents.intake import Intake
@@ -300,7 +300,7 @@ def pending_summary(app: faust.App, ctx: StreamContext) -> tuple[int, int | None
     partitions = topics.partitions
     count, oldest = 0, None
     for key, holder in list(ctx.pending.items()):
-        if not holder.pending or (murmur2(key) & 0x7FFFFFFF) % partitions not in active:
+        if not holder.pending or partition_for(key, partitions) not in active:
             continue
         count += len(holder.pending)
         first = min(r.occurred_at_ms for r in holder.pending)

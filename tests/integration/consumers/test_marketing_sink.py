@@ -19,7 +19,6 @@ from consumers.marketing.store import Contact, Decision, MarketingStore
 from consumers.protocol import PermanentSinkError, RetriableSinkError, SinkResult
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
-from producers.partitioner import partition_for
 from schemas.events import (
     ConsentEntry,
     ConsentStateRecorded,
@@ -29,6 +28,7 @@ from schemas.events import (
     Subject,
     utc_now,
 )
+from schemas.partitioning import partition_for
 from schemas.settings import Secret
 from schemas.taxonomy import Action, Channel, Choice, Outcome, Purpose, Regime, SubjectKind
 from tests.support.access import API_TOKEN, get_json

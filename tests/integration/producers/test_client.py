@@ -13,12 +13,12 @@ from producers import builders
 from producers.aio import AsyncConsentClient
 from producers.client import ConsentClient
 from producers.metrics import ProducerMetrics
-from producers.partitioner import partition_for
 from producers.publisher import Published
 from producers.verbs import ConsentVerbs
 from schemas.errors import ValidationError
 from schemas.events import ConsentChanged, CookiePreferencesSet, RightsRequested
 from schemas.kafka import KafkaSettings
+from schemas.partitioning import partition_for
 from schemas.taxonomy import (
     Channel,
     Choice,
