@@ -6,7 +6,7 @@ With CPython's default thresholds (700, 10, 10) a batch's messages, records and
 futures outlive two young collections, get promoted, and grow the old generation by a
 quarter every few seconds, which triggers a full collection of every tracked object:
 17 of them, 2.5-2.8 s of CPU, in one 50,000-event run of ``python -m
-streams.bench_intake`` (a seventh of the worker's CPU, and ~0.15 s pauses). A young
+deploy.bench.parts.stream_intake`` (a seventh of the worker's CPU, and ~0.15 s pauses). A young
 generation of 20,000 lets a batch's garbage die young: the same run did one full
 collection and ~1 s of collecting in all, at the same peak memory; a young collection
 pauses ~10 ms. Cycles are still collected; only later.

@@ -1,6 +1,7 @@
 """How fast intake goes: prints events per second and CPU per event; asserts nothing.
 
-``python -m streams.bench_intake`` (needs ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL``)
+``python -m deploy.bench.parts.stream_intake`` (needs ``KAFKA_BOOTSTRAP`` and
+``SCHEMA_REGISTRY_URL``)
 publishes a backlog of consent events on fresh topics, starts ``python -m streams
 worker`` on them and times it from its first processed event to the last, reading the
 worker's own counters from ``/metrics`` and its CPU time from ``/proc``; then it
@@ -35,6 +36,14 @@ from typing import Any
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
+from deploy.bench.parts.kit import (
+    cpu_seconds,
+    delete_run,
+    die_with_parent,
+    events_counted,
+    free_port,
+    peak_rss_mib,
+)
 from schemas.admin import ensure_topics
 from schemas.codec import WIRE_MAGIC, EventDecoder, EventSerializer, encode_single_object
 from schemas.events import (
@@ -61,14 +70,6 @@ from schemas.topics import Topics
 from streams import gc_tuning
 from streams.agents.context import StreamContext
 from streams.agents.intake import Intake
-from streams.benchkit import (
-    cpu_seconds,
-    delete_run,
-    die_with_parent,
-    events_counted,
-    free_port,
-    peak_rss_mib,
-)
 from streams.metrics import StreamMetrics
 from streams.routing import load_policy
 from streams.wire import RegistryEncoder
@@ -302,7 +303,7 @@ def _report(what: str, events: int, wall: float, cpu: float, outputs: int | None
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run one measurement."""
-    parser = argparse.ArgumentParser(prog="python -m streams.bench_intake")
+    parser = argparse.ArgumentParser(prog="python -m deploy.bench.parts.stream_intake")
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--subjects", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=6)

@@ -1,6 +1,6 @@
 """How fast the consent gate goes and how much delay it adds; prints figures, asserts nothing.
 
-``python -m streams.bench_gate`` (needs ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL``)
+``python -m deploy.bench.parts.stream_gate`` (needs ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL``)
 creates fresh topics, publishes some consent events (so subjects have state and every
 consent partition has intake progress to wait for) and a backlog of data events, then
 starts ``python -m streams worker`` and, if the tree has one, the gate process
@@ -38,13 +38,19 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from deploy.bench.parts.kit import (
+    cpu_seconds,
+    delete_run,
+    die_with_parent,
+    events_counted,
+    free_port,
+)
 from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import ConsentChanged, DataEventCaptured, Subject, new_event_id, utc_now
 from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
 from schemas.taxonomy import Choice, PolicyVersion, Purpose, Regime, Source, SubjectKind
-from streams.benchkit import cpu_seconds, delete_run, die_with_parent, events_counted, free_port
 
 DATA_TYPE = DataEventCaptured.__name__
 CONSENTED = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.TARGETED_ADVERTISING)
@@ -330,7 +336,7 @@ def _report_delay(delays: list[float], rate: float, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run one measurement."""
-    parser = argparse.ArgumentParser(prog="python -m streams.bench_gate")
+    parser = argparse.ArgumentParser(prog="python -m deploy.bench.parts.stream_gate")
     parser.add_argument("--events", type=int, default=100_000, help="data events in the backlog")
     parser.add_argument("--consent", type=int, default=2_000, help="consent events first")
     parser.add_argument("--subjects", type=int, default=5_000)

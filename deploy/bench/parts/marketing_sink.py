@@ -4,7 +4,7 @@ Run with the broker and registry of ``make stack`` (or the shared dev ones)::
 
     KAFKA_BOOTSTRAP=127.0.0.1:29092 \\
     SCHEMA_REGISTRY_URL=http://127.0.0.1:28081/apis/ccompat/v7 \\
-    .venv/bin/python tests/integration/consumers/bench_marketing_sink.py [backlog]
+    .venv/bin/python -m deploy.bench.parts.marketing_sink [backlog]
 
 1. Backlog: ``backlog`` instructions (default 20,000) already on the topic; time from
    the runner consuming to every offset committed (so every receipt acknowledged).

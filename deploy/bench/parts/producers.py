@@ -1,6 +1,6 @@
 """How fast the ways in go: prints events per second and latencies; asserts nothing.
 
-``python -m producers.bench`` (needs ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL``)
+``python -m deploy.bench.parts.producers`` (needs ``KAFKA_BOOTSTRAP`` and ``SCHEMA_REGISTRY_URL``)
 creates fresh topics, then measures against the real broker: the blocking client one
 acknowledged call at a time, the blocking client's futures in a batch, the asyncio
 client gathering, and the HTTP gateway (run in this process on a free port) under
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
 from producers import builders
@@ -149,7 +149,9 @@ async def _run_bounded(count: int, limit: int, job: Callable[[int], Awaitable[No
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks on fresh topics; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m producers.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.bench.parts.producers", description=__doc__
+    )
     parser.add_argument("--one-by-one", type=int, default=300)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--http", type=int, default=2_000)

@@ -12,14 +12,14 @@ bench configures them); receipts go to a producer stand-in that acknowledges eac
 once. What is measured is this process's CPU time (every thread) from the first record
 handed to the lanes to the last one every lane has made durable, per consent event.
 
-    PYTHONPATH=. .venv/bin/python tests/unit/consumers/bench_partner_sink.py \\
+    .venv/bin/python -m deploy.bench.parts.partner_sink \\
         [--events 20000] [--rate 0 | 1000]
 
 ``--rate 0`` hands everything over as fast as the lanes take it (the bench's max
 phase: chunks of up to 500); a rate paces the records in 10 ms slices (its 1000/s
 phase: small chunks). ``--chunk N`` runs every pipeline's step in turn in one thread,
 N records at a time: no thread switching, so the steadiest figure of the work itself.
-Not collected by pytest; no thresholds.
+No thresholds.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, cast
 from confluent_kafka import Message
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from consumers.joined_receipts import JoinedReceipts
 from consumers.partners.breaker import CircuitBreaker
 from consumers.partners.config import KnownSubjects, PartnerConfig
 from consumers.partners.destinations import PARTNER_DESTINATIONS
@@ -149,7 +150,13 @@ class AcknowledgingProducer:
 
 @dataclass
 class SharedStandIn:
+    """The sink's shared producer, with the same joined receipts over the stand-in."""
+
     client: AcknowledgingProducer = field(default_factory=AcknowledgingProducer)
+    receipts: JoinedReceipts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.receipts = JoinedReceipts(self.producer, "bench.receipts")
 
     def producer(self) -> AcknowledgingProducer:
         return self.client

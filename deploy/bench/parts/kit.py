@@ -1,4 +1,4 @@
-"""What the worker benchmarks (``bench_intake``, ``bench_gate``) share: a free port, a
+"""What the worker benchmarks (``stream_intake``, ``stream_gate``) share: a free port, a
 worker that dies with the script, its CPU and peak memory from /proc, its event counter
 from /metrics, and removing the run's topics afterwards. Not used by the worker itself.
 """
@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.kafka import KafkaSettings
