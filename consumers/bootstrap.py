@@ -40,11 +40,11 @@ from confluent_kafka import (
 )
 
 from consumers.state_records import StateAvro, decode_state_avro, typed_state
-from schemas.admin import attempt_seconds
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.events import ConsentStateRecorded
-from schemas.kafka import KafkaSettings
+from schemas.runtime.admin import attempt_seconds
+from schemas.runtime.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import threading
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from consumers.committed import read_committed
-from schemas.admin import attempt_seconds
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.admin import attempt_seconds
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ checks, Prometheus scrapes and a lookup endpoint, and keeps sinks free of an eve
 loop. Handlers must not log request parameters: they may hold personal identifiers.
 
 Every route but the open ones (``/metrics``, ``/healthz``) answers only a request that
-carries the configured bearer token (:class:`~schemas.bearer.BearerGuard`): a route
+carries the configured bearer token (:class:`~schemas.runtime.bearer.BearerGuard`): a route
 added later is protected without anyone remembering to, and with no token configured
 those routes refuse everyone.
 """
@@ -24,9 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from schemas.bearer import BearerGuard
 from schemas.errors import ConsentRelayError
-from schemas.settings import Secret
+from schemas.runtime.bearer import BearerGuard
+from schemas.runtime.settings import Secret
 from schemas.validation import identifier_problem
 
 log = logging.getLogger(__name__)

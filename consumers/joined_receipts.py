@@ -26,9 +26,9 @@ from typing import Any, Final, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from schemas import delivery
 from schemas.errors import ConsentRelayError
 from schemas.events import PropagationReceipt
+from schemas.runtime import delivery
 
 Settled = Callable[[str | None], None]
 """Told once per hand-over: None once every record carrying it was acknowledged with an

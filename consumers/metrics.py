@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.observability import PROPAGATION_BUCKETS
+from schemas.runtime.observability import PROPAGATION_BUCKETS
 
 """Seconds; shared by every latency histogram of the project."""
 
@@ -84,7 +84,7 @@ class SinkMetrics(NamedTuple):
             clients_replaced=Counter(
                 "consent_relay_kafka_clients_replaced_total",
                 "Kafka clients replaced because they had forgotten every broker "
-                "(schemas.broker_loss), by client: the sink's group, or its producer.",
+                "(schemas.runtime.broker_loss), by client: the sink's group, or its producer.",
                 ["client"],
                 registry=registry,
             ),

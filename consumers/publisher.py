@@ -3,7 +3,7 @@
 One idempotent ``acks=all`` producer writes both. A receipt's id is derived from the
 instruction and the outcome, so a receipt re-sent after a crash carries the same id
 and the stream can count it once. :meth:`Publisher.flush` raises if any message was
-not acknowledged, or acknowledged without an offset (:mod:`schemas.delivery`), so the
+not acknowledged, or acknowledged without an offset (:mod:`schemas.runtime.delivery`), so the
 runner never commits offsets past a lost receipt.
 """
 
@@ -20,7 +20,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from consumers.joined_receipts import RECEIPTS_PER_RECORD
 from consumers.protocol import RetriableSinkError, SinkResult
 from consumers.shared_producer import SharedProducer
-from schemas import deadletters, delivery
+from schemas import deadletters
 from schemas.codec import EventSerializer, RegistryEncoder
 from schemas.errors import ConsentRelayError
 from schemas.events import (
@@ -32,8 +32,9 @@ from schemas.events import (
     utc_now,
 )
 from schemas.ids import uuid5
-from schemas.kafka import KafkaSettings
-from schemas.renewing_producer import RenewingProducer
+from schemas.runtime import delivery
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.renewing_producer import RenewingProducer
 from schemas.taxonomy import Outcome
 
 
@@ -105,7 +106,7 @@ class Publisher:
         """``shared``: write through that producer (its thread serves the delivery
         reports) instead of one of this publisher's own; ``on_replaced``: called when
         this publisher's own producer replaced a client that forgot every broker
-        (:mod:`schemas.renewing_producer`)."""
+        (:mod:`schemas.runtime.renewing_producer`)."""
         self._topics = settings.topics
         self._shared = shared
         self._producer = (
@@ -238,7 +239,7 @@ class Publisher:
         return self._encode(InstructionsAnswered, answered_avro(receipts), self._topics.receipts)
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        # Without an offset the broker may not hold it (schemas.delivery): a failure like
+        # Without an offset the broker may not hold it (schemas.runtime.delivery): a failure like
         # an error, so flush raises and the offsets of what it answered are not committed.
         self._settled(delivery.failure(error, message))
 

@@ -67,7 +67,6 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client.metrics import MetricWrapperBase
 
-from consumers.backoff import Backoff
 from consumers.bootstrap import SeedsFromAvro, SeedsInBatches, bootstrap
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.http import HttpServer, Route, health_route, metrics_route
@@ -92,7 +91,6 @@ from consumers.publisher import DeliveryError, Publisher, build_dead_letter, bui
 from consumers.settings import RunnerSettings
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
-from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import (
     ConfigError,
@@ -101,10 +99,12 @@ from schemas.errors import (
     RegistryUnavailableError,
 )
 from schemas.events import InstructionIssued, utc_now
-from schemas.kafka import KafkaSettings
-from schemas.membership import Membership, claim
-from schemas.observability import configure_logging
-from schemas.settings import load
+from schemas.runtime.backoff import Backoff
+from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.membership import Membership, claim
+from schemas.runtime.observability import configure_logging
+from schemas.runtime.settings import load
 from schemas.taxonomy import Outcome, SinkFamily
 from schemas.topics import DESTINATION_HEADER, names_destination
 
@@ -412,7 +412,7 @@ class SinkRunner:
 
     def _start_over(self, consumer: Consumer) -> Consumer:
         """A new consumer in place of ``consumer``, which forgot every broker
-        (:mod:`schemas.broker_loss`) or holds work whose receipts were not delivered.
+        (:mod:`schemas.runtime.broker_loss`) or holds work whose receipts were not delivered.
 
         Its partitions count as lost: what was fetched and not yet committed is dropped
         here and fetched again by whoever is assigned them (this member, usually), to be
@@ -848,7 +848,7 @@ def run_sink(
 ) -> int:
     """Entrypoint body for ``python -m consumers.<sink>``; returns the exit status.
 
-    Reads :class:`~schemas.kafka.KafkaSettings` and ``settings_cls`` (a
+    Reads :class:`~schemas.runtime.kafka.KafkaSettings` and ``settings_cls`` (a
     :class:`~consumers.settings.RunnerSettings` subclass) from ``prefix``-ed variables,
     builds the sink with ``build(settings)``, runs it until SIGTERM or SIGINT.
     """

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.bearer import check_token
-from schemas.settings import Secret
+from schemas.runtime.bearer import check_token
+from schemas.runtime.settings import Secret
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,7 +30,7 @@ class RunnerSettings:
     group_instance_id: str = ""
     """The static member name (e.g. a StatefulSet pod's name); empty means
     ``<host name>#<n>``, ``n`` the lowest number not held by another live process of
-    the group on this host (see :mod:`schemas.membership`)."""
+    the group on this host (see :mod:`schemas.runtime.membership`)."""
     session_timeout_seconds: float = 6.0
     """How long the group waits for a member that went silent (crashed and not back,
     or cut off) before its partitions go to the others: a sink killed and started again

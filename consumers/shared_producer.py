@@ -4,7 +4,7 @@ The partner sink runs a runner per partner. With a producer each, one withdrawal
 receipts left as sixteen produce requests from sixteen clients (sixteen idempotent
 producer ids, each with its own threads and broker connection); shared, the receipts
 written while an earlier request is in flight leave together in the next one (the
-relay's producers do not linger: :meth:`schemas.kafka.KafkaSettings.producer_config`).
+relay's producers do not linger: :meth:`schemas.runtime.kafka.KafkaSettings.producer_config`).
 Each runner's
 :class:`~consumers.publisher.Publisher` still waits only for the acknowledgements of
 what it produced itself, never for another partner's, so a runner's flush means what
@@ -20,8 +20,8 @@ import threading
 from collections.abc import Callable
 
 from consumers.joined_receipts import JoinedReceipts
-from schemas.kafka import KafkaSettings
-from schemas.renewing_producer import RenewingProducer
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.renewing_producer import RenewingProducer
 
 SERVE_SECONDS = 0.1
 """Longest the delivery-report thread waits in one poll; also how soon it sees close()."""
@@ -34,7 +34,7 @@ class SharedProducer:
         self, settings: KafkaSettings, on_replaced: Callable[[], None] | None = None
     ) -> None:
         """``on_replaced``: called each time the producer replaced a client that forgot
-        every broker (:mod:`schemas.renewing_producer`; its thread does it)."""
+        every broker (:mod:`schemas.runtime.renewing_producer`; its thread does it)."""
         self._config = settings.producer_config()
         self._on_replaced = on_replaced
         self._lock = threading.Lock()

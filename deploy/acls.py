@@ -7,7 +7,7 @@ super user), :func:`bindings` says what that sends. ``deploy/local.py up --sasl`
 :func:`apply` once the brokers answer.
 
 What every relay role gets besides its own reads and writes: DESCRIBE on the relay's
-fixed topics, because :func:`schemas.admin.ensure_topics` lists them at start and would
+fixed topics, because :func:`schemas.runtime.admin.ensure_topics` lists them at start and would
 try (and fail) to create any topic the metadata hides from it. Topic names are not
 personal data; reading any of them still needs READ. Only the stream worker and the
 partner sink may CREATE topics (those they create at start); the operator creates the

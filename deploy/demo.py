@@ -34,13 +34,13 @@ from consumers.partners.destinations import PARTNER_DESTINATIONS
 from consumers.partners.identities import IdentityMap
 from producers import propagation
 from producers.client import ConsentClient
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
 from schemas.errors import ValidationError
 from schemas.events import FullyPropagated, PropagationReceipt, receipts_in
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
-from schemas.settings import Secret
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.settings import Secret
 from schemas.taxonomy import Source
 
 ROOT = Path(__file__).resolve().parent.parent

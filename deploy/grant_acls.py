@@ -18,7 +18,7 @@ from confluent_kafka import KafkaException
 
 from deploy import acls
 from schemas.errors import ConfigError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 log = logging.getLogger("consent_relay.grant_acls")
 

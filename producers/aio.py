@@ -20,7 +20,7 @@ from producers.publisher import DEFAULT_DELIVERY_TIMEOUT_S, Published
 from producers.verbs import ConsentVerbs
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentEvent
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 
 class AsyncConsentClient(ConsentVerbs["asyncio.Future[Published]"]):

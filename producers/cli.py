@@ -34,12 +34,12 @@ from producers.publisher import Publisher
 from producers.redrive import DEFAULT_GROUP, redrive
 from producers.state_view import current_state
 from producers.tail import tail
-from schemas.admin import ensure_topics
 from schemas.errors import ConfigError, ConsentRelayError, ValidationError
 from schemas.events import DeadLettered
-from schemas.kafka import KafkaSettings
-from schemas.observability import configure_logging
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.observability import configure_logging
 from schemas.taxonomy import Source
 
 log = logging.getLogger("consent-relay")

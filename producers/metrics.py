@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from schemas.observability import LATENCY_BUCKETS
+from schemas.runtime.observability import LATENCY_BUCKETS
 
 _created: dict[int, ProducerMetrics] = {}
 

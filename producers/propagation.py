@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
-from schemas.bearer import authorization
 from schemas.errors import ConsentRelayError
-from schemas.settings import Secret, load
+from schemas.runtime.bearer import authorization
+from schemas.runtime.settings import Secret, load
 
 DEFAULT_STREAM_WORKER_URL: Final = "http://127.0.0.1:6066"
 PREFIX: Final = "STREAM_WORKER_"

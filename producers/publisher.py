@@ -1,14 +1,14 @@
 """The one producer behind every way in: serialize, send keyed by subject, report the ack.
 
 :class:`Publisher` owns an idempotent ``acks=all`` confluent-kafka producer
-(:meth:`schemas.kafka.KafkaSettings.producer_config`), one
+(:meth:`schemas.runtime.kafka.KafkaSettings.producer_config`), one
 :class:`~schemas.codec.EventSerializer` per consent event type (never auto-registering),
 and a thread that serves delivery reports. :meth:`Publisher.produce` returns at once; its
 callback later receives either the broker's acknowledgement (:class:`Published`) or a
 :class:`~producers.errors.PublishError`. A delivery that is not acknowledged within
 ``delivery_timeout_s`` fails with :class:`~producers.errors.BrokerUnavailableError`, so
 callers never mistake "queued" for "stored"; nor does a report without an offset, which
-librdkafka gives a record it never saw stored (:mod:`schemas.delivery`). Closing flushes
+librdkafka gives a record it never saw stored (:mod:`schemas.runtime.delivery`). Closing flushes
 what is queued and fails whatever still is not acknowledged.
 """
 
@@ -24,11 +24,11 @@ from confluent_kafka import KafkaError, KafkaException, Message
 
 from producers.errors import BrokerUnavailableError, ProducerClosedError, PublishError
 from producers.metrics import ProducerMetrics
-from schemas import delivery
 from schemas.codec import EventSerializer
 from schemas.events import CONSENT_EVENT_TYPES, ConsentEvent
-from schemas.kafka import KafkaSettings
-from schemas.renewing_producer import RenewingProducer
+from schemas.runtime import delivery
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.renewing_producer import RenewingProducer
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class Publisher:
         self._registry = settings.registry_client()
         self._serializers = {t: EventSerializer(self._registry, t) for t in CONSENT_EVENT_TYPES}
         timeout_ms = max(1, int(delivery_timeout_s * 1000))
-        # Replaced when it forgets every broker (schemas.renewing_producer): what it
+        # Replaced when it forgets every broker (schemas.runtime.renewing_producer): what it
         # held fails with BrokerUnavailableError, for the caller to send again.
         self._producer = RenewingProducer(
             settings.producer_config(
@@ -158,7 +158,7 @@ class Publisher:
             if err is not None:
                 _call(on_done, None, self._error(err))
             elif offset is None:
-                # Implicitly acked, maybe never stored (schemas.delivery): a retry with
+                # Implicitly acked, maybe never stored (schemas.runtime.delivery): a retry with
                 # the same event id may duplicate, silence may lose it.
                 _call(on_done, None, PublishError(delivery.NOT_STORED))
             else:

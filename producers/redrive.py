@@ -26,7 +26,7 @@ from producers.reading import partitions_of, read_to_end
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError, InvalidEventError
 from schemas.events import DeadLettered
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from producers.reading import partitions_of, read_to_end
 from schemas.codec import EventDecoder
 from schemas.errors import DecodeError
 from schemas.events import ConsentStateRecorded
-from schemas.kafka import KafkaSettings
 from schemas.partitioning import partition_for
+from schemas.runtime.kafka import KafkaSettings
 
 
 def current_state(

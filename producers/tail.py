@@ -22,7 +22,7 @@ from producers.reading import partitions_of
 from schemas.codec import EventDecoder
 from schemas.converters import to_dict
 from schemas.errors import ConsentRelayError, InvalidEventError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 from schemas.topics import LEGACY_TOPIC_PER_DESTINATION, Topics
 

@@ -20,7 +20,7 @@ from producers.envelope import Envelope, EnvelopeDefaults
 from producers.metrics import ProducerMetrics
 from producers.publisher import DEFAULT_DELIVERY_TIMEOUT_S, Publisher
 from schemas.events import ConsentEvent
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Channel, CookieCategory, Purpose, Recipient, Requester, Right
 
 R = TypeVar("R")

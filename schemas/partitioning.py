@@ -2,7 +2,7 @@
 
 Every producer of the relay places a keyed record as the Java client does: librdkafka's
 ``murmur2_random`` (the producers', sinks' and gate's; see
-:meth:`~schemas.kafka.KafkaSettings.producer_config`) and aiokafka's default (the stream
+:meth:`~schemas.runtime.kafka.KafkaSettings.producer_config`) and aiokafka's default (the stream
 worker's) both put it on
 ``(murmur2(key) & 0x7fffffff) % partitions``. So one subject's records, table rows and
 state sit on the same partition of every co-partitioned topic, and reading one subject's

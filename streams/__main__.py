@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
-from schemas.observability import configure_logging, limit_repeats
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.observability import configure_logging, limit_repeats
 from streams.config import StreamSettings
 
 

@@ -26,11 +26,11 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from prometheus_client import CollectorRegistry
 
-from schemas.admin import cluster_replication, ensure_topics
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, RegistryUnavailableError
-from schemas.kafka import KafkaSettings
 from schemas.partitioning import partition_for
+from schemas.runtime.admin import cluster_replication, ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from streams import gc_tuning, tables, views
 from streams.agents.context import RETRY_BACKOFF_SECONDS, StreamContext, log
 from streams.agents.intake import Intake
@@ -68,7 +68,7 @@ class StreamApp:
 def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
     """The worker's Faust app, ready for ``faust.Worker``; creates missing relay topics."""
     if not aiokafka_codec.has_lz4():
-        # The producers compress with lz4 (schemas.kafka); without cramjam aiokafka
+        # The producers compress with lz4 (schemas.runtime.kafka); without cramjam aiokafka
         # crashes on the first fetched batch instead of failing here.
         raise ConfigError("cramjam", "is not installed: aiokafka cannot read lz4 batches")
     gc_tuning.tune()

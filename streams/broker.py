@@ -12,7 +12,7 @@ Measured over a 60 s outage with a batch in flight: 75-98% of a core for the who
 outage before; with this wait, the same until the producer gives the request up
 (``producer_request_timeout``, 30 s), then 2-6%; the next withdrawal honoured as soon
 after the broker's return as before. A connection attempt rather than
-:func:`schemas.admin.wait_for_broker` in a thread (which saved the same CPU): no client
+:func:`schemas.runtime.admin.wait_for_broker` in a thread (which saved the same CPU): no client
 made per retry, no thread left to end when the worker stops. A broker that accepts
 connections before it can take produce requests costs a few seconds of the producer's
 own retries, as before.
@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams.agents.context import log
 
 ATTEMPT_SECONDS: Final = (0.2, 0.5, 1.0)

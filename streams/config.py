@@ -1,6 +1,6 @@
 """The stream worker's settings, read from ``STREAMS_*`` variables and validated at start.
 
-Kafka and registry coordinates come from :class:`schemas.kafka.KafkaSettings`; these are
+Kafka and registry coordinates come from :class:`schemas.runtime.kafka.KafkaSettings`; these are
 the worker's own knobs. The Faust app id is prefixed with the topic prefix so that test
 runs (and tenants) sharing a broker never share consumer groups or changelog topics.
 """
@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from schemas.bearer import check_token
 from schemas.errors import ConfigError
-from schemas.settings import Secret, load
+from schemas.runtime.bearer import check_token
+from schemas.runtime.settings import Secret, load
 
 PREFIX = "STREAMS_"
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.observability import PROPAGATION_BUCKETS
+from schemas.runtime.observability import PROPAGATION_BUCKETS
 
 """Full propagation waits on every sink, so it also gets minute-scale buckets."""
 

@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams import tables
 from streams.propagation import Propagation, SubjectPropagations, describe
 from streams.table_codecs import decode_done, decode_pending

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from schemas import delivery
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded
-from schemas.kafka import KafkaSettings
+from schemas.runtime import delivery
+from schemas.runtime.kafka import KafkaSettings
 from streams import records, tables
 from streams.query import read_compacted
 from streams.resolution import SubjectState
@@ -58,7 +58,7 @@ def upgrade(kafka: KafkaSettings, app_id: str, timeout: float = 300.0) -> Upgrad
     failed: list[str] = []
 
     def delivered(error: KafkaError | None, message: Message) -> None:
-        # A state acknowledged without an offset may not be stored (schemas.delivery):
+        # A state acknowledged without an offset may not be stored (schemas.runtime.delivery):
         # the upgrade fails, and running it again rewrites every state.
         failure = delivery.failure(error, message)
         if failure is not None:

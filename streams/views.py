@@ -24,8 +24,8 @@ import faust
 from faust import web
 from faust.exceptions import SameNode
 
-from schemas.bearer import BearerGuard, authorization
-from schemas.settings import Secret
+from schemas.runtime.bearer import BearerGuard, authorization
+from schemas.runtime.settings import Secret
 from streams import query
 from streams.agents.context import log
 

@@ -1,6 +1,6 @@
 """``python -m consumers.analytics``: run the analytics sink until SIGTERM.
 
-Reads :class:`~schemas.kafka.KafkaSettings` and ``ANALYTICS_SINK_*``
+Reads :class:`~schemas.runtime.kafka.KafkaSettings` and ``ANALYTICS_SINK_*``
 (:mod:`consumers.analytics.settings`), creates the store's tables if missing, seeds an
 empty store from the consent state, then applies instructions and serves /metrics and
 /may-process on ``ANALYTICS_SINK_HTTP_PORT`` (default 8092).

@@ -17,7 +17,7 @@ from consumers.marketing.settings import PREFIX, MarketingSettings
 from consumers.marketing.sink import MarketingSink, open_store
 from consumers.runner import run_sink
 from schemas.errors import ConfigError
-from schemas.settings import load
+from schemas.runtime.settings import load
 from schemas.taxonomy import SinkFamily
 
 log = logging.getLogger("consumers.marketing")

@@ -1,12 +1,12 @@
 """``python -m consumers.partners``: run every configured partner's pipeline until SIGTERM.
 
-Reads :class:`~schemas.kafka.KafkaSettings`, ``PARTNER_SINK_*``
+Reads :class:`~schemas.runtime.kafka.KafkaSettings`, ``PARTNER_SINK_*``
 (:mod:`consumers.partners.settings`) and the partners file named by
 ``PARTNER_SINK_CONFIG`` (:mod:`consumers.partners.config`); serves /metrics on
 ``PARTNER_SINK_HTTP_PORT`` (default 8093). Exits 2 naming the bad setting or entry,
 1 while a partner's legacy topic holds unread instructions (:mod:`consumers.partners.legacy`).
 Started before its broker, it waits for it; repeated log lines are limited
-(:func:`~schemas.observability.configure_logging`).
+(:func:`~schemas.runtime.observability.configure_logging`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from consumers.partners.legacy import LegacyBacklogError
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PREFIX, PartnerSinkSettings
 from schemas.errors import ConfigError
-from schemas.kafka import KafkaSettings
-from schemas.observability import configure_logging
-from schemas.settings import load
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.observability import configure_logging
+from schemas.runtime.settings import load
 
 log = logging.getLogger("consumers.partners")
 

@@ -43,9 +43,9 @@ from consumers.committed import read_committed
 from consumers.metrics import SinkMetrics, consumer_lag
 from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
 from consumers.settings import RunnerSettings
-from schemas.broker_loss import BrokerWatch, close_lost, unsteady_limit
-from schemas.kafka import KafkaSettings
-from schemas.membership import Membership, claim
+from schemas.runtime.broker_loss import BrokerWatch, close_lost, unsteady_limit
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.membership import Membership, claim
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Fanout:
 
     def _start_over(self, consumer: Consumer) -> Consumer:
         """A new consumer in place of one that forgot every broker or stays unsteady in
-        its group (:mod:`schemas.broker_loss`, as the runner does). Its partitions count as
+        its group (:mod:`schemas.runtime.broker_loss`, as the runner does). Its partitions count as
         lost: whoever is assigned them next (this process, usually) starts every partner
         from the last commit, which never passed what a partner had not made durable."""
         self._forget(self.lanes.assigned())

@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient
 
 from consumers.committed import read_committed
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
 log = logging.getLogger(__name__)

@@ -50,9 +50,9 @@ from consumers.partners.webhook import WebhookClient
 from consumers.runner import DEFAULT_PORTS
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
-from schemas.admin import ensure_topics
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 from schemas.topics import TopicSpec
 

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from consumers.committed import read_committed
 from consumers.partners.lanes import Committed, encode_positions
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 

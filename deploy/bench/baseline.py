@@ -23,9 +23,9 @@ from typing import Any, Final
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder
-from schemas.kafka import KafkaSettings
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import (
     COOKIE_PURPOSES,
     DIRECT_MARKETING_PURPOSES,

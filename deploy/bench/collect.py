@@ -33,7 +33,7 @@ from schemas.events import (
     InstructionsIssued,
     PropagationReceipt,
 )
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Outcome
 
 TRACKED = frozenset(a.value for a in Action if a is not Action.ALLOW)

@@ -40,7 +40,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.bench.analysis import percentiles
 from schemas.codec import EventDecoder
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 READ_IDLE_SECONDS = 10.0
 """A topic is read until no record came for this long or every partition reached its end."""

@@ -17,7 +17,7 @@ from functools import partial
 from confluent_kafka import KafkaError, Message, Producer
 
 from deploy.bench.workload import Prepared, stamp
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 _TICK_S = 0.002
 

@@ -21,7 +21,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 _TIMEOUT_S = 30.0
 _ATTEMPTS = 10

@@ -31,7 +31,7 @@ from deploy.bench.relay import Relay, RelayError
 from deploy.bench.say import say
 from deploy.bench.workload import Prepared, Workload
 from schemas.codec import EventDecoder
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 __all__ = ["LOAD_GENERATOR", "PhaseRun", "cpu_meter", "pids", "prepare", "probe", "run_phase"]
 

@@ -27,7 +27,7 @@ from typing import IO, Final
 
 from deploy import local
 from deploy.bench import procfs
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
 PARTNER_SECRET: Final = "bench-partner-secret-0123456789"

@@ -42,9 +42,9 @@ from deploy.bench.say import say
 from deploy.bench.stack import Stack, stack
 from deploy.bench.targets import targets
 from deploy.bench.workload import Workload, withdrawal_share
-from schemas.admin import ensure_topics
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.topics import Topics
 
 

@@ -44,12 +44,12 @@ from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import MarketingStore
 from consumers.state_records import StateAvro
-from schemas.admin import ensure_topics
 from schemas.codec import SHIPPED, EventDecoder, EventSerializer
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded, Subject
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SubjectKind
 
 _S = TypeVar("_S")

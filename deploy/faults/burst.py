@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 
 from deploy.faults.malformed import Record
-from schemas import delivery
-from schemas.kafka import KafkaSettings
+from schemas.runtime import delivery
+from schemas.runtime.kafka import KafkaSettings
 
 MAX_MESSAGE_BYTES = 1_048_000
 """Under the broker's ``message.max.bytes`` (1,048,588), over a ~1 MB value."""
@@ -54,8 +54,9 @@ def publish(settings: KafkaSettings, topic: str, records: list[tuple[str, Record
 
     def answered(kind: str) -> Callable[[KafkaError | None, Message], None]:
         def report(err: KafkaError | None, msg: Message) -> None:
-            # A report without an offset does not prove the record stored (schemas.delivery):
-            # it is not counted as landed, so no dead letter is expected at a made-up offset.
+            # A report without an offset does not prove the record stored
+            # (schemas.runtime.delivery): it is not counted as landed, so no dead letter is
+            # expected at a made-up offset.
             offset = delivery.stored_offset(msg) if err is None else None
             if offset is not None:
                 result.landed.append(Landed(kind, msg.partition() or 0, offset))

@@ -24,7 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from deploy.bench.stack import _load_local  # deploy/local.py is a script, loaded by path
 from deploy.faults.say import say
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 STOP_TIMEOUT_S = 60.0
 METADATA_TIMEOUT_S = 30.0

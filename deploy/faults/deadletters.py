@@ -17,7 +17,7 @@ from deploy.bench.offsets import Offsets
 from deploy.faults.burst import Landed
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 Coordinates = tuple[str, int, int]
 

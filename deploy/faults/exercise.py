@@ -39,7 +39,7 @@ from deploy.faults.recovery import Heartbeat, Injected, Recovery, measure
 from deploy.faults.say import say
 from deploy.faults.supervisor import Exit, Supervisor
 from deploy.faults.workload import Encoder
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 """py-spy in the project's environment, if installed (not a dependency; see

@@ -25,7 +25,7 @@ from deploy.faults.postgres import Postgres
 from deploy.faults.recovery import Injected
 from deploy.faults.say import say
 from deploy.faults.supervisor import Supervisor
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
 FAILING_PARTNER = "sellers"

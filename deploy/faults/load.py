@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from deploy.bench.workload import Prepared
 from deploy.faults.sender import Sender
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 
 class Load(threading.Thread):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from deploy.bench.collect import read_topic
 from deploy.bench.offsets import Offsets
 from deploy.faults.workload import Decision, Encoder
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from deploy.bench.collect import HONOURING
 from schemas.codec import EventDecoder
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 
 @dataclass(frozen=True, slots=True)

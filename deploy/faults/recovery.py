@@ -19,7 +19,7 @@ from deploy.faults.load import Load
 from deploy.faults.receipts import ReceiptWatch
 from deploy.faults.sender import Sender
 from deploy.faults.workload import Encoder, probe
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 PROBE_EVERY_S = 1.0
 POLL_S = 0.25

@@ -36,11 +36,11 @@ from deploy.faults.reconcile import Tally, compare, deciders, newest, partner_st
 from deploy.faults.say import say
 from deploy.faults.stores import CellKey
 from deploy.faults.workload import PURPOSES, Encoder, plan
-from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
 from schemas.events import ConsentChanged, instruction_id
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
 

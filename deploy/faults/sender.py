@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from deploy.bench.loadgen import LoadGenerator, SendReport
 from deploy.bench.workload import Prepared
 from deploy.faults.say import say
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 
 class Sender:

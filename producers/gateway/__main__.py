@@ -16,9 +16,9 @@ from producers.gateway.middleware import AccessLogger
 from producers.gateway.settings import PREFIX, GatewaySettings
 from producers.gateway.tokens import TokenBook
 from schemas.errors import ConfigError
-from schemas.kafka import KafkaSettings
-from schemas.observability import configure_logging
-from schemas.settings import load
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.observability import configure_logging
+from schemas.runtime.settings import load
 
 log = logging.getLogger("producers.gateway")
 

@@ -14,7 +14,7 @@ from producers.gateway.openapi import PUBLISH_ROUTES
 from producers.gateway.settings import GatewaySettings
 from producers.gateway.tokens import TokenBook
 from producers.metrics import ProducerMetrics
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 
 def create_app(

@@ -4,7 +4,7 @@
 actions; ``GATEWAY_UNSUBSCRIBE_KEY`` (required, at least 32 characters) signs one-click
 unsubscribe links. ``GATEWAY_READ_TIMEOUT_S`` bounds how long a client may take to send a
 request's headers, and then its body (and how long an idle connection stays open). Kafka
-itself is configured by :class:`schemas.kafka.KafkaSettings`.
+itself is configured by :class:`schemas.runtime.kafka.KafkaSettings`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Settings are read from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_U
 ``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``GATE_*``, see
 :mod:`streams.gate.settings`) and validated before anything starts; /metrics is served
 on ``GATE_HTTP_HOST:GATE_HTTP_PORT``. Started before its broker, it waits for it.
-A gate whose Kafka clients forgot every broker (:mod:`schemas.broker_loss`) is
+A gate whose Kafka clients forgot every broker (:mod:`schemas.runtime.broker_loss`) is
 followed by a new one, with new clients, in the same process.
 SIGTERM or SIGINT finishes the batch in flight (or abandons it uncommitted if it is still
 waiting), commits, leaves the group and flushes.
@@ -25,8 +25,8 @@ from types import FrameType
 from prometheus_client import CollectorRegistry, start_http_server
 
 from schemas.errors import ConfigError, ConsentRelayError
-from schemas.kafka import KafkaSettings
-from schemas.observability import configure_logging
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.observability import configure_logging
 from streams.gate.loop import Gate
 from streams.gate.metrics import GateMetrics
 from streams.gate.settings import GateSettings
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             gate.run()
             if not gate.lost_broker:
                 break
-            # librdkafka#5301 (schemas.broker_loss): new clients find the broker again.
+            # librdkafka#5301 (schemas.runtime.broker_loss): new clients find the broker again.
             log.warning("gate: starting again with new Kafka clients")
     except ConfigError as exc:
         log.error("invalid setting %s: %s", exc.key, exc.reason)

@@ -8,7 +8,7 @@ every data event that arrived during a slow acknowledgement until it came.
 
 "Nothing lost" is kept here: a batch *lands* (its data offsets may be stored, its
 counts added) only once every record it published was reported stored
-(:mod:`schemas.delivery`: an acknowledgement without an offset is not proof) and every
+(:mod:`schemas.runtime.delivery`: an acknowledgement without an offset is not proof) and every
 batch read before it has landed. A batch with a failed delivery, and every batch after
 it, stays in :class:`Flights` until the gate has published it again.
 """
@@ -19,7 +19,7 @@ from collections import deque
 
 from confluent_kafka import KafkaError, Message
 
-from schemas import delivery
+from schemas.runtime import delivery
 from streams.gate.judge import GateBatch
 
 

@@ -48,12 +48,12 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Counter
 
-from schemas.admin import ensure_topics, wait_for_broker
-from schemas.broker_loss import BrokerWatch, unsteady_limit
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
-from schemas.kafka import KafkaSettings
-from schemas.membership import Membership, claim
+from schemas.runtime.admin import ensure_topics, wait_for_broker
+from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.membership import Membership, claim
 from streams.gate.coverage import Coverage, Need
 from streams.gate.ends import EndOffsets
 from streams.gate.flights import Flight, Flights
@@ -176,7 +176,7 @@ class Gate:
         )
         # Every delivery calls back (each record names its batch's Flight), not only
         # failed ones: librdkafka reports a record it acknowledged implicitly, which the
-        # broker may not hold, as a success without an offset (schemas.delivery), and
+        # broker may not hold, as a success without an offset (schemas.runtime.delivery), and
         # only a report per record shows that.
         self.producer = Producer(kafka.producer_config(**self._watches["producer"].config()))
         asking: dict[str, Any] = {"isolation.level": "read_uncommitted"}
@@ -193,7 +193,7 @@ class Gate:
     @property
     def lost_broker(self) -> bool:
         """Whether one of the gate's Kafka clients forgot every broker
-        (:mod:`schemas.broker_loss`): :meth:`run` then returns, its batch in hand
+        (:mod:`schemas.runtime.broker_loss`): :meth:`run` then returns, its batch in hand
         uncommitted, for the caller to start a new gate with new clients."""
         return any(watch.lost for watch in self._watches.values())
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.observability import LATENCY_BUCKETS
+from schemas.runtime.observability import LATENCY_BUCKETS
 
 
 class GateMetrics(NamedTuple):

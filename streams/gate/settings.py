@@ -1,6 +1,6 @@
 """The gate process's settings, read from ``GATE_*`` variables and validated at start.
 
-Kafka and registry coordinates come from :class:`schemas.kafka.KafkaSettings`. The gate
+Kafka and registry coordinates come from :class:`schemas.runtime.kafka.KafkaSettings`. The gate
 has a prefix of its own, not ``STREAMS_``: it is another process, and the worker stops
 on any ``STREAMS_*`` key it does not know. ``GATE_STREAM_APP_ID`` must be the workers'
 ``STREAMS_APP_ID``: it names the state table's changelog the gate rebuilds subjects
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from schemas.settings import load
+from schemas.runtime.settings import load
 from schemas.taxonomy import Regime
 from streams.gate.rules import GatePolicy
 
@@ -62,7 +62,7 @@ class GateSettings:
     group_instance_id: str = ""
     """The static member name (e.g. a StatefulSet pod's name); empty means
     ``<host name>#<n>``, ``n`` the lowest number not held by another live gate of the
-    group on this host (:mod:`schemas.membership`)."""
+    group on this host (:mod:`schemas.runtime.membership`)."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

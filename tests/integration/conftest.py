@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from schemas.admin import ensure_topics
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 
 
 @pytest.fixture(scope="session")

@@ -33,12 +33,12 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.partners.legacy import legacy_backlog
 from producers.client import ConsentClient
-from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
 from schemas.errors import ConsentRelayError
 from schemas.events import DataEventCaptured, Subject, new_event_id, utc_now
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Purpose, SinkFamily, Source, SubjectKind
 from schemas.topics import Topics, TopicSpec
 from tests.integration.test_recovery import (  # noqa: F401 - fixtures used by name

@@ -39,8 +39,8 @@ from confluent_kafka.admin import AdminClient
 from producers import builders
 from producers.client import ConsentClient
 from producers.publisher import Published
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import PURPOSE_SPECS, Purpose, SinkFamily
 from tests.integration.test_recovery import (  # noqa: F401 - fixtures used by name
     BOUND_S,

@@ -26,7 +26,7 @@ from producers import builders
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
 from schemas.events import FullyPropagated, receipts_in
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Purpose, SinkFamily
 from tests.integration.consumers.partner_servers import PartnerServer
 from tests.support.processes import (

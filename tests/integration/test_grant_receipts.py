@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
 from schemas.events import FullyPropagated, InstructionIssued, PropagationReceipt, receipts_in
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
 from tests.support.access import get_json
 from tests.support.processes import http_text, stream_and_marketing_sink, wait_for

@@ -41,11 +41,11 @@ from confluent_kafka.admin import AdminClient
 
 from producers import builders
 from producers.client import ConsentClient
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import DataEventCaptured, Subject, new_event_id, receipts_in, utc_now
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source, SubjectKind
 from tests.support.processes import free_port, load_local_stack, log_tail
 

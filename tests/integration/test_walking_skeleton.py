@@ -22,7 +22,7 @@ from confluent_kafka import Consumer
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
 from schemas.events import PropagationReceipt, receipts_in
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Outcome, Purpose, SinkFamily, Source
 from tests.support.access import API_TOKEN, get, get_json
 from tests.support.processes import http_text, stream_and_marketing_sink, wait_for

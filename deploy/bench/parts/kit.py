@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 _PR_SET_PDEATHSIG = 1
 GROUP_EMPTY_SECONDS = 60.0

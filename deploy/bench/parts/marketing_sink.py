@@ -32,11 +32,11 @@ from consumers.marketing.sink import MarketingSink
 from consumers.marketing.store import MarketingStore
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import InstructionIssued, PropagationReceipt, Subject, utc_now
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
 
 

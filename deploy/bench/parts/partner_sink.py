@@ -56,7 +56,7 @@ from consumers.publisher import Publisher
 from consumers.shared_decodes import SharedDecodes
 from schemas.codec import EventDecoder, EventSerializer, schema_text, subject_name
 from schemas.events import EVENT_TYPES, DestinationInstruction, InstructionsIssued, Subject, utc_now
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
 from schemas.topics import DESTINATION_HEADER, destinations_header
 

@@ -32,9 +32,9 @@ from producers.client import ConsentClient
 from producers.gateway.app import create_app
 from producers.gateway.settings import GatewaySettings
 from producers.gateway.tokens import TokenBook
-from schemas.admin import ensure_topics
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Purpose
 
 _TOKEN = "bench-" + uuid.uuid4().hex

@@ -45,11 +45,11 @@ from deploy.bench.parts.kit import (
     events_counted,
     free_port,
 )
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import ConsentChanged, DataEventCaptured, Subject, new_event_id, utc_now
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Choice, PolicyVersion, Purpose, Regime, Source, SubjectKind
 
 DATA_TYPE = DataEventCaptured.__name__

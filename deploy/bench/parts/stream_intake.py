@@ -44,7 +44,6 @@ from deploy.bench.parts.kit import (
     free_port,
     peak_rss_mib,
 )
-from schemas.admin import ensure_topics
 from schemas.codec import WIRE_MAGIC, EventDecoder, EventSerializer, encode_single_object
 from schemas.events import (
     ConsentChanged,
@@ -54,8 +53,9 @@ from schemas.events import (
     Subject,
     utc_now,
 )
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import (
     Choice,
     CookieCategory,

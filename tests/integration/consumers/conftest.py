@@ -19,7 +19,6 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from consumers.runner import SinkRunner
-from schemas.admin import ensure_topics
 from schemas.codec import EventDecoder, EventSerializer
 from schemas.events import (
     InstructionIssued,
@@ -29,7 +28,8 @@ from schemas.events import (
     receipts_in,
     utc_now,
 )
-from schemas.kafka import KafkaSettings
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Channel, Purpose, Regime, SinkFamily, SubjectKind
 from schemas.topics import DESTINATION_HEADER, ONE_RECORD_PER_EVENT, destinations_header
 from tests.support.threads import running_in_thread

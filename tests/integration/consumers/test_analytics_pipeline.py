@@ -27,7 +27,7 @@ from consumers.analytics.sink import DESTINATION
 from consumers.analytics.store import AnalyticsRecord
 from consumers.runner import SinkRunner
 from schemas.events import ConsentEntry, ConsentStateRecorded, PropagationReceipt, Subject
-from schemas.settings import Secret
+from schemas.runtime.settings import Secret
 from schemas.taxonomy import Action, Choice, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 from tests.support.access import API_TOKEN, get
 

@@ -15,7 +15,7 @@ from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.partners.config import load_config
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 from tests.integration.consumers.test_partners_fanout import (
     NAMES,

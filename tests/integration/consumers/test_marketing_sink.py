@@ -29,7 +29,7 @@ from schemas.events import (
     utc_now,
 )
 from schemas.partitioning import partition_for
-from schemas.settings import Secret
+from schemas.runtime.settings import Secret
 from schemas.taxonomy import Action, Channel, Choice, Outcome, Purpose, Regime, SubjectKind
 from tests.support.access import API_TOKEN, get_json
 

@@ -16,9 +16,9 @@ from consumers.partners.config import load_config
 from consumers.partners.legacy import LegacyBacklogError
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
-from schemas.admin import ensure_topics
 from schemas.events import InstructionIssued
 from schemas.examples import example
+from schemas.runtime.admin import ensure_topics
 from schemas.taxonomy import SinkFamily
 from schemas.topics import TopicSpec
 from tests.support.threads import running_in_thread

@@ -1,7 +1,7 @@
 """A sink runner whose consumer forgot every broker replaces it and loses nothing.
 
 librdkafka can forget every broker when one in controlled shutdown answers its metadata
-with none (schemas/broker_loss.py; seen on a real broker restart, but only now and then,
+with none (schemas/runtime/broker_loss.py; seen on a real broker restart, but only now and then,
 so the loss is reported to the runner here with statistics of such a client, trimmed
 from a real one). The runner must then close that consumer, take a new one into the
 group, and apply every instruction published before and after, answering each.

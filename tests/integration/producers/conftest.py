@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError
 
 from producers.gateway.tokens import token_hash
 from schemas.codec import EventDecoder
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[3]

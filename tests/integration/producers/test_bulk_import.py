@@ -7,7 +7,7 @@ from pathlib import Path
 
 from producers.bulk import event_id_for
 from schemas.events import ConsentChanged, CookiePreferencesSet
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Choice, Source
 
 from .conftest import read_back, run_cli

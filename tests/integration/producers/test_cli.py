@@ -18,7 +18,6 @@ from confluent_kafka import Producer
 
 from producers import builders
 from producers.client import ConsentClient
-from schemas.admin import ensure_topics
 from schemas.codec import EventSerializer
 from schemas.events import (
     ConsentChanged,
@@ -33,7 +32,8 @@ from schemas.events import (
     utc_now,
 )
 from schemas.examples import example
-from schemas.kafka import KafkaSettings
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Choice, Purpose, Regime, Right, SinkFamily, SubjectKind
 from schemas.topics import TopicSpec
 from tests.support.access import API_TOKEN

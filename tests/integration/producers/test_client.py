@@ -17,8 +17,8 @@ from producers.publisher import Published
 from producers.verbs import ConsentVerbs
 from schemas.errors import ValidationError
 from schemas.events import ConsentChanged, CookiePreferencesSet, RightsRequested
-from schemas.kafka import KafkaSettings
 from schemas.partitioning import partition_for
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import (
     Channel,
     Choice,

@@ -9,7 +9,7 @@ import httpx
 
 from producers.gateway import unsubscribe
 from schemas.events import ConsentChanged, CookiePreferencesSet, RightsRequested
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Choice, Purpose, Regime, Right, Source, SubjectKind
 
 from .conftest import UNSUBSCRIBE_KEY, read_back, start_gateway

@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from producers.gateway import unsubscribe
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 from .conftest import UNSUBSCRIBE_KEY, Gateway, read_back, start_gateway
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.admin import ensure_topics
 from schemas.events import new_event_id
-from schemas.kafka import KafkaSettings
 from schemas.registry import register_all
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from tests.support.processes import free_port
 
 from .conftest import REPO, read_back, start_gateway, wait_until

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 Roundtrip = Callable[[list[tuple[str, bytes, bytes]]], list[Message]]
 

@@ -43,7 +43,7 @@ from schemas.events import (
     RightsRequested,
 )
 from schemas.examples import example, examples
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 Roundtrip = Callable[[list[tuple[str, bytes, bytes]]], list[Message]]
 

@@ -44,7 +44,7 @@ from schemas.events import (
     receipts_in,
     utc_now,
 )
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import (
     Channel,
     Choice,

@@ -15,7 +15,7 @@ from schemas.events import (
     FullyPropagated,
     InstructionIssued,
 )
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Channel, Choice, Purpose, Recipient, Regime, Right, SubjectKind
 from streams.records import consent_state
 from streams.resolution import Decision, Erasure, SubjectState, Toggle

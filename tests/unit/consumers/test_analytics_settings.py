@@ -8,7 +8,7 @@ import pytest
 
 from consumers.analytics.settings import PREFIX, AnalyticsSinkSettings
 from schemas.errors import ConfigError
-from schemas.settings import load
+from schemas.runtime.settings import load
 
 
 def test_defaults_and_conversions() -> None:

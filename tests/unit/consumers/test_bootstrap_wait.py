@@ -17,7 +17,7 @@ from consumers.state_records import state_avro, typed_state
 from schemas.codec import EventDecoder
 from schemas.errors import InvalidEventError, ValidationError
 from schemas.events import ConsentStateRecorded, Subject
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SubjectKind
 
 SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")

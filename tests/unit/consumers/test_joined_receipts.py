@@ -16,7 +16,7 @@ from consumers.joined_receipts import JoinedReceipts
 from consumers.protocol import APPLIED
 from consumers.publisher import Publisher, build_receipt
 from schemas.events import InstructionIssued, InstructionsAnswered, PropagationReceipt, Subject
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -18,7 +18,7 @@ from consumers.marketing.sink import MarketingSink
 from consumers.marketing.store import MarketingStore
 from schemas.errors import ConfigError
 from schemas.events import InstructionIssued, Subject
-from schemas.settings import load
+from schemas.runtime.settings import load
 from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
 
 KEY = "api-test-key-0123456789"

@@ -10,7 +10,7 @@ from consumers.metrics import SinkMetrics
 from consumers.partners.fanout import Fanout
 from consumers.partners.lanes import Committed, Lanes
 from consumers.settings import RunnerSettings
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")
 TOPIC = "consent.instructions.partner_sharing"

@@ -8,7 +8,7 @@ import pytest
 
 from consumers.partners.settings import PREFIX, PartnerSinkSettings
 from schemas.errors import ConfigError
-from schemas.settings import load
+from schemas.runtime.settings import load
 
 
 def test_config_path_and_runner_knobs() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from consumers.partners.config import KnownSubjects, PartnerConfig, PartnersConfig
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 ABSENT = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:9")
 

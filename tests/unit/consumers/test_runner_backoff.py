@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from consumers.backoff import Backoff
+from schemas.runtime.backoff import Backoff
 
 
 def test_ceiling_doubles_from_initial_until_the_cap() -> None:

@@ -18,8 +18,8 @@ from consumers.protocol import SinkResult
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
 from schemas.events import ConsentStateRecorded, InstructionIssued
-from schemas.kafka import KafkaSettings
-from schemas.membership import claim
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.membership import claim
 from schemas.taxonomy import SinkFamily
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")

@@ -19,7 +19,7 @@ from consumers.publisher import DeliveryError
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
 from schemas.events import ConsentStateRecorded, InstructionIssued, Subject
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")

@@ -23,7 +23,7 @@ from schemas.events import (
     instruction_id,
 )
 from schemas.examples import example
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Purpose, SinkFamily
 from schemas.topics import DESTINATION_HEADER, destinations_header
 

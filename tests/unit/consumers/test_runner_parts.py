@@ -16,7 +16,7 @@ from consumers.runner import DEFAULT_PORTS
 from consumers.settings import RunnerSettings
 from schemas.errors import ConfigError
 from schemas.events import InstructionIssued, Subject
-from schemas.settings import load
+from schemas.runtime.settings import load
 from schemas.taxonomy import Action, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -22,7 +22,7 @@ from schemas.events import (
     PropagationReceipt,
     Subject,
 )
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

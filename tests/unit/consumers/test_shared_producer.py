@@ -16,8 +16,8 @@ from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.publisher import DeliveryError, Publisher
 from consumers.shared_producer import SharedProducer
-from schemas import renewing_producer as renewing_module
-from schemas.kafka import KafkaSettings
+from schemas.runtime import renewing_producer as renewing_module
+from schemas.runtime.kafka import KafkaSettings
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:9")
 

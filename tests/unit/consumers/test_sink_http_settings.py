@@ -10,7 +10,7 @@ from consumers.marketing.settings import PREFIX, MarketingSettings
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.settings import RunnerSettings
 from schemas.errors import ConfigError
-from schemas.settings import load
+from schemas.runtime.settings import load
 
 KEY = "marketing-hash-key-0123456789"
 TOKEN = "marketing-api-token-0123456789"

@@ -20,7 +20,7 @@ from consumers.marketing.api import routes
 from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import MarketingStore
-from schemas.settings import Secret
+from schemas.runtime.settings import Secret
 
 TOKEN = "subject-params-test-token-0123"
 MARKETING = "/v1/may-contact?channel=EMAIL&purpose=MARKETING_EMAIL&subject="

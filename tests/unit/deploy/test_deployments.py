@@ -32,11 +32,16 @@ from consumers.runner import DEFAULT_PORTS
 from producers.cli import build_parser
 from producers.gateway.tokens import TokenBook
 from schemas.errors import ConfigError
-from schemas.kafka import KNOWN_KEYS, KafkaSettings
-from schemas.kafka_auth import KEYS as AUTH_KEYS
-from schemas.kafka_auth import PASSWORD_KEY, USERNAME_KEY, SaslMechanism, SecurityProtocol
-from schemas.replication import CLUSTER_FACTOR, CLUSTER_MIN_INSYNC, FACTOR_KEY, MIN_INSYNC_KEY
-from schemas.settings import load
+from schemas.runtime.kafka import KNOWN_KEYS, KafkaSettings
+from schemas.runtime.kafka_auth import KEYS as AUTH_KEYS
+from schemas.runtime.kafka_auth import PASSWORD_KEY, USERNAME_KEY, SaslMechanism, SecurityProtocol
+from schemas.runtime.replication import (
+    CLUSTER_FACTOR,
+    CLUSTER_MIN_INSYNC,
+    FACTOR_KEY,
+    MIN_INSYNC_KEY,
+)
+from schemas.runtime.settings import load
 from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
 from tests.support.processes import load_local_stack

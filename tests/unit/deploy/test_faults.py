@@ -17,7 +17,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from schemas.codec import SHIPPED, EventDecoder, subject_name
 from schemas.errors import ConsentRelayError
 from schemas.events import CONSENT_EVENT_TYPES, EVENT_TYPES
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Purpose
 
 # deploy/ is not an installed package: its tools run from the repository root.
@@ -180,7 +180,7 @@ def test_every_malformed_kind_is_refused_by_the_relays_decoder() -> None:
 def test_a_burst_record_reported_without_an_offset_is_not_counted_as_landed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # librdkafka's implicit ack (schemas.delivery): no proof the broker stored it, so no
+    # librdkafka's implicit ack (schemas.runtime.delivery): no proof the broker stored it, so no
     # dead letter is expected for it, least of all at offset 0.
     class Report:
         def __init__(self, offset: int | None) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from tests.support.processes import load_local_stack
 
 local = load_local_stack()

@@ -6,7 +6,7 @@ import pytest
 
 from producers.gateway.settings import PREFIX, GatewaySettings
 from schemas.errors import ConfigError
-from schemas.settings import load
+from schemas.runtime.settings import load
 
 KEY = "0123456789abcdef0123456789abcdef"
 

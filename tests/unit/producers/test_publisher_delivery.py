@@ -11,8 +11,8 @@ from confluent_kafka import KafkaError
 
 from producers.errors import BrokerUnavailableError, ProducerClosedError, PublishError
 from producers.publisher import Delivery, Publisher
-from schemas import renewing_producer as module
-from schemas.kafka import KafkaSettings
+from schemas.runtime import renewing_producer as module
+from schemas.runtime.kafka import KafkaSettings
 
 
 class _Report:
@@ -85,7 +85,7 @@ def test_a_report_without_an_offset_is_a_failure_to_resend(
 
 def test_a_message_failed_by_a_replaced_client_is_to_be_sent_again(publisher: Publisher) -> None:
     # A client that forgot every broker is replaced and what it held is purged
-    # (schemas.renewing_producer): the caller must send again, not give up.
+    # (schemas.runtime.renewing_producer): the caller must send again, not give up.
     purged = KafkaError(KafkaError._PURGE_QUEUE)
     assert isinstance(publisher._error(purged), BrokerUnavailableError)
     publisher.close(0)

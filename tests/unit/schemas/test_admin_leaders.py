@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from schemas import admin
-from schemas.admin import ensure_topics
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime import admin
+from schemas.runtime.admin import ensure_topics
+from schemas.runtime.kafka import KafkaSettings
 from schemas.topics import TopicSpec
 
 SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")

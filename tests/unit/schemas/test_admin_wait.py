@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from schemas import admin
-from schemas.admin import BrokerUnavailableError, ensure_topics, wait_for_broker
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
+from schemas.runtime import admin
+from schemas.runtime.admin import BrokerUnavailableError, ensure_topics, wait_for_broker
+from schemas.runtime.kafka import KafkaSettings
 from schemas.topics import TopicSpec
 
 SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")
@@ -68,7 +68,7 @@ def test_a_broker_down_at_start_is_waited_for_with_capped_exponential_backoff(
 ) -> None:
     fake_admin.down = 8
     time = FakeTime()
-    with caplog.at_level(logging.INFO, logger="schemas.admin"):
+    with caplog.at_level(logging.INFO, logger="schemas.runtime.admin"):
         assert wait_for_broker(SETTINGS, clock=time.clock, sleep=time.sleep)
     assert fake_admin.calls == [0.5, 1, 2, 4, 5, 5, 5, 5, 5]
     # Refused at once: the rest of each attempt's time is slept, never a tight loop.
@@ -82,7 +82,7 @@ def test_a_broker_down_at_start_is_waited_for_with_capped_exponential_backoff(
 def test_an_answering_broker_costs_one_request_and_no_log(
     fake_admin: type[FakeAdmin], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="schemas.admin"):
+    with caplog.at_level(logging.INFO, logger="schemas.runtime.admin"):
         assert wait_for_broker(SETTINGS)
     assert fake_admin.calls == [0.5]
     assert not caplog.records

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from schemas.bearer import MIN_TOKEN_CHARS, BearerGuard, authorization, check_token
 from schemas.errors import ConfigError
-from schemas.settings import Secret, load
+from schemas.runtime.bearer import MIN_TOKEN_CHARS, BearerGuard, authorization, check_token
+from schemas.runtime.settings import Secret, load
 
 TOKEN = "s3cret-token-0123456789"
 

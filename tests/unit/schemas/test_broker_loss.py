@@ -1,7 +1,7 @@
 """Telling a librdkafka client that forgot every broker from one waiting out an outage.
 
 The statistics below are trimmed from real ones, taken on a private broker restarted
-under 16 consumers (schemas/broker_loss.py says how).
+under 16 consumers (schemas/runtime/broker_loss.py says how).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from schemas.broker_loss import (
+from schemas.runtime.broker_loss import (
     STATS_INTERVAL_MS,
     UNSTEADY_SECONDS,
     BrokerWatch,
@@ -82,7 +82,7 @@ def test_the_watch_remembers_the_loss_says_it_once_and_passes_every_report_on(
     assert watch.config() == {"statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": watch}
     watch(json.dumps(WAITING_OUT_AN_OUTAGE))
     assert not watch.lost
-    with caplog.at_level(logging.WARNING, logger="schemas.broker_loss"):
+    with caplog.at_level(logging.WARNING, logger="schemas.runtime.broker_loss"):
         watch(json.dumps(FORGOT_EVERY_BROKER))
         watch(json.dumps(FORGOT_EVERY_BROKER))
     assert watch.lost
@@ -120,7 +120,7 @@ def test_a_group_member_not_steady_for_long_is_lost_and_a_short_rejoin_is_not(
         watch(member(state, join))
         assert not watch.lost
     # The partner sink's stuck member: broker up, JoinGroup never sent.
-    with caplog.at_level(logging.WARNING, logger="schemas.broker_loss"):
+    with caplog.at_level(logging.WARNING, logger="schemas.runtime.broker_loss"):
         for seconds in (32, 40, 32 + UNSTEADY_SECONDS - 0.5):
             now[0] = seconds
             watch(member("up", "wait-join"))
@@ -157,7 +157,7 @@ def test_a_lost_client_that_never_closes_is_left_behind(caplog: pytest.LogCaptur
             Stuck.closed = True
 
     began = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="schemas.broker_loss"):
+    with caplog.at_level(logging.WARNING, logger="schemas.runtime.broker_loss"):
         close_lost(Stuck(), "sink g", timeout=0.2)
     assert time.monotonic() - began < 5
     assert "did not close within" in caplog.text

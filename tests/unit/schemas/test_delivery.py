@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from schemas import delivery
+from schemas.runtime import delivery
 
 
 class _Message:

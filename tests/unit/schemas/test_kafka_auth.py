@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.errors import ConfigError
-from schemas.kafka import KafkaSettings
-from schemas.kafka_auth import ClientAuth, SaslMechanism, SecurityProtocol
-from schemas.settings import Secret
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.kafka_auth import ClientAuth, SaslMechanism, SecurityProtocol
+from schemas.runtime.settings import Secret
 
 BASE = {"KAFKA_BOOTSTRAP": "127.0.0.1:9092", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081"}
 SASL = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.kafka import RECONNECT, KafkaSettings
+from schemas.runtime.kafka import RECONNECT, KafkaSettings
 
 SETTINGS = KafkaSettings(bootstrap="127.0.0.1:9092", registry_url="http://127.0.0.1:8081")
 

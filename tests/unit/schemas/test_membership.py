@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.membership import Membership, claim
+from schemas.runtime.membership import Membership, claim
 
 HOST = socket.gethostname()
 
@@ -52,7 +52,7 @@ def test_a_killed_process_leaves_its_name_to_its_restart(
     tmp_path: Path, claims: Callable[[str], Membership]
 ) -> None:
     code = (
-        "import sys, time; from pathlib import Path; from schemas.membership import claim; "
+        "import sys, time; from pathlib import Path; from schemas.runtime.membership import claim; "
         f"m = claim('g', lock_dir=Path({str(tmp_path)!r})); print(m.name, flush=True); "
         "time.sleep(60)"
     )

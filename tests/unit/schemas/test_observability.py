@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from schemas.observability import RepeatLimit, configure_logging, limit_repeats
+from schemas.runtime.observability import RepeatLimit, configure_logging, limit_repeats
 
 
 class Clock:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from schemas import renewing_producer as module
-from schemas.renewing_producer import RenewingProducer
+from schemas.runtime import renewing_producer as module
+from schemas.runtime.renewing_producer import RenewingProducer
 
 LOST = json.dumps({"brokers": {"GroupCoordinator": {"nodeid": -1, "source": "logical"}}})
 FINE = json.dumps({"brokers": {"127.0.0.1:9/1": {"nodeid": 1, "source": "learned"}}})

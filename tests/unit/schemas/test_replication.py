@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from schemas import admin
-from schemas.admin import cluster_replication, ensure_topics
 from schemas.errors import ConfigError
-from schemas.kafka import KafkaSettings
-from schemas.replication import Replication, resolve
+from schemas.runtime import admin
+from schemas.runtime.admin import cluster_replication, ensure_topics
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.replication import Replication, resolve
 from schemas.topics import TopicSpec
 
 GOOD = {"KAFKA_BOOTSTRAP": "127.0.0.1:9092", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081"}

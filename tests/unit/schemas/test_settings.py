@@ -1,4 +1,4 @@
-"""Settings validated at start: schemas.settings.load and KafkaSettings.from_env refuse
+"""Settings validated at start: schemas.runtime.settings.load and KafkaSettings.from_env refuse
 unknown and invalid keys with a ConfigError that names the key."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import ConfigError, ConsentRelayError
-from schemas.kafka import KNOWN_KEYS, KafkaSettings
-from schemas.settings import load
+from schemas.runtime.kafka import KNOWN_KEYS, KafkaSettings
+from schemas.runtime.settings import load
 from schemas.taxonomy import Regime
 from schemas.topics import DEFAULT_PARTITIONS
 

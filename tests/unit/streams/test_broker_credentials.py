@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import faust
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams.app import _credentials
 
 BASE = {"KAFKA_BOOTSTRAP": "127.0.0.1:9092", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081"}

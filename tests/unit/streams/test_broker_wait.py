@@ -8,7 +8,7 @@ import asyncio
 import socket
 import time
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams.broker import broker_waiter
 
 

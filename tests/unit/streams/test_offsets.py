@@ -17,7 +17,7 @@ from confluent_kafka import KafkaException
 from faust.types import TP
 from faust.types.tuples import Message
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams import offsets
 
 KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1")

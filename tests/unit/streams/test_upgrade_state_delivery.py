@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams import upgrade_state
 from streams.upgrade_state import UpgradeError, upgrade
 

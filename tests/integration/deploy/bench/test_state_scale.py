@@ -13,7 +13,7 @@ from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import Decision, MarketingStore
 from deploy.bench import state_scale
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Channel, Purpose
 
 SUBJECTS = 2_000

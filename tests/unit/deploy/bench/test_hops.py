@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from deploy.bench import hops as hops_module
 from deploy.bench.hops import Trail, _records, hops
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 FULL = "= event → completed_at (the bench's figure)"
 

@@ -9,7 +9,7 @@ import pytest
 
 from deploy.bench import progress
 from deploy.bench.offsets import GroupLag
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 
 PREFIX = "bench-x."
 STREAM_GROUP = f"{PREFIX}consent-relay-streams"

@@ -16,8 +16,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from schemas.kafka import KafkaSettings
-from schemas.membership import claim
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.membership import claim
 from streams.gate import loop
 from streams.gate.loop import Gate
 from streams.gate.metrics import GateMetrics

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams.gate import loop
 from streams.gate.ends import LATEST, EndOffsets, EndUnknownError
 from streams.gate.loop import Gate

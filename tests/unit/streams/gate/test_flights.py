@@ -7,7 +7,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
-from schemas.delivery import NOT_STORED
+from schemas.runtime.delivery import NOT_STORED
 from streams.gate.flights import Flight, Flights
 from streams.gate.judge import GateBatch
 

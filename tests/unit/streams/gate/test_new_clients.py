@@ -1,7 +1,7 @@
 """A gate whose Kafka clients forgot every broker is replaced by a gate with new ones.
 
 librdkafka can forget every broker during a broker's controlled shutdown and never find
-one again (schemas/broker_loss.py): the gate's run then ends with ``lost_broker`` set,
+one again (schemas/runtime/broker_loss.py): the gate's run then ends with ``lost_broker`` set,
 and the entrypoint starts a new gate (new clients, state read again) instead of exiting
 or sitting still. One that ends for a stop is not started again.
 """

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from schemas.kafka import KafkaSettings
+from schemas.runtime.kafka import KafkaSettings
 from streams.gate import loop
 from streams.gate.coverage import Coverage
 from streams.gate.judge import GateBatch

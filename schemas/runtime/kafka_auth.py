@@ -2,7 +2,7 @@
 
 Read from ``KAFKA_SECURITY_PROTOCOL`` (``PLAINTEXT``, the default, ``SASL_PLAINTEXT`` or
 ``SASL_SSL``), ``KAFKA_SASL_MECHANISM`` (``SCRAM-SHA-512``), ``KAFKA_SASL_USERNAME`` and
-``KAFKA_SASL_PASSWORD``. The password is a :class:`~schemas.settings.Secret`, so settings
+``KAFKA_SASL_PASSWORD``. The password is a :class:`~schemas.runtime.settings.Secret`, so settings
 that are printed or logged show ``***``; it is revealed only in the client config handed
 to librdkafka (:meth:`ClientAuth.librdkafka`) or to Faust. Only Kafka clients
 authenticate: the schema registry keeps its own access rules.
@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from schemas.errors import ConfigError
-from schemas.settings import Secret
+from schemas.runtime.settings import Secret
 
 PROTOCOL_KEY: Final = "KAFKA_SECURITY_PROTOCOL"
 MECHANISM_KEY: Final = "KAFKA_SASL_MECHANISM"

@@ -1,6 +1,6 @@
 """How many copies of each relay topic the cluster keeps, and how many must hold a write.
 
-Two Kafka settings say it (read by :class:`~schemas.kafka.KafkaSettings`):
+Two Kafka settings say it (read by :class:`~schemas.runtime.kafka.KafkaSettings`):
 ``KAFKA_REPLICATION_FACTOR`` and ``KAFKA_MIN_INSYNC_REPLICAS``. Unset, they follow the
 cluster: with three brokers or more every topic gets three replicas and a write needs
 two of them (the producers' ``acks=all``), so one broker lost loses no acknowledged

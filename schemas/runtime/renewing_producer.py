@@ -1,7 +1,7 @@
 """A producer that replaces its librdkafka client when that client forgot every broker.
 
 A producer can lose every broker in a broker's controlled shutdown and never find one
-again (:mod:`schemas.broker_loss`): on a private broker, 16 producers through 6 s
+again (:mod:`schemas.runtime.broker_loss`): on a private broker, 16 producers through 6 s
 broker restarts, one or two of them delivered nothing any more in 2 of 5 restarts.
 :class:`RenewingProducer` offers the calls the relay makes of a confluent-kafka
 ``Producer`` and sends each to its current client; :meth:`~RenewingProducer.poll` and
@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import Producer
 from confluent_kafka.admin import ClusterMetadata
 
-from schemas.broker_loss import BrokerWatch
+from schemas.runtime.broker_loss import BrokerWatch
 
 FLUSH_SLICE_SECONDS = 1.0
 """Longest one wait inside :meth:`RenewingProducer.flush`: how late it sees a loss."""

@@ -7,9 +7,9 @@ reconnects to a broker that went away at most a second after it is back, without
 flooding the log meanwhile (:data:`RECONNECT`).
 Read from ``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, ``CONSENT_RELAY_TOPIC_PREFIX``,
 ``CONSENT_RELAY_PARTITIONS`` and the optional ``KAFKA_REPLICATION_FACTOR`` and
-``KAFKA_MIN_INSYNC_REPLICAS`` (unset: derived from the cluster, :mod:`schemas.replication`),
+``KAFKA_MIN_INSYNC_REPLICAS`` (unset: derived from the cluster, :mod:`schemas.runtime.replication`),
 and how clients authenticate: ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``,
-``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` (:mod:`schemas.kafka_auth`; every
+``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` (:mod:`schemas.runtime.kafka_auth`; every
 librdkafka config below carries them, so no client can be built without them).
 Those families are shared with other tools (``KAFKA_HEAP_OPTS``, ``CONSENT_RELAY_CACHE``),
 so an unknown key is refused only when it is evidently a misspelt one of ours
@@ -30,9 +30,9 @@ from urllib.parse import urlparse
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from schemas.errors import ConfigError
-from schemas.kafka_auth import KEYS as AUTH_KEYS
-from schemas.kafka_auth import ClientAuth
-from schemas.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve, validate
+from schemas.runtime.kafka_auth import KEYS as AUTH_KEYS
+from schemas.runtime.kafka_auth import ClientAuth
+from schemas.runtime.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve, validate
 from schemas.topics import DEFAULT_PARTITIONS, Topics
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")

@@ -8,7 +8,7 @@ as soon as the broker answers, so a process is on its way within about a second 
 broker's return however long it waited. ``ensure_topics(..., wait=True)`` waits like
 that before creating topics, and again if the broker goes away while it does.
 
-Topics are created with the deployment's replication (:mod:`schemas.replication`)
+Topics are created with the deployment's replication (:mod:`schemas.runtime.replication`)
 resolved against the brokers the cluster reports at that moment: three replicas and
 ``min.insync.replicas=2`` on a cluster of three brokers or more unless the Kafka
 settings say otherwise. Topics that exist are left as they are; topics created return
@@ -27,8 +27,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from schemas.errors import ConsentRelayError
-from schemas.kafka import KafkaSettings
-from schemas.replication import Replication
+from schemas.runtime.kafka import KafkaSettings
+from schemas.runtime.replication import Replication
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from schemas.settings import Secret
+from schemas.runtime.settings import Secret
 
 REALM: Final = "consent-relay"
 MIN_TOKEN_CHARS: Final = 16
