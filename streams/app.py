@@ -30,9 +30,10 @@ from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, RegistryUnavailableError
 from schemas.partitioning import partition_for
 from schemas.runtime.admin import cluster_replication, ensure_topics
+from schemas.runtime.backoff import RETRY
 from schemas.runtime.kafka import KafkaSettings
 from streams import gc_tuning, tables, views
-from streams.agents.context import RETRY_BACKOFF_SECONDS, StreamContext, log
+from streams.agents.context import StreamContext, log
 from streams.agents.intake import Intake
 from streams.agents.receipts import Receipts
 from streams.agents.taking import pipelined
@@ -200,7 +201,7 @@ def _prefetch_state_schemas(reader: StateReader, registry: SchemaRegistryClient)
             reader.prefetch(registry)
             return
         except RegistryUnavailableError as exc:
-            delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+            delay = RETRY.delay(attempt + 1)
             log.warning("schema registry not answering (%s); retrying in %.1fs", exc, delay)
             attempt += 1
             time.sleep(delay)

@@ -2,10 +2,10 @@
 
 A relay process that starts before its broker (a node reboot, a compose file starting
 everything at once) must wait for it, not exit: :func:`wait_for_broker` asks for the
-cluster's metadata until it answers, each attempt longer than the one before up to
-:data:`STARTUP_BACKOFF_MAX` seconds, with one log line per attempt. An attempt returns
-as soon as the broker answers, so a process is on its way within about a second of the
-broker's return however long it waited. ``ensure_topics(..., wait=True)`` waits like
+cluster's metadata until it answers, each attempt longer than the one before up to 5 s
+(:data:`~schemas.runtime.backoff.STARTUP`), with one log line per attempt. An attempt
+returns as soon as the broker answers, so a process is on its way within about a second
+of the broker's return however long it waited. ``ensure_topics(..., wait=True)`` waits like
 that before creating topics, and again if the broker goes away while it does.
 
 Topics are created with the deployment's replication (:mod:`schemas.runtime.replication`)
@@ -27,16 +27,13 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 
 from schemas.errors import ConsentRelayError
+from schemas.runtime.backoff import STARTUP
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.replication import Replication
 from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
-STARTUP_BACKOFF_INITIAL: Final = 0.5
-"""Seconds the first attempt to reach the broker may take."""
-STARTUP_BACKOFF_MAX: Final = 5.0
-"""Seconds any attempt may take: the longest silence between two log lines."""
 LEADER_WAIT_SECONDS: Final = 10.0
 """Longest wait for topics just created to be led (they take tens of ms)."""
 _LEADER_ATTEMPT_SECONDS: Final = 1.0
@@ -72,7 +69,7 @@ def wait_for_broker(
 ) -> bool:
     """Block until the broker answers a metadata request; False if ``stop`` is set first.
 
-    Attempts take 0.5, 1, 2, 4, then 5 s at most (:data:`STARTUP_BACKOFF_MAX`), each
+    Attempts take 0.5, 1, 2, 4, then 5 s at most (:data:`~schemas.runtime.backoff.STARTUP`), each
     logged. Raises :class:`BrokerUnavailableError` when the broker refuses us for good
     (authentication, say) or, with ``give_up_after``, when that many seconds passed.
     ``clock`` and ``sleep`` (default: ``stop.wait``, or ``time.sleep``) are for tests.
@@ -233,8 +230,7 @@ def cluster_replication(settings: KafkaSettings, timeout: float = 30.0) -> Repli
 
 def attempt_seconds(attempt: int) -> float:
     """How long start-up attempt ``attempt`` (1-based) may take: 0.5, 1, 2, 4, then 5 s."""
-    doubled: float = STARTUP_BACKOFF_INITIAL * 2.0 ** min(attempt - 1, 16)
-    return min(STARTUP_BACKOFF_MAX, doubled)
+    return STARTUP.ceiling(attempt)
 
 
 def _transient(exc: KafkaException) -> bool:

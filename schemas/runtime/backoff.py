@@ -1,4 +1,9 @@
-"""Exponential backoff with jitter for retrying a downstream system that is down.
+"""Exponential backoff, the one retry policy of every process.
+
+:data:`RETRY` spaces the retries of work a failure stopped (a stream batch or a gate
+batch not published, the registry not answering); :data:`STARTUP` bounds each attempt
+to reach a broker that is not up yet; a sink's store and partners retry with the
+:class:`Backoff` its settings configure.
 
 The delay before retry ``n`` (1-based) is drawn uniformly from
 ``[cap_n / 2, cap_n]`` where ``cap_n = min(maximum, initial * multiplier ** (n - 1))``
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Final
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +44,11 @@ class Backoff:
         """A jittered delay before retry ``attempt``, in ``[ceiling / 2, ceiling]``."""
         top = self.ceiling(attempt)
         return self.rng.uniform(top / 2, top)
+
+
+RETRY: Final = Backoff(initial=0.2, maximum=5.0)
+"""Between attempts at work a failure stopped: 0.1-0.2 s first, doubling up to 2.5-5 s."""
+
+STARTUP: Final = Backoff(initial=0.5, maximum=5.0)
+"""How long each attempt to reach a broker at start may take (its :meth:`Backoff.ceiling`:
+0.5, 1, 2, 4, then 5 s): the longest silence between two log lines is 5 s."""

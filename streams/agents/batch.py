@@ -27,11 +27,11 @@ from aiokafka.errors import KafkaError
 
 from schemas.errors import ConsentRelayError, InvalidEventError, RegistryUnavailableError
 from schemas.events import DeadLettered, FullyPropagated, InstructionIssued, InstructionsIssued
+from schemas.runtime.backoff import RETRY
 from schemas.taxonomy import SinkFamily
 from schemas.topics import DESTINATION_HEADER, ONE_RECORD_PER_EVENT, destinations_header
 from streams import records
 from streams.agents.context import (
-    RETRY_BACKOFF_SECONDS,
     InFlight,
     RawMessage,
     StreamContext,
@@ -300,15 +300,16 @@ async def _settle(
         batch.discard()
         # The batch after this one (if any) waits for this to settle before sending.
         if isinstance(failure, RETRIABLE) and getattr(failure, "retriable", True):
+            delay = RETRY.delay(1)
             log.warning(
                 "%s: batch of %d not published (%s: %s); processing it again in %.1fs",
                 batch.stage,
                 len(messages),
                 type(failure).__name__,
                 failure,
-                RETRY_BACKOFF_SECONDS[0],
+                delay,
             )
-            await ctx.sleep(RETRY_BACKOFF_SECONDS[0])
+            await ctx.sleep(delay)
             # Handed to the producer while the broker is away, the output would keep it
             # asking for metadata in a tight loop until the broker is back.
             await ctx.broker_ready()
@@ -372,7 +373,7 @@ async def run(
             if isinstance(last, Batch):
                 break
             # Not even its bounded dead letter can be written: never move past it.
-            delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+            delay = RETRY.delay(attempt + 1)
             log.error("cannot apply or dead-letter a message (%s); retrying in %.1fs", last, delay)
             attempt += 1
             await ctx.sleep(delay)
@@ -403,7 +404,7 @@ async def _until_published(
         except RETRIABLE as exc:
             if not getattr(exc, "retriable", True):
                 return exc
-            delay = RETRY_BACKOFF_SECONDS[min(attempt, len(RETRY_BACKOFF_SECONDS) - 1)]
+            delay = RETRY.delay(attempt + 1)
             log.warning(
                 "%s: batch of %d not published (%s: %s); retrying in %.1fs",
                 batch.stage,

@@ -27,9 +27,6 @@ from streams.wire import Decoder, Encoder
 
 log = logging.getLogger("streams")
 
-RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
-"""Waits between attempts at a batch whose output could not be published."""
-
 
 async def _broker_answers() -> None:
     """No broker to wait for (a context without one, as in unit tests)."""

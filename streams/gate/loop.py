@@ -51,6 +51,7 @@ from prometheus_client import Counter
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.runtime.admin import ensure_topics, wait_for_broker
+from schemas.runtime.backoff import RETRY
 from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.membership import Membership, claim
@@ -86,7 +87,6 @@ TOPIC_WAIT_LOG_SECONDS = 30.0
 READING_LOG_SECONDS = 30.0
 """How often a batch waiting for the state to be read says so (that wait has no bound:
 deciding on a partly read state could let a restricted subject's data through)."""
-RETRY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 FREEZE_EVERY_RECORDS = 10_000
 """State records read between two ``gc.freeze()`` calls. Subjects' states live until
 their partition is revoked and hold no reference cycles (reference counting frees them
@@ -351,7 +351,7 @@ class Gate:
     def _back_off(self, what: str, exc: BaseException | str, attempt: int) -> bool:
         """Say why, and wait before the ``attempt``-th try again; False if the gate is
         ending instead."""
-        delay = RETRY_BACKOFF_SECONDS[min(attempt - 1, len(RETRY_BACKOFF_SECONDS) - 1)]
+        delay = RETRY.delay(attempt)
         why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         log.warning("gate: %s (%s); again in %.1fs", what, why, delay)
         return not (self._stopping.wait(delay) or self.lost_broker)

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from schemas.runtime.backoff import Backoff
 from schemas.runtime.kafka import KafkaSettings
 from streams.gate import loop
 from streams.gate.coverage import Coverage
@@ -97,7 +98,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     FakeProducer.made = []
     monkeypatch.setattr(loop, "Producer", FakeProducer)
     monkeypatch.setattr(loop, "Consumer", FakeConsumer)
-    monkeypatch.setattr(loop, "RETRY_BACKOFF_SECONDS", (0.0,))
+    monkeypatch.setattr(loop, "RETRY", Backoff(initial=0.001, maximum=0.001))
     kafka = KafkaSettings(
         bootstrap="127.0.0.1:9",
         registry_url="http://127.0.0.1:9",
