@@ -30,7 +30,6 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from consumers.partners.destinations import PARTNER_DESTINATIONS
 from consumers.partners.identities import IdentityMap
 from producers import propagation
 from producers.client import ConsentClient
@@ -41,7 +40,7 @@ from schemas.registry import register_all
 from schemas.runtime.admin import ensure_topics
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.settings import Secret
-from schemas.taxonomy import Source
+from schemas.taxonomy import PARTNER_DESTINATIONS, Source
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var" / "demo"

@@ -459,6 +459,32 @@ RECIPIENT_SPECS: Final = MappingProxyType(
     }
 )
 
+PARTNERS: Final = (
+    _R.SELLERS,
+    _R.BUSINESS_PARTNERS,
+    _R.GROUP_COMPANIES,
+    _R.GOOGLE,
+    _R.FACEBOOK,
+    _R.INSTAGRAM,
+    _R.TWITTER,
+    _R.VKONTAKTE,
+    _R.CRITEO,
+    _R.BING,
+    _R.YAHOO,
+    _R.MAIL_RU,
+    _R.YANDEX,
+    _R.GOOGLE_ANALYTICS,
+    _R.ANALYTICS_PROVIDERS,
+    _R.OTHERS_BY_CONSENT,
+)
+"""The recipients the PARTNER_SHARING family shares data with, one destination each:
+the stream's routing policy, the partner sink's configuration and the demo name no
+other."""
+
+PARTNER_DESTINATIONS: Final = tuple(r.value.lower() for r in PARTNERS)
+"""Each partner's destination name (``InstructionIssued.destination``): its
+:class:`Recipient`'s value in lowercase."""
+
 
 @dataclass(frozen=True, slots=True)
 class RightSpec:

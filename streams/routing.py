@@ -23,6 +23,7 @@ from typing import Any, Final
 from schemas.errors import ConfigError
 from schemas.taxonomy import (
     DIRECT_MARKETING_PURPOSES,
+    PARTNER_DESTINATIONS,
     PURPOSE_SPECS,
     REFUSABLE_PURPOSES,
     RIGHT_SPECS,
@@ -256,8 +257,10 @@ def _parse_destination(index: int, body: Any) -> Destination:
         raise RoutingError(entry, "holds_personal_data must be true or false")
     recipient = None
     if family is SinkFamily.PARTNER_SHARING:
-        if name.upper() not in Recipient.__members__:
-            raise RoutingError(entry, "a partner destination is named after a Recipient")
+        if name not in PARTNER_DESTINATIONS:
+            raise RoutingError(
+                entry, f"a partner destination is one of {', '.join(PARTNER_DESTINATIONS)}"
+            )
         recipient = Recipient(name.upper())
     return Destination(family, name, _purposes(entry, body.get("purposes")), holds, recipient)
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from consumers.partners.destinations import PARTNER_DESTINATIONS
 from consumers.partners.pseudonym import partner_key
 from schemas.errors import ConfigError
+from schemas.taxonomy import PARTNER_DESTINATIONS
 
 MIN_SECRET_LENGTH = 16
 MAX_BATCH_SIZE = 1000

@@ -21,13 +21,12 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from consumers.partners.destinations import PARTNER_DESTINATIONS
 from producers import builders
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
 from schemas.events import FullyPropagated, receipts_in
 from schemas.runtime.kafka import KafkaSettings
-from schemas.taxonomy import Purpose, SinkFamily
+from schemas.taxonomy import PARTNER_DESTINATIONS, Purpose, SinkFamily
 from tests.integration.consumers.partner_servers import PartnerServer
 from tests.support.processes import (
     free_port,

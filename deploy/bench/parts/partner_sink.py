@@ -45,7 +45,6 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from consumers.joined_receipts import JoinedReceipts
 from consumers.partners.breaker import CircuitBreaker
 from consumers.partners.config import KnownSubjects, PartnerConfig
-from consumers.partners.destinations import PARTNER_DESTINATIONS
 from consumers.partners.lane import LaneRunner
 from consumers.partners.lanes import Lanes
 from consumers.partners.pseudonym import partner_key
@@ -57,7 +56,7 @@ from consumers.shared_decodes import SharedDecodes
 from schemas.codec import EventDecoder, EventSerializer, schema_text, subject_name
 from schemas.events import EVENT_TYPES, DestinationInstruction, InstructionsIssued, Subject, utc_now
 from schemas.runtime.kafka import KafkaSettings
-from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
+from schemas.taxonomy import PARTNER_DESTINATIONS, Action, Purpose, Regime, SinkFamily, SubjectKind
 from schemas.topics import DESTINATION_HEADER, destinations_header
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from schemas.taxonomy import (
     COOKIE_PURPOSES,
     DIRECT_MARKETING_PURPOSES,
     OPT_IN_REGIMES,
+    PARTNER_DESTINATIONS,
     PURPOSE_SPECS,
     RECIPIENT_SPECS,
     REFUSABLE_PURPOSES,
@@ -91,6 +92,7 @@ def test_gdpr_is_opt_in() -> None:
 def test_agreed_partner_destinations_are_recipients() -> None:
     values = {r.value.lower() for r in Recipient}
     assert values >= AGREED_PARTNER_DESTINATIONS
+    assert set(PARTNER_DESTINATIONS) == AGREED_PARTNER_DESTINATIONS
     consent_based = {r.value.lower() for r, s in RECIPIENT_SPECS.items() if s.consent_based}
     assert consent_based <= AGREED_PARTNER_DESTINATIONS
 

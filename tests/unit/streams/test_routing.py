@@ -111,7 +111,13 @@ def test_a_contract_purpose_is_refused(raw: dict[str, Any]) -> None:
 
 def test_a_partner_must_be_a_recipient(raw: dict[str, Any]) -> None:
     _destination(raw, "criteo")["name"] = "acme_ads"
-    _expect(raw, "destinations[", "named after a Recipient")
+    _expect(raw, "destinations[", "a partner destination is one of sellers, business_partners")
+
+
+def test_a_recipient_that_is_no_partner_is_refused(raw: dict[str, Any]) -> None:
+    # A recipient the contract does not list among the partners (a service provider).
+    _destination(raw, "criteo")["name"] = "cloud_providers"
+    _expect(raw, "destinations[", "a partner destination is one of")
 
 
 def test_unknown_family_purpose_and_keys(raw: dict[str, Any]) -> None:
