@@ -209,24 +209,9 @@ class Publisher:
         with self._deliveries_settled:
             self._unacked += 1
         try:
-            while True:
-                try:
-                    if partition is None:
-                        self._producer.produce(
-                            topic, value=value, key=key, on_delivery=self._delivered
-                        )
-                    else:
-                        self._producer.produce(
-                            topic,
-                            value=value,
-                            key=key,
-                            partition=partition,
-                            on_delivery=self._delivered,
-                        )
-                    break
-                except BufferError:
-                    # The local queue is full: serve delivery reports to make room.
-                    self._producer.poll(0.1)
+            delivery.queue(
+                self._producer, topic, value, key, partition=partition, on_delivery=self._delivered
+            )
         except BaseException:
             with self._deliveries_settled:
                 self._unacked -= 1

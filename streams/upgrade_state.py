@@ -68,12 +68,7 @@ def upgrade(kafka: KafkaSettings, app_id: str, timeout: float = 300.0) -> Upgrad
     at = now_ms()
     for key, (partition, state) in states.items():
         value = encode(ConsentStateRecorded, records.consent_state(key.decode(), state, at), target)
-        while True:
-            try:
-                producer.produce(target, value, key, partition=partition)
-                break
-            except BufferError:
-                producer.poll(0.1)  # the local queue is full: let deliveries drain it
+        delivery.queue(producer, target, value, key, partition=partition)
         producer.poll(0)
     left = producer.flush(timeout)
     if left or failed:

@@ -50,6 +50,7 @@ from prometheus_client import Counter
 
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
+from schemas.runtime import delivery
 from schemas.runtime.admin import ensure_topics, wait_for_broker
 from schemas.runtime.backoff import RETRY
 from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
@@ -484,23 +485,19 @@ class Gate:
         """Hand every message of ``batch`` to the producer; its Flight hears how each went."""
         flight = Flight(batch, offsets, time.monotonic())
         producer = self.producer
-        produce = producer.produce
         for topic, key, value, partition in batch.out:
-            while True:
-                try:
-                    produce(
-                        topic,
-                        value,
-                        key,
-                        -1 if partition is None else partition,
-                        on_delivery=flight,
-                    )
-                    break
-                except BufferError:
-                    # The producer's queue is full: the broker is slow or away.
-                    producer.poll(0.05)
-                    if self._ending():
-                        raise Interrupted from None
+            queued = delivery.queue(
+                producer,
+                topic,
+                value,
+                key,
+                partition=partition,
+                on_delivery=flight,
+                wait=0.05,
+                stop=self._ending,
+            )
+            if not queued:
+                raise Interrupted
             flight.sent()
         return flight
 

@@ -57,7 +57,9 @@ class FakeProducer:
         self._offset = 0
         FakeProducer.made.append(self)
 
-    def produce(self, topic: str, *, value: bytes, key: bytes | None, on_delivery: Any) -> None:
+    def produce(
+        self, topic: str, value: bytes, key: bytes | None, partition: int, *, on_delivery: Any
+    ) -> None:
         with self._lock:
             self._held[value] = (topic, on_delivery)
 
