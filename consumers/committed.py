@@ -18,6 +18,8 @@ from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from schemas.runtime.kafka import KafkaSettings
+
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS: Final = 0.5
@@ -49,3 +51,23 @@ def read_committed(
                 raise
             log.info("committed offsets not readable yet (%s); asking again", error.str())
             time.sleep(RETRY_SECONDS)
+
+
+def held(
+    consumer: Consumer, partitions: list[TopicPartition], timeout: float
+) -> list[TopicPartition]:
+    """The consumer's group's committed offsets (and metadata) among ``partitions``, only
+    those it has."""
+    return [tp for tp in read_committed(consumer, partitions, timeout) if tp.offset >= 0]
+
+
+def held_by(
+    kafka: KafkaSettings, group: str, partitions: list[TopicPartition], timeout: float
+) -> list[TopicPartition]:
+    """``group``'s committed offsets among ``partitions`` (see :func:`held`), read by a
+    consumer of that group that never joins it."""
+    consumer = Consumer(kafka.consumer_config(group))
+    try:
+        return held(consumer, partitions, timeout)
+    finally:
+        consumer.close()

@@ -24,7 +24,7 @@ import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from consumers.committed import read_committed
+from consumers.committed import held, held_by
 from schemas.errors import ConsentRelayError
 from schemas.runtime.admin import attempt_seconds
 from schemas.runtime.kafka import KafkaSettings
@@ -84,9 +84,9 @@ def _adopt(
         if found is None or found.error is not None or not found.partitions:
             return {}  # no topic yet: nothing was ever committed on it
         partitions = [TopicPartition(topic, p) for p in sorted(found.partitions)]
-        if _committed(consumer, partitions, timeout):
+        if held(consumer, partitions, timeout):
             return {}
-        old = _group_committed(kafka, legacy, partitions, timeout)
+        old = held_by(kafka, legacy, partitions, timeout)
         if not old:
             return {}
         consumer.commit(offsets=[_copy(tp) for tp in old], asynchronous=False)
@@ -101,23 +101,6 @@ def _adopt(
         len(old),
     )
     return {tp.partition: tp.offset for tp in old}
-
-
-def _group_committed(
-    kafka: KafkaSettings, group: str, partitions: list[TopicPartition], timeout: float
-) -> list[TopicPartition]:
-    consumer = Consumer(kafka.consumer_config(group))
-    try:
-        return _committed(consumer, partitions, timeout)
-    finally:
-        consumer.close()
-
-
-def _committed(
-    consumer: Consumer, partitions: list[TopicPartition], timeout: float
-) -> list[TopicPartition]:
-    """The consumer's group's committed offsets among ``partitions`` (those it has)."""
-    return [tp for tp in read_committed(consumer, partitions, timeout) if tp.offset >= 0]
 
 
 def _copy(tp: TopicPartition) -> TopicPartition:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from consumers.committed import read_committed
+from consumers.committed import held, held_by
 from consumers.partners.lanes import Committed, encode_positions
 from schemas.errors import ConsentRelayError
 from schemas.runtime.kafka import KafkaSettings
@@ -47,9 +47,11 @@ def adopt_partner_groups(
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]
-        if not partitions or _offsets(consumer, partitions, timeout):
+        if not partitions or held(consumer, partitions, timeout):
             return {}
-        old = {p: _group_offsets(kafka, g, partitions, timeout) for p, g in partner_groups.items()}
+        old = {
+            p: _offsets(held_by(kafka, g, partitions, timeout)) for p, g in partner_groups.items()
+        }
         if not any(old.values()):
             return {}
         seeds = _seeds(consumer, topic=topic, partitions=partitions, old=old, timeout=timeout)
@@ -96,20 +98,5 @@ def _seeds(
     return seeds
 
 
-def _group_offsets(
-    kafka: KafkaSettings, group: str, partitions: list[TopicPartition], timeout: float
-) -> dict[int, int]:
-    """``group``'s committed offsets among ``partitions`` (those it has)."""
-    consumer = Consumer(kafka.consumer_config(group))
-    try:
-        return _offsets(consumer, partitions, timeout)
-    finally:
-        consumer.close()
-
-
-def _offsets(
-    consumer: Consumer, partitions: list[TopicPartition], timeout: float
-) -> dict[int, int]:
-    """The consumer's group's committed offsets among ``partitions`` (those it has)."""
-    committed = read_committed(consumer, partitions, timeout)
-    return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+def _offsets(committed: list[TopicPartition]) -> dict[int, int]:
+    return {tp.partition: tp.offset for tp in committed}
