@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from consumers.committed import NOT_NOW, RETRY_SECONDS
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.partners.config import load_config
 from consumers.partners.process import PartnerSinkProcess
@@ -27,9 +28,19 @@ from tests.support.threads import running_in_thread
 
 
 def _commit(settings: KafkaSettings, group: str, offsets: list[TopicPartition]) -> None:
+    """Commit as an earlier version did, asking again while a broker just started loads
+    its groups (COORDINATOR_LOAD_IN_PROGRESS, as :mod:`consumers.committed` reads)."""
     consumer = Consumer(settings.consumer_config(group))
+    deadline = time.monotonic() + 30
     try:
-        consumer.commit(offsets=offsets, asynchronous=False)
+        while True:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                if exc.args[0].code() not in NOT_NOW or time.monotonic() > deadline:
+                    raise
+                time.sleep(RETRY_SECONDS)
     finally:
         consumer.close()
 
