@@ -121,7 +121,7 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
     topic(streams, app, Op.ALL, prefixed=True)
     group(streams, app, Op.ALL)
     # The state table's changelog is the state topic: recovery and standbys read it
-    # (and streams.query's short-lived readers).
+    # (and streams.proof.query's short-lived readers).
     topic(streams, topics.state, Op.READ)
     group(streams, "streams-query-", Op.READ, prefixed=True)
 

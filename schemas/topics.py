@@ -32,7 +32,7 @@ COMPACTED: Final = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 STATE_CONFIG: Final = {**COMPACTED, "segment.ms": "60000", "delete.retention.ms": "600000"}
 """The state topic is also the stream's state table's changelog, which a worker replays
 when it starts or takes a partition over: segments of a minute let Kafka compact it to
-about one record per subject plus the last minute's (see streams/tables.py)."""
+about one record per subject plus the last minute's (see streams/engine/tables.py)."""
 
 DESTINATION_HEADER: Final = "consent-relay-destination"
 """Header naming the destinations an instruction record concerns (UTF-8, comma-separated:

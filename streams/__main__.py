@@ -7,7 +7,7 @@ validated before anything starts; SIGTERM finishes the batch in flight, commits 
 stops. ``python -m streams propagation --event-id ID | --subject ID`` prints what the
 propagation changelogs say, without a worker. ``python -m streams upgrade-state`` copies
 the states of a deployment's old state changelog to the state topic, once, between
-stopping the old workers and starting new ones (:mod:`streams.upgrade_state`).
+stopping the old workers and starting new ones (:mod:`streams.intake.upgrade_state`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _worker(kafka: KafkaSettings, settings: StreamSettings) -> int:
 def _propagation(
     kafka: KafkaSettings, settings: StreamSettings, event_id: str | None, subject: str | None
 ) -> int:
-    from streams import query  # noqa: PLC0415
+    from streams.proof import query  # noqa: PLC0415
 
     pending, done = query.read_changelogs(kafka, settings.faust_app_id(kafka.topic_prefix))
     answers = list(query.find(pending, done, event_id=event_id, subject=subject))
@@ -82,7 +82,7 @@ def _propagation(
 
 
 def _upgrade_state(kafka: KafkaSettings, settings: StreamSettings) -> int:
-    from streams.upgrade_state import upgrade  # noqa: PLC0415
+    from streams.intake.upgrade_state import upgrade  # noqa: PLC0415
 
     configure_logging(settings.log_level)
     done = upgrade(kafka, settings.faust_app_id(kafka.topic_prefix))

@@ -2,7 +2,7 @@
 
 :func:`build` makes everything from validated settings. Input topics are read as raw
 bytes (one fastavro decode per message in the processors), in batches of whatever is
-queued (:mod:`streams.agents.taking`) whose output goes straight to the app's producer
+queued (:mod:`streams.engine.taking`) whose output goes straight to the app's producer
 with every delivery awaited before the batch is acknowledged. Tables are keyed by
 subject with the producer's partitioner, so the consent, receipts and data topics and
 the tables are co-partitioned: Faust gives one worker the same partition number of all
@@ -32,25 +32,28 @@ from schemas.partitioning import partition_for
 from schemas.runtime.admin import cluster_replication, ensure_topics
 from schemas.runtime.backoff import RETRY
 from schemas.runtime.kafka import KafkaSettings
-from streams import gc_tuning, tables, views
-from streams.agents.context import StreamContext, log
-from streams.agents.intake import Intake
-from streams.agents.receipts import Receipts
-from streams.agents.taking import pipelined
-from streams.broker import broker_waiter
 from streams.config import StreamSettings
-from streams.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
+from streams.engine import gc_tuning, tables
+from streams.engine.broker import broker_waiter
+from streams.engine.context import StreamContext
+from streams.engine.faust_codecs import DONE_CODEC, PENDING_CODEC, STATE_CODEC, register_codecs
+from streams.engine.monitor import install_faust_metrics
+from streams.engine.offsets import rewinder
+from streams.engine.raw import RawMessages
+from streams.engine.sending import ProducerSender
+from streams.engine.staging import Changelog
+from streams.engine.table_codecs import encode_done, encode_pending
+from streams.engine.taking import pipelined
+from streams.engine.wire import registry_wire
+from streams.intake.agent import Intake
+from streams.intake.routing import load_policy
+from streams.intake.state_topic import StateReader
+from streams.intake.times import now_ms
 from streams.metrics import StreamMetrics
-from streams.monitor import install_faust_metrics
-from streams.offsets import rewinder
-from streams.raw import RawMessages
-from streams.routing import load_policy
-from streams.sending import ProducerSender
-from streams.staging import Changelog
-from streams.state_topic import StateReader
-from streams.table_codecs import encode_done, encode_pending
-from streams.times import now_ms
-from streams.wire import registry_wire
+from streams.proof import views
+from streams.proof.agent import Receipts
+
+log = logging.getLogger("streams")
 
 FAUST_METRICS_PREFIX = "consent_relay_faust"
 
@@ -146,7 +149,7 @@ def build(kafka: KafkaSettings, settings: StreamSettings) -> StreamApp:
 
     # The state table's changelog is the contract's state topic (created with the relay's
     # topics above): intake's one record per changed subject serves the sinks, the table's
-    # recovery and standbys, and the gate (streams.state_topic).
+    # recovery and standbys, and the gate (streams.intake.state_topic).
     state_changelog = app.topic(
         topics.state,
         key_type=bytes,

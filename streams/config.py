@@ -40,10 +40,10 @@ class StreamSettings:
     """Host name other workers use to reach this one; empty means this machine's name."""
     data_dir: Path = Path("var/streams")
     routing_file: Path | None = None
-    """The routing policy; empty means the packaged ``streams/routing.toml``."""
+    """The routing policy; empty means the packaged ``streams/intake/routing.toml``."""
     batch_size: int = 2000
     """Most events an agent takes at once. It takes every event already fetched, up to
-    this, and waits for none (:mod:`streams.agents.taking`): a lone withdrawal goes at
+    this, and waits for none (:mod:`streams.engine.taking`): a lone withdrawal goes at
     once, a backlog in batches as large as it is."""
     session_timeout_seconds: float = 6.0
     """How long the group waits for a worker that went silent (crashed and not back, or

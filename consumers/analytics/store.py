@@ -40,7 +40,7 @@ ANALYTICS_PURPOSES: Final = (
     Purpose.COOKIES_STATISTICS,
     Purpose.COOKIES_PERSONALISATION,
 )
-"""The purposes the stream routes to the analytics store (streams/routing.toml): what an
+"""The purposes the stream routes to the analytics store (streams/intake/routing.toml): what an
 instruction with no purposes covers, and what bootstrap reads from the consent state."""
 
 _ANALYTICS_SET: Final = frozenset(ANALYTICS_PURPOSES)

@@ -227,7 +227,7 @@ REACHES_ANALYTICS: Final = (
     Purpose.COOKIES_PERSONALISATION,
 )
 """Purposes heard by the marketing family and partners, and by the analytics family
-(streams/routing.toml): one of each makes a withdrawal reach all three families."""
+(streams/intake/routing.toml): one of each makes a withdrawal reach all three families."""
 
 
 def _everywhere(rng: random.Random) -> tuple[Purpose, ...]:

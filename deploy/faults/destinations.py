@@ -1,6 +1,6 @@
 """Which destinations the workload reaches, from the relay's own routing policy.
 
-Read from ``streams/routing.toml`` rather than written down here, so a change of policy
+Read from ``streams/intake/routing.toml`` rather than written down here, so a change of policy
 changes what the harness expects instead of making it report phantom losses.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from schemas.taxonomy import Purpose, SinkFamily
-from streams.routing import load_policy
+from streams.intake.routing import load_policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ behind the stream is (its event time then decides, see :mod:`streams.gate.rules`
 Three things must hold (:meth:`Coverage.need` names what is still missing):
 
 1. **Intake has applied them.** ``applied`` is the next consent offset whose effects
-   intake has published: its progress records (:mod:`streams.progress`), or the
+   intake has published: its progress records (:mod:`streams.intake.progress`), or the
    workers' committed consent offset (intake commits only after publishing), whichever
    is further. It must reach ``consent_end``, the consent partition's end offset asked
    of the broker after the data was read.

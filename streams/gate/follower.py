@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from streams import progress
 from streams.gate.coverage import Coverage
 from streams.gate.state import ConsentStates
+from streams.intake import progress
 
 log = logging.getLogger("streams.gate")
 

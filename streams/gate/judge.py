@@ -30,11 +30,11 @@ from schemas.events import DataEventCaptured, DeadLettered
 from schemas.taxonomy import Purpose, Recipient, SubjectKind
 from schemas.topics import Topics
 from schemas.validation import identifier_problem
-from streams import records
+from streams.engine.wire import Encoder
 from streams.gate.rules import GatePolicy, decide
-from streams.resolution import SubjectState
-from streams.times import now_ms, to_ms
-from streams.wire import Encoder
+from streams.intake import records
+from streams.intake.resolution import SubjectState
+from streams.intake.times import now_ms, to_ms
 
 log = logging.getLogger("streams.gate")
 
@@ -136,7 +136,7 @@ class GateBatch:
 class GateJudge:
     """Decides batches of data events against the subjects' consent state.
 
-    ``state`` maps a subject id to its :class:`~streams.resolution.SubjectState`; the
+    ``state`` maps a subject id to its :class:`~streams.intake.resolution.SubjectState`; the
     gate's loop updates it between batches, never while one is decided. The gate's own
     (:class:`~streams.gate.state.SubjectStates`) reads a subject's record on lookup: one
     that cannot be read raises an InvalidEventError there, and the data event is

@@ -56,6 +56,7 @@ from schemas.runtime.backoff import RETRY
 from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.membership import Membership, claim
+from streams.engine.wire import RegistryEncoder
 from streams.gate.coverage import Coverage, Need
 from streams.gate.ends import EndOffsets
 from streams.gate.flights import Flight, Flights
@@ -64,8 +65,7 @@ from streams.gate.judge import GateBatch, GateJudge, PublishError
 from streams.gate.metrics import GateMetrics
 from streams.gate.settings import GateSettings
 from streams.gate.state import ConsentStates
-from streams.state_topic import StateReader
-from streams.wire import RegistryEncoder
+from streams.intake.state_topic import StateReader
 
 log = logging.getLogger("streams.gate")
 

@@ -29,7 +29,7 @@ from schemas.taxonomy import (
     Recipient,
     Regime,
 )
-from streams.resolution import SubjectState
+from streams.intake.resolution import SubjectState
 
 
 class Verdict(StrEnum):

@@ -1,13 +1,13 @@
 """The subjects' consent state on the gate's partitions, rebuilt from the state topic.
 
-The workers keep each subject's whole :class:`~streams.resolution.SubjectState` in their
+The workers keep each subject's whole :class:`~streams.intake.resolution.SubjectState` in their
 ``consent-state`` table, whose changelog is the contract's compacted state topic
 (``consent.state``), keyed by subject and written on the subject's consent partition
 number (which is also its data partition number). The gate decides by the decision in
 force *when the data was produced*, per recipient, with grant expiry, restriction and
 erasure times: each ``ConsentStateRecorded`` carries that history beside the current
 choices the sinks read. The records are read by the same reader the workers' table
-recovery uses (:class:`streams.state_topic.StateReader`), so there is one reader of them.
+recovery uses (:class:`streams.intake.state_topic.StateReader`), so there is one reader of them.
 
 A record is kept as it came and read only when a data event of its subject is judged,
 once per record (:class:`SubjectStates`). Most state records are never looked at: a
@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from schemas.errors import InvalidEventError
-from streams.resolution import SubjectState
-from streams.state_topic import StateRecordError
+from streams.intake.resolution import SubjectState
+from streams.intake.state_topic import StateRecordError
 
 __all__ = ["ConsentStates", "StateRecordError", "SubjectStates", "UnreadableStateError"]
 

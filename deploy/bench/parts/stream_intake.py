@@ -67,12 +67,12 @@ from schemas.taxonomy import (
     SubjectKind,
 )
 from schemas.topics import Topics
-from streams import gc_tuning
-from streams.agents.context import StreamContext
-from streams.agents.intake import Intake
+from streams.engine import gc_tuning
+from streams.engine.context import StreamContext
+from streams.engine.wire import RegistryEncoder
+from streams.intake.agent import Intake
+from streams.intake.routing import load_policy
 from streams.metrics import StreamMetrics
-from streams.routing import load_policy
-from streams.wire import RegistryEncoder
 
 MARKETING = (Purpose.MARKETING_EMAIL, Purpose.MARKETING_SMS, Purpose.MARKETING_TELEPHONE)
 

@@ -40,7 +40,7 @@ ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "consent-relay.json"
 WITHDRAWALS = 40
 TOKEN = "integration-test-token"
-# One destination of each sink family hears these (streams/routing.toml).
+# One destination of each sink family hears these (streams/intake/routing.toml).
 PURPOSES = ["MARKETING_EMAIL", "RESEARCH_AND_STATISTICS", "SHARE_WITH_BUSINESS_PARTNERS"]
 DESTINATIONS = ("suppression_list", "analytics_store", "business_partners")
 # Settings prefixes of the relay's processes: a developer's own must not leak in.

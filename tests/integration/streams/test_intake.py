@@ -26,7 +26,7 @@ from schemas.taxonomy import (
     SinkFamily,
     Source,
 )
-from streams.tables import DONE, PENDING, STATE, changelog_topic
+from streams.engine.tables import DONE, PENDING, STATE, changelog_topic
 
 ADS = ("google", "facebook", "instagram", "twitter", "vkontakte")
 COOKIE_ADS = ("criteo", "bing", "yahoo", "mail_ru", "yandex")

@@ -12,7 +12,7 @@ from typing import Any
 
 from schemas.events import FullyPropagated, InstructionIssued
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
-from streams import query
+from streams.proof import query
 
 
 def test_receipts_complete_a_withdrawal(stream_kit: Any, events: Any) -> None:

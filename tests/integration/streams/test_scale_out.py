@@ -19,7 +19,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 from schemas.taxonomy import Choice, Purpose, Right
-from streams import query
+from streams.proof import query
 
 WITHDRAWALS = 400
 OBJECTIONS = 40

@@ -15,11 +15,11 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from schemas.codec import EventDecoder
 from schemas.events import ConsentEntry, ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime
-from streams.resolution import Claim, Effect, SubjectState, apply
-from streams.state_topic import StateReader
-from streams.table_codecs import encode_state
-from streams.tables import STATE, changelog_topic
-from streams.times import from_ms, to_ms
+from streams.engine.table_codecs import encode_state
+from streams.engine.tables import STATE, changelog_topic
+from streams.intake.resolution import Claim, Effect, SubjectState, apply
+from streams.intake.state_topic import StateReader
+from streams.intake.times import from_ms, to_ms
 
 ADS = Purpose.SHARE_WITH_ADVERTISING_PLATFORMS
 GENERAL = (ADS, Regime.GDPR, None)

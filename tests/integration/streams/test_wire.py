@@ -17,9 +17,9 @@ from schemas.events import (
 )
 from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Channel, Choice, Purpose, Recipient, Regime, Right, SubjectKind
-from streams.records import consent_state
-from streams.resolution import Decision, Erasure, SubjectState, Toggle
-from streams.wire import RegistryEncoder
+from streams.engine.wire import RegistryEncoder
+from streams.intake.records import consent_state
+from streams.intake.resolution import Decision, Erasure, SubjectState, Toggle
 
 NOW = 1_764_000_000_000
 SUBJECT = {"id": "s-wire", "kind": "ACCOUNT"}
@@ -64,7 +64,7 @@ EXAMPLES: list[tuple[type[Any], dict[str, Any]]] = [
         },
     ),
     (
-        # As intake makes it: written from the state by streams.state_writer.
+        # As intake makes it: written from the state by streams.intake.state_writer.
         ConsentStateRecorded,
         consent_state(
             "s-wire",

@@ -108,7 +108,7 @@ class FakePartner:
 
 def item(event_id: str, partner: str, action: Action = Action.SUPPRESS) -> DestinationInstruction:
     return DestinationInstruction(
-        # A second action for the same partner has an id of its own (streams.fanout).
+        # A second action for the same partner has an id of its own (streams.intake.fanout).
         instruction_id=instruction_id(event_id, FAMILY, partner)
         if action is Action.SUPPRESS
         else str(uuid.uuid4()),

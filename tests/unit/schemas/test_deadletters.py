@@ -9,7 +9,7 @@ from schemas import deadletters
 from schemas.converters import to_dict
 from schemas.errors import DecodeError, ValidationError
 from schemas.events import DeadLettered
-from streams.records import dead_letter
+from streams.intake.records import dead_letter
 
 AT = datetime(2026, 12, 6, tzinfo=UTC)
 

@@ -446,7 +446,7 @@ NOT_YET_IN_THE_CONTRACT: dict[str, str] = {
     "Purpose.HEALTH_DATA_FOR_DISPUTES": (
         "FR A: end users' health data handled in complaints or disputes, only with explicit "
         "consent (Art. 9). A refusable purpose needs a destination that hears its "
-        "withdrawal (streams/routing.py refuses to start otherwise), and no sink holds "
+        "withdrawal (streams/intake/routing.py refuses to start otherwise), and no sink holds "
         "dispute files yet: add the symbol together with that destination."
     ),
 }

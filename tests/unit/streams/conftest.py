@@ -40,10 +40,10 @@ from schemas.taxonomy import (
     SubjectKind,
 )
 from schemas.topics import Topics
-from streams.agents.context import StreamContext
+from streams.engine.context import StreamContext
+from streams.intake.records import StateAvro, consent_state
+from streams.intake.routing import RoutingPolicy, load_policy
 from streams.metrics import StreamMetrics
-from streams.records import StateAvro, consent_state
-from streams.routing import RoutingPolicy, load_policy
 
 
 class Make:

@@ -10,9 +10,9 @@ import pytest
 from schemas.events import InstructionsAnswered, answers_id, instruction_id
 from schemas.taxonomy import Choice, Outcome, Purpose, Right, SinkFamily
 from schemas.topics import DESTINATION_HEADER
-from streams.agents.intake import Intake
-from streams.agents.receipts import Receipts
-from streams.progress import decode
+from streams.intake.agent import Intake
+from streams.intake.progress import decode
+from streams.proof.agent import Receipts
 
 
 def run(coro: Any) -> Any:
@@ -253,7 +253,7 @@ def test_metrics_are_counted_per_batch(harness: Any, make: Any) -> None:
 def test_a_bug_on_one_message_dead_letters_it_and_keeps_the_rest(
     harness: Any, make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.agents import intake as intake_module  # noqa: PLC0415
+    from streams.intake import agent as intake_module  # noqa: PLC0415
 
     topics = harness.topics
     poisoned = make.changed(Choice.WITHDRAWN, Purpose.MARKETING_EMAIL)

@@ -9,7 +9,7 @@ import socket
 import time
 
 from schemas.runtime.kafka import KafkaSettings
-from streams.broker import broker_waiter
+from streams.engine.broker import broker_waiter
 
 
 def settings(port: int) -> KafkaSettings:

@@ -17,11 +17,11 @@ from schemas.taxonomy import (
     Right,
     SinkFamily,
 )
-from streams.claims import effect_of
-from streams.fanout import routes
-from streams.resolution import apply
-from streams.routing import RoutingPolicy
-from streams.times import to_ms
+from streams.intake.claims import effect_of
+from streams.intake.fanout import routes
+from streams.intake.resolution import apply
+from streams.intake.routing import RoutingPolicy
+from streams.intake.times import to_ms
 
 
 def route_set(policy: RoutingPolicy, *events: Any) -> list[set[tuple[str, str, tuple[str, ...]]]]:
@@ -180,7 +180,7 @@ def test_a_general_grant_does_not_reach_a_partner_with_a_newer_specific_withdraw
 
 
 def test_marketing_instructions_name_their_channels(policy: RoutingPolicy, make: Any) -> None:
-    from streams import records  # noqa: PLC0415
+    from streams.intake import records  # noqa: PLC0415
 
     event = make.right(Right.OBJECT_TO_DIRECT_MARKETING)
     effect = effect_of(event, policy)

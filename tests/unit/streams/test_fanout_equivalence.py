@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.taxonomy import Action, Choice, Purpose, Recipient, Regime, SubjectKind
-from streams.fanout import routes
-from streams.resolution import Claim, Effect, SubjectState, apply
-from streams.routing import Destination, RoutingPolicy, load_policy
+from streams.intake.fanout import routes
+from streams.intake.resolution import Claim, Effect, SubjectState, apply
+from streams.intake.routing import Destination, RoutingPolicy, load_policy
 
 POLICY = load_policy()
 KEYS = [

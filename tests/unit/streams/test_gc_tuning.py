@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams import gc_tuning
+from streams.engine import gc_tuning
 
 
 @pytest.fixture

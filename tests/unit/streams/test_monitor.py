@@ -9,7 +9,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.monitor import RelayMonitor
+from streams.engine.monitor import RelayMonitor
 
 
 class FakeTask:

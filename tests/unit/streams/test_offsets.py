@@ -18,7 +18,7 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 from schemas.runtime.kafka import KafkaSettings
-from streams import offsets
+from streams.engine import offsets
 
 KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1")
 

@@ -1,5 +1,5 @@
 """Batches processed while the batch before is still being delivered
-(streams.agents.batch.submit): they read the tables as it leaves them, hand their output
+(streams.engine.batch.submit): they read the tables as it leaves them, hand their output
 over only once it has committed, and are processed again if it had to be."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 from schemas.taxonomy import Choice, Purpose
-from streams.agents.intake import Intake
-from streams.agents.receipts import Receipts
+from streams.intake.agent import Intake
+from streams.proof.agent import Receipts
 
 from .conftest import RecordingSender, _decode
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.progress import IntakeProgressed, ProgressRecordError, decode, encode
+from streams.intake.progress import IntakeProgressed, ProgressRecordError, decode, encode
 
 
 def test_a_record_reads_back_as_written() -> None:

@@ -18,12 +18,7 @@ from schemas.taxonomy import (
     SinkFamily,
     SubjectKind,
 )
-from streams import propagation
-from streams.fanout import Route
-from streams.propagation import Orphan, SubjectPropagations
-from streams.resolution import HISTORY, Claim, Effect, SubjectState, apply
-from streams.routing import Destination
-from streams.table_codecs import (
+from streams.engine.table_codecs import (
     decode_done,
     decode_pending,
     decode_state,
@@ -31,6 +26,11 @@ from streams.table_codecs import (
     encode_pending,
     encode_state,
 )
+from streams.intake.fanout import Route
+from streams.intake.resolution import HISTORY, Claim, Effect, SubjectState, apply
+from streams.intake.routing import Destination
+from streams.proof import propagation
+from streams.proof.propagation import Orphan, SubjectPropagations
 
 A = Destination(SinkFamily.MARKETING, "suppression_list", frozenset(), True)
 B = Destination(SinkFamily.PARTNER_SHARING, "criteo", frozenset(), True, Recipient.CRITEO)

@@ -1,5 +1,5 @@
 """The agents' topics hand each message's key and value bytes through as they came
-(streams.raw), exactly what Faust's ``raw`` serializers gave, without the app's
+(streams.engine.raw), exactly what Faust's ``raw`` serializers gave, without the app's
 serializer registry."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import faust
 import pytest
 from faust.types import Message
 
-from streams.raw import RawMessages
+from streams.engine.raw import RawMessages
 
 
 def message(key: bytes | None, value: bytes | None) -> Message:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
-from streams.resolution import HISTORY, Claim, Effect, SubjectState, apply
+from streams.intake.resolution import HISTORY, Claim, Effect, SubjectState, apply
 
 EMAIL = (Purpose.MARKETING_EMAIL, Regime.GDPR, None)
 EMAIL_CCPA = (Purpose.MARKETING_EMAIL, Regime.CCPA, None)

@@ -19,9 +19,15 @@ from schemas.taxonomy import (
     Right,
     SinkFamily,
 )
-from streams.routing import RightEffect, RoutingError, RoutingPolicy, load_policy, parse_policy
+from streams.intake.routing import (
+    RightEffect,
+    RoutingError,
+    RoutingPolicy,
+    load_policy,
+    parse_policy,
+)
 
-PACKAGED = Path(__file__).resolve().parents[3] / "streams" / "routing.toml"
+PACKAGED = Path(__file__).resolve().parents[3] / "streams" / "intake" / "routing.toml"
 AGREED_PARTNERS = {
     "sellers",
     "business_partners",

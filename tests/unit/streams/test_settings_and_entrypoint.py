@@ -71,7 +71,7 @@ def test_entrypoint_refuses_a_bad_routing_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     bad = tmp_path / "routing.toml"
-    packaged = Path(__file__).resolve().parents[3] / "streams" / "routing.toml"
+    packaged = Path(__file__).resolve().parents[3] / "streams" / "intake" / "routing.toml"
     bad.write_text(packaged.read_text().replace('"suppression_list"', '"Bad Name"'))
     for key, value in {**KAFKA, "STREAMS_ROUTING_FILE": str(bad)}.items():
         monkeypatch.setenv(key, value)

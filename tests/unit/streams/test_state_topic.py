@@ -16,12 +16,12 @@ from schemas.converters import to_dict
 from schemas.errors import InvalidEventError
 from schemas.events import ConsentEntry, ConsentStateRecorded, Subject
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
-from streams.agents.intake import Intake
-from streams.faust_codecs import STATE_CODEC, register_codecs
-from streams.records import consent_state
-from streams.resolution import HISTORY, Claim, Effect, SubjectState, apply
-from streams.state_topic import StateReader, StateRecordError
-from streams.times import from_ms
+from streams.engine.faust_codecs import STATE_CODEC, register_codecs
+from streams.intake.agent import Intake
+from streams.intake.records import consent_state
+from streams.intake.resolution import HISTORY, Claim, Effect, SubjectState, apply
+from streams.intake.state_topic import StateReader, StateRecordError
+from streams.intake.times import from_ms
 
 EMAIL = (Purpose.MARKETING_EMAIL, Regime.GDPR, None)
 PARTNERS = (Purpose.SHARE_WITH_BUSINESS_PARTNERS, Regime.GDPR, Recipient.BUSINESS_PARTNERS)

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from schemas.codec import SHIPPED, WIRE_MAGIC, schema_text
 from schemas.events import ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
-from streams import state_writer
-from streams.records import StateAvro, consent_state, state_record
-from streams.resolution import (
+from streams.engine.wire import RegistryEncoder
+from streams.intake import state_writer
+from streams.intake.records import StateAvro, consent_state, state_record
+from streams.intake.resolution import (
     HISTORY,
     Claim,
     ConsentKey,
@@ -28,8 +29,7 @@ from streams.resolution import (
     Toggle,
     apply,
 )
-from streams.state_writer import StateSchemaError, StateWriter
-from streams.wire import RegistryEncoder
+from streams.intake.state_writer import StateSchemaError, StateWriter
 
 SCHEMA = SHIPPED[ConsentStateRecorded].parsed
 KEYS: list[ConsentKey] = [

@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.taxonomy import Outcome, SubjectKind
-from streams import table_codecs
-from streams.propagation import Answer, Orphan, Propagation, SubjectPropagations
-from streams.table_codecs import (
+from streams.engine import table_codecs
+from streams.engine.table_codecs import (
     DoneFragments,
     decode_done,
     decode_pending,
     encode_done,
     encode_pending,
 )
+from streams.proof.propagation import Answer, Orphan, Propagation, SubjectPropagations
 
 TEXT = st.text(max_size=12)  # any text: the JSON escapes non-ASCII and quotes the same way
 MS = st.integers(0, 2**53)

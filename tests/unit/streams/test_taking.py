@@ -1,4 +1,4 @@
-"""Batches of whatever is queued (streams.agents.taking) on a Faust in-memory channel."""
+"""Batches of whatever is queued (streams.engine.taking) on a Faust in-memory channel."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types.tuples import Message
 
-from streams.agents.taking import pipelined, queued_batches
+from streams.engine.taking import pipelined, queued_batches
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from schemas.runtime.kafka import KafkaSettings
-from streams import upgrade_state
-from streams.upgrade_state import UpgradeError, upgrade
+from streams.intake import upgrade_state
+from streams.intake.upgrade_state import UpgradeError, upgrade
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:9")
 

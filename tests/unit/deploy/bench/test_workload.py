@@ -16,7 +16,7 @@ from deploy.bench.workload import (
 )
 from schemas.events import CookiePreferencesSet
 from schemas.taxonomy import PURPOSE_SPECS, Purpose, SinkFamily
-from streams.routing import load_policy
+from streams.intake.routing import load_policy
 
 
 def _families(purposes: set[Purpose]) -> set[SinkFamily]:

@@ -13,12 +13,12 @@ from schemas.converters import from_dict, to_dict
 from schemas.errors import InvalidEventError, ValidationError
 from schemas.events import DataEventCaptured
 from schemas.taxonomy import Choice, Purpose, Recipient
-from streams.agents.intake import Intake
 from streams.gate.judge import GateJudge, UnexpectedEventError, read_data_event
 from streams.gate.rules import GatePolicy
 from streams.gate.state import SubjectStates
-from streams.state_topic import StateReader
-from streams.times import to_ms
+from streams.intake.agent import Intake
+from streams.intake.state_topic import StateReader
+from streams.intake.times import to_ms
 
 DECODER = EventDecoder(None)
 

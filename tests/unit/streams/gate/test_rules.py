@@ -6,7 +6,7 @@ import pytest
 
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
 from streams.gate.rules import GatePolicy, Verdict, decide
-from streams.resolution import Claim, Effect, SubjectState, apply
+from streams.intake.resolution import Claim, Effect, SubjectState, apply
 
 GDPR = GatePolicy()
 EMAIL = Purpose.MARKETING_EMAIL

@@ -16,10 +16,10 @@ from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
 from streams.gate.coverage import Coverage
 from streams.gate.follower import StateFollower
 from streams.gate.state import ConsentStates, StateRecordError, UnreadableStateError
-from streams.progress import IntakeProgressed, encode
-from streams.records import consent_state
-from streams.resolution import Claim, Effect, SubjectState, apply
-from streams.state_topic import StateReader
+from streams.intake.progress import IntakeProgressed, encode
+from streams.intake.records import consent_state
+from streams.intake.resolution import Claim, Effect, SubjectState, apply
+from streams.intake.state_topic import StateReader
 
 CHANGELOG = "consent.state"
 PROGRESS = "consent.intake.progress"

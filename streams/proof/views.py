@@ -17,6 +17,7 @@ be given a token through Faust's API, so they are switched off (:data:`FAUST_VIE
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 import aiohttp
@@ -26,8 +27,9 @@ from faust.exceptions import SameNode
 
 from schemas.runtime.bearer import BearerGuard, authorization
 from schemas.runtime.settings import Secret
-from streams import query
-from streams.agents.context import log
+from streams.proof import query
+
+log = logging.getLogger("streams")
 
 FAUST_VIEWS: Final[dict[str, Any]] = {
     "web_router_enabled": False,

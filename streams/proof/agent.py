@@ -16,11 +16,12 @@ from collections.abc import Sequence
 
 from schemas.errors import InvalidEventError
 from schemas.events import InstructionsAnswered, PropagationReceipt
-from streams import propagation, records
-from streams.agents.batch import Batch, UnexpectedEventError, submit
-from streams.agents.context import RawMessage, StreamContext
-from streams.propagation import Orphan, SubjectPropagations
-from streams.times import to_ms
+from streams.engine.batch import Batch, UnexpectedEventError, submit
+from streams.engine.context import RawMessage, StreamContext
+from streams.intake import records
+from streams.intake.times import to_ms
+from streams.proof import propagation
+from streams.proof.propagation import Orphan, SubjectPropagations
 
 STAGE = "stream.receipts"
 EVENT_TYPE = PropagationReceipt.__name__
@@ -37,7 +38,7 @@ class Receipts:
         await (await self.submit(messages))
 
     async def submit(self, messages: Sequence[RawMessage]) -> asyncio.Future[Batch]:
-        """Process one batch and hand its output over (:func:`~streams.agents.batch.submit`);
+        """Process one batch and hand its output over (:func:`~streams.engine.batch.submit`);
         the returned future resolves once it is committed."""
         self.ctx.activity[STAGE] = "waiting for the tables"
         return await submit(self.ctx, messages, lambda after: ReceiptsBatch(self.ctx, after))

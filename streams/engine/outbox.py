@@ -6,7 +6,7 @@ for the broker's acknowledgement of every one; only then are the batch's source
 offsets acknowledged. Outputs co-partitioned with the input carry the input's
 partition, so the producer's partitioner does not run for them; the few without one
 (dead letters, re-keyed input) are partitioned by the producer. Table changes are here
-too (:mod:`streams.staging`), so they are acknowledged with the rest.
+too (:mod:`streams.engine.staging`), so they are acknowledged with the rest.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 An agent reads and writes through a :class:`Staged` view while it processes a batch.
 A view may read through the view of the batch published just before it, whose
-output is still on its way to the broker (:mod:`streams.agents.batch` processes the
+output is still on its way to the broker (:mod:`streams.engine.batch` processes the
 next batch meanwhile): that batch's writes are what the table will hold once it
 commits. Before publishing, :meth:`Staged.publish` adds one changelog message per touched key
 to the batch's outbox (explicit partition: the partition of the message that touched
@@ -22,7 +22,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from streams.outbox import Outbox
+from streams.engine.outbox import Outbox
 
 K = TypeVar("K")
 V = TypeVar("V")

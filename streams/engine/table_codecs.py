@@ -1,13 +1,13 @@
 """How the propagation tables' values are written to their compacted changelog topics.
 
 Table values are compact JSON (short keys, epoch-millisecond times), registered as
-Faust codecs (:mod:`streams.faust_codecs`) so tables hold Python objects in memory and
+Faust codecs (:mod:`streams.engine.faust_codecs`) so tables hold Python objects in memory and
 encode only on write. This module does not import Faust: the same functions let
-:mod:`streams.query` read the changelog topics without it.
+:mod:`streams.proof.query` read the changelog topics without it.
 
-The state table's changelog is the state topic (:mod:`streams.state_topic`);
+The state table's changelog is the state topic (:mod:`streams.intake.state_topic`);
 :func:`encode_state` and :func:`decode_state` are the format of its old JSON changelog,
-kept for :mod:`streams.upgrade_state`, which copies such a changelog over once.
+kept for :mod:`streams.intake.upgrade_state`, which copies such a changelog over once.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import json
 from typing import Any
 
 from schemas.taxonomy import Choice, Outcome, Purpose, Recipient, Regime, SubjectKind
-from streams.propagation import Answer, Orphan, Propagation, SubjectPropagations
-from streams.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
+from streams.intake.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
+from streams.proof.propagation import Answer, Orphan, Propagation, SubjectPropagations
 
 _W, _G = "W", "G"
 

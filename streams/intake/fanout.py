@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from schemas.ids import uuid5
 from schemas.taxonomy import Action, Choice, Purpose
-from streams.resolution import Applied, Effect
-from streams.routing import Destination, RoutingPolicy
+from streams.intake.resolution import Applied, Effect
+from streams.intake.routing import Destination, RoutingPolicy
 
 TRACKED_ACTIONS = frozenset(
     {Action.SUPPRESS, Action.ERASE, Action.RESTRICT, Action.LIFT_RESTRICTION}

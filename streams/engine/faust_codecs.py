@@ -1,9 +1,9 @@
 """The table codecs registered with Faust, by name, for the worker's tables.
 
 The formats themselves do not import Faust: the state table's changelog is the
-contract's state topic, read by :mod:`streams.state_topic` (which the consent gate, a
+contract's state topic, read by :mod:`streams.intake.state_topic` (which the consent gate, a
 process that must not load Faust, reads it with too); the other tables' changelogs are
-:mod:`streams.table_codecs`. Only the worker's wiring (:mod:`streams.app`) imports this
+:mod:`streams.engine.table_codecs`. Only the worker's wiring (:mod:`streams.app`) imports this
 module. ``_dumps``/``_loads`` are the hooks Faust documents for a custom codec.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 from faust.serializers import codecs
 
 from schemas.errors import ConsentRelayError
-from streams.state_topic import StateReader
-from streams.table_codecs import decode_done, decode_pending, encode_done, encode_pending
+from streams.engine.table_codecs import decode_done, decode_pending, encode_done, encode_pending
+from streams.intake.state_topic import StateReader
 
 STATE_CODEC = "consent_relay_state"
 PENDING_CODEC = "consent_relay_pending"

@@ -1,7 +1,7 @@
 """The schema of the topics the agents read: the Kafka message as it came, undecoded.
 
 The processors read ``event.message`` (its key and value bytes, partition and offset)
-and decode each value once themselves (:mod:`streams.wire`). Faust's own schema would
+and decode each value once themselves (:mod:`streams.engine.wire`). Faust's own schema would
 first pass every key and value through its serializer registry (codec lookups and calls
 per message, for bytes nobody reads); :class:`RawMessages` overrides the two ``loads_*``
 hooks Faust documents for extending a schema ("Schemas" in Faust's models guide) to hand

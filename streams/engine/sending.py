@@ -13,7 +13,7 @@ import faust
 
 
 class ProducerSender:
-    """The outbox's :class:`~streams.outbox.Sender` over Faust's producer (once it runs)."""
+    """The outbox's :class:`~streams.engine.outbox.Sender` over Faust's producer (once it runs)."""
 
     def __init__(self, app: faust.App) -> None:
         self._app = app

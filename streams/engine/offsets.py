@@ -28,6 +28,7 @@ the last one fetched is delivered twice).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
@@ -36,7 +37,8 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from faust.types import TP
 
 from schemas.runtime.kafka import KafkaSettings
-from streams.agents.context import log
+
+log = logging.getLogger("streams")
 
 
 def committed_positions(

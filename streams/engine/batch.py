@@ -1,6 +1,6 @@
 """One batch's work area and the publish-or-retry loop every processor uses.
 
-A :class:`Batch` stages table writes, collects output in an :class:`~streams.outbox.Outbox`
+A :class:`Batch` stages table writes, collects output in an :class:`~streams.engine.outbox.Outbox`
 and counts metrics. :func:`submit` processes a batch's messages and hands its output to
 the producer; the batch commits its staged writes and counts once every delivery is
 acknowledged, and meanwhile the next batch is processed, reading the tables as this one
@@ -20,6 +20,7 @@ is sent again one message at a time to find it).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -30,19 +31,20 @@ from schemas.events import DeadLettered, FullyPropagated, InstructionIssued, Ins
 from schemas.runtime.backoff import RETRY
 from schemas.taxonomy import SinkFamily
 from schemas.topics import DESTINATION_HEADER, ONE_RECORD_PER_EVENT, destinations_header
-from streams import records
-from streams.agents.context import (
+from streams.engine.context import (
     InFlight,
     RawMessage,
     StreamContext,
-    log,
 )
-from streams.fanout import Route
+from streams.engine.outbox import Headers, Outbox
+from streams.engine.staging import Staged
+from streams.intake import records
+from streams.intake.fanout import Route
+from streams.intake.times import now_ms
 from streams.metrics import Tally
-from streams.outbox import Headers, Outbox
-from streams.propagation import Propagation, SubjectPropagations
-from streams.staging import Staged
-from streams.times import now_ms
+from streams.proof.propagation import Propagation, SubjectPropagations
+
+log = logging.getLogger("streams")
 
 
 class PublishError(ConsentRelayError):

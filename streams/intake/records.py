@@ -20,9 +20,9 @@ from schemas import deadletters
 from schemas.converters import to_dict
 from schemas.events import NAMESPACE, ConsentHistory, Subject
 from schemas.taxonomy import PURPOSE_SPECS, Channel, Purpose, Right
-from streams.fanout import Route
-from streams.propagation import HONOURING, Propagation
-from streams.resolution import SubjectState
+from streams.intake.fanout import Route
+from streams.intake.resolution import SubjectState
+from streams.proof.propagation import HONOURING, Propagation
 
 _HISTORY = f"{NAMESPACE}.{ConsentHistory.__name__}"
 
@@ -112,7 +112,7 @@ def _channels_of(purposes: tuple[Purpose, ...]) -> tuple[Channel, ...]:
 class StateAvro(dict[str, Any]):
     """A ConsentStateRecorded's Avro dict that also holds the state it was made from: the
     stream's encoder writes its entries and decisions from the state's histories with
-    their bytes kept per key (:mod:`streams.state_writer`), not from this dict's lists."""
+    their bytes kept per key (:mod:`streams.intake.state_writer`), not from this dict's lists."""
 
     __slots__ = ("state",)
 
@@ -123,7 +123,7 @@ class StateAvro(dict[str, Any]):
 
 def state_record(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
     """A ConsentStateRecorded for the stream's encoder only: the fields not made from the
-    histories (subject, flags, time) and the state, from which :mod:`streams.state_writer`
+    histories (subject, flags, time) and the state, from which :mod:`streams.intake.state_writer`
     writes the entries and the history, so they are not built as dicts (half the cost of
     a busy subject's record once its bytes are cached). Not a whole Avro dict: fastavro
     refuses it (``entries`` is missing); anything else takes :func:`consent_state`."""
@@ -141,7 +141,7 @@ def state_record(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro
 def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
     """A ConsentStateRecorded: the current choice per (purpose, regime) for the sinks,
     and in ``history`` the whole state, which the state table recovers from
-    (:mod:`streams.state_topic` reads it back) and the consent gate judges by.
+    (:mod:`streams.intake.state_topic` reads it back) and the consent gate judges by.
 
     Choices limited to named recipients have no place in the contract's ConsentEntry
     yet, so only choices covering every recipient are entries; ``history`` has them all.

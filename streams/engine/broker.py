@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 from schemas.runtime.kafka import KafkaSettings
-from streams.agents.context import log
+
+log = logging.getLogger("streams")
+
 
 ATTEMPT_SECONDS: Final = (0.2, 0.5, 1.0)
 """Pauses between attempts to connect, the last one repeated: a refused connection fails

@@ -34,10 +34,13 @@ next batch while the last one's output is still being delivered.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-from streams.agents.context import RawMessage, log
+from streams.engine.context import RawMessage
+
+log = logging.getLogger("streams")
 
 HANDOVER_TURNS = 16
 """Event-loop turns a batch waits, its queue empty, for Faust's fetcher to hand over one

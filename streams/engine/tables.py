@@ -11,12 +11,12 @@ from __future__ import annotations
 from typing import Final
 
 STATE: Final = "consent-state"
-"""Subject → :class:`~streams.resolution.SubjectState`; its changelog is the state topic
-(``consent.state``, :mod:`streams.state_topic`), not one named by :func:`changelog_topic`."""
+"""Subject → :class:`~streams.intake.resolution.SubjectState`; its changelog is the state topic
+(``consent.state``, :mod:`streams.intake.state_topic`), not one named by :func:`changelog_topic`."""
 PENDING: Final = "propagation-pending"
-"""Subject → :class:`~streams.propagation.SubjectPropagations` (not yet honoured)."""
+"""Subject → :class:`~streams.proof.propagation.SubjectPropagations` (not yet honoured)."""
 DONE: Final = "propagation-done"
-"""Subject → its most recent completed :class:`~streams.propagation.Propagation` s."""
+"""Subject → its most recent completed :class:`~streams.proof.propagation.Propagation` s."""
 
 
 CHANGELOG_CONFIG: Final = {"segment.ms": "60000", "delete.retention.ms": "600000"}

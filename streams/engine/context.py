@@ -4,28 +4,25 @@ One :class:`StreamContext` is built per worker. Intake and receipts both write t
 propagation tables, so they process one batch at a time (:attr:`StreamContext.lock`),
 each reading the tables as the batch before it leaves them, even while that batch's
 output is still on its way to the broker (:attr:`StreamContext.in_flight`,
-:func:`streams.agents.batch.submit`).
+:func:`streams.engine.batch.submit`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
+from streams.engine.outbox import Sender
+from streams.engine.staging import Changelog
+from streams.engine.wire import Decoder, Encoder
+from streams.intake.resolution import SubjectState
+from streams.intake.routing import RoutingPolicy
 from streams.metrics import StreamMetrics
-from streams.outbox import Sender
-from streams.propagation import Propagation, SubjectPropagations
-from streams.resolution import SubjectState
-from streams.routing import RoutingPolicy
-from streams.staging import Changelog
-from streams.wire import Decoder, Encoder
-
-log = logging.getLogger("streams")
+from streams.proof.propagation import Propagation, SubjectPropagations
 
 
 async def _broker_answers() -> None:
@@ -47,7 +44,7 @@ class InFlight:
     """The batch whose output the producer has, until it is durable and committed."""
 
     batch: Any
-    """The :class:`streams.agents.batch.Batch`."""
+    """The :class:`streams.engine.batch.Batch`."""
     settled: asyncio.Future[bool]
     """True once committed as processed; False once committed after being processed
     again (its first output failed): whatever read its staged writes must be processed
@@ -77,7 +74,7 @@ class StreamContext:
     """The batch handed to the producer last, until it has committed."""
     sleep: Any = asyncio.sleep
     broker_ready: Callable[[], Awaitable[None]] = _broker_answers
-    """Returns once the broker accepts connections (:mod:`streams.broker`): a batch whose
+    """Returns once the broker accepts connections (:mod:`streams.engine.broker`): a batch whose
     output could not be published waits for it before handing it to the producer again."""
     activity: dict[str, str] = field(default_factory=dict)
     """Stage → what it is doing now (logged on SIGUSR2, for diagnosing a stall)."""

@@ -2,13 +2,13 @@
 
 For each message of the consent topic: decode and validate (anything else is
 dead-lettered with the reason and its coordinates), turn the event into its effect on
-the subject's consent (:mod:`streams.claims`), fold it into the subject's state
-(:mod:`streams.resolution`), route what is now in force (:mod:`streams.fanout`) as
+the subject's consent (:mod:`streams.intake.claims`), fold it into the subject's state
+(:mod:`streams.intake.resolution`), route what is now in force (:mod:`streams.intake.fanout`) as
 instructions (the partners' as one record per event: :meth:`Batch.instructions`), and
 for a withdrawal or a rights request record which destinations must honour it
-(:mod:`streams.propagation`). Each subject whose state changed is published once per
+(:mod:`streams.proof.propagation`). Each subject whose state changed is published once per
 batch to the compacted state topic, which is also the state table's changelog
-(:mod:`streams.state_topic`).
+(:mod:`streams.intake.state_topic`).
 
 A message whose key is not its subject's id would put the subject's events on two
 partitions (and two workers); it is re-published keyed by the subject instead, so it
@@ -16,7 +16,7 @@ still takes effect, in order with that subject's other events.
 
 After a batch is published (every delivery acknowledged, the state changelog's
 included), intake writes how far it got on each of the batch's consent partitions to
-the progress topic (:mod:`streams.progress`): the consent gate, its own process, waits
+the progress topic (:mod:`streams.intake.progress`): the consent gate, its own process, waits
 on it before deciding data against the state. It must come after those
 acknowledgements, not with them, or the gate could read the progress before the state.
 """
@@ -24,6 +24,7 @@ acknowledgements, not with them, or the gate could read the progress before the 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,14 +36,17 @@ from schemas.events import (
     RightsRequested,
 )
 from schemas.taxonomy import Choice
-from streams import fanout, progress, propagation, records
-from streams.agents.batch import Batch, UnexpectedEventError, submit
-from streams.agents.context import RawMessage, StreamContext, log
-from streams.claims import effect_of
-from streams.propagation import SubjectPropagations
-from streams.resolution import Effect, SubjectState, apply
-from streams.staging import Staged
-from streams.times import now_ms, to_ms
+from streams.engine.batch import Batch, UnexpectedEventError, submit
+from streams.engine.context import RawMessage, StreamContext
+from streams.engine.staging import Staged
+from streams.intake import fanout, progress, records
+from streams.intake.claims import effect_of
+from streams.intake.resolution import Effect, SubjectState, apply
+from streams.intake.times import now_ms, to_ms
+from streams.proof import propagation
+from streams.proof.propagation import SubjectPropagations
+
+log = logging.getLogger("streams")
 
 STAGE = "stream.intake"
 
@@ -58,7 +62,7 @@ class Intake:
         await (await self.submit(messages))
 
     async def submit(self, messages: Sequence[RawMessage]) -> asyncio.Future[None]:
-        """Process one batch and hand its output over (:func:`~streams.agents.batch.submit`);
+        """Process one batch and hand its output over (:func:`~streams.engine.batch.submit`);
         the returned future resolves once it is committed and its progress reported."""
         self.ctx.activity[STAGE] = "waiting for the tables"
         committed = await submit(self.ctx, messages, lambda after: IntakeBatch(self.ctx, after))

@@ -84,7 +84,7 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    """Everything one event asks of the state (see :mod:`streams.claims`)."""
+    """Everything one event asks of the state (see :mod:`streams.intake.claims`)."""
 
     claims: tuple[Claim, ...] = ()
     restrict: bool | None = None

@@ -3,7 +3,7 @@
 Before the state table's changelog became the state topic, the workers kept each
 subject's whole state in ``<app id>-consent-state-changelog`` (compact JSON) and wrote
 only the current choices to ``consent.state``. A worker that recovers from
-``consent.state`` would find no history in those records (:mod:`streams.state_topic`
+``consent.state`` would find no history in those records (:mod:`streams.intake.state_topic`
 reads them as the current choices only: choices limited to one recipient, past
 decisions and grant expiries would be missing until each subject's next change).
 
@@ -26,12 +26,13 @@ from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded
 from schemas.runtime import delivery
 from schemas.runtime.kafka import KafkaSettings
-from streams import records, tables
-from streams.query import read_compacted
-from streams.resolution import SubjectState
-from streams.table_codecs import decode_state
-from streams.times import now_ms
-from streams.wire import RegistryEncoder
+from streams.engine import tables
+from streams.engine.table_codecs import decode_state
+from streams.engine.wire import RegistryEncoder
+from streams.intake import records
+from streams.intake.resolution import SubjectState
+from streams.intake.times import now_ms
+from streams.proof.query import read_compacted
 
 log = logging.getLogger(__name__)
 

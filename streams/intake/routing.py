@@ -1,6 +1,6 @@
 """The routing policy: which purposes and rights each sink family and destination hears.
 
-The policy is a declarative, versioned TOML file (``streams/routing.toml`` by default),
+The policy is a declarative, versioned TOML file (``streams/intake/routing.toml`` by default),
 read and validated once when the worker starts; any bad entry raises
 :class:`RoutingError` naming it (``destinations[3] (PARTNER_SHARING/foo): ...``). Besides
 shape, the loader enforces the privacy policy's rules: nothing resting on contract or

@@ -3,18 +3,18 @@
 Intake publishes each changed subject's state once per batch as a
 :class:`~schemas.events.ConsentStateRecorded` on ``consent.state`` (compacted, keyed by
 subject, on the subject's consent partition number), with the whole state in its
-``history`` (:func:`streams.records.consent_state`). That one record is what the sinks
+``history`` (:func:`streams.intake.records.consent_state`). That one record is what the sinks
 seed from, what the worker's ``consent-state`` table recovers and keeps its standbys
-from (:mod:`streams.faust_codecs`), and what the consent gate, its own process, rebuilds
+from (:mod:`streams.engine.faust_codecs`), and what the consent gate, its own process, rebuilds
 its subjects from (:mod:`streams.gate.state`). This module turns such a record back
-into the :class:`~streams.resolution.SubjectState` it was made from. It does not import
+into the :class:`~streams.intake.resolution.SubjectState` it was made from. It does not import
 Faust: the gate must not load it.
 
 A record without ``history`` (written before the field existed) still gives a state,
 from what it has: each entry becomes its key's only decision, a restriction counts from
 the start of time and an erasure from when the record was computed, which withholds
 more data at the gate, never less. Choices limited to a recipient and past decisions are
-not in such a record: ``python -m streams.upgrade_state`` rewrites an existing
+not in such a record: ``python -m streams.intake.upgrade_state`` rewrites an existing
 deployment's states with their history from the old table changelog before the first
 start of a worker that recovers from this topic.
 """
@@ -31,8 +31,8 @@ from schemas.codec import REGISTRY_TRANSPORT_ERRORS, EventDecoder, subject_name
 from schemas.errors import ConsentRelayError, RegistryUnavailableError
 from schemas.events import ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
-from streams.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
-from streams.times import to_ms
+from streams.intake.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
+from streams.intake.times import to_ms
 
 _PURPOSES: Final = {m.value: m for m in Purpose}
 _REGIMES: Final = {m.value: m for m in Regime}

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.taxonomy import Outcome, SubjectKind
-from streams.fanout import TRACKED_ACTIONS, Route
-from streams.times import from_ms
+from streams.intake.fanout import TRACKED_ACTIONS, Route
+from streams.intake.times import from_ms
 
 HONOURING = frozenset({Outcome.APPLIED, Outcome.SKIPPED})
 ORPHAN_TTL_MS = 3_600_000

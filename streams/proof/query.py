@@ -18,9 +18,9 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from schemas.errors import ConsentRelayError
 from schemas.runtime.kafka import KafkaSettings
-from streams import tables
-from streams.propagation import Propagation, SubjectPropagations, describe
-from streams.table_codecs import decode_done, decode_pending
+from streams.engine import tables
+from streams.engine.table_codecs import decode_done, decode_pending
+from streams.proof.propagation import Propagation, SubjectPropagations, describe
 
 Pending = Mapping[bytes, SubjectPropagations]
 Done = Mapping[bytes, tuple[Propagation, ...]]

@@ -1,13 +1,13 @@
 """A ConsentStateRecorded's bytes, written from the state with each key's part encoded once.
 
 Intake publishes a subject's whole state, with every kept decision in ``history``
-(:func:`streams.records.consent_state`), once per batch that changes it. Subjects are
-skewed: a busy one keeps up to :data:`~streams.resolution.HISTORY` decisions for each of
+(:func:`streams.intake.records.consent_state`), once per batch that changes it. Subjects are
+skewed: a busy one keeps up to :data:`~streams.intake.resolution.HISTORY` decisions for each of
 its dozens of keys and is published again in nearly every batch, for the one key that
 changed; fastavro spends about a microsecond per record it writes, five per decision,
 so such a state (256 decisions in the bench's mix) took over a millisecond to encode.
 A key's history is an immutable tuple that a change replaces, so its encoded decisions
-and ConsentEntry are kept by the tuple's identity (:mod:`streams.by_identity`), and only
+and ConsentEntry are kept by the tuple's identity (:mod:`streams.intake.by_identity`), and only
 a changed key is encoded again; so are the restrictions.
 
 The Avro binary encoding is written here, for this one record, from the shipped schema:
@@ -33,9 +33,9 @@ from schemas.codec import SHIPPED, schema_text
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded
 from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
-from streams.by_identity import ByIdentity
-from streams.records import StateAvro, consent_state
-from streams.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
+from streams.intake.by_identity import ByIdentity
+from streams.intake.records import StateAvro, consent_state
+from streams.intake.resolution import ConsentKey, Decision, Erasure, SubjectState, Toggle
 
 CACHED: Final = 20_000
 """Keys (and restriction lists) whose bytes are kept: about two batches' worth, which
@@ -88,7 +88,7 @@ class _Key:
 
 
 class StateWriter:
-    """Writes the Avro body of a :class:`~streams.records.StateAvro`."""
+    """Writes the Avro body of a :class:`~streams.intake.records.StateAvro`."""
 
     def __init__(self, capacity: int = CACHED) -> None:
         raw = json.loads(schema_text(ConsentStateRecorded))
@@ -125,8 +125,8 @@ class StateWriter:
         self._check()
 
     def body(self, avro: StateAvro) -> bytes:
-        """The Avro body of ``avro`` (:func:`~streams.records.consent_state` or
-        :func:`~streams.records.state_record`): its subject, flags and time from the
+        """The Avro body of ``avro`` (:func:`~streams.intake.records.consent_state` or
+        :func:`~streams.intake.records.state_record`): its subject, flags and time from the
         dict, its entries and history from its state (a whole dict's were made from it)."""
         state = avro.state
         subject: Mapping[str, Any] = avro["subject"]

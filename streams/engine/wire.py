@@ -7,7 +7,7 @@ producers' ``EventSerializer`` writes with, byte for byte the same
 (tests/integration/streams/test_wire.py). The stream does not go through
 ``EventSerializer`` per message: its subject and rule bookkeeping cost a third of the
 encoding, and the stream writes several messages per event. A state record (a
-:class:`~streams.records.StateAvro`) is written by :mod:`streams.state_writer`, which
+:class:`~streams.intake.records.StateAvro`) is written by :mod:`streams.intake.state_writer`, which
 keeps each key's encoded decisions, into the same bytes. The registry is asked for
 each schema's id once, on first use, exactly as ``EventSerializer`` asks it
 (record-name subject, shipped text, never auto-registering).
@@ -22,8 +22,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from schemas.codec import EventDecoder
 from schemas.codec import RegistryEncoder as ContractEncoder
 from schemas.errors import ConsentRelayError
-from streams.records import StateAvro
-from streams.state_writer import StateWriter
+from streams.intake.records import StateAvro
+from streams.intake.state_writer import StateWriter
 
 _WRITE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
 """What the state writer (like fastavro) raises for a record that does not fit its schema."""
@@ -47,7 +47,7 @@ class Decoder(Protocol):
 
 class RegistryEncoder(ContractEncoder):
     """An :class:`Encoder` in the Confluent wire format, ids from the schema registry
-    (the contract's encoder), with state records written by :mod:`streams.state_writer`."""
+    (the contract's encoder), with state records written by :mod:`streams.intake.state_writer`."""
 
     def __init__(self, registry: SchemaRegistryClient) -> None:
         super().__init__(registry)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from schemas.events import ConsentChanged, ConsentEvent, CookiePreferencesSet, RightsRequested
 from schemas.taxonomy import COOKIE_PURPOSES, PURPOSE_SPECS, REFUSABLE_PURPOSES, Choice, Purpose
-from streams.resolution import Claim, Effect
-from streams.routing import RightEffect, RoutingPolicy
-from streams.times import to_ms
+from streams.intake.resolution import Claim, Effect
+from streams.intake.routing import RightEffect, RoutingPolicy
+from streams.intake.times import to_ms
 
 NOTHING = Effect()
 
