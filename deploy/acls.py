@@ -9,9 +9,10 @@ super user), :func:`bindings` says what that sends. ``deploy/local.py up --sasl`
 What every relay role gets besides its own reads and writes: DESCRIBE on the relay's
 fixed topics, because :func:`schemas.runtime.admin.ensure_topics` lists them at start and would
 try (and fail) to create any topic the metadata hides from it. Topic names are not
-personal data; reading any of them still needs READ. Only the stream worker and the
-partner sink may CREATE topics (those they create at start); the operator creates the
-rest with ``python -m producers topics create``.
+personal data; reading any of them still needs READ. Only the stream worker may CREATE
+topics: it is their one owner and creates any that is missing at start (the operator may
+create them first with ``python -m producers topics create``); the gate and the partner
+sink wait for theirs.
 """
 
 from __future__ import annotations
@@ -141,9 +142,8 @@ def grants(topics: Topics, *, stream_app_id: str = STREAM_APP_ID) -> tuple[Grant
         role = _role(family)
         topic(role, topics.instructions(family), Op.READ)
         if family is SinkFamily.PARTNER_SHARING:
-            # The partner sink creates its family's topic at start, and checks that its
-            # legacy topics hold nothing unread (consumers.partners.legacy).
-            topic(role, topics.instructions(family), Op.CREATE)
+            # The partner sink checks that its legacy topics hold nothing unread
+            # (consumers.partners.legacy).
             topic(role, legacy_partner_topics, Op.DESCRIBE, prefixed=True)
         topic(role, topics.receipts, Op.WRITE)
         topic(role, topics.dead_letters, Op.WRITE)

@@ -51,10 +51,9 @@ from consumers.runner import DEFAULT_PORTS
 from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
 from schemas.errors import ConsentRelayError
-from schemas.runtime.admin import ensure_topics
+from schemas.runtime.admin import wait_for_topics
 from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
-from schemas.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +135,10 @@ class PartnerSinkProcess:
 
     def run(self) -> None:
         """Run every pipeline until :meth:`stop`; re-raises the first pipeline's failure."""
-        # Whichever starts first, this process or the stream, creates the partners' topic;
-        # a process started before its broker waits for it (a stop ends the wait).
+        # The stream worker creates the partners' topic (its one owner); this process
+        # waits for it, and for its broker (a stop ends the wait).
         topics = self.kafka.topics
-        ensure_topics(
-            self.kafka,
-            (TopicSpec(topics.instructions(FAMILY), topics.partitions),),
-            wait=True,
-            stop=self._stop,
-        )
-        if self._stop.is_set():
+        if not wait_for_topics(self.kafka, (topics.instructions(FAMILY),), stop=self._stop):
             self._producer.close()
             return
         try:

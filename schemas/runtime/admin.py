@@ -8,6 +8,11 @@ returns as soon as the broker answers, so a process is on its way within about a
 of the broker's return however long it waited. ``ensure_topics(..., wait=True)`` waits like
 that before creating topics, and again if the broker goes away while it does.
 
+The topics have one owner: the stream worker creates every missing one at start
+(:func:`ensure_topics`), as does ``python -m producers topics create`` for an operator
+who creates them first; the gate and the partner sink wait for theirs
+(:func:`wait_for_topics`) and never create one.
+
 Topics are created with the deployment's replication (:mod:`schemas.runtime.replication`)
 resolved against the brokers the cluster reports at that moment: three replicas and
 ``min.insync.replicas=2`` on a cluster of three brokers or more unless the Kafka
@@ -20,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 LEADER_WAIT_SECONDS: Final = 10.0
 """Longest wait for topics just created to be led (they take tens of ms)."""
+TOPIC_WAIT_LOG_SECONDS: Final = 30.0
+"""How often :func:`wait_for_topics` says again which topics it waits for."""
 _LEADER_ATTEMPT_SECONDS: Final = 1.0
 _LEADER_POLL_SECONDS: Final = 0.02
 _LEADER_POLL_MAX_SECONDS: Final = 0.5
@@ -134,6 +141,50 @@ def ensure_topics(
             if not wait or not _transient(exc):
                 raise ConsentRelayError(f"cannot list or create topics: {exc}") from exc
             log.warning("creating topics failed for now (%s); waiting for the broker", exc)
+
+
+def wait_for_topics(
+    settings: KafkaSettings,
+    names: Collection[str],
+    *,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
+) -> bool:
+    """Block until every topic of ``names`` exists; False if ``stop`` is set first.
+
+    The relay's topics have one owner: the stream worker creates them at start
+    (:func:`ensure_topics`), or an operator before any process, with ``python -m producers
+    topics create``. The gate and the partner sink only wait for theirs, with a log line
+    now and then that names what is missing and who creates it. A broker that does not
+    answer is waited for as :func:`wait_for_broker` does.
+    """
+    pause = sleep or (stop.wait if stop is not None else time.sleep)
+    wanted = frozenset(names)
+    attempt = 0
+    said = -TOPIC_WAIT_LOG_SECONDS
+    while stop is None or not stop.is_set():
+        if not wait_for_broker(settings, stop=stop, clock=clock, sleep=sleep):
+            return False
+        try:
+            existing = AdminClient(settings.admin_config()).list_topics(timeout=30.0).topics
+        except KafkaException as exc:
+            if not _transient(exc):
+                raise ConsentRelayError(f"cannot list topics: {exc}") from exc
+            continue
+        missing = sorted(wanted.difference(existing))
+        if not missing:
+            return True
+        attempt += 1
+        if clock() - said >= TOPIC_WAIT_LOG_SECONDS:
+            said = clock()
+            log.warning(
+                "waiting for topic(s) %s: the stream worker creates them at start, or "
+                "`python -m producers topics create`",
+                ", ".join(missing),
+            )
+        pause(STARTUP.ceiling(attempt))
+    return False
 
 
 def _create_missing(

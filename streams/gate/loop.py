@@ -51,7 +51,7 @@ from prometheus_client import Counter
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.runtime import delivery
-from schemas.runtime.admin import ensure_topics, wait_for_broker
+from schemas.runtime.admin import wait_for_broker, wait_for_topics
 from schemas.runtime.backoff import RETRY
 from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
 from schemas.runtime.kafka import KafkaSettings
@@ -204,15 +204,24 @@ class Gate:
     # ------------------------------------------------------------------- start
 
     def prepare(self) -> None:
-        """Create missing relay topics (the state topic among them), check
-        that everything the gate reads is co-partitioned; ConfigError if it is not.
+        """Wait for the topics the gate reads and writes (the stream worker creates
+        them), check that everything the gate reads is co-partitioned; ConfigError if
+        it is not.
 
-        A gate started before its broker waits for it; :meth:`stop` ends the wait."""
-        ensure_topics(self.kafka, self.topics.all(), wait=True, stop=self._stopping)
-        if self._stopping.is_set():
+        A gate started before its broker or its topics waits for them; :meth:`stop`
+        ends the wait."""
+        topics = self.topics
+        used = (
+            topics.consent,
+            topics.data_events,
+            topics.data_allowed,
+            topics.dead_letters,
+            topics.intake_progress,
+            topics.state,
+        )
+        if not wait_for_topics(self.kafka, used, stop=self._stopping):
             raise Interrupted
         counts = self._wait_for_changelog()
-        topics = self.topics
         wanted = counts[topics.consent]
         together = (topics.consent, topics.data_events, topics.intake_progress, self.changelog)
         odd = {t: counts.get(t) for t in together if counts.get(t) != wanted}

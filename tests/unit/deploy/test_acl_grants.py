@@ -66,12 +66,18 @@ def test_the_marketing_sink_reads_its_instructions_and_writes_receipts_and_dead_
     )
 
 
-def test_the_partner_sink_reads_and_creates_its_familys_topic_and_sees_the_legacy_ones() -> None:
+def test_the_partner_sink_reads_its_familys_topic_and_sees_the_legacy_ones() -> None:
     family = TOPICS.instructions(SinkFamily.PARTNER_SHARING)
-    assert _topic_ops("partner_sharing", family) == {Op.DESCRIBE, Op.READ, Op.CREATE}
+    # Reads, and never creates: the stream worker is the topics' one owner.
+    assert _topic_ops("partner_sharing", family) == {Op.DESCRIBE, Op.READ}
     legacy = TOPICS.instruction_prefix(SinkFamily.PARTNER_SHARING)
     prefixed = {(name, op) for _, name, op, is_prefix in _of("partner_sharing") if is_prefix}
     assert {op for name, op in prefixed if name == legacy} == {Op.DESCRIBE}
+
+
+def test_only_the_stream_worker_creates_topics() -> None:
+    creators = {g.principal for g in acls.grants(TOPICS) if g.operation in {Op.CREATE, Op.ALL}}
+    assert creators == {"streams"}
 
 
 def test_the_stream_worker_writes_every_familys_topic_and_no_legacy_one() -> None:

@@ -12,7 +12,12 @@ from confluent_kafka import KafkaError, KafkaException
 
 from schemas.errors import ConsentRelayError
 from schemas.runtime import admin
-from schemas.runtime.admin import BrokerUnavailableError, ensure_topics, wait_for_broker
+from schemas.runtime.admin import (
+    BrokerUnavailableError,
+    ensure_topics,
+    wait_for_broker,
+    wait_for_topics,
+)
 from schemas.runtime.kafka import KafkaSettings
 from schemas.topics import TopicSpec
 
@@ -127,3 +132,42 @@ def test_without_wait_an_unanswering_broker_is_an_error(fake_admin: type[FakeAdm
     fake_admin.down = 1
     with pytest.raises(ConsentRelayError, match="cannot list or create topics"):
         ensure_topics(SETTINGS, (TopicSpec("existing", 1),))
+
+
+def test_wait_for_topics_waits_until_the_owner_created_them_and_says_what_is_missing(
+    fake_admin: type[FakeAdmin],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = FakeTime()
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+        if len(time.sleeps) == 3:  # the stream worker creates the topic meanwhile
+            monkeypatch.setattr(FakeMetadata, "topics", {"existing": None, "late": None})
+
+    class FakeMetadata:
+        topics: dict[str, Any] = {"existing": None}
+
+    monkeypatch.setattr(FakeAdmin, "list_topics", lambda _self, timeout: FakeMetadata())
+    with caplog.at_level(logging.INFO, logger="schemas.runtime.admin"):
+        assert wait_for_topics(SETTINGS, ("existing", "late"), clock=time.clock, sleep=sleep)
+    assert time.sleeps == [0.5, 1, 2]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # Said once (not once per attempt), naming the topic and who creates it.
+    assert len(warnings) == 1
+    assert "waiting for topic(s) late: the stream worker creates them" in warnings[0]
+
+
+def test_wait_for_topics_ends_when_stopped(
+    fake_admin: type[FakeAdmin], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+    time = FakeTime()
+
+    def sleep(seconds: float) -> None:
+        time.sleep(seconds)
+        stop.set()
+
+    assert not wait_for_topics(SETTINGS, ("never",), stop=stop, clock=time.clock, sleep=sleep)
+    assert time.sleeps == [0.5]
