@@ -21,31 +21,8 @@ succeeds, so nothing is committed past it;
 a permanent failure is dead-lettered with its coordinates (and, if a receipt was
 requested, answered with a FAILED one). An empty store is first seeded from the
 consent-state topic. :meth:`SinkRunner.stop` (SIGTERM in :func:`run_sink`) finishes
-the chunk in flight, flushes, commits, closes.
-
-Duplicates cost nothing downstream. The same instruction id can arrive again: a
-producer re-sending an event, a stream re-processing a batch, a redelivery after a
-crash. Copies within a chunk are one instruction (applied and answered once, at its
-first position). Across chunks, a sink that :class:`~consumers.protocol.RemembersAnswers`
-is asked which of the chunk's ids it has *answered*, and those get no second effect
-(no second partner call) and no second receipt, only a count in
-``consent_relay_sink_duplicates_total``.
-
-Why "answered" and not "applied": the receipt is what proves propagation, and a sink
-that crashed after applying but before the broker acknowledged the receipt must
-still send it when the instruction comes back. So an instruction is remembered as
-answered only after the flush that acknowledged its receipt (grants, which want
-none, after the same flush), and only if it was APPLIED or SKIPPED: a FAILED one
-(dead-lettered) is attempted again normally when it returns, e.g. redriven. A crash
-between that flush and ``remember`` loses nothing: the instruction is not
-remembered, so its redelivery is applied again idempotently (the store answers its
-first result, a partner is not called twice) and answered again with the same
-receipt id, which the stream counts once. Remembering that fails is logged and has
-the same effect. Only a *recent* answer (``duplicate_window_seconds``, an hour by
-default) silences a duplicate: the stream keeps a subject's last 50 completed
-propagations, and a duplicate of an event it has forgotten starts a new one that
-waits for receipts, so an older duplicate is answered again, still without a second
-effect.
+the chunk in flight, flushes, commits, closes. Duplicates cost nothing downstream
+(:mod:`consumers.pipeline.answering`).
 
 Each job is a part of its own in :mod:`consumers.pipeline` (consuming, applying,
 answering, retrying, checkpoints, rebalances, seeding, telemetry); the runner builds
@@ -343,7 +320,7 @@ def run_sink(
     except ConsentRelayError as exc:
         log.error("cannot start the sink: %s: %s", type(exc).__name__, exc)
         return 1
-    runner = SinkRunner(sink, kafka, family=family, options=options)
+    runner = SinkRunner(sink, kafka, family=family, options=options, metrics=SinkMetrics.create())
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping after the instruction in flight", signum)
