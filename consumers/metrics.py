@@ -2,9 +2,10 @@
 
 Names and labels are the team's agreed conventions (dashboards and alerts depend on
 them). Labels are bounded: sink family, destination, outcome, stage and an error
-class, never a person's identifier. Each runner builds its own
-:class:`~prometheus_client.CollectorRegistry`, so several runners can live in one
-test process.
+class, never a person's identifier. A process creates one set (in its own
+:class:`~prometheus_client.CollectorRegistry`, so several can live in one test process)
+and hands it to each of its runners; they write to it only through
+:mod:`consumers.pipeline.telemetry`.
 """
 
 from __future__ import annotations

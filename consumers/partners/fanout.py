@@ -40,8 +40,9 @@ from confluent_kafka import (
 )
 
 from consumers.committed import read_committed
-from consumers.metrics import SinkMetrics, consumer_lag
+from consumers.metrics import SinkMetrics
 from consumers.partners.lanes import TP, Committed, Lanes, decode_positions
+from consumers.pipeline.telemetry import record_lag, replaced_counter
 from consumers.settings import RunnerSettings
 from schemas.runtime.broker_loss import BrokerWatch, close_lost, unsteady_limit
 from schemas.runtime.kafka import KafkaSettings
@@ -108,7 +109,7 @@ class Fanout:
             log.info("consuming %s once for every partner, as group %s", self.topic, self.group_id)
             while not self._stop.is_set():
                 if self._watch is not None and self._watch.lost:
-                    self.metrics.clients_replaced.labels(self.group_id).inc()
+                    replaced_counter(self.metrics, self.group_id)()
                     consumer = self._start_over(consumer)
                 self._step(consumer)
             # The lanes report their last durable work as they stop: commit it, then leave.
@@ -303,8 +304,7 @@ class Fanout:
             self._committed.pop((tp.topic, tp.partition), None)
 
     def _on_stats(self, stats: Mapping[str, Any]) -> None:
-        for topic, lag in consumer_lag(stats).items():
-            self.metrics.consumer_lag.labels(self.group_id, topic).set(lag)
+        record_lag(self.metrics, self.group_id, stats)
 
 
 def usable(message: Message) -> bool:

@@ -13,8 +13,10 @@ A partner that is down or hangs holds up nobody: when its buffer is full it read
 itself, from its own position. Receipts go out through one producer shared by every
 pipeline, each awaiting only its own (a withdrawal's receipts from every partner leave in
 one produce request), and a record is decoded once for every pipeline it names
-(:mod:`consumers.shared_decodes`). The breaker's state is exported as
-``consent_relay_circuit_breaker_open{destination}``.
+(:mod:`consumers.shared_decodes`). One set of collectors serves every pipeline and the
+consumer (:class:`~consumers.metrics.SinkMetrics`, series told apart by their
+``destination`` label); ``consent_relay_circuit_breaker_open{destination}`` shows 1 once
+a partner failed ``failure_threshold`` times in a row, as its breaker opens.
 
 Before consuming, the process checks that no partner's legacy topic (one per partner,
 releases 1 and 2) still holds instructions its group has not read
@@ -42,7 +44,6 @@ from consumers.partners.identities import IdentityMap
 from consumers.partners.lane import LaneRunner
 from consumers.partners.lanes import Lanes
 from consumers.partners.legacy import refuse_legacy_backlog
-from consumers.partners.metrics import merged_registry
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
 from consumers.partners.upgrade import adopt_partner_groups
@@ -90,20 +91,18 @@ class PartnerSinkProcess:
         self._decodes: SharedDecodes[SharedInstructions] = SharedDecodes()
         self.lanes = Lanes([p.name for p in config.partners], bound=settings.lane_records)
         """Which partner has finished what (:mod:`consumers.partners.lanes`)."""
+        self.metrics = SinkMetrics.create()
+        """The process's collectors, shared by every pipeline and the consumer."""
         self.runners: dict[str, LaneRunner] = {}
         for partner in config.partners:
             self.runners[partner.name] = self._runner(partner, kafka, identities)
-        fetched = SinkMetrics.create()
         self._fanout = Fanout(
             kafka,
             settings,
             self.lanes,
             group_id=self.group_id,
             topic=kafka.topics.instructions(FAMILY),
-            metrics=fetched,
-        )
-        self._registry = merged_registry(
-            [fetched.registry, *(r.metrics.registry for r in self.runners.values())]
+            metrics=self.metrics,
         )
         default = settings.http_port or DEFAULT_PORTS[FAMILY]
         self._port = default if metrics_port is None else metrics_port
@@ -158,7 +157,7 @@ class PartnerSinkProcess:
         except ConsentRelayError:
             self._producer.close()
             raise
-        routes = {"/metrics": metrics_route(self._registry), "/healthz": health_route}
+        routes = {"/metrics": metrics_route(self.metrics.registry), "/healthz": health_route}
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:
             with ThreadPoolExecutor(len(self.runners) + 1, thread_name_prefix="partner") as pool:
@@ -202,18 +201,17 @@ class PartnerSinkProcess:
             kafka,
             group_id=self.group_id,
             family=FAMILY,
-            # The runner's own "keeps failing" gauge agrees with the breaker's threshold.
+            # The runner's "keeps failing" gauge (its one writer) opens with the breaker.
             options=replace(self.settings, breaker_threshold=partner.failure_threshold),
             serve_http=False,
             producer=self._producer,
             decodes=self._decodes,
+            metrics=self.metrics,
+            lanes=self.lanes,
         )
-        runner.attach_lanes(self.lanes)
-        gauge = runner.metrics.circuit_breaker_open.labels(partner.name)
-        gauge.set(0)
+        runner.telemetry.watch(partner.name)
 
         def on_change(state: BreakerState) -> None:
-            gauge.set(0 if state is BreakerState.CLOSED else 1)
             log.warning("partner %s: circuit %s", partner.name, state.value)
 
         breaker.on_change = on_change

@@ -51,7 +51,6 @@ from consumers.partners.pseudonym import partner_key
 from consumers.partners.settings import PartnerSinkSettings
 from consumers.partners.sink import PartnerSink
 from consumers.partners.webhook import WebhookClient
-from consumers.publisher import Publisher
 from consumers.shared_decodes import SharedDecodes
 from schemas.codec import EventDecoder, EventSerializer, schema_text, subject_name
 from schemas.events import EVENT_TYPES, DestinationInstruction, InstructionsIssued, Subject, utc_now
@@ -262,12 +261,10 @@ def runners(
             serve_http=False,
             producer=shared,  # type: ignore[arg-type]
             decodes=decodes,
+            lanes=lanes,
         )
-        runner.attach_lanes(lanes)
-        # What run() sets up, without its registry client and HTTP server.
-        runner._registry = registry
-        runner._decoder = EventDecoder(registry)
-        runner._publisher = Publisher(KAFKA, registry, shared)  # type: ignore[arg-type]
+        # What run() sets up, without its HTTP server.
+        runner.connect(registry)
         out.append(runner)
     return out
 
@@ -284,8 +281,8 @@ def serial(pipelines: list[LaneRunner], lanes: Lanes, batch: list[Record], chunk
         for runner in pipelines:
             taken = lanes.take(runner.lane, chunk, 0)
             if taken:
-                runner._finished.clear()
-                runner._step_over(taken)
+                runner.progress.finished.clear()
+                runner.step_over(taken)
                 lanes.settle(runner.lane)
 
 

@@ -52,11 +52,11 @@ def test_a_consumer_that_forgot_every_broker_is_replaced_and_nothing_is_lost(
         before = [sink_kit.instruction(subject=f"before-{n}") for n in range(12)]
         sink_kit.publish(before)
         until(lambda: all_answered({i.instruction_id for i in before}), timeout=60)
-        watch = runner._broker_watch
+        watch = runner.subscription.watch
         assert watch is not None
         watch(json.dumps(FORGOT_EVERY_BROKER))  # as librdkafka's stats thread would
         # The new consumer has a watch of its own.
-        until(lambda: runner._broker_watch is not watch, timeout=30)
+        until(lambda: runner.subscription.watch is not watch, timeout=30)
         assert replaced._value.get() == 1
         after = [sink_kit.instruction(subject=f"after-{n}") for n in range(30)]
         landed = sink_kit.publish(after)

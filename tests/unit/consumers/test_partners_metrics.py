@@ -1,25 +1,48 @@
-"""One /metrics page for several partner pipelines: families once, same series summed."""
+"""One set of collectors for every partner pipeline of the process (no merging)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.metrics import SinkMetrics
-from consumers.partners.metrics import merged_registry
+from consumers.partners.config import KnownSubjects, PartnerConfig, PartnersConfig
+from consumers.partners.process import PartnerSinkProcess
+from consumers.partners.settings import PartnerSinkSettings
+from schemas.runtime.kafka import KafkaSettings
+
+KAFKA = KafkaSettings(bootstrap="127.0.0.1:9", registry_url="http://127.0.0.1:8081")
+NAMES = ("criteo", "google", "yahoo")
 
 
-def test_merged_registry_lists_each_family_once_and_sums_shared_series() -> None:
-    a, b = SinkMetrics.create(), SinkMetrics.create()
-    a.instructions.labels("PARTNER_SHARING", "criteo", "APPLIED").inc(2)
-    b.instructions.labels("PARTNER_SHARING", "google", "APPLIED").inc(3)
-    a.dead_letters.labels("sink.partner_sharing", "DecodeError").inc()
-    b.dead_letters.labels("sink.partner_sharing", "DecodeError").inc()
-    a.circuit_breaker_open.labels("criteo").set(1)
-    b.circuit_breaker_open.labels("google").set(0)
-    a.propagation_seconds.labels("PARTNER_SHARING", "criteo").observe(0.2)
+def process(tmp_path: Path) -> PartnerSinkProcess:
+    partners = tuple(
+        PartnerConfig(
+            name=name,
+            url="http://127.0.0.1:9/hook",
+            secret=b"s" * 32,
+            pseudonym_key=b"k" * 32,
+            known_subjects=KnownSubjects.ALL,
+        )
+        for name in NAMES
+    )
+    return PartnerSinkProcess(
+        KAFKA,
+        PartnerSinkSettings(config=tmp_path / "partners.toml"),
+        PartnersConfig(partners=partners),
+        metrics_port=0,
+    )
 
-    text = generate_latest(merged_registry([a.registry, b.registry])).decode()
+
+def test_every_pipeline_and_the_consumer_write_to_the_process_collectors(tmp_path: Path) -> None:
+    proc = process(tmp_path)
+    assert {id(r.metrics) for r in proc.runners.values()} == {id(proc.metrics)}
+    for name, runner in proc.runners.items():
+        runner.metrics.instructions.labels("PARTNER_SHARING", name, "APPLIED").inc(2)
+        runner.metrics.dead_letters.labels("sink.partner_sharing", "DecodeError").inc()
+
+    text = generate_latest(proc.metrics.registry).decode()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert text.count("# TYPE consent_relay_sink_instructions_total") == 1
 
@@ -29,28 +52,19 @@ def test_merged_registry_lists_each_family_once_and_sums_shared_series() -> None
         )
 
     instructions = "consent_relay_sink_instructions"
-    assert (
-        value(
-            instructions,
-            instructions + "_total",
-            sink_family="PARTNER_SHARING",
-            destination="google",
-            outcome="APPLIED",
-        )
-        == 3
-    )
+    for name in NAMES:
+        labels = {"sink_family": "PARTNER_SHARING", "destination": name, "outcome": "APPLIED"}
+        assert value(instructions, instructions + "_total", **labels) == 2
     dead = "consent_relay_dead_letters"
-    assert value(dead, dead + "_total", stage="sink.partner_sharing", reason="DecodeError") == 2
-    gauge = "consent_relay_circuit_breaker_open"
-    assert value(gauge, gauge, destination="criteo") == 1
-    assert value(gauge, gauge, destination="google") == 0
-    histogram = "consent_relay_propagation_seconds"
-    assert (
-        value(
-            histogram,
-            histogram + "_count",
-            sink_family="PARTNER_SHARING",
-            destination="criteo",
-        )
-        == 1
+    assert value(dead, dead + "_total", stage="sink.partner_sharing", reason="DecodeError") == 3
+
+
+def test_every_partners_breaker_gauge_shows_closed_from_the_start(tmp_path: Path) -> None:
+    proc = process(tmp_path)
+    text = generate_latest(proc.metrics.registry).decode()
+    (family,) = (
+        f
+        for f in text_string_to_metric_families(text)
+        if f.name == "consent_relay_circuit_breaker_open"
     )
+    assert {s.labels["destination"]: s.value for s in family.samples} == dict.fromkeys(NAMES, 0)

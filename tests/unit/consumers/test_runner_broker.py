@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from consumers import runner as runner_module
+from consumers.pipeline import subscription as subscription_module
 from consumers.protocol import SinkResult
 from consumers.runner import SinkRunner
 from consumers.settings import RunnerSettings
@@ -112,7 +113,7 @@ class IdleSink:
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeConsumer.made = []
     FakePublisher.flushes = []
-    monkeypatch.setattr(runner_module, "Consumer", FakeConsumer)
+    monkeypatch.setattr(subscription_module, "Consumer", FakeConsumer)
     monkeypatch.setattr(runner_module, "Publisher", FakePublisher)
 
 

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from consumers import runner as runner_module
+from consumers.pipeline import subscription as subscription_module
 from consumers.protocol import APPLIED, SinkResult
 from consumers.publisher import DeliveryError
 from consumers.runner import SinkRunner
@@ -164,7 +165,7 @@ def instruction(_message: Any) -> InstructionIssued:
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeConsumer.made = []
-    monkeypatch.setattr(runner_module, "Consumer", FakeConsumer)
+    monkeypatch.setattr(subscription_module, "Consumer", FakeConsumer)
     monkeypatch.setattr(runner_module, "Publisher", FakePublisher)
 
 
@@ -172,7 +173,7 @@ def run_chunks(options: RunnerSettings) -> tuple[FakeConsumer, CountingSink]:
     """Run until every chunk is applied, then stop cleanly."""
     sink = CountingSink()
     runner = SinkRunner(sink, KAFKA, options=options, serve_http=False)
-    runner._decode = lambda message: (instruction(message),)  # type: ignore[method-assign]
+    runner.applier.decode = lambda message: (instruction(message),)  # type: ignore[method-assign]
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     assert runner.ready.wait(10)
@@ -227,7 +228,7 @@ def test_an_undelivered_receipt_starts_over_from_the_last_commit_without_committ
     sink = CountingSink()
     options = RunnerSettings(group_id="g", backoff_initial_seconds=0.01, backoff_max_seconds=0.02)
     runner = SinkRunner(sink, KAFKA, options=options, serve_http=False)
-    runner._decode = lambda message: (instruction(message),)  # type: ignore[method-assign]
+    runner.applier.decode = lambda message: (instruction(message),)  # type: ignore[method-assign]
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     for _ in range(500):

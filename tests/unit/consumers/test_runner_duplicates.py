@@ -62,10 +62,10 @@ class Relay:
     def __init__(self, sink: FakeSink, publisher: FakePublisher | None = None, **options: Any):
         self.runner = SinkRunner(sink, KAFKA, serve_http=False, options=RunnerSettings(**options))
         self.publisher = publisher or FakePublisher()
-        self.runner._publisher = cast(Any, self.publisher)
-        self.runner._assigned.add((TOPIC, 0))
+        self.runner.answering.publisher = cast(Any, self.publisher)
+        self.runner.progress.assigned.add((TOPIC, 0))
         self._by_offset: dict[int, InstructionIssued] = {}
-        self.runner._decode = lambda message: (self._by_offset[message.offset()],)  # type: ignore[method-assign]
+        self.runner.applier.decode = lambda message: (self._by_offset[message.offset()],)  # type: ignore[method-assign]
 
     def chunk(self, *instructions: InstructionIssued) -> None:
         """Process ``instructions`` as one chunk, then checkpoint (flush, remember)."""
@@ -73,8 +73,8 @@ class Relay:
         for n, item in enumerate(instructions):
             self._by_offset[start + n] = item
         messages = [FakeMessage(start + n) for n in range(len(instructions))]
-        self.runner._process(cast(Any, messages))
-        self.runner._checkpoint()
+        self.runner.applier.process(cast(Any, messages))
+        self.runner.checkpoints.checkpoint()
 
     def duplicates(self) -> float:
         value = self.runner.metrics.registry.get_sample_value(
@@ -100,7 +100,7 @@ def test_copies_in_one_chunk_are_applied_and_answered_once() -> None:
     ]
     assert relay.duplicates() == 4
     assert counted(relay.runner, Outcome.APPLIED) == 2
-    assert relay.runner._finished == {(TOPIC, 0, n) for n in range(6)}
+    assert relay.runner.progress.finished == {(TOPIC, 0, n) for n in range(6)}
 
 
 def test_an_answered_instruction_gets_no_second_effect_or_receipt() -> None:

@@ -133,10 +133,10 @@ def process(
     sink = sink or FakePartner()
     runner = SinkRunner(sink, KAFKA, serve_http=False, decodes=decodes)
     publisher = FakePublisher()
-    runner._publisher = cast(Any, publisher)
-    runner._assigned.add((TOPIC, 0))
-    runner._process([cast(Any, m) for m in messages])
-    assert runner._done == {(TOPIC, 0): len(messages)}
+    runner.answering.publisher = cast(Any, publisher)
+    runner.progress.assigned.add((TOPIC, 0))
+    runner.applier.process([cast(Any, m) for m in messages])
+    assert runner.progress.done == {(TOPIC, 0): len(messages)}
     return sink, publisher
 
 

@@ -1,21 +1,30 @@
-"""Pieces of the sink runner that need no broker: receipts, settings, metrics, ports."""
+"""Pieces of the sink runner that need no broker: receipts, settings, metrics, ports,
+retries and the one writer of each metric."""
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from confluent_kafka import Message
 from prometheus_client import generate_latest
 
+import consumers
 from consumers.groups import default_group, legacy_group
 from consumers.metrics import SinkMetrics, consumer_lag
-from consumers.protocol import APPLIED, SinkResult
+from consumers.pipeline.retrying import Retrier
+from consumers.pipeline.telemetry import Telemetry
+from consumers.protocol import APPLIED, RetriableSinkError, SinkResult
 from consumers.publisher import build_receipt, receipt_id
 from consumers.runner import DEFAULT_PORTS
 from consumers.settings import RunnerSettings
 from schemas.errors import ConfigError
 from schemas.events import InstructionIssued, Subject
+from schemas.runtime.backoff import Backoff
 from schemas.runtime.settings import load
 from schemas.taxonomy import Action, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 
@@ -130,3 +139,69 @@ def test_consumer_lag_sums_known_partitions_from_librdkafka_stats() -> None:
     }
     assert consumer_lag(stats) == {"t.instructions": 12}
     assert consumer_lag({}) == {}
+
+
+def telemetry(threshold: int = 3) -> Telemetry:
+    return Telemetry(SinkMetrics.create(), SinkFamily.MARKETING, "sink.marketing", threshold)
+
+
+def gauge(t: Telemetry, destination: str) -> float | None:
+    return t.metrics.registry.get_sample_value(
+        "consent_relay_circuit_breaker_open", {"destination": destination}
+    )
+
+
+class NoWait:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def wait(self, delay: float, chunk: Sequence[Message]) -> None:
+        self.delays.append(delay)
+
+
+def test_the_breaker_gauge_opens_at_the_threshold_and_closes_on_success() -> None:
+    t = telemetry(threshold=3)
+    outcomes = iter([RetriableSinkError("down")] * 4 + [None])
+    seen: list[float | None] = []
+
+    def attempt() -> str:
+        seen.append(gauge(t, "suppression_list"))
+        failure = next(outcomes)
+        if failure is not None:
+            raise failure
+        return "done"
+
+    durable, resumed, waits = [], [], NoWait()
+    retrier = Retrier(
+        Backoff(0.01, 0.02),
+        t,
+        waits,
+        before_wait=lambda: durable.append(1),
+        after_recovery=lambda: resumed.append(1),
+    )
+    assert retrier(attempt, "suppression_list") == "done"
+    # No series before the threshold, 1 from the third failure on, 0 once it answered.
+    assert seen == [None, None, None, 1, 1]
+    assert gauge(t, "suppression_list") == 0
+    assert len(waits.delays) == 4
+    assert (durable, resumed) == ([1], [1])  # made durable once, before the first wait
+    retries = t.metrics.registry.get_sample_value(
+        "consent_relay_sink_retries_total",
+        {"sink_family": "MARKETING", "destination": "suppression_list"},
+    )
+    assert retries == 4
+
+
+def test_only_telemetry_writes_a_sink_metric() -> None:
+    # One writer per metric: no other module of consumers/ sets, counts or observes one.
+    root = Path(consumers.__file__).parent
+    writes = re.compile(
+        r"\.(instructions|propagation_seconds|retries|duplicates|dead_letters|"
+        r"circuit_breaker_open|consumer_lag|clients_replaced)\.labels\("
+    )
+    writers = {
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if writes.search(path.read_text(encoding="utf-8"))
+    }
+    assert writers == {"pipeline/telemetry.py"}

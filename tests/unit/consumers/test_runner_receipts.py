@@ -133,11 +133,11 @@ def process(
     """Run one chunk of ``instructions`` (offsets 0, 1, ...) through a runner."""
     runner = SinkRunner(sink, KAFKA, serve_http=False)
     publisher = FakePublisher()
-    runner._publisher = cast(Any, publisher)
-    runner._assigned.add((TOPIC, 0))
+    runner.answering.publisher = cast(Any, publisher)
+    runner.progress.assigned.add((TOPIC, 0))
     by_offset = dict(enumerate(instructions))
-    runner._decode = lambda message: (by_offset[message.offset()],)  # type: ignore[method-assign]
-    runner._process([cast(Any, FakeMessage(i)) for i in range(len(instructions))])
+    runner.applier.decode = lambda message: (by_offset[message.offset()],)  # type: ignore[method-assign]
+    runner.applier.process([cast(Any, FakeMessage(i)) for i in range(len(instructions))])
     return runner, publisher
 
 
@@ -156,7 +156,7 @@ def test_a_grant_is_applied_and_counted_without_a_receipt() -> None:
     assert sink.applied == [grant.instruction_id]
     assert publisher.receipts == []
     assert counted(runner, Outcome.APPLIED) == 1
-    assert runner._done == {(TOPIC, 0): 1}
+    assert runner.progress.done == {(TOPIC, 0): 1}
 
 
 def test_a_withdrawal_gets_its_receipt() -> None:
@@ -168,7 +168,7 @@ def test_a_withdrawal_gets_its_receipt() -> None:
         (withdrawal.instruction_id, Outcome.APPLIED)
     ]
     assert counted(runner, Outcome.APPLIED) == 2
-    assert runner._done == {(TOPIC, 0): 2}
+    assert runner.progress.done == {(TOPIC, 0): 2}
 
 
 def test_a_refused_grant_is_dead_lettered_without_a_receipt() -> None:
@@ -180,7 +180,7 @@ def test_a_refused_grant_is_dead_lettered_without_a_receipt() -> None:
         (withdrawal.instruction_id, Outcome.FAILED)
     ]
     assert counted(runner, Outcome.FAILED) == 2
-    assert runner._done == {(TOPIC, 0): 2}
+    assert runner.progress.done == {(TOPIC, 0): 2}
 
 
 def test_an_instruction_written_before_the_flag_still_wants_its_receipt() -> None:

@@ -161,6 +161,6 @@ def test_every_partner_pipeline_writes_through_one_producer(tmp_path: Path) -> N
         PartnersConfig(partners=partners),
         metrics_port=0,
     )
-    producers = {id(runner._shared_producer) for runner in process.runners.values()}
+    producers = {id(runner.producer) for runner in process.runners.values()}
     assert len(producers) == 1
-    assert None not in {runner._shared_producer for runner in process.runners.values()}
+    assert None not in {runner.producer for runner in process.runners.values()}
