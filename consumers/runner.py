@@ -69,7 +69,6 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from consumers.bootstrap import SeedsFromAvro, SeedsInBatches, bootstrap
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
-from consumers.http import HttpServer, Route, health_route, metrics_route
 from consumers.instruction_records import (
     SharedInstructions,
     decode_instructions,
@@ -101,6 +100,7 @@ from schemas.errors import (
 from schemas.events import InstructionIssued, utc_now
 from schemas.runtime.backoff import Backoff
 from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
+from schemas.runtime.http_server import HttpServer, Route, health_route, metrics_route
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.membership import Membership, claim
 from schemas.runtime.observability import configure_logging
