@@ -14,10 +14,13 @@ the library's: :class:`NoAnswerError` when the server took longer than the timeo
 :class:`UnreachableError` otherwise (refused, reset, closed, a broken reply, a URL that
 names no server). An HTTP
 status is never an error here: each caller says which statuses it can live with.
+Requests are not logged (httpx's request log is raised to WARNING): their URLs may name
+a person.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +31,10 @@ import httpx
 from schemas.errors import ConsentRelayError
 
 PRODUCT: Final = "consent-relay"
+
+# httpx logs every request's URL at INFO, and a URL may carry a person's id (the
+# propagation query by subject) or a partner's credentials; failures reach our own logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _DROPPED: Final = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 """What a kept-alive connection the server closed while idle fails with on reuse."""

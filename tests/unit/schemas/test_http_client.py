@@ -3,6 +3,7 @@ the project's errors (loopback sockets, no network)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -78,3 +79,10 @@ def test_a_closed_port_is_unreachable() -> None:
     assert not isinstance(caught.value, NoAnswerError)
     assert caught.value.cause_name == "ConnectError"
     assert not caught.value.dropped
+
+
+def test_request_urls_are_not_logged(base: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    with http_client.client("tester", 2) as client:
+        client.get(f"{base}/propagation?subject=someone")
+    assert "someone" not in caplog.text
