@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Protocol, runtime_checkable
 
-from consumers.http import Route
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded, InstructionIssued
+from schemas.runtime.http_server import Route
 from schemas.taxonomy import Outcome, SinkFamily
 
 

@@ -43,7 +43,6 @@ from typing import TypeVar
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
-from consumers.http import HttpServer, Route, health_route, metrics_route
 from consumers.instruction_records import SharedInstructions
 from consumers.metrics import SinkMetrics
 from consumers.pipeline.answering import Answering
@@ -64,6 +63,7 @@ from consumers.shared_producer import SharedProducer
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.runtime.backoff import Backoff
+from schemas.runtime.http_server import HttpServer, Route, open_routes
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.observability import configure_logging
 from schemas.runtime.settings import load
@@ -127,10 +127,7 @@ class SinkRunner:
         )
         port = options.http_port or DEFAULT_PORTS[self.family]
         self._port = port if metrics_port is None else metrics_port
-        self._routes: dict[str, Route] = {
-            "/metrics": metrics_route(self.metrics.registry),
-            "/healthz": health_route,
-        }
+        self._routes: dict[str, Route] = open_routes(self.metrics.registry)
         if isinstance(sink, ServesHttp):
             self._routes.update(sink.http_routes())
         self._routes.update(routes or {})

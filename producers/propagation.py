@@ -9,15 +9,15 @@ caller presenting its API token (``STREAM_WORKER_TOKEN``, the worker's
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from schemas.errors import ConsentRelayError
+from schemas.runtime import http_client
 from schemas.runtime.bearer import authorization
+from schemas.runtime.http_client import UnreachableError
 from schemas.runtime.settings import Secret, load
 
 DEFAULT_STREAM_WORKER_URL: Final = "http://127.0.0.1:6066"
@@ -59,14 +59,15 @@ def fetch(url: str, timeout: float = 10.0, token: Secret | None = None) -> tuple
     headers = {"Accept": "application/json"}
     if token is not None:
         headers.update(authorization(token))
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, _body(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _body(exc.read())
-    except (urllib.error.URLError, OSError) as exc:
-        raise StreamsUnavailableError(f"the stream worker at {url} does not answer: {exc}") from exc
+        with (
+            http_client.client("cli", timeout, headers) as client,
+            http_client.reaching(f"the stream worker at {url}"),
+        ):
+            response = client.get(url)
+    except UnreachableError as exc:
+        raise StreamsUnavailableError(str(exc)) from exc
+    return response.status_code, _body(response.content)
 
 
 def _body(raw: bytes) -> Any:

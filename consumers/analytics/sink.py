@@ -17,10 +17,10 @@ from consumers.analytics.store import (
     StoreUnavailableError,
     UnsupportedInstructionError,
 )
-from consumers.http import BadRequestError, Response, Route, identifier_param
 from consumers.protocol import PermanentSinkError, RetriableSinkError, SinkResult
 from consumers.state_records import StateAvro
 from schemas.events import ConsentStateRecorded, InstructionIssued
+from schemas.runtime.http_server import BadRequestError, Response, Route, identifier_param
 from schemas.taxonomy import Outcome, Purpose, SinkFamily
 
 DESTINATION = "analytics_store"

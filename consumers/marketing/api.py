@@ -4,7 +4,7 @@ Answers ``{"allowed": bool, "reason": str}`` from the same database the sink wri
 so the answer is right the moment a receipt says APPLIED. Bad parameters get 400, a
 subject id the contract's id rule refuses (a control character, say) too, without being
 looked up; a database that is down 503. Parameters are never logged (they hold a subject
-id). The route answers about a person, so :class:`~consumers.http.HttpServer` serves it
+id). The route answers about a person, so :class:`~schemas.runtime.http_server.HttpServer` serves it
 only to ``Authorization: Bearer <MARKETING_SINK_API_TOKEN>`` (401 otherwise, and to
 everyone when no token is configured).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TypeVar
 
-from consumers.http import BadRequestError, Response, Route, identifier_param
 from consumers.marketing.store import MarketingStore
+from schemas.runtime.http_server import BadRequestError, Response, Route, identifier_param
 from schemas.taxonomy import Channel, Purpose
 
 E = TypeVar("E", Channel, Purpose)

@@ -10,7 +10,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from consumers.http import Route
 from consumers.marketing import DESTINATION, api
 from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
@@ -19,6 +18,7 @@ from consumers.marketing.store import MarketingStore
 from consumers.protocol import SinkResult
 from consumers.state_records import StateAvro
 from schemas.events import ConsentStateRecorded, InstructionIssued
+from schemas.runtime.http_server import Route
 from schemas.taxonomy import SinkFamily
 
 

@@ -33,7 +33,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
-from consumers.http import HttpServer, health_route, metrics_route
 from consumers.instruction_records import SharedInstructions
 from consumers.metrics import SinkMetrics
 from consumers.partners.answers import Answers, RecentAnswers, SqliteAnswers
@@ -53,6 +52,7 @@ from consumers.shared_decodes import SharedDecodes
 from consumers.shared_producer import SharedProducer
 from schemas.errors import ConsentRelayError
 from schemas.runtime.admin import wait_for_topics
+from schemas.runtime.http_server import HttpServer, open_routes
 from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import SinkFamily
 
@@ -157,7 +157,7 @@ class PartnerSinkProcess:
         except ConsentRelayError:
             self._producer.close()
             raise
-        routes = {"/metrics": metrics_route(self.metrics.registry), "/healthz": health_route}
+        routes = open_routes(self.metrics.registry)
         self._http = HttpServer(self.settings.http_host, self._port, routes).start()
         try:
             with ThreadPoolExecutor(len(self.runners) + 1, thread_name_prefix="partner") as pool:

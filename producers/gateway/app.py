@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from producers.aio import AsyncConsentClient
-from producers.gateway import handlers, unsubscribe
+from producers.gateway import handlers, openapi, unsubscribe
 from producers.gateway.middleware import instrument
 from producers.gateway.openapi import PUBLISH_ROUTES
 from producers.gateway.settings import GatewaySettings
@@ -45,7 +45,7 @@ def create_app(
     for path, (kind, _summary) in PUBLISH_ROUTES.items():
         app.router.add_post(path, handlers.publishing(kind))
     app.router.add_post(unsubscribe.PATH, handlers.one_click_unsubscribe)
-    app.router.add_get("/openapi.json", handlers.openapi)
+    app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final, NotRequired
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import ConfigDict, Field, with_config
+from typing_extensions import TypedDict
 
 from producers import builders, drafts
 from producers.aio import AsyncConsentClient
@@ -25,7 +27,6 @@ from producers.envelope import EnvelopeDefaults
 from producers.errors import PublishError
 from producers.gateway import unsubscribe
 from producers.gateway.bodies import read_json, reading
-from producers.gateway.openapi import document
 from producers.gateway.problems import ProblemError
 from producers.gateway.settings import GatewaySettings
 from producers.gateway.tokens import ROUTE_ACTIONS, Caller, TokenBook, action_of, action_of_draft
@@ -43,6 +44,19 @@ METRICS_REGISTRY: Final = web.AppKey("metrics_registry", CollectorRegistry)
 DEFAULTS: Final = EnvelopeDefaults()
 RETRY_AFTER_S: Final = "5"
 _ACK_GRACE_S: Final = 5.0
+
+
+EventId = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class Accepted(TypedDict):
+    """The answer to a published event: the broker acknowledged it."""
+
+    event_id: EventId
+    """The event's id (the one sent, or the one the gateway gave it)."""
+    gpc_event_id: NotRequired[EventId]
+    """Set when a Sec-GPC: 1 header was recorded as an opt-out."""
 
 
 def publishing(kind: type[ConsentEvent]) -> Any:
@@ -157,15 +171,10 @@ async def accept(request: web.Request, event: ConsentEvent, arrived: datetime) -
         raise ProblemError(
             500, "the event schema is not registered; run `consent-relay schemas register`"
         ) from exc
-    body = {"event_id": acks[-1].event_id}
+    body: Accepted = {"event_id": acks[-1].event_id}
     if gpc is not None:
         body["gpc_event_id"] = gpc.event_id
     return web.json_response(body, status=202)
-
-
-async def openapi(_request: web.Request) -> web.Response:
-    """The OpenAPI document."""
-    return web.json_response(document())
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -180,7 +189,8 @@ async def healthz(_request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: the broker answers a metadata request for the consent topic."""
+    """Readiness: 200 when the broker answers a metadata request for the consent topic,
+    else 503."""
     publisher = request.app[CLIENT].publisher
     if await asyncio.to_thread(publisher.broker_reachable):
         return web.json_response({"status": "ready"})

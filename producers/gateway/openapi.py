@@ -1,20 +1,33 @@
-"""The gateway's OpenAPI 3.1 document, derived from the event records themselves.
+"""The gateway's OpenAPI 3.1 document, generated from what the gateway runs with.
 
-Request bodies are JSON Schemas walked from the :mod:`schemas.events` dataclasses (field
-docs, enum symbols, list and time formats), so the document cannot drift from what the
-gateway accepts. Served at ``GET /openapi.json``.
+- Request bodies: pydantic's JSON Schema generator run over the :mod:`schemas.events`
+  records that :func:`producers.drafts.build` validates each body into, plus the rules of
+  :func:`schemas.converters.from_dict` and the contract it cannot see in the types (field
+  docs, unknown fields refused, list members unique, times also as epoch milliseconds,
+  the envelope fields a draft may leave out not required).
+- Responses: the :class:`~producers.gateway.handlers.Accepted` and
+  :class:`~producers.gateway.problems.Problem` types the handlers build their bodies as.
+- Paths: every route registered on the application, so a new route cannot be missed.
+
+Served at ``GET /openapi.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
-from datetime import datetime
-from enum import StrEnum
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, Final
+
+from aiohttp import web
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
+from pydantic_core import core_schema
 
 from producers.drafts import FILLED_IN
+from producers.gateway import unsubscribe
+from producers.gateway.handlers import Accepted
+from producers.gateway.problems import PROBLEM_JSON, Problem
 from schemas.events import ConsentChanged, ConsentEvent, CookiePreferencesSet, RightsRequested
 
 PUBLISH_ROUTES: dict[str, tuple[type[ConsentEvent], str]] = {
@@ -27,134 +40,58 @@ PUBLISH_ROUTES: dict[str, tuple[type[ConsentEvent], str]] = {
 }
 """Route → (record it publishes, summary)."""
 
-
-def json_schema(tp: Any, components: dict[str, Any]) -> dict[str, Any]:
-    """The JSON Schema of a record field type; records and enums become components."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        inner = json_schema(next(a for a in args if a is not type(None)), components)
-        return {"anyOf": [inner, {"type": "null"}]}
-    if origin is tuple:
-        return {"type": "array", "items": json_schema(args[0], components), "uniqueItems": True}
-    if isinstance(tp, type) and issubclass(tp, StrEnum):
-        components.setdefault(
-            tp.__name__,
-            {"type": "string", "enum": [m.value for m in tp], "description": _doc(tp)},
-        )
-        return {"$ref": f"#/components/schemas/{tp.__name__}"}
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if tp.__name__ not in components:
-            components[tp.__name__] = {}  # placeholder against recursion
-            components[tp.__name__] = record_schema(tp, components)
-        return {"$ref": f"#/components/schemas/{tp.__name__}"}
-    if tp is datetime:
-        return {
-            "type": "string",
-            "format": "date-time",
-            "description": "ISO-8601 with a timezone (or epoch milliseconds)",
-        }
-    return {"type": {str: "string", bool: "boolean", int: "integer", bytes: "string"}[tp]}
+REF: Final = "#/components/schemas/{model}"
+TIME: Final = "ISO-8601 with a timezone (or epoch milliseconds)"
 
 
-def record_schema(cls: type[Any], components: dict[str, Any]) -> dict[str, Any]:
-    """A record as a JSON object schema; envelope fields the gateway fills are optional."""
-    hints = typing.get_type_hints(cls)
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    for f in dataclasses.fields(cls):
-        prop = json_schema(hints[f.name], components)
-        properties[f.name] = {**prop, "description": f.metadata.get("doc", "")}
-        has_default = (
-            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-        )
-        if not has_default and f.name not in FILLED_IN:
-            required.append(f.name)
-    return {
-        "type": "object",
-        "description": _doc(cls),
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
+class ContractSchema(GenerateJsonSchema):
+    """pydantic's generator, told what :mod:`schemas.converters` enforces beyond the types."""
+
+    def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        """A record: each field documented by its ``doc``, unknown fields refused."""
+        generated = super().dataclass_schema(schema)
+        docs = {f.name: f.metadata.get("doc") for f in dataclasses.fields(schema["cls"])}
+        for name, prop in generated.get("properties", {}).items():
+            if docs.get(name):
+                prop["description"] = docs[name]
+        generated["additionalProperties"] = False
+        return generated
+
+    def tuple_schema(self, schema: core_schema.TupleSchema) -> JsonSchemaValue:
+        """A record's list: the contract refuses a member listed twice."""
+        generated = super().tuple_schema(schema)
+        if schema.get("variadic_item_index") is not None:
+            generated["uniqueItems"] = True
+        return generated
+
+    def datetime_schema(self, schema: core_schema.DatetimeSchema) -> JsonSchemaValue:
+        """A time: ISO-8601 text, which the converters also take as epoch milliseconds."""
+        return {**super().datetime_schema(schema), "description": TIME}
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document."""
-    components: dict[str, Any] = {
-        "Accepted": {
-            "type": "object",
-            "properties": {
-                "event_id": {"type": "string", "format": "uuid"},
-                "gpc_event_id": {
-                    "type": "string",
-                    "format": "uuid",
-                    "description": "Set when a Sec-GPC: 1 header was recorded as an opt-out.",
-                },
-            },
-            "required": ["event_id"],
-        },
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details; `field` names the offending field.",
-            "properties": {
-                "title": {"type": "string"},
-                "status": {"type": "integer"},
-                "detail": {"type": "string"},
-                "field": {"type": "string"},
-            },
-        },
-    }
-    paths: dict[str, Any] = {}
-    for path, (record, summary) in PUBLISH_ROUTES.items():
-        paths[path] = {
-            "post": {
-                "summary": summary,
-                "security": [{"bearer": []}],
-                "parameters": [_gpc_header()],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": json_schema(record, components)}},
-                },
-                "responses": _responses(),
-            }
-        }
-    paths["/v1/unsubscribe"] = {
-        "post": {
-            "summary": "RFC 8058 one-click unsubscribe: withdraw email marketing consent.",
-            "parameters": [
-                {"name": "s", "in": "query", "required": True, "schema": {"type": "string"}},
-                {
-                    "name": "sig",
-                    "in": "query",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "hex HMAC-SHA256 of `s` under the gateway's unsubscribe key",
-                },
-                _gpc_header(),
-            ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/x-www-form-urlencoded": {
-                        "schema": {
-                            "type": "object",
-                            "properties": {"List-Unsubscribe": {"const": "One-Click"}},
-                            "required": ["List-Unsubscribe"],
-                        }
-                    }
-                },
-            },
-            "responses": {k: v for k, v in _responses().items() if k != "401"},
-        }
-    }
-    for path, summary in {
-        "/healthz": "Liveness.",
-        "/readyz": "Readiness: 200 when the broker answers, else 503.",
-        "/metrics": "Prometheus metrics.",
-        "/openapi.json": "This document.",
-    }.items():
-        paths[path] = {"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}}
+@functools.cache
+def _schemas() -> tuple[dict[type[Any], JsonSchemaValue], dict[str, JsonSchemaValue]]:
+    """Each body and answer type's ``$ref``, and the components they refer to."""
+    kinds: list[type[Any]] = [kind for kind, _summary in PUBLISH_ROUTES.values()]
+    mode: JsonSchemaMode = "validation"
+    inputs = [(kind, mode, TypeAdapter[Any](kind)) for kind in [*kinds, Accepted, Problem]]
+    refs, defs = TypeAdapter.json_schemas(inputs, ref_template=REF, schema_generator=ContractSchema)
+    components: dict[str, JsonSchemaValue] = defs.get("$defs", {})
+    for kind in kinds:
+        record = components[kind.__name__]
+        record["required"] = [name for name in record["required"] if name not in FILLED_IN]
+    return {kind: ref for (kind, _mode), ref in refs.items()}, components
+
+
+def document(app: web.Application) -> dict[str, Any]:
+    """The OpenAPI document of ``app``'s routes."""
+    refs, components = _schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue  # aiohttp answers HEAD on every GET route
+        path = route.resource.canonical
+        paths.setdefault(path, {})[route.method.lower()] = _operation(path, route.handler, refs)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -172,19 +109,69 @@ def document() -> dict[str, Any]:
     }
 
 
-def _gpc_header() -> dict[str, Any]:
-    return {
-        "name": "Sec-GPC",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "enum": ["1"]},
-        "description": "Global Privacy Control: also records an opt-out of sale/sharing (CCPA).",
+async def serve(request: web.Request) -> web.Response:
+    """This document."""
+    return web.json_response(document(request.app))
+
+
+def _operation(
+    path: str, handler: Callable[..., Any], refs: dict[type[Any], JsonSchemaValue]
+) -> dict[str, Any]:
+    if path in PUBLISH_ROUTES:
+        record, summary = PUBLISH_ROUTES[path]
+        return {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": [_GPC_HEADER],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": refs[record]}},
+            },
+            "responses": _responses(refs),
+        }
+    if path == unsubscribe.PATH:
+        return {
+            "summary": "RFC 8058 one-click unsubscribe: withdraw email marketing consent.",
+            "parameters": [
+                {"name": "s", "in": "query", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "sig",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "hex HMAC-SHA256 of `s` under the gateway's unsubscribe key",
+                },
+                _GPC_HEADER,
+            ],
+            "requestBody": {"required": True, "content": _one_click_form()},
+            "responses": {k: v for k, v in _responses(refs).items() if k != "401"},
+        }
+    summary = " ".join((handler.__doc__ or "").split())
+    return {"summary": summary, "responses": {"200": {"description": "OK"}}}
+
+
+_GPC_HEADER: Final = {
+    "name": "Sec-GPC",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "enum": ["1"]},
+    "description": "Global Privacy Control: also records an opt-out of sale/sharing (CCPA).",
+}
+
+
+def _one_click_form() -> dict[str, Any]:
+    field = unsubscribe.ONE_CLICK_FIELD
+    schema = {
+        "type": "object",
+        "properties": {field: {"const": unsubscribe.ONE_CLICK_VALUE}},
+        "required": [field],
     }
+    return {"application/x-www-form-urlencoded": {"schema": schema}}
 
 
-def _responses() -> dict[str, Any]:
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    accepted = {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}
+def _responses(refs: dict[type[Any], JsonSchemaValue]) -> dict[str, Any]:
+    problem = {PROBLEM_JSON: {"schema": refs[Problem]}}
+    accepted = {"application/json": {"schema": refs[Accepted]}}
     return {
         "202": {"description": "The broker acknowledged the event.", "content": accepted},
         "400": {
@@ -207,7 +194,3 @@ def _responses() -> dict[str, Any]:
         "422": {"description": "Invalid event; `field` names the field.", "content": problem},
         "503": {"description": "The broker did not acknowledge; retry.", "content": problem},
     }
-
-
-def _doc(obj: Any) -> str:
-    return " ".join((obj.__doc__ or "").split())

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
+from typing import NotRequired
 
 from aiohttp import web
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict
 
 from schemas.errors import ConsentRelayError
 
 PROBLEM_JSON = "application/problem+json"
+
+
+@with_config(ConfigDict(use_attribute_docstrings=True))
+class Problem(TypedDict):
+    """RFC 9457 problem details; a 422 names the offending field."""
+
+    title: str
+    """The status's reason phrase."""
+    status: int
+    """The HTTP status."""
+    detail: str
+    """What was wrong, and what to do about it."""
+    field: NotRequired[str]
+    """The body's field (or form field) at fault, when one is."""
 
 
 class ProblemError(ConsentRelayError):
@@ -35,7 +51,7 @@ class ProblemError(ConsentRelayError):
 
     def response(self) -> web.Response:
         """The problem as an HTTP response."""
-        body: dict[str, Any] = {
+        body: Problem = {
             "title": HTTPStatus(self.status).phrase,
             "status": self.status,
             "detail": self.detail,

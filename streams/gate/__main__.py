@@ -2,8 +2,9 @@
 
 Settings are read from the environment (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``,
 ``CONSENT_RELAY_TOPIC_PREFIX``, ``CONSENT_RELAY_PARTITIONS`` and ``GATE_*``, see
-:mod:`streams.gate.settings`) and validated before anything starts; /metrics is served
-on ``GATE_HTTP_HOST:GATE_HTTP_PORT``. Started before its broker, it waits for it.
+:mod:`streams.gate.settings`) and validated before anything starts; /metrics and /healthz
+are served on ``GATE_HTTP_HOST:GATE_HTTP_PORT`` (:mod:`schemas.runtime.http_server`).
+Started before its broker, it waits for it.
 A gate whose Kafka clients forgot every broker (:mod:`schemas.runtime.broker_loss`) is
 followed by a new one, with new clients, in the same process.
 SIGTERM or SIGINT finishes the batch in flight (or abandons it uncommitted if it is still
@@ -22,9 +23,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from schemas.errors import ConfigError, ConsentRelayError
+from schemas.runtime.http_server import HttpServer, open_routes
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.observability import configure_logging
 from streams.gate.loop import Gate
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.set_threshold(YOUNG_GC_THRESHOLD, middle, old)
     registry = CollectorRegistry()
     metrics = GateMetrics.create(registry)
-    server, thread = start_http_server(settings.http_port, settings.http_host, registry)
+    server = HttpServer(settings.http_host, settings.http_port, open_routes(registry)).start()
     stopping = threading.Event()
     current: list[Gate] = []
 
@@ -86,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("the gate stopped: %s: %s", type(exc).__name__, exc)
         return 1
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        server.stop()
     return 0
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-import aiohttp
 import faust
 from faust import web
 from faust.exceptions import SameNode
 
+from schemas.runtime import http_client
 from schemas.runtime.bearer import BearerGuard, authorization
+from schemas.runtime.http_client import UnreachableError
 from schemas.runtime.settings import Secret
 from streams.proof import query
 
@@ -85,16 +86,17 @@ def register(app: faust.App, pending: Any, done: Any, token: Secret | None) -> N
 async def _ask_peers(app: faust.App, event_id: str, token: Secret) -> dict[str, Any] | None:
     own = str(app.conf.canonical_url).rstrip("/")
     peers = {str(url).rstrip("/") for url in app.router.tables_metadata()} - {own}
-    timeout = aiohttp.ClientTimeout(total=5)
-    async with aiohttp.ClientSession(timeout=timeout, headers=authorization(token)) as session:
+    async with http_client.async_client("stream-worker", 5, authorization(token)) as client:
         for peer in sorted(peers):
             try:
-                async with session.get(f"{peer}/propagation/{event_id}?local=1") as response:
-                    if response.status == 200:
-                        answer: dict[str, Any] = await response.json()
-                        return answer
-                    if response.status == 401:
-                        log.warning("propagation query: peer %s refused this worker's token", peer)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("propagation query: peer %s unreachable: %s", peer, exc)
+                with http_client.reaching(f"peer {peer}"):
+                    response = await client.get(f"{peer}/propagation/{event_id}?local=1")
+            except UnreachableError as exc:
+                log.warning("propagation query: %s", exc)
+                continue
+            if response.status_code == 200:
+                answer: dict[str, Any] = response.json()
+                return answer
+            if response.status_code == 401:
+                log.warning("propagation query: peer %s refused this worker's token", peer)
     return None

@@ -15,7 +15,6 @@ import pytest
 from consumers.analytics.__main__ import build
 from consumers.analytics.settings import AnalyticsSinkSettings
 from consumers.analytics.sink import AnalyticsSink
-from consumers.http import BadRequestError
 from consumers.protocol import (
     FinishesBootstrap,
     PermanentSinkError,
@@ -23,6 +22,7 @@ from consumers.protocol import (
     ServesHttp,
 )
 from schemas.events import InstructionIssued, Subject
+from schemas.runtime.http_server import BadRequestError
 from schemas.taxonomy import Action, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 
 ALICE = Subject(id="acct-alice", kind=SubjectKind.ACCOUNT)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from consumers.http import BadRequestError
 from consumers.marketing.api import routes
 from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
@@ -18,6 +17,7 @@ from consumers.marketing.sink import MarketingSink
 from consumers.marketing.store import MarketingStore
 from schemas.errors import ConfigError
 from schemas.events import InstructionIssued, Subject
+from schemas.runtime.http_server import BadRequestError
 from schemas.runtime.settings import load
 from schemas.taxonomy import Action, Purpose, Regime, SinkFamily, SubjectKind
 

@@ -15,11 +15,11 @@ import pytest
 
 from consumers.analytics.__main__ import build
 from consumers.analytics.settings import AnalyticsSinkSettings
-from consumers.http import HttpServer
 from consumers.marketing.api import routes
 from consumers.marketing.database import Database
 from consumers.marketing.hashing import AddressHasher
 from consumers.marketing.store import MarketingStore
+from schemas.runtime.http_server import HttpServer
 from schemas.runtime.settings import Secret
 
 TOKEN = "subject-params-test-token-0123"

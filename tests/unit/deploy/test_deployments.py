@@ -334,13 +334,17 @@ def vars_of(settings: Any) -> dict[str, Any]:
 
 
 def routes_exist(process_module: str, path: str) -> bool:
-    """Whether the process's top-level package serves ``path``: a route literal, or, for
-    /metrics, Faust's Prometheus sensor (which adds that page to the worker's web)."""
+    """Whether the process's top-level package serves ``path``: a route literal, the
+    routes every process serves (``schemas.runtime.http_server.open_routes``) when it asks
+    for them, or, for /metrics, Faust's Prometheus sensor (which adds that page to the
+    worker's web)."""
     package = REPO / process_module.split(".", maxsplit=1)[0]
     sources = [p.read_text() for p in package.rglob("*.py")]
     faust_metrics = path == "/metrics" and any(
         "setup_prometheus_sensors(" in s or "install_faust_metrics(" in s for s in sources
     )
+    if any("open_routes(" in s for s in sources):
+        sources.append((REPO / "schemas" / "runtime" / "http_server.py").read_text())
     return faust_metrics or any(f'"{path}"' in s for s in sources)
 
 

@@ -1,14 +1,21 @@
-"""A small HTTP server in a background thread for /metrics and a sink's own API.
+"""The one way a confluent-kafka process (a sink, the gate) serves HTTP: /metrics,
+/healthz and small JSON APIs, from a background thread.
 
 Routes map a path to a function of the query parameters returning a
 :class:`Response`; the standard library's threading server is enough for health
-checks, Prometheus scrapes and a lookup endpoint, and keeps sinks free of an event
-loop. Handlers must not log request parameters: they may hold personal identifiers.
+checks, Prometheus scrapes and a lookup endpoint, and keeps these processes free of an
+event loop (the gateway's aiohttp server and the stream worker's Faust web server serve
+theirs). Handlers must not log request parameters: they may hold personal identifiers.
 
 Every route but the open ones (``/metrics``, ``/healthz``) answers only a request that
 carries the configured bearer token (:class:`~schemas.runtime.bearer.BearerGuard`): a route
 added later is protected without anyone remembering to, and with no token configured
 those routes refuse everyone.
+
+Hostile input: only GET is served (other methods get 501), no request body is read, the
+standard library bounds the request line and the headers (414 and 431 past 64 KiB a
+line or 100 headers), and a connection that sends nothing for
+:data:`REQUEST_TIMEOUT_S` is closed, so a stalled client does not keep a thread.
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ log = logging.getLogger(__name__)
 
 OPEN_PATHS: Final = frozenset({"/metrics", "/healthz"})
 """Routes served without a token: they say nothing about anyone."""
+
+REQUEST_TIMEOUT_S: Final = 10.0
+"""Longest a connection may be silent while its request is read or its answer sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,11 @@ def health_route(_query: Mapping[str, str]) -> Response:
     return Response.json(200, {"status": "ok"})
 
 
+def open_routes(registry: CollectorRegistry) -> dict[str, Route]:
+    """``/metrics`` for ``registry`` and ``/healthz``: what every process serves."""
+    return {"/metrics": metrics_route(registry), "/healthz": health_route}
+
+
 class HttpServer:
     """Serves GET routes on ``host:port`` from a daemon thread until :meth:`stop`; all
     but :data:`OPEN_PATHS` only to a caller presenting ``token``."""
@@ -124,6 +139,8 @@ class HttpServer:
 
 def _handler_class(routes: Mapping[str, Route], guard: BearerGuard) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_S
+
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             route = routes.get(url.path)
