@@ -9,12 +9,11 @@ runner never commits offsets past a lost receipt.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message
+from confluent_kafka import KafkaException, Message
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumers.joined_receipts import RECEIPTS_PER_RECORD
@@ -32,9 +31,8 @@ from schemas.events import (
     utc_now,
 )
 from schemas.ids import uuid5
-from schemas.runtime import delivery
+from schemas.runtime.confirming_producer import Confirmations, ConfirmingProducer
 from schemas.runtime.kafka import KafkaSettings
-from schemas.runtime.renewing_producer import RenewingProducer
 from schemas.taxonomy import Outcome
 
 
@@ -112,15 +110,13 @@ class Publisher:
         self._producer = (
             shared.producer()
             if shared is not None
-            else RenewingProducer(settings.producer_config(), "sink publisher", on_replaced)
+            else ConfirmingProducer(settings, "sink publisher", on_replaced=on_replaced)
         )
-        self._deliveries_settled = threading.Condition()
-        self._unacked = 0
-        """Messages of this publisher the broker has not answered yet."""
+        self._confirmations = Confirmations()
+        """This publisher's messages: another runner's may stay in flight."""
         self._receipts = EventSerializer(registry, PropagationReceipt)
         self._encode = RegistryEncoder(registry)
         self._dead_letters = EventSerializer(registry, DeadLettered)
-        self._failures: list[str] = []
         self._queued: dict[int, list[PropagationReceipt]] = {}
         self._partition_counts: dict[str, int] = {}
 
@@ -145,9 +141,10 @@ class Publisher:
                 self._encode.header(InstructionsAnswered)
             queued, self._queued = self._queued, {}
             for partition, receipts in queued.items():
-                with self._deliveries_settled:
-                    self._unacked += 1
-                self._shared.receipts.send(partition, receipts, self._settled, self._answers)
+                self._confirmations.expect()
+                self._shared.receipts.send(
+                    partition, receipts, self._confirmations.settle, self._answers
+                )
             return
         records = [
             (
@@ -174,18 +171,16 @@ class Publisher:
         """Send what is queued, then wait until every message is acknowledged; raise
         DeliveryError if one was not."""
         self.send_receipts()
-        wait = timeout
         if self._shared is None:
-            self._producer.flush(timeout)  # serves the delivery reports as they come
-            wait = 0.0
-        with self._deliveries_settled:
-            # Only this publisher's messages: another runner's may stay in flight.
-            self._deliveries_settled.wait_for(lambda: self._unacked == 0, wait)
-            remaining = self._unacked
-            failures, self._failures = self._failures, []
-        if remaining:
-            raise DeliveryError(f"{remaining} message(s) unacknowledged after {timeout}s")
-        if failures:
+            confirmed = self._producer.confirm(self._confirmations, timeout)
+        else:  # the shared producer's thread serves the reports: only wait for ours
+            confirmed = self._confirmations.wait(timeout)
+        if confirmed.unacknowledged:
+            raise DeliveryError(
+                f"{confirmed.unacknowledged} message(s) unacknowledged after {timeout}s"
+            )
+        if confirmed.failures:
+            failures = confirmed.failures
             raise DeliveryError(f"{len(failures)} message(s) not delivered: {failures[0]}")
 
     def _copartitioned(self, topic: str) -> bool:
@@ -206,35 +201,16 @@ class Publisher:
     def _produce(
         self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
     ) -> None:
-        with self._deliveries_settled:
-            self._unacked += 1
-        try:
-            delivery.queue(
-                self._producer, topic, value, key, partition=partition, on_delivery=self._delivered
-            )
-        except BaseException:
-            with self._deliveries_settled:
-                self._unacked -= 1
-            raise
+        # Without an offset the broker may not hold it (schemas.runtime.delivery): a
+        # failure like an error, so flush raises and the offsets of what it answered
+        # are not committed.
+        self._producer.send(topic, value, key, partition=partition, confirm=self._confirmations)
         if self._shared is None:
             self._producer.poll(0)
 
     def _answers(self, receipts: list[PropagationReceipt]) -> bytes:
         """The bytes of one InstructionsAnswered carrying ``receipts``."""
         return self._encode(InstructionsAnswered, answered_avro(receipts), self._topics.receipts)
-
-    def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        # Without an offset the broker may not hold it (schemas.runtime.delivery): a failure like
-        # an error, so flush raises and the offsets of what it answered are not committed.
-        self._settled(delivery.failure(error, message))
-
-    def _settled(self, failure: str | None) -> None:
-        with self._deliveries_settled:
-            if failure is not None:
-                self._failures.append(failure)
-            self._unacked -= 1
-            if self._unacked == 0:
-                self._deliveries_settled.notify_all()
 
 
 def answered_avro(receipts: list[PropagationReceipt]) -> dict[str, Any]:

@@ -20,11 +20,8 @@ import threading
 from collections.abc import Callable
 
 from consumers.joined_receipts import JoinedReceipts
+from schemas.runtime.confirming_producer import ConfirmingProducer
 from schemas.runtime.kafka import KafkaSettings
-from schemas.runtime.renewing_producer import RenewingProducer
-
-SERVE_SECONDS = 0.1
-"""Longest the delivery-report thread waits in one poll; also how soon it sees close()."""
 
 
 class SharedProducer:
@@ -35,37 +32,27 @@ class SharedProducer:
     ) -> None:
         """``on_replaced``: called each time the producer replaced a client that forgot
         every broker (:mod:`schemas.runtime.renewing_producer`; its thread does it)."""
-        self._config = settings.producer_config()
+        self._settings = settings
         self._on_replaced = on_replaced
         self._lock = threading.Lock()
-        self._producer: RenewingProducer | None = None
-        self._thread: threading.Thread | None = None
-        self._closing = threading.Event()
+        self._producer: ConfirmingProducer | None = None
         self.receipts = JoinedReceipts(self.producer, settings.topics.receipts)
         """The runners' receipts, joined per partition, written through this producer."""
 
-    def producer(self) -> RenewingProducer:
+    def producer(self) -> ConfirmingProducer:
         """The producer (connecting on the first call); its delivery callbacks run on
-        this object's thread."""
+        its own thread."""
         with self._lock:
             if self._producer is None:
-                producer = self._producer = RenewingProducer(
-                    self._config, "shared sink producer", self._on_replaced
+                self._producer = ConfirmingProducer(
+                    self._settings,
+                    "shared sink producer",
+                    on_replaced=self._on_replaced,
+                    serve="delivery-reports",
                 )
-                self._thread = threading.Thread(
-                    target=self._serve, args=(producer,), name="delivery-reports", daemon=True
-                )
-                self._thread.start()
             return self._producer
 
     def close(self, timeout: float = 30.0) -> int:
         """Send what is still queued (each runner has flushed its own already) and stop
         serving; the number of messages left unacknowledged."""
-        self._closing.set()
-        if self._thread is not None:
-            self._thread.join()
-        return self._producer.flush(timeout) if self._producer is not None else 0
-
-    def _serve(self, producer: RenewingProducer) -> None:
-        while not self._closing.is_set():
-            producer.poll(SERVE_SECONDS)
+        return self._producer.close(timeout) if self._producer is not None else 0

@@ -15,7 +15,6 @@ what is queued and fails whatever still is not acknowledged.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,13 +26,12 @@ from producers.metrics import ProducerMetrics
 from schemas.codec import EventSerializer
 from schemas.events import CONSENT_EVENT_TYPES, ConsentEvent
 from schemas.runtime import delivery
+from schemas.runtime.confirming_producer import ConfirmingProducer, WhenFull
 from schemas.runtime.kafka import KafkaSettings
-from schemas.runtime.renewing_producer import RenewingProducer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DELIVERY_TIMEOUT_S = 30.0
-_POLL_INTERVAL_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,27 +76,24 @@ class Publisher:
         self._registry = settings.registry_client()
         self._serializers = {t: EventSerializer(self._registry, t) for t in CONSENT_EVENT_TYPES}
         timeout_ms = max(1, int(delivery_timeout_s * 1000))
-        # Replaced when it forgets every broker (schemas.runtime.renewing_producer): what it
-        # held fails with BrokerUnavailableError, for the caller to send again.
-        self._producer = RenewingProducer(
-            settings.producer_config(
-                **{
-                    "delivery.timeout.ms": timeout_ms,
-                    "request.timeout.ms": min(timeout_ms, 30_000),
-                    "error_cb": self._on_error,
-                    "logger": logging.getLogger("producers.librdkafka"),
-                    **producer_overrides,
-                }
-            ),
-            "publisher",
-        )
         self._fatal: str | None = None
         self._closed = False
-        self._stop = threading.Event()
-        self._poller = threading.Thread(
-            target=self._poll_loop, name="consent-relay-delivery", daemon=True
+        # Replaced when it forgets every broker (schemas.runtime.renewing_producer): what it
+        # held fails with BrokerUnavailableError, for the caller to send again. A full
+        # local queue is refused at once: the caller must never block.
+        self._producer = ConfirmingProducer(
+            settings,
+            "publisher",
+            config={
+                "delivery.timeout.ms": timeout_ms,
+                "request.timeout.ms": min(timeout_ms, 30_000),
+                "error_cb": self._on_error,
+                "logger": logging.getLogger("producers.librdkafka"),
+                **producer_overrides,
+            },
+            when_full=WhenFull.REFUSE,
+            serve="consent-relay-delivery",
         )
-        self._poller.start()
 
     def encode(self, event: ConsentEvent) -> bytes:
         """The wire-format bytes of ``event`` on the consent topic."""
@@ -165,7 +160,7 @@ class Publisher:
                 _call(on_done, Delivery(str(msg.topic()), int(msg.partition() or 0), offset), None)
 
         try:
-            self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+            self._producer.send(topic, value, key, headers=headers, on_delivery=report)
         except BufferError as exc:
             raise BrokerUnavailableError(f"local queue full, broker not keeping up: {exc}") from exc
         except KafkaException as exc:
@@ -193,18 +188,12 @@ class Publisher:
         if self._closed:
             return
         self._closed = True
-        self._stop.set()
-        self._poller.join()
-        remaining = self.flush(timeout)
+        remaining = self._producer.close(self.delivery_timeout_s if timeout is None else timeout)
         if remaining:
             log.warning("closing with %d unacknowledged message(s); failing them", remaining)
             self._producer.purge()
             self._producer.flush(0)
         self._registry.close()
-
-    def _poll_loop(self) -> None:
-        while not self._stop.is_set():
-            self._producer.poll(_POLL_INTERVAL_S)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():

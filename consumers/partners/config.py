@@ -25,35 +25,32 @@ Relative paths are relative to the file. Any mistake raises a
 
 from __future__ import annotations
 
-import json
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from consumers.partners.pseudonym import partner_key
 from schemas.errors import ConfigError
+from schemas.runtime.config_files import FileModel, read_document, refusal, validated, worded
 from schemas.taxonomy import PARTNER_DESTINATIONS
 
 MIN_SECRET_LENGTH = 16
 MAX_BATCH_SIZE = 1000
 """Most instructions in one POST: a 1000-instruction body is ~400 KB, still a modest request."""
 _ENV_REF = "env:"
-_TOP_KEYS = {"pseudonym_key", "identity_map", "partners"}
-_PARTNER_KEYS = {
-    "url",
-    "secret",
-    "timeout_seconds",
-    "known_subjects",
-    "failure_threshold",
-    "reset_seconds",
-    "pseudonym_key",
-    "batch_size",
-}
 
 
 class KnownSubjects(StrEnum):
@@ -99,132 +96,120 @@ class PartnersConfig:
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> PartnersConfig:
     """Read and validate the partners file at ``path``."""
     env = os.environ if env is None else env
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("PARTNER_SINK_CONFIG", f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        if path.suffix == ".toml":
-            raw: Any = tomllib.loads(text)
-        elif path.suffix == ".json":
-            raw = json.loads(text)
-        else:
-            raise ConfigError("PARTNER_SINK_CONFIG", f"{path} must end in .toml or .json")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError("PARTNER_SINK_CONFIG", f"{path} is not valid: {exc}") from exc
-    return parse_config(raw, env, base=path.parent)
+
+    def fail(reason: str) -> ConfigError:
+        return ConfigError("PARTNER_SINK_CONFIG", reason)
+
+    if path.suffix not in {".toml", ".json"}:
+        raise fail(f"{path} must end in .toml or .json")
+    return parse_config(read_document(path, fail), env, base=path.parent)
 
 
 def parse_config(raw: Any, env: Mapping[str, str], base: Path) -> PartnersConfig:
     """Validate an already parsed partners document."""
-    table = _table(raw, "<top level>")
-    _no_unknown(table, _TOP_KEYS, "")
-    master = (
-        _secret(table["pseudonym_key"], env, "pseudonym_key") if "pseudonym_key" in table else None
-    )
-    partners_table = _table(table.get("partners"), "partners")
-    if not partners_table:
-        raise ConfigError("partners", "at least one partner must be configured")
-    partners = tuple(
-        _partner(name, entry, env, master) for name, entry in sorted(partners_table.items())
-    )
-    identity_map = None
-    if "identity_map" in table:
-        identity_map = base / _string(table["identity_map"], "identity_map")
-    mapped = [p.name for p in partners if p.known_subjects is KnownSubjects.MAPPED]
-    if mapped and identity_map is None:
-        raise ConfigError(
-            f"partners.{mapped[0]}.known_subjects",
-            "is 'mapped' but no identity_map is configured",
-        )
-    return PartnersConfig(partners, identity_map)
-
-
-def _partner(name: str, raw: Any, env: Mapping[str, str], master: bytes | None) -> PartnerConfig:
-    where = f"partners.{name}"
-    if name not in PARTNER_DESTINATIONS:
-        raise ConfigError(
-            where, f"is not a partner destination (known: {', '.join(PARTNER_DESTINATIONS)})"
-        )
-    entry = _table(raw, where)
-    _no_unknown(entry, _PARTNER_KEYS, where + ".")
-    for required in ("url", "secret"):
-        if required not in entry:
-            raise ConfigError(f"{where}.{required}", "is required")
-    url = _string(entry["url"], f"{where}.url")
-    parsed = urlparse(url)
-    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
-        raise ConfigError(f"{where}.url", f"{url!r} is not an http(s) URL")
-    if "pseudonym_key" in entry:
-        key = _secret(entry["pseudonym_key"], env, f"{where}.pseudonym_key")
-    elif master is not None:
-        key = partner_key(master, name)
-    else:
-        raise ConfigError(
-            f"{where}.pseudonym_key", "is required when no top-level pseudonym_key is set"
-        )
-    known = _string(entry.get("known_subjects", KnownSubjects.MAPPED), f"{where}.known_subjects")
-    if known not in {k.value for k in KnownSubjects}:
-        raise ConfigError(f"{where}.known_subjects", f"{known!r} is not 'mapped' or 'all'")
-    return PartnerConfig(
-        name=name,
-        url=url,
-        secret=_secret(entry["secret"], env, f"{where}.secret"),
-        pseudonym_key=key,
-        timeout_seconds=_positive(entry.get("timeout_seconds", 5.0), f"{where}.timeout_seconds"),
-        known_subjects=KnownSubjects(known),
-        failure_threshold=int(
-            _positive(entry.get("failure_threshold", 5), f"{where}.failure_threshold", whole=True)
+    model = validated(PartnersFile, raw, context={"env": env})
+    master = model.pseudonym_key
+    return PartnersConfig(
+        tuple(
+            PartnerConfig(
+                name=name,
+                url=entry.url,
+                secret=entry.secret.encode("utf-8"),
+                pseudonym_key=(
+                    entry.pseudonym_key.encode("utf-8")
+                    if entry.pseudonym_key is not None
+                    else partner_key(str(master).encode("utf-8"), name)
+                ),
+                timeout_seconds=entry.timeout_seconds,
+                known_subjects=entry.known_subjects,
+                failure_threshold=entry.failure_threshold,
+                reset_seconds=entry.reset_seconds,
+                batch_size=entry.batch_size,
+            )
+            for name, entry in model.partners.items()
         ),
-        reset_seconds=_positive(entry.get("reset_seconds", 5.0), f"{where}.reset_seconds"),
-        batch_size=_whole_between(
-            entry.get("batch_size", 1), f"{where}.batch_size", 1, MAX_BATCH_SIZE
-        ),
+        None if model.identity_map is None else base / model.identity_map,
     )
 
 
-def _table(raw: Any, where: str) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(where, "must be a table/object")
-    return raw
-
-
-def _no_unknown(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(prefix + unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
-
-
-def _string(raw: Any, where: str) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise ConfigError(where, "must be a non-empty string")
-    return raw
-
-
-def _positive(raw: Any, where: str, *, whole: bool = False) -> float:
-    number = isinstance(raw, int) if whole else isinstance(raw, int | float)
-    if isinstance(raw, bool) or not number or raw <= 0:
-        kind = "positive integer" if whole else "positive number"
-        raise ConfigError(where, f"must be a {kind}, got {raw!r}")
-    return float(raw)
-
-
-def _whole_between(raw: Any, where: str, low: int, high: int) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
-        raise ConfigError(where, f"must be an integer from {low} to {high}, got {raw!r}")
-    return raw
-
-
-def _secret(raw: Any, env: Mapping[str, str], where: str) -> bytes:
-    text = _string(raw, where)
+def _resolved(text: str, info: ValidationInfo) -> str:
+    """A secret: the text, or the variable an ``env:NAME`` text names; never echoed."""
     if text.startswith(_ENV_REF):
         name = text[len(_ENV_REF) :]
-        if name not in env or not env[name]:
-            raise ConfigError(where, f"refers to environment variable {name}, which is not set")
+        env = info.context["env"] if info.context else {}
+        if not env.get(name):
+            raise ValueError(f"refers to environment variable {name}, which is not set")
         text = env[name]
     if len(text) < MIN_SECRET_LENGTH:
-        # Never echo the secret itself.
-        raise ConfigError(where, f"must be at least {MIN_SECRET_LENGTH} characters")
-    return text.encode("utf-8")
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+    return text
+
+
+def _http(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in {"http", "https"} or not parsed.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
+
+
+def _partner(name: str) -> str:
+    if name not in PARTNER_DESTINATIONS:
+        raise ValueError(f"is not a partner destination (known: {', '.join(PARTNER_DESTINATIONS)})")
+    return name
+
+
+Text = Annotated[StrictStr, Field(min_length=1)]
+SecretText = Annotated[Text, AfterValidator(_resolved)]
+"""A secret's text (kept out of reprs by the fields that hold one)."""
+Positive = Annotated[
+    float, Field(gt=0, strict=True), worded("must be a positive number, got {input}")
+]
+PositiveWhole = Annotated[
+    int, Field(gt=0, strict=True), worded("must be a positive integer, got {input}")
+]
+
+
+class PartnerFile(FileModel):
+    """``[partners.NAME]``: one partner's webhook."""
+
+    url: Annotated[Text, AfterValidator(_http)]
+    secret: SecretText = Field(repr=False)
+    timeout_seconds: Positive = 5.0
+    known_subjects: Annotated[KnownSubjects, worded("{input} is not 'mapped' or 'all'")] = (
+        KnownSubjects.MAPPED
+    )
+    failure_threshold: PositiveWhole = 5
+    reset_seconds: Positive = 5.0
+    pseudonym_key: SecretText | None = Field(None, repr=False)
+    batch_size: Annotated[
+        int,
+        Field(ge=1, le=MAX_BATCH_SIZE, strict=True),
+        worded(f"must be an integer from 1 to {MAX_BATCH_SIZE}, got {{input}}"),
+    ] = 1
+
+
+class PartnersFile(FileModel):
+    """The partners file: partners on the contract's list, each with a pseudonym key."""
+
+    pseudonym_key: SecretText | None = Field(None, repr=False)
+    identity_map: Text | None = None
+    partners: dict[Annotated[str, AfterValidator(_partner)], PartnerFile]
+
+    @field_validator("partners", mode="before")
+    @classmethod
+    def _by_name(cls, raw: Any) -> Any:
+        return dict(sorted(raw.items())) if isinstance(raw, dict) else raw
+
+    @model_validator(mode="after")
+    def _rules(self) -> PartnersFile:
+        if not self.partners:
+            raise refusal("at least one partner must be configured", "partners")
+        for name, entry in self.partners.items():
+            if entry.pseudonym_key is None and self.pseudonym_key is None:
+                reason = "is required when no top-level pseudonym_key is set"
+                raise refusal(reason, "partners", name, "pseudonym_key")
+        mapped = [n for n, e in self.partners.items() if e.known_subjects is KnownSubjects.MAPPED]
+        if mapped and self.identity_map is None:
+            reason = "is 'mapped' but no identity_map is configured"
+            raise refusal(reason, "partners", mapped[0], "known_subjects")
+        return self

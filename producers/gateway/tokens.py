@@ -10,15 +10,24 @@ or ``*``. Tokens are only ever held hashed in memory and never logged.
 from __future__ import annotations
 
 import hashlib
-import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, Field, StrictStr, model_validator
 
 from schemas.errors import ConfigError
 from schemas.events import ConsentChanged, ConsentEvent, CookiePreferencesSet, RightsRequested
+from schemas.runtime.config_files import (
+    FileModel,
+    Loc,
+    dotted,
+    read_document,
+    refusal,
+    validated,
+    worded,
+)
 from schemas.taxonomy import Choice, Right
 
 SETTING: Final = "GATEWAY_TOKENS_FILE"
@@ -109,37 +118,72 @@ class TokenBook:
     @classmethod
     def load(cls, path: Path) -> TokenBook:
         """Read a tokens file; anything malformed raises ConfigError naming the setting."""
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(SETTING, f"cannot read {path}: {exc.strerror}") from exc
-        try:
-            document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(SETTING, f"{path} is not valid {path.suffix[1:] or 'JSON'}") from exc
-        return cls.parse(document)
+        return cls.parse(read_document(path, lambda reason: ConfigError(SETTING, reason)))
 
     @classmethod
     def parse(cls, document: Any) -> TokenBook:
         """Build from a parsed tokens document."""
-        entries = document.get("tokens") if isinstance(document, dict) else None
-        if not isinstance(entries, dict) or not entries:
+        tokens = document.get("tokens") if isinstance(document, dict) else None
+        if not isinstance(tokens, dict) or not tokens:
             raise ConfigError(SETTING, 'needs a non-empty "tokens" table')
-        callers: dict[str, Caller] = {}
-        for number, (key, entry) in enumerate(entries.items(), start=1):
-            where = f"tokens entry #{number}"  # never the key: it may be a token
-            if not isinstance(key, str) or not key:
-                raise ConfigError(SETTING, f"{where}: empty token")
-            if not isinstance(entry, dict) or not isinstance(entry.get("service"), str):
-                raise ConfigError(SETTING, f'{where}: needs "service" (text)')
-            actions = entry.get("actions")
-            if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
-                raise ConfigError(SETTING, f'{where}: needs "actions" (a list of names)')
-            unknown = sorted(set(actions) - ACTIONS - {ANY_ACTION})
-            if unknown:
-                raise ConfigError(SETTING, f"{where}: unknown action {unknown[0]!r}")
-            hashed = key.lower() if key.startswith(_HASH_PREFIX) else token_hash(key)
-            if hashed in callers:
-                raise ConfigError(SETTING, f"{where}: the same token is listed twice")
-            callers[hashed] = Caller(entry["service"], frozenset(actions))
-        return cls(callers)
+        # Validated as a list: an entry is named by its number, never by its key (a token).
+        entries = [{"token": key, "entry": entry} for key, entry in tokens.items()]
+        model = validated(
+            TokensFile,
+            {"tokens": entries},
+            lambda where, reason: ConfigError(SETTING, f"{where}: {reason}"),
+            where=_numbered,
+        )
+        return cls({t.hashed: Caller(t.entry.service, t.entry.actions) for t in model.tokens})
+
+
+def _numbered(loc: Loc) -> str:
+    """``tokens entry #2.service``: where a mistake is, without the token."""
+    if len(loc) < 2 or not isinstance(loc[1], int):
+        return dotted(loc)
+    inner = loc[3:] if loc[2:3] == ("entry",) else ()  # the token: named by its number
+    return f"tokens entry #{loc[1] + 1}" + (f".{dotted(inner)}" if inner else "")
+
+
+def _known(actions: frozenset[str]) -> frozenset[str]:
+    unknown = sorted(actions - ACTIONS - {ANY_ACTION})
+    if unknown:
+        raise ValueError(f"unknown action {unknown[0]!r}")
+    return actions
+
+
+class TokenEntry(FileModel):
+    """What one token's service may do."""
+
+    service: StrictStr
+    actions: Annotated[
+        frozenset[StrictStr], worded("must be a list of action names"), AfterValidator(_known)
+    ]
+
+
+class TokenFile(FileModel):
+    """A token (or its ``sha256:`` hash) and its entry."""
+
+    token: Annotated[StrictStr, Field(min_length=1, repr=False), worded("empty token")]
+    entry: TokenEntry
+
+    @property
+    def hashed(self) -> str:
+        """The ``sha256:<hex>`` the book holds the token by."""
+        token = self.token
+        return token.lower() if token.startswith(_HASH_PREFIX) else token_hash(token)
+
+
+class TokensFile(FileModel):
+    """The tokens file: each token listed once."""
+
+    tokens: tuple[TokenFile, ...]
+
+    @model_validator(mode="after")
+    def _once(self) -> TokensFile:
+        seen: set[str] = set()
+        for number, token in enumerate(self.tokens):
+            if token.hashed in seen:
+                raise refusal("the same token is listed twice", "tokens", number)
+            seen.add(token.hashed)
+        return self

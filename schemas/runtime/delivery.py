@@ -1,9 +1,6 @@
-"""Queueing a record, and what a librdkafka delivery report proves: the rules every relay
-producer on confluent-kafka applies (:func:`queue`, :func:`stored_offset`).
-
-A producer's local queue fills when the broker is slow or away; :func:`queue` then
-serves delivery reports until there is room (or the caller gives up), instead of each
-producer writing that loop.
+"""What a librdkafka delivery report proves: the rule every relay producer on
+confluent-kafka applies (:func:`stored_offset`, :func:`failure`; the producer that
+applies it is :mod:`schemas.runtime.confirming_producer`).
 
 An ``acks=all`` record the broker stored comes back with its offset. librdkafka's
 idempotent producer also reports records as delivered (no error) *without* an offset:
@@ -22,8 +19,7 @@ A producer that wants this check must ask for every report, not only failed ones
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
 from confluent_kafka import KafkaError, Message
 
@@ -44,32 +40,3 @@ def failure(error: KafkaError | None, message: Message) -> str | None:
     if error is not None:
         return str(error)
     return None if stored_offset(message) is not None else NOT_STORED
-
-
-def queue(
-    producer: Any,
-    topic: str,
-    value: bytes | None,
-    key: bytes | None = None,
-    *,
-    partition: int | None = None,
-    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-    headers: list[tuple[str, bytes]] | None = None,
-    wait: float = 0.1,
-    stop: Callable[[], bool] | None = None,
-) -> bool:
-    """Queue one record on ``producer`` (a confluent-kafka producer, or one that wraps
-    it); while its local queue is full, serve delivery reports for up to ``wait``
-    seconds at a time and try again. False if ``stop()`` turned true first."""
-    where = -1 if partition is None else partition  # -1: the producer's partitioner
-    while True:
-        try:
-            if headers is None:  # positional: the gate queues tens of thousands a second
-                producer.produce(topic, value, key, where, on_delivery=on_delivery)
-            else:
-                producer.produce(topic, value, key, where, on_delivery=on_delivery, headers=headers)
-            return True
-        except BufferError:
-            producer.poll(wait)
-            if stop is not None and stop():
-                return False

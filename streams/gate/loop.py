@@ -42,7 +42,6 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
@@ -50,10 +49,10 @@ from prometheus_client import Counter
 
 from schemas.codec import EventDecoder
 from schemas.errors import ConfigError, ConsentRelayError
-from schemas.runtime import delivery
 from schemas.runtime.admin import wait_for_broker, wait_for_topics
 from schemas.runtime.backoff import RETRY
 from schemas.runtime.broker_loss import BrokerWatch, unsteady_limit
+from schemas.runtime.confirming_producer import ConfirmingProducer
 from schemas.runtime.kafka import KafkaSettings
 from schemas.runtime.membership import Membership, claim
 from streams.engine.wire import RegistryEncoder
@@ -179,7 +178,14 @@ class Gate:
         # failed ones: librdkafka reports a record it acknowledged implicitly, which the
         # broker may not hold, as a success without an offset (schemas.runtime.delivery), and
         # only a report per record shows that.
-        self.producer = Producer(kafka.producer_config(**self._watches["producer"].config()))
+        # Not renewed when it forgets every broker: the gate then starts every client again.
+        self.producer = ConfirmingProducer(
+            kafka,
+            "gate producer",
+            config=self._watches["producer"].config(),
+            full_wait=0.05,
+            renew=False,
+        )
         asking: dict[str, Any] = {"isolation.level": "read_uncommitted"}
         asking.update(self._watches["ends"].config())
         self.ends = EndOffsets(Consumer(kafka.consumer_config(f"{self.group}.ends", **asking)))
@@ -493,19 +499,11 @@ class Gate:
     def _send(self, batch: GateBatch, offsets: dict[int, int]) -> Flight:
         """Hand every message of ``batch`` to the producer; its Flight hears how each went."""
         flight = Flight(batch, offsets, time.monotonic())
-        producer = self.producer
+        send = self.producer.send
         for topic, key, value, partition in batch.out:
-            queued = delivery.queue(
-                producer,
-                topic,
-                value,
-                key,
-                partition=partition,
-                on_delivery=flight,
-                wait=0.05,
-                stop=self._ending,
-            )
-            if not queued:
+            if not send(
+                topic, value, key, partition=partition, on_delivery=flight, stop=self._ending
+            ):
                 raise Interrupted
             flight.sent()
         return flight

@@ -14,13 +14,23 @@ decides where it goes).
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, StrictStr, model_validator
 
 from schemas.errors import ConfigError
+from schemas.runtime.config_files import (
+    FileModel,
+    Loc,
+    dotted,
+    read_document,
+    refusal,
+    validated,
+    worded,
+)
 from schemas.taxonomy import (
     DIRECT_MARKETING_PURPOSES,
     PARTNER_DESTINATIONS,
@@ -121,164 +131,170 @@ DEFAULT_FILE: Final = "routing.toml"
 def load_policy(path: Path | None = None) -> RoutingPolicy:
     """Read and validate the routing file (the packaged one when ``path`` is None)."""
     path = path or Path(__file__).with_name(DEFAULT_FILE)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise RoutingError(str(path), f"cannot be read: {exc}") from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RoutingError(str(path), f"is not TOML: {exc}") from exc
+    raw = read_document(path, lambda reason: RoutingError("file", reason), toml=True)
     return parse_policy(raw)
 
 
 def parse_policy(raw: dict[str, Any]) -> RoutingPolicy:
     """Validate a parsed routing document."""
-    unknown = set(raw) - {"version", "rights", "destinations", "unrouted"}
-    if unknown:
-        raise RoutingError(sorted(unknown)[0], "is not a routing key")
-    version = raw.get("version")
-    if not isinstance(version, int | str) or isinstance(version, bool) or version == "":
-        raise RoutingError("version", "is required (an integer or a string)")
-    rights = _parse_rights(raw.get("rights", {}))
-    destinations = _parse_destinations(raw.get("destinations", []))
-    routed = set().union(*(d.purposes for d in destinations))
-    unrouted = _parse_unrouted(raw.get("unrouted", {}), routed)
-    for purpose in sorted(REFUSABLE_PURPOSES):
-        if purpose not in routed and purpose not in unrouted:
-            raise RoutingError(
-                "destinations",
-                f"no destination hears {purpose}; route it, or list it under [unrouted] "
-                "with the reason no sink needs it",
+
+    def where(loc: Loc) -> str:
+        # A destination is named with its label, as receipts spell it (unless the
+        # mistake is in the label's own parts).
+        entry = dotted(loc)
+        if loc[:1] != ("destinations",) or len(loc) < 2 or loc[2:3] in {("family",), ("name",)}:
+            return entry
+        try:
+            body = raw["destinations"][loc[1]]
+            label = f" ({body['family']}/{body['name']})"
+        except (KeyError, IndexError, TypeError):
+            return entry
+        head = dotted(loc[:2])
+        return head + label + entry[len(head) :]
+
+    model = validated(PolicyFile, raw, RoutingError, where=where)
+    return RoutingPolicy(
+        str(model.version),
+        {
+            right: RightScope(right, scope.effect, frozenset(scope.purposes), scope.absolute)
+            for right, scope in model.rights.items()
+        },
+        tuple(
+            Destination(
+                d.family,
+                d.name,
+                frozenset(d.purposes),
+                d.holds_personal_data,
+                Recipient(d.name.upper()) if d.family is SinkFamily.PARTNER_SHARING else None,
             )
-    return RoutingPolicy(str(version), rights, destinations, unrouted)
+            for d in model.destinations
+        ),
+        dict(model.unrouted),
+    )
 
 
-def _parse_unrouted(raw: Any, routed: set[Purpose]) -> dict[Purpose, str]:
-    if not isinstance(raw, dict):
-        raise RoutingError("unrouted", "must be a table of purpose = reason")
-    unrouted = {}
-    for name, reason in raw.items():
-        entry = f"unrouted.{name}"
-        if name not in Purpose.__members__:
-            raise RoutingError(entry, "is not a Purpose")
-        if not isinstance(reason, str) or not reason.strip():
-            raise RoutingError(entry, "needs the reason no sink hears it")
-        if Purpose(name) in routed:
-            raise RoutingError(entry, "is routed to a destination; remove it here")
-        unrouted[Purpose(name)] = reason
-    return unrouted
+def _refusable(purpose: Purpose) -> Purpose:
+    spec = PURPOSE_SPECS[purpose]
+    if not spec.refusable:
+        raise ValueError(f"{purpose} rests on {spec.basis}; a withdrawal never touches it")
+    return purpose
 
 
-def _parse_rights(raw: Any) -> dict[Right, RightScope]:
-    if not isinstance(raw, dict):
-        raise RoutingError("rights", "must be a table of rights")
-    scopes: dict[Right, RightScope] = {}
-    for name, body in raw.items():
-        entry = f"rights.{name}"
-        if name not in Right.__members__:
-            raise RoutingError(entry, "is not a Right")
-        right = Right(name)
-        if not RIGHT_SPECS[right].propagated:
-            raise RoutingError(entry, f"{right} is not propagated to sinks; remove it")
-        scopes[right] = _parse_right(entry, right, body)
-    for right, spec in RIGHT_SPECS.items():
-        if spec.propagated and right not in scopes:
-            raise RoutingError(f"rights.{right}", "is missing; every propagated right is routed")
-    return scopes
+def _once(purposes: tuple[Purpose, ...]) -> tuple[Purpose, ...]:
+    twice = [p for n, p in enumerate(purposes) if p in purposes[:n]]
+    if twice:
+        raise ValueError(f"{twice[0]} is listed twice")
+    return purposes
 
 
-def _parse_right(entry: str, right: Right, body: Any) -> RightScope:
-    if not isinstance(body, dict):
-        raise RoutingError(entry, "must be a table")
-    unknown = set(body) - {"effect", "purposes", "absolute"}
-    if unknown:
-        raise RoutingError(entry, f"unknown key {sorted(unknown)[0]!r}")
-    try:
-        effect = RightEffect(str(body.get("effect")))
-    except ValueError as exc:
-        raise RoutingError(
-            entry, f"effect must be one of {', '.join(e.value for e in RightEffect)}"
-        ) from exc
-    absolute = body.get("absolute", False)
-    if not isinstance(absolute, bool):
-        raise RoutingError(entry, "absolute must be true or false")
-    purposes = _purposes(entry, body.get("purposes", []))
-    if effect is RightEffect.WITHDRAW and not purposes:
-        raise RoutingError(entry, "a withdrawing right needs purposes")
-    if effect is not RightEffect.WITHDRAW and (purposes or absolute):
-        raise RoutingError(entry, f"{effect} reaches every holder; it takes no purposes")
-    required = {
-        Right.OBJECT_TO_DIRECT_MARKETING: DIRECT_MARKETING_PURPOSES,
-        Right.OPT_OUT_OF_SALE_OR_SHARING: SALE_OR_SHARING_PURPOSES,
-    }.get(right)
-    if required is not None:
-        missing = sorted(required - purposes)
-        if missing:
-            raise RoutingError(entry, f"must cover {missing[0]} (and every purpose it implies)")
-        if not absolute:
-            raise RoutingError(entry, "must be absolute: the request cannot narrow it")
-    return RightScope(right, effect, purposes, absolute)
+def _some(destinations: tuple[DestinationFile, ...]) -> tuple[DestinationFile, ...]:
+    if not destinations:
+        raise ValueError("must be a non-empty array of tables")
+    return destinations
 
 
-def _parse_destinations(raw: Any) -> tuple[Destination, ...]:
-    if not isinstance(raw, list) or not raw:
-        raise RoutingError("destinations", "must be a non-empty array of tables")
-    seen: set[tuple[SinkFamily, str]] = set()
-    destinations = []
-    for index, body in enumerate(raw):
-        dest = _parse_destination(index, body)
-        if (dest.family, dest.name) in seen:
-            raise RoutingError(f"destinations[{index}] ({dest.label})", "is listed twice")
-        seen.add((dest.family, dest.name))
-        destinations.append(dest)
-    for family in SinkFamily:
-        if not any(d.family is family for d in destinations):
-            raise RoutingError("destinations", f"no destination for family {family}")
-    return tuple(destinations)
+Purposes = Annotated[
+    tuple[Annotated[Purpose, worded("{input} is not a Purpose"), AfterValidator(_refusable)], ...],
+    AfterValidator(_once),
+]
+"""Refusable purposes, each named once (nothing resting on contract or law is withdrawn)."""
+_REQUIRED_SCOPE: Final = {
+    Right.OBJECT_TO_DIRECT_MARKETING: DIRECT_MARKETING_PURPOSES,
+    Right.OPT_OUT_OF_SALE_OR_SHARING: SALE_OR_SHARING_PURPOSES,
+}
+"""Rights that must be absolute and cover every purpose of their kind."""
 
 
-def _parse_destination(index: int, body: Any) -> Destination:
-    entry = f"destinations[{index}]"
-    if not isinstance(body, dict):
-        raise RoutingError(entry, "must be a table")
-    unknown = set(body) - {"family", "name", "purposes", "holds_personal_data"}
-    if unknown:
-        raise RoutingError(entry, f"unknown key {sorted(unknown)[0]!r}")
-    family_name, name = body.get("family"), body.get("name")
-    if family_name not in SinkFamily.__members__:
-        raise RoutingError(entry, f"family {family_name!r} is not a SinkFamily")
-    family = SinkFamily(str(family_name))
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise RoutingError(entry, f"name {name!r} must be lowercase letters, digits and _")
-    entry = f"{entry} ({family}/{name})"
-    holds = body.get("holds_personal_data")
-    if not isinstance(holds, bool):
-        raise RoutingError(entry, "holds_personal_data must be true or false")
-    recipient = None
-    if family is SinkFamily.PARTNER_SHARING:
-        if name not in PARTNER_DESTINATIONS:
-            raise RoutingError(
-                entry, f"a partner destination is one of {', '.join(PARTNER_DESTINATIONS)}"
-            )
-        recipient = Recipient(name.upper())
-    return Destination(family, name, _purposes(entry, body.get("purposes")), holds, recipient)
+class RightFile(FileModel):
+    """``[rights.NAME]``: what a propagated right does, and to which purposes."""
+
+    effect: Annotated[
+        RightEffect, worded(f"must be one of {', '.join(e.value for e in RightEffect)}")
+    ]
+    purposes: Purposes = ()
+    absolute: StrictBool = False
+
+    @model_validator(mode="after")
+    def _scope(self) -> RightFile:
+        if self.effect is RightEffect.WITHDRAW and not self.purposes:
+            raise refusal("a withdrawing right needs purposes")
+        if self.effect is not RightEffect.WITHDRAW and (self.purposes or self.absolute):
+            raise refusal(f"{self.effect} reaches every holder; it takes no purposes")
+        return self
 
 
-def _purposes(entry: str, raw: Any) -> frozenset[Purpose]:
-    if not isinstance(raw, list):
-        raise RoutingError(entry, "purposes must be an array of Purpose names")
-    purposes = set()
-    for name in raw:
-        if name not in Purpose.__members__:
-            raise RoutingError(entry, f"{name!r} is not a Purpose")
-        purpose = Purpose(name)
-        spec = PURPOSE_SPECS[purpose]
-        if not spec.refusable:
-            raise RoutingError(
-                entry, f"{purpose} rests on {spec.basis}; a withdrawal never touches it"
-            )
-        if purpose in purposes:
-            raise RoutingError(entry, f"{purpose} is listed twice")
-        purposes.add(purpose)
-    return frozenset(purposes)
+class DestinationFile(FileModel):
+    """``[[destinations]]``: one downstream system of a sink family."""
+
+    family: Annotated[SinkFamily, worded("{input} is not a SinkFamily")]
+    name: Annotated[
+        StrictStr,
+        Field(pattern=_NAME.pattern),
+        worded("{input} must be lowercase letters, digits and _"),
+    ]
+    purposes: Purposes
+    holds_personal_data: StrictBool
+
+    @model_validator(mode="after")
+    def _partner(self) -> DestinationFile:
+        # Partner destinations are named after a partner recipient the contract lists.
+        if self.family is SinkFamily.PARTNER_SHARING and self.name not in PARTNER_DESTINATIONS:
+            raise refusal(f"a partner destination is one of {', '.join(PARTNER_DESTINATIONS)}")
+        return self
+
+
+class PolicyFile(FileModel):
+    """The routing file, with the privacy policy's rules across its tables."""
+
+    version: Annotated[
+        StrictInt | Annotated[StrictStr, Field(min_length=1)],
+        worded("is required (an integer or a string)"),
+    ]
+    rights: dict[Annotated[Right, worded("is not a Right")], RightFile] = {}
+    destinations: Annotated[tuple[DestinationFile, ...], AfterValidator(_some)]
+    unrouted: dict[
+        Annotated[Purpose, worded("is not a Purpose")],
+        Annotated[StrictStr, Field(pattern=r"\S"), worded("needs the reason no sink hears it")],
+    ] = {}
+
+    @model_validator(mode="after")
+    def _rights(self) -> PolicyFile:
+        for right, scope in self.rights.items():
+            entry = f"rights.{right}"
+            if not RIGHT_SPECS[right].propagated:
+                raise refusal(f"{right} is not propagated to sinks; remove it", entry)
+            required = _REQUIRED_SCOPE.get(right)
+            if required is not None:
+                missing = sorted(required - set(scope.purposes))
+                if missing:
+                    reason = f"must cover {missing[0]} (and every purpose it implies)"
+                    raise refusal(reason, entry)
+                if not scope.absolute:
+                    raise refusal("must be absolute: the request cannot narrow it", entry)
+        for right, spec in RIGHT_SPECS.items():
+            if spec.propagated and right not in self.rights:
+                raise refusal("is missing; every propagated right is routed", f"rights.{right}")
+        return self
+
+    @model_validator(mode="after")
+    def _destinations(self) -> PolicyFile:
+        seen: set[tuple[SinkFamily, str]] = set()
+        for index, dest in enumerate(self.destinations):
+            if (dest.family, dest.name) in seen:
+                raise refusal("is listed twice", "destinations", index)
+            seen.add((dest.family, dest.name))
+        for family in SinkFamily:
+            if not any(d.family is family for d in self.destinations):
+                raise refusal(f"no destination for family {family}", "destinations")
+        routed = {p for d in self.destinations for p in d.purposes}
+        for purpose in self.unrouted:
+            if purpose in routed:
+                raise refusal("is routed to a destination; remove it here", f"unrouted.{purpose}")
+        for purpose in sorted(REFUSABLE_PURPOSES):
+            if purpose not in routed and purpose not in self.unrouted:
+                raise refusal(
+                    f"no destination hears {purpose}; route it, or list it under [unrouted] "
+                    "with the reason no sink needs it",
+                    "destinations",
+                )
+        return self

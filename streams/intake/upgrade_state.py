@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaException
 
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded
-from schemas.runtime import delivery
+from schemas.runtime.confirming_producer import Confirmations, ConfirmingProducer
 from schemas.runtime.kafka import KafkaSettings
 from streams.engine import tables
 from streams.engine.table_codecs import decode_state
@@ -56,24 +56,22 @@ def upgrade(kafka: KafkaSettings, app_id: str, timeout: float = 300.0) -> Upgrad
     states = _read_newest(kafka, source, timeout)
     target = kafka.topics.state
     encode = RegistryEncoder(kafka.registry_client())
-    failed: list[str] = []
-
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        # A state acknowledged without an offset may not be stored (schemas.runtime.delivery):
-        # the upgrade fails, and running it again rewrites every state.
-        failure = delivery.failure(error, message)
-        if failure is not None:
-            failed.append(failure)
-
-    producer = Producer(kafka.producer_config(on_delivery=delivered))
+    # A state acknowledged without an offset may not be stored (schemas.runtime.delivery):
+    # the upgrade fails, and running it again rewrites every state.
+    confirmations = Confirmations()
+    producer = ConfirmingProducer(kafka, "upgrade-state", renew=False)
     at = now_ms()
     for key, (partition, state) in states.items():
         value = encode(ConsentStateRecorded, records.consent_state(key.decode(), state, at), target)
-        delivery.queue(producer, target, value, key, partition=partition)
+        producer.send(target, value, key, partition=partition, confirm=confirmations)
         producer.poll(0)
-    left = producer.flush(timeout)
-    if left or failed:
-        reason = failed[0] if failed else f"{left} not acknowledged within {timeout}s"
+    confirmed = producer.confirm(confirmations, timeout)
+    if not confirmed.ok:
+        reason = (
+            confirmed.failures[0]
+            if confirmed.failures
+            else f"{confirmed.unacknowledged} not acknowledged within {timeout}s"
+        )
         raise UpgradeError(f"writing {target}: {reason}")
     log.info("upgrade-state: %d subject(s) from %s to %s", len(states), source, target)
     return Upgraded(source, len(states))

@@ -76,7 +76,7 @@ def test_entrypoint_refuses_a_bad_routing_file(
     for key, value in {**KAFKA, "STREAMS_ROUTING_FILE": str(bad)}.items():
         monkeypatch.setenv(key, value)
     assert main([]) == 2
-    assert "destinations[0]: name 'Bad Name'" in capsys.readouterr().err
+    assert "destinations[0].name: 'Bad Name' must be lowercase" in capsys.readouterr().err
 
 
 def test_entrypoint_requires_kafka_settings(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from schemas.runtime import confirming_producer as confirming_module
 from schemas.runtime.kafka import KafkaSettings
 from streams.intake import upgrade_state
 from streams.intake.upgrade_state import UpgradeError, upgrade
@@ -30,18 +31,17 @@ class FakeProducer:
     offsets: list[int | None] = []
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._report = config["on_delivery"]
-        self._queued = 0
+        self._reports: list[Any] = []
 
-    def produce(self, *_: Any, **__: Any) -> None:
-        self._queued += 1
+    def produce(self, *_: Any, on_delivery: Any, **__: Any) -> None:
+        self._reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
         return 0
 
     def flush(self, timeout: float) -> int:
-        for offset in FakeProducer.offsets[: self._queued]:
-            self._report(None, FakeMessage(offset))
+        for report, offset in zip(self._reports, FakeProducer.offsets, strict=False):
+            report(None, FakeMessage(offset))
         return 0
 
 
@@ -49,7 +49,7 @@ class FakeProducer:
 def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
     states = {b"subject-1": (0, None), b"subject-2": (1, None)}
     monkeypatch.setattr(upgrade_state, "_read_newest", lambda *_: states)
-    monkeypatch.setattr(upgrade_state, "Producer", FakeProducer)
+    monkeypatch.setattr(confirming_module, "Producer", FakeProducer)
     monkeypatch.setattr(upgrade_state, "RegistryEncoder", lambda _client: lambda *_: b"state")
     monkeypatch.setattr(upgrade_state, "records", SimpleNamespace(consent_state=lambda *_: None))
     monkeypatch.setattr(KafkaSettings, "registry_client", lambda _self: None)

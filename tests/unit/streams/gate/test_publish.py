@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from schemas.runtime import confirming_producer as confirming_module
 from schemas.runtime.backoff import Backoff
 from schemas.runtime.kafka import KafkaSettings
 from streams.gate import loop
@@ -96,7 +97,7 @@ class Judge:
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     FakeProducer.made = []
-    monkeypatch.setattr(loop, "Producer", FakeProducer)
+    monkeypatch.setattr(confirming_module, "Producer", FakeProducer)
     monkeypatch.setattr(loop, "Consumer", FakeConsumer)
     monkeypatch.setattr(loop, "RETRY", Backoff(initial=0.001, maximum=0.001))
     kafka = KafkaSettings(
@@ -115,7 +116,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
 
 
 def producer(gate: Gate) -> FakeProducer:
-    return gate.producer  # type: ignore[return-value]
+    return gate.producer.client  # type: ignore[return-value]
 
 
 def stored(gate: Gate) -> list[list[tuple[int, int]]]:
