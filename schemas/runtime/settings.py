@@ -162,13 +162,23 @@ class _Environment(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], prefix: str, env: Mapping[str, str]):
         super().__init__(settings_cls)
-        self.values = {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+        # Variables are upper-case: GATE_http_port is no spelling of GATE_HTTP_PORT, so
+        # it stays under its own name (unknown).
+        self.values = {
+            _name(key[len(prefix) :], key): value
+            for key, value in env.items()
+            if key.startswith(prefix)
+        }
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self.values.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
         return dict(self.values)
+
+
+def _name(suffix: str, key: str) -> str:
+    return suffix.lower() if suffix == suffix.upper() else key
 
 
 def load(cls: type[T], prefix: str | None = None, env: Mapping[str, str] | None = None) -> T:
@@ -192,20 +202,24 @@ def _config_error(cls: type[Settings], prefix: str, exc: ValidationError) -> Con
     else:  # a check across fields: blame the first field its message names
         named = [(m.start(), f) for f in fields if (m := re.search(rf"\b{f}\b", error["msg"]))]
         name = min(named)[1] if named else ""
-    key = cls.variable(name, prefix) if name else prefix.rstrip("_")
-    return ConfigError(key, _reason(cls, prefix, name, error))
+    if name.startswith(prefix) and name not in fields:  # an unknown, not upper-case
+        key = name
+    else:
+        key = cls.variable(name, prefix) if name else prefix.rstrip("_")
+    return ConfigError(key, _reason(cls, prefix, key, error))
 
 
-def _reason(cls: type[Settings], prefix: str, name: str, error: Any) -> str:
+def _reason(cls: type[Settings], prefix: str, key: str, error: Any) -> str:
     kind, value, message = error["type"], error.get("input"), str(error["msg"])
     known = sorted(cls.variable(f, prefix) for f in cls.model_fields)
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(cls.variable(name, prefix), known, 1, _MISSPELLING_CUTOFF)
+        close = difflib.get_close_matches(key.upper(), known, 1, _MISSPELLING_CUTOFF)
         if close:
             return f"unknown setting; did you mean {close[0]}?"
         return f"unknown setting (known: {', '.join(known)})"
     if kind == "missing":
         return "is required"
+    name = key.removeprefix(prefix).lower()
     field = cls.model_fields.get(name)
     hidden = name in cls.secret_fields or (field is not None and holds_secret(field))
     shown = "the value" if hidden else repr(value)

@@ -115,6 +115,7 @@ def test_false_spellings(raw: str) -> None:
     [
         ({"EX_NAME": "n", "EX_PROT": "1"}, "EX_PROT", "unknown setting; did you mean EX_PORT?"),
         ({"EX_NAME": "n", "EX_COLOUR": "1"}, "EX_COLOUR", "unknown setting (known: EX_DATA_DIR"),
+        ({"EX_NAME": "n", "EX_port": "1"}, "EX_port", "unknown setting; did you mean EX_PORT?"),
         ({}, "EX_NAME", "is required"),
         ({"EX_NAME": "n", "EX_PORT": "eighty"}, "EX_PORT", "'eighty' is not an integer"),
         ({"EX_NAME": "n", "EX_PORT": "8.5"}, "EX_PORT", "is not an integer"),
