@@ -68,7 +68,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy/local.py
-	$(VENV)/bin/mypy --strict --explicit-package-bases deploy/bench deploy/faults deploy/demo.py
+	$(VENV)/bin/mypy --strict --explicit-package-bases deploy/bench deploy/faults deploy/demo.py deploy/settings_table.py
 
 test: venv system-deps lint
 	$(VENV)/bin/pytest -q tests

@@ -1,93 +1,114 @@
 """Settings every sink process shares, read from ``<SINK>_SINK_*`` environment variables.
 
-A sink's own settings class extends :class:`RunnerSettings` (keyword-only fields),
-so one prefix holds both the runner's knobs and the sink's, and an unknown variable
-under the prefix still stops the process naming it.
+A sink's own settings class extends :class:`RunnerSettings`, so one prefix holds both
+the runner's knobs and the sink's, and an unknown variable under the prefix still stops
+the process naming it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Self
 
-from schemas.runtime.bearer import check_token
-from schemas.runtime.settings import Secret
+from pydantic import Field, model_validator
+
+from schemas.runtime.bearer import ApiToken
+from schemas.runtime.settings import LogLevel, MemberName, SessionTimeout, Settings
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RunnerSettings:
+class RunnerSettings(Settings):
     """Consumer group, HTTP address and token, batching and retry knobs of one sink."""
 
-    group_id: str = ""
-    """Consumer group; empty means ``<CONSENT_RELAY_TOPIC_PREFIX>consent-relay.sink.<family>``
-    (:mod:`consumers.groups`)."""
-    static_membership: bool = False
-    """Rejoin the group under the same member name after a restart: a sink killed and
-    started again gets its partitions back at once instead of after the session
-    timeout. A sink that stops cleanly leaves the group either way.
-    Off by default: after a broker outage longer than the session, static members were
-    seen never to rejoin (a sink's group left EMPTY while it polled; a worker idle for
-    minutes), where a dynamic member rejoins under a new id."""
-    group_instance_id: str = ""
-    """The static member name (e.g. a StatefulSet pod's name); empty means
-    ``<host name>#<n>``, ``n`` the lowest number not held by another live process of
-    the group on this host (see :mod:`schemas.runtime.membership`)."""
-    session_timeout_seconds: float = 6.0
-    """How long the group waits for a member that went silent (crashed and not back,
-    or cut off) before its partitions go to the others: a sink killed and started again
-    takes its partitions back about this long after the kill. 6 s is the broker's
-    default floor (``group.min.session.timeout.ms``); librdkafka heartbeats from a
-    thread of its own, every quarter of it, however busy the sink is."""
-    http_host: str = "127.0.0.1"
-    """Address of /metrics and the sink's API. Only this machine by default: a deployment
-    whose Prometheus is elsewhere sets ``0.0.0.0`` (deploy/ does)."""
-    api_token: Secret | None = None
-    """Bearer token of the sink's API (the marketing sink's /v1/may-contact): unset,
-    every route but /metrics and /healthz refuses every request with 401."""
-    http_port: int = 0
-    """Port of /metrics and the sink's API; 0 means the family's default port."""
-    batch_size: int = 500
-    prefetch_kbytes: int = 8192
-    """librdkafka's queued.max.messages.kbytes: a sink applies batches of hundreds, so the
-    64 MiB default only costs memory (the partner sink runs one consumer per partner)."""
-    poll_timeout_seconds: float = 0.5
-    commit_interval_seconds: float = 1.0
-    """How often librdkafka commits the offsets the runner stored (only ever those of
-    work made durable: applied or dead-lettered, receipts acknowledged). A synchronous
-    commit after every chunk cost each partner pipeline a broker round trip and the
-    broker an OffsetCommit per instruction at low rates; a crash now redelivers at most
-    this long's work, applied again idempotently and answered with the same receipt ids.
-    A revocation and a clean stop still commit at once. 0 commits after every chunk."""
-    backoff_initial_seconds: float = 0.1
-    backoff_max_seconds: float = 5.0
-    """Longest wait between retries of work a store or partner refused: a sink is back
-    within about this long after its downstream returns (issue 13's 10 s target)."""
-    breaker_threshold: int = 3
-    """Consecutive retriable failures after which the circuit-breaker gauge shows 1."""
-    duplicate_window_seconds: float = 3600.0
-    """A duplicate of an instruction answered this recently is dropped without a second
-    receipt; an older one is answered again (never applied twice). The stream keeps a
-    subject's last 50 completed propagations: a duplicate of an event it has forgotten
-    starts a new one, which must not wait forever for a receipt. 0 answers every one."""
-    bootstrap_timeout_seconds: float = 300.0
-    log_level: str = "INFO"
+    group_id: str = Field(
+        "",
+        description="Consumer group; empty means "
+        "`<CONSENT_RELAY_TOPIC_PREFIX>consent-relay.sink.<family>` (consumers.groups).",
+    )
+    static_membership: bool = Field(
+        False,
+        description="Rejoin the group under the same member name after a restart: a sink "
+        "killed and started again gets its partitions back at once instead of after the "
+        "session timeout; a sink that stops cleanly leaves the group either way. Off by "
+        "default: after a broker outage longer than the session, static members were seen "
+        "never to rejoin, where a dynamic member rejoins under a new id.",
+    )
+    group_instance_id: MemberName = Field(
+        "",
+        description="The static member name (e.g. a StatefulSet pod's name); empty means "
+        "`<host name>#<n>`, `n` the lowest number not held by another live process of the "
+        "group on this host (schemas.runtime.membership).",
+    )
+    session_timeout_seconds: SessionTimeout = Field(
+        6.0,
+        description="How long the group waits for a member that went silent before its "
+        "partitions go to the others (6..300 s; 6 s is the broker's default floor); "
+        "librdkafka heartbeats every quarter of it from a thread of its own.",
+    )
+    http_host: str = Field(
+        "127.0.0.1",
+        description="Address of /metrics and the sink's API. Only this machine by default: "
+        "a deployment whose Prometheus is elsewhere sets `0.0.0.0` (deploy/ does).",
+    )
+    api_token: ApiToken = Field(
+        None,
+        description="Bearer token (at least 16 characters) of the sink's API (the marketing "
+        "sink's /v1/may-contact): unset, every route but /metrics and /healthz refuses "
+        "every request with 401.",
+    )
+    http_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of /metrics and the sink's API; 0 means the family's default port "
+        "(marketing 8091, analytics 8092, partners 8093).",
+    )
+    batch_size: int = Field(500, ge=1, description="Most records applied together.")
+    prefetch_kbytes: int = Field(
+        8192,
+        ge=64,
+        description="librdkafka's queued.max.messages.kbytes: a sink applies batches of "
+        "hundreds, so the 64 MiB default only costs memory (the partner sink runs one "
+        "consumer per partner).",
+    )
+    poll_timeout_seconds: float = Field(
+        0.5, description="Longest one poll of the consumer waits for records."
+    )
+    commit_interval_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="How often librdkafka commits the offsets the runner stored (only of work "
+        "made durable); a crash redelivers at most this long's work, applied again "
+        "idempotently. A revocation and a clean stop commit at once. 0 commits after "
+        "every chunk.",
+    )
+    backoff_initial_seconds: float = Field(
+        0.1, gt=0, description="First wait before retrying work a store or partner refused."
+    )
+    backoff_max_seconds: float = Field(
+        5.0,
+        description="Longest wait between retries of work a store or partner refused (at "
+        "least backoff_initial_seconds): a sink is back within about this long after its "
+        "downstream returns.",
+    )
+    breaker_threshold: int = Field(
+        3,
+        ge=1,
+        description="Consecutive retriable failures after which the circuit-breaker gauge shows 1.",
+    )
+    duplicate_window_seconds: float = Field(
+        3600.0,
+        ge=0,
+        description="A duplicate of an instruction answered this recently is dropped without "
+        "a second receipt; an older one is answered again (never applied twice). 0 answers "
+        "every one.",
+    )
+    bootstrap_timeout_seconds: float = Field(
+        300.0,
+        description="How long a starting sink waits for the broker, registry and its topics.",
+    )
+    log_level: LogLevel = Field("INFO", description="Logging level.")
 
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.commit_interval_seconds < 0:
-            raise ValueError("commit_interval_seconds must not be negative")
-        if self.prefetch_kbytes < 64:
-            raise ValueError("prefetch_kbytes must be at least 64")
-        if not 0 <= self.http_port <= 65535:
-            raise ValueError("http_port must be a port number")
-        if self.backoff_initial_seconds <= 0 or (
-            self.backoff_max_seconds < self.backoff_initial_seconds
-        ):
-            raise ValueError("need 0 < backoff_initial_seconds <= backoff_max_seconds")
-        if not 6 <= self.session_timeout_seconds <= 300:
-            raise ValueError("session_timeout_seconds must be within 6..300")
-        if self.breaker_threshold < 1:
-            raise ValueError("breaker_threshold must be at least 1")
-        if self.duplicate_window_seconds < 0:
-            raise ValueError("duplicate_window_seconds must not be negative")
-        check_token(self.api_token, "api_token")
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> Self:
+        if self.backoff_max_seconds < self.backoff_initial_seconds:
+            raise ValueError("backoff_max_seconds must be at least backoff_initial_seconds")
+        return self

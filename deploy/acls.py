@@ -17,7 +17,6 @@ sink wait for theirs.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,6 +32,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 )
 
 from consumers.groups import default_group, legacy_group
+from schemas.runtime.settings import Settings
 from schemas.taxonomy import SinkFamily
 from schemas.topics import Topics
 from streams.config import StreamSettings
@@ -70,12 +70,9 @@ class Grant:
     prefixed: bool = False
 
 
-def _default(cls: Any, name: str) -> str:
+def _default(cls: type[Settings], name: str) -> str:
     """A settings class's default for ``name`` (the relay's group ids and app id)."""
-    for item in dataclasses.fields(cls):
-        if item.name == name:
-            return str(item.default)
-    raise LookupError(name)
+    return str(cls.model_fields[name].default)
 
 
 STREAM_APP_ID: Final = _default(StreamSettings, "app_id")

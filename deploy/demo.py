@@ -7,6 +7,12 @@ an objection to direct marketing, a cookie banner, a GPC signal, a guardian's er
 request, ...), then prints what every destination did with each withdrawal and how long
 it took, from event time to the receipt and to fully propagated. The processes keep
 serving ``/metrics`` until Ctrl-C.
+
+Where it runs is a :class:`DemoSettings` like every process's settings: ``DEMO_*``
+variables or the flag of the same name (``--stream-port 7066``, a flag wins), the
+broker and registry of an existing stack from ``--bootstrap``/``--registry-url`` (or
+``KAFKA_BOOTSTRAP``/``SCHEMA_REGISTRY_URL``), else a local stack started on
+``--kafka-port``/``--controller-port``/``--registry-port``.
 """
 
 from __future__ import annotations
@@ -29,17 +35,19 @@ from types import ModuleType
 from typing import Any
 
 from confluent_kafka import Consumer
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from consumers.partners.identities import IdentityMap
 from producers import propagation
 from producers.client import ConsentClient
 from schemas.codec import EventDecoder
-from schemas.errors import ValidationError
+from schemas.errors import ConfigError, ValidationError
 from schemas.events import FullyPropagated, PropagationReceipt, receipts_in
 from schemas.registry import register_all
 from schemas.runtime.admin import ensure_topics
 from schemas.runtime.kafka import KafkaSettings
-from schemas.runtime.settings import Secret
+from schemas.runtime.settings import Port, Secret, Settings, load
 from schemas.taxonomy import PARTNER_DESTINATIONS, Source
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +55,59 @@ VAR = ROOT / "var" / "demo"
 PARTNER_SECRET = "demo-partner-secret"
 API_TOKEN = "demo-api-token-not-a-secret"
 """Bearer token of the worker's /propagation and the marketing sink's /v1/may-contact."""
+
+
+class DemoSettings(Settings):
+    """Where the demo's stack and relay listen, from ``DEMO_*`` variables or flags."""
+
+    model_config = SettingsConfigDict(env_prefix="DEMO_")
+
+    bootstrap: str = Field(
+        "",
+        description="Brokers of an existing stack (host:port,...); empty means "
+        "`KAFKA_BOOTSTRAP` if it and `SCHEMA_REGISTRY_URL` are set, else a local stack.",
+    )
+    registry_url: str = Field(
+        "",
+        description="Schema registry of an existing stack; empty means `SCHEMA_REGISTRY_URL` "
+        "(with `KAFKA_BOOTSTRAP`), else the local stack's.",
+    )
+    state_dir: Path = Field(
+        Path("var/local"),
+        description="State directory of the local stack the demo starts or reuses "
+        "(relative to the repository).",
+    )
+    kafka_port: Port | None = Field(
+        None,
+        description="Kafka port of the local stack; unset means the one recorded in the "
+        "state directory, else 19092.",
+    )
+    controller_port: Port | None = Field(
+        None,
+        description="KRaft controller port of the local stack; unset means the recorded "
+        "one, else 19093.",
+    )
+    registry_port: Port | None = Field(
+        None,
+        description="Schema registry port of the local stack; unset means the recorded one, "
+        "else 18081.",
+    )
+    topic_prefix: str = Field("demo.", description="Prefix of the demo's topics and groups.")
+    stream_port: Port = Field(6066, description="The stream worker's web port.")
+    marketing_port: Port = Field(8091, description="The marketing sink's HTTP port.")
+    analytics_port: Port = Field(8092, description="The analytics sink's HTTP port.")
+    partner_port: Port = Field(8093, description="The partner sink's HTTP port.")
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """The relay's /metrics ports."""
+        return (self.stream_port, self.marketing_port, self.analytics_port, self.partner_port)
+
+
+def demo_settings(flags: dict[str, Any], env: dict[str, str]) -> DemoSettings:
+    """The demo's settings: a flag given wins over its ``DEMO_*`` variable."""
+    given = {DemoSettings.variable(k): str(v) for k, v in flags.items() if v is not None}
+    return load(DemoSettings, env={**env, **given})
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +130,25 @@ def _load_local() -> ModuleType:
     return module
 
 
-def stack_endpoints() -> tuple[str, str]:
-    """The broker and registry to use: from the environment, or a local stack started now."""
+def stack_endpoints(demo: DemoSettings) -> tuple[str, str]:
+    """The broker and registry to use: an existing stack's (settings, else the
+    environment), or a local stack started now."""
+    if demo.bootstrap and demo.registry_url:
+        return demo.bootstrap, demo.registry_url
     if os.environ.get("KAFKA_BOOTSTRAP") and os.environ.get("SCHEMA_REGISTRY_URL"):
         return os.environ["KAFKA_BOOTSTRAP"], os.environ["SCHEMA_REGISTRY_URL"]
+    if demo.bootstrap or demo.registry_url:
+        raise ConfigError(
+            "DEMO_BOOTSTRAP", "an existing stack needs both --bootstrap and --registry-url"
+        )
     local = _load_local()
     say("starting the local Kafka broker and schema registry (deploy/local.py up)")
-    endpoints = local.start(state_dir=ROOT / "var" / "local")
+    endpoints = local.start(
+        state_dir=ROOT / demo.state_dir,
+        kafka_port=demo.kafka_port,
+        controller_port=demo.controller_port,
+        registry_port=demo.registry_port,
+    )
     return endpoints.bootstrap, endpoints.registry_url
 
 
@@ -157,15 +230,16 @@ def partner_config(port: int) -> Path:
     return path
 
 
-def processes(receiver_port: int) -> list[Process]:
+def processes(receiver_port: int, demo: DemoSettings | None = None) -> list[Process]:
     """The relay: one stream worker and the three sink families."""
+    demo = demo or DemoSettings()
     return [
         Process(
             "stream worker",
             "streams",
-            6066,
+            demo.stream_port,
             {
-                "STREAMS_WEB_PORT": "6066",
+                "STREAMS_WEB_PORT": str(demo.stream_port),
                 "STREAMS_DATA_DIR": str(VAR / "streams"),
                 "STREAMS_APP_ID": "consent-relay-demo",
                 "STREAMS_API_TOKEN": API_TOKEN,
@@ -174,9 +248,9 @@ def processes(receiver_port: int) -> list[Process]:
         Process(
             "marketing sink",
             "consumers.marketing",
-            8091,
+            demo.marketing_port,
             {
-                "MARKETING_SINK_HTTP_PORT": "8091",
+                "MARKETING_SINK_HTTP_PORT": str(demo.marketing_port),
                 "MARKETING_SINK_DATABASE_URL": f"sqlite:///{VAR / 'marketing.sqlite'}",
                 "MARKETING_SINK_HASH_KEY": "demo-marketing-hash-key",
                 "MARKETING_SINK_API_TOKEN": API_TOKEN,
@@ -185,18 +259,18 @@ def processes(receiver_port: int) -> list[Process]:
         Process(
             "analytics sink",
             "consumers.analytics",
-            8092,
+            demo.analytics_port,
             {
-                "ANALYTICS_SINK_HTTP_PORT": "8092",
+                "ANALYTICS_SINK_HTTP_PORT": str(demo.analytics_port),
                 "ANALYTICS_SINK_DATABASE": str(VAR / "analytics.sqlite"),
             },
         ),
         Process(
             "partner sink",
             "consumers.partners",
-            8093,
+            demo.partner_port,
             {
-                "PARTNER_SINK_HTTP_PORT": "8093",
+                "PARTNER_SINK_HTTP_PORT": str(demo.partner_port),
                 "PARTNER_SINK_CONFIG": str(partner_config(receiver_port)),
                 # What each partner was told: a duplicate is not sent again after a restart.
                 "PARTNER_SINK_DATABASE": str(VAR / "partner-answers.sqlite"),
@@ -327,17 +401,17 @@ def collect(
     return receipts, done
 
 
-def ask_the_worker(done: dict[str, FullyPropagated]) -> None:
+def ask_the_worker(done: dict[str, FullyPropagated], port: int = 6066) -> None:
     """The proof as an operator asks the stream worker for it: with its API token, and
     without (refused: the answer is about a person)."""
     if not done:
         return
-    url = propagation.event_url("http://127.0.0.1:6066", next(iter(done)))
+    url = propagation.event_url(f"http://127.0.0.1:{port}", next(iter(done)))
     status, body = propagation.fetch(url, token=Secret(API_TOKEN))
     refused, _ = propagation.fetch(url)
     answer = body if isinstance(body, dict) else {}
     say(
-        f"\nthe stream worker's view (GET :6066/propagation/<event-id>, "
+        f"\nthe stream worker's view (GET :{port}/propagation/<event-id>, "
         f"Authorization: Bearer {API_TOKEN}): HTTP {status}, "
         f"{len(answer.get('honoured', []))} destinations honoured; "
         f"without the token: HTTP {refused}"
@@ -390,10 +464,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--once", action="store_true", help="stop after the report")
     parser.add_argument("--bound", type=float, default=120.0, help="seconds to wait for receipts")
+    for name, info in DemoSettings.model_fields.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar=DemoSettings.variable(name),
+            help=f"{info.description} (default: {info.default or 'unset'})",
+        )
     args = parser.parse_args(argv)
+    flags = {name: getattr(args, name) for name in DemoSettings.model_fields}
+    try:
+        demo = demo_settings(flags, dict(os.environ))
+    except ConfigError as exc:
+        parser.error(str(exc))
     VAR.mkdir(parents=True, exist_ok=True)
-    bootstrap, registry_url = stack_endpoints()
-    settings = KafkaSettings(bootstrap=bootstrap, registry_url=registry_url, topic_prefix="demo.")
+    bootstrap, registry_url = stack_endpoints(demo)
+    settings = KafkaSettings(
+        bootstrap=bootstrap, registry_url=registry_url, topic_prefix=demo.topic_prefix
+    )
     register_all(settings.registry_client())
     ensure_topics(settings)
     base_env = {
@@ -405,16 +493,17 @@ def main(argv: list[str] | None = None) -> int:
     say(f"broker {bootstrap}, registry {registry_url}; starting the relay:")
     with ExitStack() as stack:
         receiver = stack.enter_context(partner_receiver())
-        for proc in processes(receiver.port):
+        for proc in processes(receiver.port, demo):
             stack.enter_context(running(proc, base_env))
         say("\npublishing the policy's cases through the Python client:")
         with ConsentClient(settings) as client:
             cases = publish_cases(client)
         receipts, done = collect(settings, cases, args.bound)
         report(cases, receipts, done)
-        ask_the_worker(done)
+        ask_the_worker(done, demo.stream_port)
         if not args.once:
-            say("\n/metrics stays up on ports 6066, 8091, 8092, 8093; Ctrl-C to stop.")
+            ports = ", ".join(str(p) for p in demo.ports)
+            say(f"\n/metrics stays up on ports {ports}; Ctrl-C to stop.")
             try:
                 signal.pause()
             except KeyboardInterrupt:

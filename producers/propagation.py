@@ -10,26 +10,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlencode
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from schemas.errors import ConsentRelayError
 from schemas.runtime import http_client
 from schemas.runtime.bearer import authorization
 from schemas.runtime.http_client import UnreachableError
-from schemas.runtime.settings import Secret, load
+from schemas.runtime.settings import Secret, Settings, load
 
 DEFAULT_STREAM_WORKER_URL: Final = "http://127.0.0.1:6066"
 PREFIX: Final = "STREAM_WORKER_"
 
 
-@dataclass(frozen=True, slots=True)
-class StreamWorkerSettings:
+class StreamWorkerSettings(Settings):
     """Where the worker's views are and the token they want, from ``STREAM_WORKER_*``."""
 
-    url: str = DEFAULT_STREAM_WORKER_URL
-    token: Secret | None = None
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
+
+    url: str = Field(
+        DEFAULT_STREAM_WORKER_URL,
+        description="Base URL of a stream worker's web port, asked by `consent-relay propagation`.",
+    )
+    token: Secret | None = Field(
+        None, description="The worker's `STREAMS_API_TOKEN`, sent as a bearer token."
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StreamWorkerSettings:

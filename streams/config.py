@@ -11,85 +11,102 @@ import ipaddress
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
 from schemas.errors import ConfigError
-from schemas.runtime.bearer import check_token
-from schemas.runtime.settings import Secret, load
+from schemas.runtime.bearer import ApiToken
+from schemas.runtime.settings import (
+    LogLevel,
+    MemberName,
+    NonBlank,
+    Port,
+    SessionTimeout,
+    Settings,
+    load,
+)
 
 PREFIX = "STREAMS_"
-LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
 MOVED_TO_GATE = "STREAMS_GATE_"
 """The worker's former gate settings: the gate is its own process, read from ``GATE_*``."""
 
 
-@dataclass(frozen=True, slots=True)
-class StreamSettings:
+class StreamSettings(Settings):
     """Everything the worker reads from ``STREAMS_<FIELD>``."""
 
-    app_id: str = "consent-relay-streams"
-    web_port: int = 6066
-    web_bind: str = "127.0.0.1"
-    """Address the web server listens on. Only this machine by default: a deployment
-    whose Prometheus or peer workers are elsewhere sets ``0.0.0.0`` (deploy/ does)."""
-    api_token: Secret | None = None
-    """Bearer token of ``/propagation`` (every worker of a deployment shares it); unset,
-    those views refuse every request with 401. ``/metrics`` needs none."""
-    web_host: str = ""
-    """Host name other workers use to reach this one; empty means this machine's name."""
-    data_dir: Path = Path("var/streams")
-    routing_file: Path | None = None
-    """The routing policy; empty means the packaged ``streams/intake/routing.toml``."""
-    batch_size: int = 2000
-    """Most events an agent takes at once. It takes every event already fetched, up to
-    this, and waits for none (:mod:`streams.engine.taking`): a lone withdrawal goes at
-    once, a backlog in batches as large as it is."""
-    session_timeout_seconds: float = 6.0
-    """How long the group waits for a worker that went silent (crashed and not back, or
-    cut off) before its partitions go to the others: a worker killed and started again
-    takes its partitions back about this long after the kill. 6 s is the broker's
-    default floor. Heartbeats go every quarter of it (1.5 s) from the worker's event
-    loop (aiokafka), which a full batch (``batch_size``) holds for about a second on a
-    busy machine: raise it with the batch size or on a slower one."""
-    static_membership: bool = False
-    """Rejoin the group under :attr:`member_name` after a restart: a worker killed and
-    started again gets its partitions back at once instead of after the session
-    timeout. The price: a worker stopped for good (scaled down) keeps its partitions
-    for one session timeout, as Faust's Kafka client (aiokafka) does not leave the
-    group on close as a static member. Off: a stopped worker leaves at once, and a
-    restarted one waits for its predecessor's session to run out.
-    Off by default: after a broker outage longer than the session, static members were
-    seen never to rejoin (a sink's group left EMPTY while it polled; a worker idle for
-    minutes), where a dynamic member rejoins under a new id."""
-    group_instance_id: str = ""
-    """The worker's static member name; empty means ``<host name>:<web port>``, unique
-    as long as each worker on a host has a port of its own (it must) and stable across
-    restarts. Two live workers of one app under one name fence each other off."""
-    standby_replicas: int = 1
-    completed_per_subject: int = 50
-    """Completed propagations kept per subject for queries (FullyPropagated keeps all)."""
-    metrics_interval_seconds: float = 5.0
-    log_level: str = "INFO"
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
 
-    def __post_init__(self) -> None:
-        if not self.app_id.strip():
-            raise ValueError("STREAMS_APP_ID must not be empty")
-        if not 0 < self.web_port < 65536:
-            raise ValueError(f"STREAMS_WEB_PORT {self.web_port} is not a TCP port")
-        if self.batch_size < 1:
-            raise ValueError("STREAMS_BATCH_SIZE must be > 0")
-        if not 6 <= self.session_timeout_seconds <= 300:
-            raise ValueError("STREAMS_SESSION_TIMEOUT_SECONDS must be within 6..300")
-        if self.group_instance_id != self.group_instance_id.strip():
-            raise ValueError("STREAMS_GROUP_INSTANCE_ID must not start or end with blanks")
-        if self.standby_replicas < 0 or self.completed_per_subject < 1:
-            raise ValueError("STREAMS_STANDBY_REPLICAS >= 0, STREAMS_COMPLETED_PER_SUBJECT >= 1")
-        if self.metrics_interval_seconds <= 0:
-            raise ValueError("STREAMS_METRICS_INTERVAL_SECONDS must be > 0")
-        if self.log_level.upper() not in LOG_LEVELS:
-            raise ValueError(f"STREAMS_LOG_LEVEL must be one of {sorted(LOG_LEVELS)}")
-        check_token(self.api_token, "STREAMS_API_TOKEN")
+    app_id: NonBlank = Field(
+        "consent-relay-streams",
+        description="The Faust app id, after the topic prefix: the workers' consumer group "
+        "and the prefix of their changelog topics.",
+    )
+    web_port: Port = Field(6066, description="Port of the web server (/metrics, /propagation).")
+    web_bind: str = Field(
+        "127.0.0.1",
+        description="Address the web server listens on. Only this machine by default: a "
+        "deployment whose Prometheus or peer workers are elsewhere sets `0.0.0.0` "
+        "(deploy/ does).",
+    )
+    api_token: ApiToken = Field(
+        None,
+        description="Bearer token (at least 16 characters) of `/propagation` (every worker "
+        "of a deployment shares it); unset, those views refuse every request with 401. "
+        "`/metrics` needs none.",
+    )
+    web_host: str = Field(
+        "",
+        description="Host name other workers use to reach this one; empty means this "
+        "machine's name (or the bind address if it is a loopback one).",
+    )
+    data_dir: Path = Field(
+        Path("var/streams"), description="The worker's data directory (Faust's datadir)."
+    )
+    routing_file: Path | None = Field(
+        None,
+        description="The routing policy; empty means the packaged `streams/intake/routing.toml`.",
+    )
+    batch_size: int = Field(
+        2000,
+        ge=1,
+        description="Most events an agent takes at once: it takes every event already "
+        "fetched, up to this, and waits for none.",
+    )
+    session_timeout_seconds: SessionTimeout = Field(
+        6.0,
+        description="How long the group waits for a worker that went silent before its "
+        "partitions go to the others (6..300 s). Heartbeats go every quarter of it from the "
+        "worker's event loop, which a full batch holds for about a second on a busy "
+        "machine: raise it with the batch size or on a slower one.",
+    )
+    static_membership: bool = Field(
+        False,
+        description="Rejoin the group under the member name after a restart: a worker "
+        "killed and started again gets its partitions back at once instead of after the "
+        "session timeout; a worker stopped for good keeps its partitions for one session "
+        "timeout. Off by default: after a broker outage longer than the session, static "
+        "members were seen never to rejoin, where a dynamic member rejoins under a new id.",
+    )
+    group_instance_id: MemberName = Field(
+        "",
+        description="The worker's static member name; empty means `<host name>:<web port>`. "
+        "Two live workers of one app under one name fence each other off.",
+    )
+    standby_replicas: int = Field(
+        1, ge=0, description="Standby copies of each state table kept by other workers."
+    )
+    completed_per_subject: int = Field(
+        50,
+        ge=1,
+        description="Completed propagations kept per subject for queries (FullyPropagated "
+        "keeps all).",
+    )
+    metrics_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the worker's gauges are refreshed."
+    )
+    log_level: LogLevel = Field("INFO", description="Logging level.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StreamSettings:

@@ -8,29 +8,29 @@ Besides the runner's knobs (:class:`~consumers.settings.RunnerSettings`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from consumers.analytics.store import ErasureMode
 from consumers.settings import RunnerSettings
-from schemas.errors import ConfigError
 
 PREFIX = "ANALYTICS_SINK_"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AnalyticsSinkSettings(RunnerSettings):
     """Where the analytics store is and how erasure treats its records."""
 
-    database: Path
-    erasure_mode: str = ErasureMode.DELETE.value
-    busy_timeout_seconds: float = 5.0
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
 
-    def __post_init__(self) -> None:
-        RunnerSettings.__post_init__(self)
-        if self.erasure_mode not in {m.value for m in ErasureMode}:
-            raise ConfigError(
-                PREFIX + "ERASURE_MODE", f"{self.erasure_mode!r} is not 'delete' or 'anonymise'"
-            )
-        if self.busy_timeout_seconds <= 0:
-            raise ConfigError(PREFIX + "BUSY_TIMEOUT_SECONDS", "must be positive")
+    database: Path = Field(description="The SQLite file of the analytics store (required).")
+    erasure_mode: ErasureMode = Field(
+        ErasureMode.DELETE,
+        description="What erasure does to a person's records: `delete` them or `anonymise` them.",
+    )
+    busy_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How long a write waits for a locked database before the runner retries it.",
+    )

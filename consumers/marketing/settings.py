@@ -10,7 +10,10 @@ waited for before the runner's retry takes over).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from consumers.marketing.hashing import MIN_KEY_BYTES
 from consumers.settings import RunnerSettings
@@ -18,19 +21,39 @@ from consumers.settings import RunnerSettings
 PREFIX = "MARKETING_SINK_"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class MarketingSettings(RunnerSettings):
     """Runner knobs plus the database and the erasure hash key."""
 
-    database_url: str = "sqlite://marketing.db"
-    hash_key: str = field(repr=False)
-    busy_timeout_seconds: float = 5.0
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"hash_key"})
 
-    def __post_init__(self) -> None:
-        super(MarketingSettings, self).__post_init__()
-        if not self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
-            raise ValueError("database_url must be sqlite://... or postgresql://...")
-        if len(self.hash_key.encode()) < MIN_KEY_BYTES:
-            raise ValueError(f"hash_key must be at least {MIN_KEY_BYTES} bytes")
-        if self.busy_timeout_seconds <= 0:
-            raise ValueError("busy_timeout_seconds must be positive")
+    database_url: str = Field(
+        "sqlite://marketing.db",
+        description="The store: `sqlite:///abs/path.db`, `sqlite://relative.db` (in the "
+        "working directory) or `postgresql://...`.",
+    )
+    hash_key: str = Field(
+        repr=False,
+        description=f"HMAC key (at least {MIN_KEY_BYTES} bytes, required) of the hashes "
+        "erased addresses are remembered by; keep it across restarts.",
+    )
+    busy_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How long a locked database is waited for before the runner's retry "
+        "takes over.",
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str) -> str:
+        if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite://... or postgresql://...")
+        return url
+
+    @field_validator("hash_key")
+    @classmethod
+    def _long_key(cls, key: str) -> str:
+        if len(key.encode()) < MIN_KEY_BYTES:
+            raise ValueError(f"must be at least {MIN_KEY_BYTES} bytes")
+        return key

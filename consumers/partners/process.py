@@ -30,7 +30,6 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import replace
 
 from consumers.groups import adopt_legacy_group, default_group, legacy_group
 from consumers.instruction_records import SharedInstructions
@@ -201,8 +200,10 @@ class PartnerSinkProcess:
             kafka,
             group_id=self.group_id,
             family=FAMILY,
-            # The runner's "keeps failing" gauge (its one writer) opens with the breaker.
-            options=replace(self.settings, breaker_threshold=partner.failure_threshold),
+            # The runner's own "keeps failing" gauge agrees with the breaker's threshold.
+            options=self.settings.model_copy(
+                update={"breaker_threshold": partner.failure_threshold}
+            ),
             serve_http=False,
             producer=self._producer,
             decodes=self._decodes,

@@ -11,27 +11,33 @@ per-partner groups of earlier versions: :mod:`consumers.partners.upgrade`);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
 from consumers.settings import RunnerSettings
 
 PREFIX = "PARTNER_SINK_"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class PartnerSinkSettings(RunnerSettings):
     """Where the partners file and the sink's own state are."""
 
-    config: Path
-    database: Path | None = None
-    """SQLite file of the instructions each partner was told, so a duplicate is not sent
-    again even after a restart; unset, each pipeline remembers its recent ones in memory."""
-    lane_records: int = 5000
-    """Most records buffered for one partner's pipeline (a few megabytes): a partner that
-    falls this far behind the others reads on by itself (:mod:`consumers.partners.lanes`)."""
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
 
-    def __post_init__(self) -> None:
-        RunnerSettings.__post_init__(self)
-        if self.lane_records < 1:
-            raise ValueError("lane_records must be at least 1")
+    config: Path = Field(
+        description="The partners file, TOML or JSON (required; consumers.partners.config)."
+    )
+    database: Path | None = Field(
+        None,
+        description="SQLite file of the instructions each partner was told, so a duplicate "
+        "is not sent again even after a restart; unset, each pipeline remembers its recent "
+        "ones in memory.",
+    )
+    lane_records: int = Field(
+        5000,
+        ge=1,
+        description="Most records buffered for one partner's pipeline (a few megabytes): a "
+        "partner that falls this far behind the others reads on by itself.",
+    )

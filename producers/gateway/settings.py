@@ -4,17 +4,20 @@
 actions; ``GATEWAY_UNSUBSCRIBE_KEY`` (required, at least 32 characters) signs one-click
 unsubscribe links. ``GATEWAY_READ_TIMEOUT_S`` bounds how long a client may take to send a
 request's headers, and then its body (and how long an idle connection stays open). Kafka
-itself is configured by :class:`schemas.runtime.kafka.KafkaSettings`.
+itself is configured by :class:`schemas.runtime.kafka.KafkaSettings`. (The gateway's two
+timeouts end in ``_S`` where every other process's end in ``_SECONDS``: the names
+deployments already set are kept.)
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import ClassVar, Final
 
-from schemas.errors import ConfigError
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from schemas.runtime.settings import LogLevel, Port, Settings
 
 PREFIX: Final = "GATEWAY_"
 MIN_KEY_LENGTH: Final = 32
@@ -22,33 +25,41 @@ MAX_READ_TIMEOUT_S: Final = 120.0
 """A longer read deadline would let slow clients hold connections for minutes again."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatewaySettings:
+class GatewaySettings(Settings):
     """Where the gateway listens, who may call it, and its bounds."""
 
-    tokens_file: Path
-    unsubscribe_key: str = field(repr=False)
-    port: int = 8080
-    host: str = "127.0.0.1"
-    max_body_bytes: int = 64 * 1024
-    delivery_timeout_s: float = 10.0
-    read_timeout_s: float = 5.0
-    log_level: str = "INFO"
+    model_config = SettingsConfigDict(env_prefix=PREFIX)
+    secret_fields: ClassVar[frozenset[str]] = frozenset({"unsubscribe_key"})
 
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ConfigError(PREFIX + "PORT", f"{self.port} is not a TCP port")
-        if len(self.unsubscribe_key) < MIN_KEY_LENGTH:
-            raise ConfigError(
-                PREFIX + "UNSUBSCRIBE_KEY", f"must be at least {MIN_KEY_LENGTH} characters"
-            )
-        if self.max_body_bytes < 1024:
-            raise ConfigError(PREFIX + "MAX_BODY_BYTES", "must be at least 1024")
-        if self.delivery_timeout_s <= 0:
-            raise ConfigError(PREFIX + "DELIVERY_TIMEOUT_S", "must be positive")
-        if not 0 < self.read_timeout_s <= MAX_READ_TIMEOUT_S:
-            raise ConfigError(
-                PREFIX + "READ_TIMEOUT_S", f"must be above 0 and at most {MAX_READ_TIMEOUT_S:g}"
-            )
-        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
-            raise ConfigError(PREFIX + "LOG_LEVEL", f"{self.log_level!r} is not a log level")
+    tokens_file: Path = Field(
+        description="The tokens file (required): bearer tokens mapped to services and the "
+        "actions each may take."
+    )
+    unsubscribe_key: str = Field(
+        repr=False,
+        min_length=MIN_KEY_LENGTH,
+        description=f"Key (at least {MIN_KEY_LENGTH} characters, required) that signs "
+        "one-click unsubscribe links.",
+    )
+    port: Port = Field(8080, description="Port the HTTP API listens on.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the HTTP API listens on; `0.0.0.0` for every interface.",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest request body accepted (at least 1024)."
+    )
+    delivery_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request waits for Kafka to acknowledge its event before it "
+        "is answered 503.",
+    )
+    read_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=MAX_READ_TIMEOUT_S,
+        description=f"How long (at most {MAX_READ_TIMEOUT_S:g} s) a client may take to send a "
+        "request's headers, and then its body; also how long an idle connection stays open.",
+    )
+    log_level: LogLevel = Field("INFO", description="Logging level.")

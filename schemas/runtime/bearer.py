@@ -10,7 +10,9 @@ configured refuses every such request the same way: closed, never open.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
+
+from pydantic import AfterValidator
 
 from schemas.runtime.settings import Secret
 
@@ -62,10 +64,16 @@ class BearerGuard:
         return None
 
 
-def check_token(token: Secret | None, setting: str) -> None:
-    """Refuse (ValueError naming ``setting``) a configured token too short to be secret."""
+def _long_enough(token: Secret | None) -> Secret | None:
+    """Refuse a configured token too short to be secret (without showing it)."""
     if token is not None and len(token.reveal()) < MIN_TOKEN_CHARS:
-        raise ValueError(f"{setting} must be at least {MIN_TOKEN_CHARS} characters")
+        raise ValueError(f"must be at least {MIN_TOKEN_CHARS} characters")
+    return token
+
+
+ApiToken = Annotated[Secret | None, AfterValidator(_long_enough)]
+"""The type of a settings field holding a server's API token: unset, the server answers
+no one (:class:`BearerGuard`); set, it is at least :data:`MIN_TOKEN_CHARS` long."""
 
 
 def authorization(token: Secret) -> dict[str, str]:

@@ -33,6 +33,7 @@ from schemas.errors import ConfigError
 from schemas.runtime.kafka_auth import KEYS as AUTH_KEYS
 from schemas.runtime.kafka_auth import ClientAuth
 from schemas.runtime.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve, validate
+from schemas.runtime.settings import documented
 from schemas.topics import DEFAULT_PARTITIONS, Topics
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
@@ -69,14 +70,35 @@ RECONNECT: Final[dict[str, Any]] = {
 class KafkaSettings:
     """Broker, registry and topic naming shared by every process."""
 
-    bootstrap: str
-    registry_url: str
-    topic_prefix: str = ""
-    partitions: int = DEFAULT_PARTITIONS
-    replication_factor: int | None = None
-    """Replicas of each relay topic; None: 3 on a cluster of three brokers or more."""
-    min_insync_replicas: int | None = None
-    """In-sync replicas an ``acks=all`` write needs; None: 2 with 3 replicas, else 1."""
+    bootstrap: str = documented(
+        "KAFKA_BOOTSTRAP", "The Kafka brokers, `host:port[,host:port...]` (required)."
+    )
+    registry_url: str = documented(
+        "SCHEMA_REGISTRY_URL",
+        "The Confluent-compatible schema registry's http(s) URL (required).",
+    )
+    topic_prefix: str = documented(
+        "CONSENT_RELAY_TOPIC_PREFIX",
+        "Prefix of every topic and consumer group of this deployment (at most 100 of "
+        "A-Z a-z 0-9 . _ -), so deployments sharing a broker share nothing.",
+        default="",
+    )
+    partitions: int = documented(
+        "CONSENT_RELAY_PARTITIONS",
+        "Partitions of each relay topic the relay creates.",
+        default=DEFAULT_PARTITIONS,
+    )
+    replication_factor: int | None = documented(
+        FACTOR_KEY,
+        "Replicas of each relay topic; unset: 3 on a cluster of three brokers or more, else "
+        "one per broker.",
+        default=None,
+    )
+    min_insync_replicas: int | None = documented(
+        MIN_INSYNC_KEY,
+        "In-sync replicas an `acks=all` write needs; unset: 2 with 3 replicas, else 1.",
+        default=None,
+    )
     auth: ClientAuth = ClientAuth()
     """The security protocol and SASL credentials of every client (PLAINTEXT: none)."""
 

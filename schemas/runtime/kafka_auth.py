@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from schemas.errors import ConfigError
-from schemas.runtime.settings import Secret
+from schemas.runtime.settings import Secret, documented
 
 PROTOCOL_KEY: Final = "KAFKA_SECURITY_PROTOCOL"
 MECHANISM_KEY: Final = "KAFKA_SASL_MECHANISM"
@@ -46,10 +46,20 @@ class SaslMechanism(StrEnum):
 class ClientAuth:
     """A client's security protocol and, under SASL, its principal's credentials."""
 
-    protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
-    mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
-    username: str | None = None
-    password: Secret | None = None
+    protocol: SecurityProtocol = documented(
+        PROTOCOL_KEY,
+        "How clients reach the brokers: `PLAINTEXT`, `SASL_PLAINTEXT` or `SASL_SSL`.",
+        default=SecurityProtocol.PLAINTEXT,
+    )
+    mechanism: SaslMechanism = documented(
+        MECHANISM_KEY, "The SASL mechanism (SCRAM only).", default=SaslMechanism.SCRAM_SHA_512
+    )
+    username: str | None = documented(
+        USERNAME_KEY, "The client's SASL principal (required under SASL).", default=None
+    )
+    password: Secret | None = documented(
+        PASSWORD_KEY, "The principal's password (required under SASL).", default=None
+    )
 
     def __post_init__(self) -> None:
         given = self.username is not None or self.password is not None

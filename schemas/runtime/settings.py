@@ -1,32 +1,41 @@
-"""Settings from the environment, validated at start.
+"""Settings from the environment, validated at start, with pydantic-settings.
 
-A process declares a frozen dataclass of its settings and calls :func:`load`; every
-field is read from ``<PREFIX><FIELD_NAME_UPPER>`` and converted to the field's type.
-An invalid value, a missing required one, or an unknown variable under the prefix
-stops the process with a :class:`~schemas.errors.ConfigError` that names it. A field
-typed :class:`Secret` (an API token, a key) is held so that printing or logging the
-settings never shows it.
+A process declares its settings as a subclass of :class:`Settings` (a frozen
+pydantic-settings model whose ``env_prefix`` is the process's, e.g. ``GATE_``) and
+calls :func:`load`; every field is read from ``<PREFIX><FIELD_NAME_UPPER>`` and
+validated by pydantic (ranges as ``Field(ge=…)``, checks as validators). An invalid
+value, a missing required one, or an unknown variable under the prefix (refused by
+``extra="forbid"``, with a misspelling hint) stops the process with a
+:class:`~schemas.errors.ConfigError` that names the variable. A field typed
+:class:`Secret` (an API token, a key) is held so that printing or logging the settings
+never shows it. Every field carries a ``description``: ``deploy/settings_table.py``
+writes the documented table (``docs/settings.md``) from them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import hmac
 import os
 import re
 import typing
 from collections.abc import Mapping
-from enum import StrEnum
-from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import core_schema
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.errors import ConfigError
 
-T = TypeVar("T")
+T = TypeVar("T", bound="Settings")
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_MISSPELLING_CUTOFF = 0.75
 
 
 @dataclasses.dataclass(frozen=True, slots=True, repr=False)
@@ -52,69 +61,197 @@ class Secret:
         # would otherwise let a caller time its way to the secret's length.
         return hmac.compare_digest(_digest(self._value), _digest(presented))
 
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """A Secret field takes a Secret or the text of one."""
+        from_text = core_schema.no_info_after_validator_function(cls, core_schema.str_schema())
+        return core_schema.union_schema([core_schema.is_instance_schema(cls), from_text])
+
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
-def load(cls: type[T], prefix: str, env: Mapping[str, str] | None = None) -> T:
-    """Build ``cls`` from variables named ``prefix + FIELD``; fail naming the bad key."""
-    env = os.environ if env is None else env
-    hints = typing.get_type_hints(cls)
-    names = {f.name: prefix + f.name.upper() for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(k for k in env if k.startswith(prefix) and k not in names.values())
-    if unknown:
-        raise ConfigError(
-            unknown[0], f"unknown setting (known: {', '.join(sorted(names.values()))})"
-        )
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        key = names[f.name]
-        if key in env:
-            kwargs[f.name] = _convert(key, env[key], hints[f.name])
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(key, "is required")
+def _log_level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+LogLevel = Annotated[str, AfterValidator(_log_level)]
+"""A logging level name, any case (stored upper-case): DEBUG, INFO, WARNING, ERROR, CRITICAL."""
+
+Port = Annotated[int, Field(gt=0, lt=65536)]
+"""A TCP port to listen on."""
+
+SessionTimeout = Annotated[float, Field(ge=6, le=300)]
+"""A consumer group's session timeout in seconds: 6 s is the broker's default floor
+(``group.min.session.timeout.ms``), 300 s its ceiling."""
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _unpadded(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with blanks")
+    return value
+
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+"""Text that is not empty or blanks only (an app id)."""
+
+MemberName = Annotated[str, AfterValidator(_unpadded)]
+"""A static group member name: empty (derived) or without surrounding blanks."""
+
+
+class Settings(BaseSettings):
+    """Base of every process's settings: frozen, read from ``<env_prefix><FIELD>``, an
+    unknown variable under the prefix refused. Built with keyword arguments (tests,
+    benches), it reads nothing from the environment."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", case_sensitive=True)
+
+    secret_fields: ClassVar[frozenset[str]] = frozenset()
+    """Plain-text fields whose values an error message must not show (besides Secrets)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_none(cls, data: Any) -> Any:
+        """An empty variable means None for an optional field (``STREAMS_ROUTING_FILE=``)."""
+        if not isinstance(data, dict):
+            return data
+        return {
+            name: None if value == "" and _optional(cls.model_fields.get(name)) else value
+            for name, value in data.items()
+        }
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments only: the environment is read by :func:`load`, from the
+        mapping it is given."""
+        return (init_settings,)
+
+    @classmethod
+    def prefix(cls) -> str:
+        """The process's variable prefix, e.g. ``GATE_``."""
+        return cls.model_config.get("env_prefix", "")
+
+    @classmethod
+    def variable(cls, name: str, prefix: str | None = None) -> str:
+        """The environment variable of field ``name``."""
+        return (cls.prefix() if prefix is None else prefix) + name.upper()
+
+
+class _Environment(PydanticBaseSettingsSource):
+    """Every variable of a mapping under a prefix, by field name: an unknown one too, so
+    the model's ``extra="forbid"`` refuses it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], prefix: str, env: Mapping[str, str]):
+        super().__init__(settings_cls)
+        # Variables are upper-case: GATE_http_port is no spelling of GATE_HTTP_PORT, so
+        # it stays under its own name (unknown).
+        self.values = {
+            _name(key[len(prefix) :], key): value
+            for key, value in env.items()
+            if key.startswith(prefix)
+        }
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def _name(suffix: str, key: str) -> str:
+    return suffix.lower() if suffix == suffix.upper() else key
+
+
+def load(cls: type[T], prefix: str | None = None, env: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from variables named ``prefix + FIELD`` (``prefix`` defaults to the
+    class's ``env_prefix``, ``env`` to the process environment); ConfigError naming the
+    bad variable otherwise."""
+    prefix = cls.prefix() if prefix is None else prefix
+    source = _Environment(cls, prefix, os.environ if env is None else env)
     try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise ConfigError(_blamed(str(exc), names, prefix), str(exc)) from exc
+        return cls(_build_sources=((source,), {}))
+    except ValidationError as exc:
+        raise _config_error(cls, prefix, exc) from exc
 
 
-def _blamed(message: str, names: Mapping[str, str], prefix: str) -> str:
-    """The key a cross-field check's message is about: its variable or field name, if named."""
-    for key in sorted(names.values(), key=len, reverse=True):
-        if key in message:
-            return key
-    for name in sorted(names, key=len, reverse=True):
-        if re.search(rf"\b{re.escape(name)}\b", message):
-            return names[name]
-    return prefix.rstrip("_")
+def _config_error(cls: type[Settings], prefix: str, exc: ValidationError) -> ConfigError:
+    """The first of pydantic's errors, as the variable it is about and the reason."""
+    error = exc.errors()[0]
+    fields = cls.model_fields
+    if error["loc"]:
+        name = str(error["loc"][0])
+    else:  # a check across fields: blame the first field its message names
+        named = [(m.start(), f) for f in fields if (m := re.search(rf"\b{f}\b", error["msg"]))]
+        name = min(named)[1] if named else ""
+    if name.startswith(prefix) and name not in fields:  # an unknown, not upper-case
+        key = name
+    else:
+        key = cls.variable(name, prefix) if name else prefix.rstrip("_")
+    return ConfigError(key, _reason(cls, prefix, key, error))
 
 
-def _convert(key: str, raw: str, tp: Any) -> Any:
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if args and type(None) in typing.get_args(tp):
-        return None if raw == "" else _convert(key, raw, args[0])
-    if tp is bool:
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise ConfigError(key, f"{raw!r} is not a boolean")
-    if tp in (int, float):
-        try:
-            return tp(raw)
-        except ValueError as exc:
-            raise ConfigError(key, f"{raw!r} is not a {tp.__name__}") from exc
-    if tp is Path:
-        return Path(raw)
-    if isinstance(tp, type) and issubclass(tp, StrEnum):
-        try:
-            return tp(raw)
-        except ValueError as exc:
-            raise ConfigError(key, f"{raw!r} is not one of {', '.join(tp)}") from exc
-    if tp is str:
-        return raw
-    if tp is Secret:
-        return Secret(raw)
-    raise ConfigError(key, f"unsupported setting type {tp!r}")
+def _reason(cls: type[Settings], prefix: str, key: str, error: Any) -> str:
+    kind, value, message = error["type"], error.get("input"), str(error["msg"])
+    known = sorted(cls.variable(f, prefix) for f in cls.model_fields)
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(key.upper(), known, 1, _MISSPELLING_CUTOFF)
+        if close:
+            return f"unknown setting; did you mean {close[0]}?"
+        return f"unknown setting (known: {', '.join(known)})"
+    if kind == "missing":
+        return "is required"
+    name = key.removeprefix(prefix).lower()
+    field = cls.model_fields.get(name)
+    hidden = name in cls.secret_fields or (field is not None and holds_secret(field))
+    shown = "the value" if hidden else repr(value)
+    simple = {
+        "bool_parsing": "a boolean",
+        "int_parsing": "an integer",
+        "int_from_float": "an integer",
+        "float_parsing": "a number",
+    }
+    if kind in simple:
+        return f"{shown} is not {simple[kind]}"
+    if kind == "enum":
+        return f"{shown} is not one of {error['ctx']['expected']}"
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    return f"{shown}: {message.replace('Input should be', 'must be')}"
+
+
+def documented(env: str, meaning: str, **kwargs: Any) -> Any:
+    """A field of a dataclass whose settings are read by hand (the Kafka coordinates,
+    :class:`~schemas.runtime.kafka.KafkaSettings`, whose variables share their families
+    with other tools): its variable and meaning, for the generated settings table."""
+    return dataclasses.field(metadata={"env": env, "description": meaning}, **kwargs)
+
+
+def _optional(field: FieldInfo | None) -> bool:
+    return field is not None and type(None) in typing.get_args(field.annotation)
+
+
+def holds_secret(field: FieldInfo) -> bool:
+    """Whether a field is typed :class:`Secret` (or an optional one)."""
+    annotation = field.annotation
+    if isinstance(annotation, UnionType) or typing.get_origin(annotation) is typing.Union:
+        return Secret in typing.get_args(annotation)
+    return annotation is Secret

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -257,7 +257,7 @@ def runners(
             sink,
             KAFKA,
             family=SinkFamily.PARTNER_SHARING,
-            options=replace(settings, breaker_threshold=5),
+            options=settings.model_copy(update={"breaker_threshold": 5}),
             serve_http=False,
             producer=shared,  # type: ignore[arg-type]
             decodes=decodes,

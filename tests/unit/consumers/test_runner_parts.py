@@ -78,7 +78,7 @@ def test_runner_settings_load_from_env_and_name_bad_keys() -> None:
     with pytest.raises(ConfigError) as invalid:
         load(RunnerSettings, "X_SINK_", {"X_SINK_BATCH_SIZE": "ten"})
     assert invalid.value.key == "X_SINK_BATCH_SIZE"
-    with pytest.raises(ConfigError, match="batch_size"):
+    with pytest.raises(ConfigError, match="X_SINK_BATCH_SIZE"):
         load(RunnerSettings, "X_SINK_", {"X_SINK_BATCH_SIZE": "0"})
 
 

@@ -54,3 +54,13 @@ def test_a_short_token_is_refused_naming_the_setting_not_the_value() -> None:
         load(MarketingSettings, PREFIX, {f"{PREFIX}HASH_KEY": KEY, f"{PREFIX}API_TOKEN": "abc"})
     assert caught.value.key == f"{PREFIX}API_TOKEN"
     assert "'abc'" not in str(caught.value)
+
+
+def test_a_check_across_fields_names_the_first_field_it_mentions() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(
+            RunnerSettings,
+            "X_",
+            {"X_BACKOFF_INITIAL_SECONDS": "2", "X_BACKOFF_MAX_SECONDS": "1"},
+        )
+    assert caught.value.key == "X_BACKOFF_MAX_SECONDS"

@@ -330,7 +330,7 @@ def test_each_process_has_a_role_of_deploy_acls() -> None:
 
 
 def vars_of(settings: Any) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+    return {name: getattr(settings, name) for name in type(settings).model_fields}
 
 
 def routes_exist(process_module: str, path: str) -> bool:

@@ -5,23 +5,18 @@ token is configured."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import pytest
 
 from schemas.errors import ConfigError
-from schemas.runtime.bearer import MIN_TOKEN_CHARS, BearerGuard, authorization, check_token
-from schemas.runtime.settings import Secret, load
+from schemas.runtime.bearer import MIN_TOKEN_CHARS, ApiToken, BearerGuard, authorization
+from schemas.runtime.settings import Secret, Settings, load
 
 TOKEN = "s3cret-token-0123456789"
 
 
-@dataclass(frozen=True, slots=True)
-class WithToken:
-    api_token: Secret | None = None
-
-    def __post_init__(self) -> None:
-        check_token(self.api_token, "api_token")
+class WithToken(Settings):
+    api_token: ApiToken = None
 
 
 def test_a_secret_setting_is_loaded_but_never_shown(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,42 +1,45 @@
-"""Settings validated at start: schemas.runtime.settings.load and KafkaSettings.from_env refuse
-unknown and invalid keys with a ConfigError that names the key."""
+"""Settings validated at start: schemas.runtime.settings.load (pydantic-settings models) and
+KafkaSettings.from_env refuse unknown and invalid keys with a ConfigError that names the key."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import pytest
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import SettingsConfigDict
 
 from schemas.errors import ConfigError, ConsentRelayError
 from schemas.runtime.kafka import KNOWN_KEYS, KafkaSettings
-from schemas.runtime.settings import load
+from schemas.runtime.settings import LogLevel, Port, Secret, Settings, load
 from schemas.taxonomy import Regime
 from schemas.topics import DEFAULT_PARTITIONS
 
 GOOD = {"KAFKA_BOOTSTRAP": "127.0.0.1:9092", "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081"}
 
 
-@dataclass(frozen=True, slots=True)
-class Example:
+class Example(Settings):
     """A process's settings."""
 
+    model_config = SettingsConfigDict(env_prefix="EX_")
+
     name: str
-    port: int = 8080
-    ratio: float = 0.5
+    port: Port = 8080
+    ratio: float = Field(0.5, le=1)
     verbose: bool = False
     data_dir: Path = Path("var")
     routing_file: Path | None = None
     label: str | None = "x"
     regime: Regime = Regime.GDPR
+    token: Secret | None = None
+    log_level: LogLevel = "INFO"
 
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError("EX_PORT is not a TCP port")
-        if self.ratio > 1:
-            raise ValueError("ratio must be at most 1")
+    @model_validator(mode="after")
+    def _no_spaces(self) -> Self:
         if self.label and " " in self.label:
             raise ValueError("no spaces anywhere")
+        return self
 
 
 def refused(env: dict[str, str], key: str, reason: str) -> None:
@@ -46,6 +49,7 @@ def refused(env: dict[str, str], key: str, reason: str) -> None:
     assert reason in caught.value.reason, caught.value
     assert str(caught.value).startswith(f"{key}: ")
     assert isinstance(caught.value, ConsentRelayError)
+    assert isinstance(caught.value.__cause__, ValidationError)
 
 
 def test_load_reads_and_converts_every_type() -> None:
@@ -61,6 +65,7 @@ def test_load_reads_and_converts_every_type() -> None:
             "EX_ROUTING_FILE": "",
             "EX_LABEL": "",
             "EX_REGIME": "CCPA",
+            "EX_LOG_LEVEL": "debug",
             "OTHER_THING": "ignored",
         },
     )
@@ -73,11 +78,26 @@ def test_load_reads_and_converts_every_type() -> None:
         routing_file=None,
         label=None,
         regime=Regime.CCPA,
+        log_level="DEBUG",
     )
 
 
-def test_load_keeps_defaults() -> None:
+def test_load_keeps_defaults_and_the_prefix_defaults_to_the_models() -> None:
     assert load(Example, "EX_", {"EX_NAME": "n"}) == Example(name="n")
+    assert load(Example, env={"EX_NAME": "n"}) == Example(name="n")
+
+
+def test_settings_are_frozen_and_keyword_built_ones_are_validated() -> None:
+    settings = Example(name="n")
+    with pytest.raises(ValidationError):
+        settings.port = 1  # type: ignore[misc]
+    with pytest.raises(ValueError, match="less than 65536"):
+        Example(name="n", port=70000)
+
+
+def test_keyword_built_settings_read_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EX_PORT", "9000")
+    assert Example(name="n").port == 8080
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "YES", "on"])
@@ -93,30 +113,33 @@ def test_false_spellings(raw: str) -> None:
 @pytest.mark.parametrize(
     ("env", "key", "reason"),
     [
-        ({"EX_NAME": "n", "EX_PROT": "1"}, "EX_PROT", "unknown setting (known: EX_DATA_DIR"),
+        ({"EX_NAME": "n", "EX_PROT": "1"}, "EX_PROT", "unknown setting; did you mean EX_PORT?"),
+        ({"EX_NAME": "n", "EX_COLOUR": "1"}, "EX_COLOUR", "unknown setting (known: EX_DATA_DIR"),
+        ({"EX_NAME": "n", "EX_port": "1"}, "EX_port", "unknown setting; did you mean EX_PORT?"),
         ({}, "EX_NAME", "is required"),
-        ({"EX_NAME": "n", "EX_PORT": "eighty"}, "EX_PORT", "'eighty' is not a int"),
-        ({"EX_NAME": "n", "EX_PORT": "8.5"}, "EX_PORT", "is not a int"),
-        ({"EX_NAME": "n", "EX_RATIO": "half"}, "EX_RATIO", "'half' is not a float"),
+        ({"EX_NAME": "n", "EX_PORT": "eighty"}, "EX_PORT", "'eighty' is not an integer"),
+        ({"EX_NAME": "n", "EX_PORT": "8.5"}, "EX_PORT", "is not an integer"),
+        ({"EX_NAME": "n", "EX_RATIO": "half"}, "EX_RATIO", "'half' is not a number"),
         ({"EX_NAME": "n", "EX_VERBOSE": "maybe"}, "EX_VERBOSE", "'maybe' is not a boolean"),
         ({"EX_NAME": "n", "EX_VERBOSE": ""}, "EX_VERBOSE", "is not a boolean"),
-        ({"EX_NAME": "n", "EX_REGIME": "MARS"}, "EX_REGIME", "'MARS' is not one of GDPR"),
-        ({"EX_NAME": "n", "EX_PORT": "0"}, "EX_PORT", "EX_PORT is not a TCP port"),
-        ({"EX_NAME": "n", "EX_RATIO": "2"}, "EX_RATIO", "ratio must be at most 1"),
+        ({"EX_NAME": "n", "EX_REGIME": "MARS"}, "EX_REGIME", "'MARS' is not one of 'GDPR'"),
+        ({"EX_NAME": "n", "EX_PORT": "0"}, "EX_PORT", "'0': must be greater than 0"),
+        ({"EX_NAME": "n", "EX_RATIO": "2"}, "EX_RATIO", "must be less than or equal to 1"),
         ({"EX_NAME": "n", "EX_LABEL": "a b"}, "EX", "no spaces anywhere"),
+        ({"EX_NAME": "n", "EX_LOG_LEVEL": "LOUD"}, "EX_LOG_LEVEL", "'LOUD' is not one of DEBUG"),
     ],
 )
 def test_load_refuses_unknown_and_invalid_keys(env: dict[str, str], key: str, reason: str) -> None:
     refused(env, key, reason)
 
 
-def test_unsupported_setting_types_are_named() -> None:
-    @dataclass(frozen=True)
-    class Odd:
-        items: list[str]
-
-    with pytest.raises(ConfigError, match="EX_ITEMS: unsupported setting type"):
-        load(Odd, "EX_", {"EX_ITEMS": "a,b"})
+def test_a_secret_is_loaded_but_shown_nowhere() -> None:
+    settings = load(Example, "EX_", {"EX_NAME": "n", "EX_TOKEN": "hidden-value"})
+    assert settings.token is not None
+    assert settings.token.reveal() == "hidden-value"
+    assert settings.token.matches("hidden-value")
+    assert "hidden-value" not in repr(settings) + str(settings)
+    assert Example(name="n", token=Secret("x")).token == Secret("x")
 
 
 def test_load_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:

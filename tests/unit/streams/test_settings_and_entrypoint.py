@@ -51,7 +51,7 @@ def test_bad_settings_name_the_key(env: dict[str, str], named: str) -> None:
 def test_the_former_gate_settings_stop_the_worker_and_say_where_they_went(key: str) -> None:
     # The gate is its own process (python -m streams.gate, GATE_* settings); a worker
     # still given its old keys must not start as if they took effect.
-    assert "gate_default_regime" not in StreamSettings.__dataclass_fields__
+    assert "gate_default_regime" not in StreamSettings.model_fields
     with pytest.raises(ConfigError) as refused:
         StreamSettings.from_env({key: "1"})
     assert refused.value.key == key
