@@ -4,19 +4,20 @@
 committed one is stale (``tests/unit/deploy/test_settings_table.py`` does the same). One
 table: the process, the environment variable, its default and its meaning, the meaning
 being the field's ``description``. A secret's default is never shown. The Kafka
-coordinates every process shares (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, …) are
-read by :class:`schemas.runtime.kafka.KafkaSettings` and listed from its own table.
+coordinates every process shares (``KAFKA_BOOTSTRAP``, ``SCHEMA_REGISTRY_URL``, …) come
+first, from :class:`schemas.runtime.kafka.KafkaSettings` and the client authentication
+it holds.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Final
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -27,7 +28,7 @@ from deploy.demo import DemoSettings
 from producers.gateway.settings import GatewaySettings
 from producers.propagation import StreamWorkerSettings
 from schemas.runtime.kafka import KafkaSettings
-from schemas.runtime.settings import Settings, holds_secret
+from schemas.runtime.settings import Settings, SharedSettings, holds_secret, variable_of
 from streams.config import StreamSettings
 from streams.gate.settings import GateSettings
 
@@ -58,11 +59,11 @@ Generated from the settings models by `{COMMAND}`; do not edit by hand.
 """
 
 
-def default_text(cls: type[Settings], name: str, field: FieldInfo) -> str:
+def default_text(cls: type[BaseModel], name: str, field: FieldInfo) -> str:
     """How the table shows a field's default."""
     if field.default is PydanticUndefined:
         return "required"
-    if name in cls.secret_fields or holds_secret(field):
+    if name in getattr(cls, "secret_fields", ()) or holds_secret(field):
         return "unset" if field.default is None else "(secret)"
     value = field.default
     if value is None:
@@ -79,23 +80,18 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def shared_rows(cls: type[object] = KafkaSettings) -> list[tuple[str, str, str, str]]:
-    """The Kafka coordinates every process reads (a dataclass read by hand, its fields
-    documented with :func:`schemas.runtime.settings.documented`)."""
+def shared_rows(cls: type[SharedSettings] = KafkaSettings) -> list[tuple[str, str, str, str]]:
+    """The Kafka coordinates every process reads, a nested group of them (the client's
+    authentication) in its place."""
     table = []
-    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if "env" not in item.metadata:  # a nested group of settings (the client's auth)
-            table.extend(shared_rows(type(item.default)))
+    for name, field in cls.model_fields.items():
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, SharedSettings):
+            table.extend(shared_rows(group))
             continue
-        if item.default is dataclasses.MISSING:
-            default = "required"
-        elif item.default is None:
-            default = "unset"
-        else:
-            value = item.default.value if isinstance(item.default, Enum) else item.default
-            default = f"`{value}`" if str(value) else "empty"
-        meaning = cell(item.metadata["description"])
-        table.append(("every process", f"`{item.metadata['env']}`", default, meaning))
+        meaning = cell(field.description or "")
+        variable = variable_of(cls, name)
+        table.append(("every process", f"`{variable}`", default_text(cls, name, field), meaning))
     return table
 
 

@@ -19,38 +19,25 @@ key, which nothing here would read.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Annotated, Any, Final
 from urllib.parse import urlparse
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from schemas.errors import ConfigError
-from schemas.runtime.kafka_auth import KEYS as AUTH_KEYS
 from schemas.runtime.kafka_auth import ClientAuth
-from schemas.runtime.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve, validate
-from schemas.runtime.settings import documented
+from schemas.runtime.replication import FACTOR_KEY, MIN_INSYNC_KEY, Replication, resolve
+from schemas.runtime.settings import SharedSettings, closest, unknown_reason
 from schemas.topics import DEFAULT_PARTITIONS, Topics
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._-]*$")
 MAX_PREFIX_LENGTH = 100
 """Leaves room under Kafka's 249-character topic-name limit for the longest suffix."""
-
-KNOWN_KEYS = (
-    "KAFKA_BOOTSTRAP",
-    "SCHEMA_REGISTRY_URL",
-    "CONSENT_RELAY_TOPIC_PREFIX",
-    "CONSENT_RELAY_PARTITIONS",
-    FACTOR_KEY,
-    MIN_INSYNC_KEY,
-    *AUTH_KEYS,
-)
-_MISSPELLING_CUTOFF = 0.75
 
 RECONNECT: Final[dict[str, Any]] = {
     # librdkafka's default lets the gap between reconnects grow to 10 s, so a client
@@ -66,78 +53,107 @@ RECONNECT: Final[dict[str, Any]] = {
 """How every librdkafka client reconnects after a broker outage."""
 
 
-@dataclass(frozen=True, slots=True)
-class KafkaSettings:
+def _brokers(value: str) -> str:
+    for server in value.split(","):
+        if not _HOST_PORT.match(server.strip()):
+            raise ValueError(f"{server!r} is not host:port")
+    return value
+
+
+def _http_url(value: str) -> str:
+    url = urlparse(value)
+    if url.scheme not in {"http", "https"} or not url.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+def _topic_prefix(value: str) -> str:
+    if not _TOPIC_CHARS.match(value) or len(value) > MAX_PREFIX_LENGTH:
+        raise ValueError(f"{value!r} must be at most {MAX_PREFIX_LENGTH} of A-Z a-z 0-9 . _ -")
+    return value
+
+
+def _at_least_one(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise ValueError(f"must be at least 1, not {value}")
+    return value
+
+
+def _blank_is_unset(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+Brokers = Annotated[str, AfterValidator(_brokers)]
+"""``host:port[,host:port...]``."""
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http(s) URL with a host, kept as written (the registry client is given it)."""
+TopicPrefix = Annotated[str, AfterValidator(_topic_prefix)]
+"""At most :data:`MAX_PREFIX_LENGTH` characters a topic name may hold."""
+Count = Annotated[int, AfterValidator(_at_least_one)]
+"""A number of partitions or replicas: 1 or more."""
+OptionalCount = Annotated[Count | None, BeforeValidator(_blank_is_unset)]
+"""A count, or None (blank too) when the cluster decides it."""
+
+
+class KafkaSettings(SharedSettings):
     """Broker, registry and topic naming shared by every process."""
 
-    bootstrap: str = documented(
-        "KAFKA_BOOTSTRAP", "The Kafka brokers, `host:port[,host:port...]` (required)."
-    )
-    registry_url: str = documented(
-        "SCHEMA_REGISTRY_URL",
-        "The Confluent-compatible schema registry's http(s) URL (required).",
-    )
-    topic_prefix: str = documented(
-        "CONSENT_RELAY_TOPIC_PREFIX",
-        "Prefix of every topic and consumer group of this deployment (at most 100 of "
-        "A-Z a-z 0-9 . _ -), so deployments sharing a broker share nothing.",
-        default="",
-    )
-    partitions: int = documented(
-        "CONSENT_RELAY_PARTITIONS",
-        "Partitions of each relay topic the relay creates.",
-        default=DEFAULT_PARTITIONS,
-    )
-    replication_factor: int | None = documented(
-        FACTOR_KEY,
-        "Replicas of each relay topic; unset: 3 on a cluster of three brokers or more, else "
-        "one per broker.",
-        default=None,
-    )
-    min_insync_replicas: int | None = documented(
-        MIN_INSYNC_KEY,
-        "In-sync replicas an `acks=all` write needs; unset: 2 with 3 replicas, else 1.",
-        default=None,
-    )
-    auth: ClientAuth = ClientAuth()
-    """The security protocol and SASL credentials of every client (PLAINTEXT: none)."""
+    required_hint = "see README: `make stack` prints it"
 
-    def __post_init__(self) -> None:
-        for server in self.bootstrap.split(","):
-            if not _HOST_PORT.match(server.strip()):
-                raise ConfigError("KAFKA_BOOTSTRAP", f"{server!r} is not host:port")
-        url = urlparse(self.registry_url)
-        if url.scheme not in {"http", "https"} or not url.netloc:
-            raise ConfigError("SCHEMA_REGISTRY_URL", f"{self.registry_url!r} is not an http(s) URL")
-        if not _TOPIC_CHARS.match(self.topic_prefix) or len(self.topic_prefix) > MAX_PREFIX_LENGTH:
-            raise ConfigError(
-                "CONSENT_RELAY_TOPIC_PREFIX",
-                f"{self.topic_prefix!r} must be at most {MAX_PREFIX_LENGTH} of A-Z a-z 0-9 . _ -",
+    bootstrap: Brokers = Field(
+        validation_alias="KAFKA_BOOTSTRAP",
+        description="The Kafka brokers, `host:port[,host:port...]` (required).",
+    )
+    registry_url: HttpUrl = Field(
+        validation_alias="SCHEMA_REGISTRY_URL",
+        description="The Confluent-compatible schema registry's http(s) URL (required).",
+    )
+    topic_prefix: TopicPrefix = Field(
+        "",
+        validation_alias="CONSENT_RELAY_TOPIC_PREFIX",
+        description="Prefix of every topic and consumer group of this deployment (at most "
+        "100 of A-Z a-z 0-9 . _ -), so deployments sharing a broker share nothing.",
+    )
+    partitions: Count = Field(
+        DEFAULT_PARTITIONS,
+        validation_alias="CONSENT_RELAY_PARTITIONS",
+        description="Partitions of each relay topic the relay creates.",
+    )
+    replication_factor: OptionalCount = Field(
+        None,
+        validation_alias=FACTOR_KEY,
+        description="Replicas of each relay topic; unset: 3 on a cluster of three brokers or "
+        "more, else one per broker.",
+    )
+    min_insync_replicas: OptionalCount = Field(
+        None,
+        validation_alias=MIN_INSYNC_KEY,
+        description="In-sync replicas an `acks=all` write needs; unset: 2 with 3 replicas, else 1.",
+    )
+    auth: ClientAuth = Field(
+        ClientAuth(),
+        description="The security protocol and SASL credentials of every client (PLAINTEXT: none).",
+    )
+
+    @field_validator("min_insync_replicas")
+    @classmethod
+    def _writable(cls, value: int | None, info: ValidationInfo) -> int | None:
+        factor = info.data.get("replication_factor")
+        if value is not None and factor is not None and value > factor:
+            raise ValueError(
+                f"{value} is more than {FACTOR_KEY}={factor}: no write could ever succeed"
             )
-        if self.partitions < 1:
-            raise ConfigError("CONSENT_RELAY_PARTITIONS", "must be at least 1")
-        validate(self.replication_factor, self.min_insync_replicas)
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSettings:
-        """Read the settings; a missing or malformed one raises ConfigError naming it."""
+        """Read the settings (an empty one is unset); a missing or malformed one raises
+        ConfigError naming it."""
         env = os.environ if env is None else env
         _refuse_unknown(env)
-        for key in ("KAFKA_BOOTSTRAP", "SCHEMA_REGISTRY_URL"):
-            if not env.get(key):
-                raise ConfigError(key, "is required (see README: `make stack` prints it)")
-        try:
-            partitions = int(env.get("CONSENT_RELAY_PARTITIONS", DEFAULT_PARTITIONS))
-        except ValueError as exc:
-            raise ConfigError("CONSENT_RELAY_PARTITIONS", "is not an integer") from exc
-        return cls(
-            bootstrap=env["KAFKA_BOOTSTRAP"],
-            registry_url=env["SCHEMA_REGISTRY_URL"],
-            topic_prefix=env.get("CONSENT_RELAY_TOPIC_PREFIX", ""),
-            partitions=partitions,
-            replication_factor=_optional_int(env, FACTOR_KEY),
-            min_insync_replicas=_optional_int(env, MIN_INSYNC_KEY),
-            auth=ClientAuth.from_env(env),
+        auth = ClientAuth.from_env(env)
+        return cls.model_validate(
+            {**{k: env[k] for k in cls.variables() if env.get(k)}, "auth": auth}
         )
 
     def replication(self, brokers: int) -> Replication:
@@ -210,24 +226,16 @@ class KafkaSettings:
         return SchemaRegistryClient({"url": self.registry_url})
 
 
-def _optional_int(env: Mapping[str, str], key: str) -> int | None:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(key, f"{raw!r} is not an integer") from exc
-
-
 def _refuse_unknown(env: Mapping[str, str]) -> None:
     """Stop on a key that is evidently meant to be one of ours but is not."""
     for key in sorted(env):
         if key in KNOWN_KEYS:
             continue
-        if key.startswith("SCHEMA_REGISTRY_"):
-            raise ConfigError(key, f"unknown setting (known: {', '.join(KNOWN_KEYS)})")
-        if key.startswith(("KAFKA_", "CONSENT_RELAY_")):
-            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=_MISSPELLING_CUTOFF)
-            if close:
-                raise ConfigError(key, f"unknown setting; did you mean {close[0]}?")
+        if key.startswith("SCHEMA_REGISTRY_") or (
+            key.startswith(("KAFKA_", "CONSENT_RELAY_")) and closest(key, KNOWN_KEYS)
+        ):
+            raise ConfigError(key, unknown_reason(key, KNOWN_KEYS))
+
+
+KNOWN_KEYS: Final = (*KafkaSettings.variables(), *ClientAuth.variables())
+"""Every variable the shared settings read."""

@@ -11,20 +11,19 @@ authenticate: the schema registry keeps its own access rules.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, Self
 
-from schemas.errors import ConfigError
-from schemas.runtime.settings import Secret, documented
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_core import PydanticUseDefault
+
+from schemas.runtime.settings import Secret, SharedSettings
 
 PROTOCOL_KEY: Final = "KAFKA_SECURITY_PROTOCOL"
 MECHANISM_KEY: Final = "KAFKA_SASL_MECHANISM"
 USERNAME_KEY: Final = "KAFKA_SASL_USERNAME"
 PASSWORD_KEY: Final = "KAFKA_SASL_PASSWORD"  # noqa: S105 - the setting's name, not a password
 KEYS: Final = (PROTOCOL_KEY, MECHANISM_KEY, USERNAME_KEY, PASSWORD_KEY)
-
-E = TypeVar("E", bound=StrEnum)
 
 
 class SecurityProtocol(StrEnum):
@@ -42,40 +41,62 @@ class SaslMechanism(StrEnum):
     SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
-@dataclass(frozen=True, slots=True)
-class ClientAuth:
+def _any_case(kind: type[StrEnum]) -> BeforeValidator:
+    """A member of ``kind`` spelt in any case; blanks mean the field's default."""
+
+    def choose(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            raise PydanticUseDefault
+        try:
+            return kind(value.strip().upper())
+        except ValueError as exc:
+            raise ValueError(f"{value.strip()!r} is not one of {', '.join(kind)}") from exc
+
+    return BeforeValidator(choose)
+
+
+class ClientAuth(SharedSettings):
     """A client's security protocol and, under SASL, its principal's credentials."""
 
-    protocol: SecurityProtocol = documented(
-        PROTOCOL_KEY,
-        "How clients reach the brokers: `PLAINTEXT`, `SASL_PLAINTEXT` or `SASL_SSL`.",
-        default=SecurityProtocol.PLAINTEXT,
+    protocol: Annotated[SecurityProtocol, _any_case(SecurityProtocol)] = Field(
+        SecurityProtocol.PLAINTEXT,
+        validation_alias=PROTOCOL_KEY,
+        description="How clients reach the brokers: `PLAINTEXT`, `SASL_PLAINTEXT` or `SASL_SSL`.",
     )
-    mechanism: SaslMechanism = documented(
-        MECHANISM_KEY, "The SASL mechanism (SCRAM only).", default=SaslMechanism.SCRAM_SHA_512
+    mechanism: Annotated[SaslMechanism, _any_case(SaslMechanism)] = Field(
+        SaslMechanism.SCRAM_SHA_512,
+        validation_alias=MECHANISM_KEY,
+        description="The SASL mechanism (SCRAM only).",
     )
-    username: str | None = documented(
-        USERNAME_KEY, "The client's SASL principal (required under SASL).", default=None
+    username: str | None = Field(
+        None,
+        validation_alias=USERNAME_KEY,
+        description="The client's SASL principal (required under SASL).",
     )
-    password: Secret | None = documented(
-        PASSWORD_KEY, "The principal's password (required under SASL).", default=None
+    password: Secret | None = Field(
+        None,
+        validation_alias=PASSWORD_KEY,
+        description="The principal's password (required under SASL).",
     )
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _credentials_fit_the_protocol(self) -> Self:
         given = self.username is not None or self.password is not None
         if not self.sasl:
             # Credentials that would silently go unused are a misconfiguration.
             if given:
-                raise ConfigError(
-                    PROTOCOL_KEY,
-                    f"is {self.protocol}, yet {USERNAME_KEY}/{PASSWORD_KEY} are set: "
-                    "use SASL_PLAINTEXT or SASL_SSL, or unset them",
+                raise ValueError(
+                    f"{PROTOCOL_KEY} is {self.protocol}, yet {USERNAME_KEY}/{PASSWORD_KEY} "
+                    "are set: use SASL_PLAINTEXT or SASL_SSL, or unset them"
                 )
-            return
+            return self
         if not self.username:
-            raise ConfigError(USERNAME_KEY, f"is required with {PROTOCOL_KEY}={self.protocol}")
+            raise ValueError(f"{USERNAME_KEY} is required with {PROTOCOL_KEY}={self.protocol}")
         if self.password is None or not self.password.reveal():
-            raise ConfigError(PASSWORD_KEY, f"is required with {PROTOCOL_KEY}={self.protocol}")
+            raise ValueError(f"{PASSWORD_KEY} is required with {PROTOCOL_KEY}={self.protocol}")
+        return self
 
     @property
     def sasl(self) -> bool:
@@ -89,31 +110,18 @@ class ClientAuth:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ClientAuth:
-        """Read the four settings; an invalid one raises ConfigError naming it."""
-        protocol = _choice(env, PROTOCOL_KEY, SecurityProtocol, SecurityProtocol.PLAINTEXT)
-        mechanism = _choice(env, MECHANISM_KEY, SaslMechanism, SaslMechanism.SCRAM_SHA_512)
-        username = env.get(USERNAME_KEY) or None
-        password = env.get(PASSWORD_KEY)
-        return cls(protocol, mechanism, username, Secret(password) if password else None)
+        """Read the four settings (an empty one is unset); an invalid one raises
+        ConfigError naming it."""
+        return cls.model_validate({key: env[key] for key in KEYS if env.get(key)})
 
     def librdkafka(self) -> dict[str, Any]:
         """The librdkafka keys of this authentication (none for PLAINTEXT)."""
         if not self.sasl:
             return {}
-        assert self.password is not None  # __post_init__
+        assert self.password is not None  # _credentials_fit_the_protocol
         return {
             "security.protocol": self.protocol.value,
             "sasl.mechanism": self.mechanism.value,
             "sasl.username": self.username,
             "sasl.password": self.password.reveal(),
         }
-
-
-def _choice(env: Mapping[str, str], key: str, kind: type[E], default: E) -> E:
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        return kind(raw.upper())
-    except ValueError as exc:
-        raise ConfigError(key, f"{raw!r} is not one of {', '.join(kind)}") from exc

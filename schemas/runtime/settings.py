@@ -10,6 +10,11 @@ value, a missing required one, or an unknown variable under the prefix (refused 
 :class:`Secret` (an API token, a key) is held so that printing or logging the settings
 never shows it. Every field carries a ``description``: ``deploy/settings_table.py``
 writes the documented table (``docs/settings.md``) from them.
+
+The settings every process shares (the Kafka coordinates, whose variable families
+``KAFKA_*`` and ``CONSENT_RELAY_*`` are shared with other tools) subclass
+:class:`SharedSettings` instead: each field names its own variable (its
+``validation_alias``), and an invalid construction raises the same ConfigError.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ from collections.abc import Mapping
 from types import UnionType
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -153,7 +166,53 @@ class Settings(BaseSettings):
     @classmethod
     def variable(cls, name: str, prefix: str | None = None) -> str:
         """The environment variable of field ``name``."""
-        return (cls.prefix() if prefix is None else prefix) + name.upper()
+        return variable_of(cls, name, cls.prefix() if prefix is None else prefix)
+
+
+class SharedSettings(BaseModel):
+    """Base of the settings every process shares: frozen, each field read from the
+    variable its ``validation_alias`` names (built by field name too), an unknown field
+    refused. Building one, from the environment or from keyword arguments, raises a
+    :class:`~schemas.errors.ConfigError` naming the variable when a value is invalid."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True
+    )
+
+    required_hint: ClassVar[str] = ""
+    """Said after "is required" when a required variable is missing."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """The model's validation, its checks across fields included, wrapped so that
+        its errors come out as a ConfigError."""
+
+        def as_config_error(data: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
+            try:
+                return validate(data)
+            except ValidationError as exc:
+                raise _config_error(cls, "", exc) from exc
+
+        return core_schema.no_info_wrap_validator_function(as_config_error, handler(source))
+
+    @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        """The variables of this model's own fields, in field order."""
+        return tuple(
+            variable_of(cls, name)
+            for name, field in cls.model_fields.items()
+            if isinstance(field.validation_alias, str)
+        )
+
+
+def variable_of(cls: type[BaseModel], name: str, prefix: str = "") -> str:
+    """The environment variable of field ``name``: the one its ``validation_alias``
+    names, else ``prefix`` and the name upper-case."""
+    field = cls.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    return alias if isinstance(alias, str) else prefix + name.upper()
 
 
 class _Environment(PydanticBaseSettingsSource):
@@ -193,35 +252,37 @@ def load(cls: type[T], prefix: str | None = None, env: Mapping[str, str] | None 
         raise _config_error(cls, prefix, exc) from exc
 
 
-def _config_error(cls: type[Settings], prefix: str, exc: ValidationError) -> ConfigError:
+def _config_error(cls: type[BaseModel], prefix: str, exc: ValidationError) -> ConfigError:
     """The first of pydantic's errors, as the variable it is about and the reason."""
     error = exc.errors()[0]
     fields = cls.model_fields
+    variables = {variable_of(cls, f, prefix): f for f in fields}
     if error["loc"]:
         name = str(error["loc"][0])
-    else:  # a check across fields: blame the first field its message names
-        named = [(m.start(), f) for f in fields if (m := re.search(rf"\b{f}\b", error["msg"]))]
+    else:  # a check across fields: blame the first field or variable its message names
+        names = [*fields, *variables]
+        message = error["msg"]
+        named = [(m.start(), n) for n in names if (m := re.search(rf"\b{n}\b", message))]
         name = min(named)[1] if named else ""
-    if name.startswith(prefix) and name not in fields:  # an unknown, not upper-case
+    if name.startswith(prefix) and name not in fields:  # a variable, or an unknown one
         key = name
     else:
-        key = cls.variable(name, prefix) if name else prefix.rstrip("_")
-    return ConfigError(key, _reason(cls, prefix, key, error))
+        key = variable_of(cls, name, prefix) if name else prefix.rstrip("_")
+    return ConfigError(key, _reason(cls, variables, key, error))
 
 
-def _reason(cls: type[Settings], prefix: str, key: str, error: Any) -> str:
+def _reason(cls: type[BaseModel], variables: dict[str, str], key: str, error: Any) -> str:
     kind, value, message = error["type"], error.get("input"), str(error["msg"])
-    known = sorted(cls.variable(f, prefix) for f in cls.model_fields)
     if kind == "extra_forbidden":
-        close = difflib.get_close_matches(key.upper(), known, 1, _MISSPELLING_CUTOFF)
-        if close:
-            return f"unknown setting; did you mean {close[0]}?"
-        return f"unknown setting (known: {', '.join(known)})"
+        return unknown_reason(key, sorted(variables))
     if kind == "missing":
-        return "is required"
-    name = key.removeprefix(prefix).lower()
+        hint = getattr(cls, "required_hint", "")
+        return f"is required ({hint})" if hint else "is required"
+    name = variables.get(key, "")
     field = cls.model_fields.get(name)
-    hidden = name in cls.secret_fields or (field is not None and holds_secret(field))
+    hidden = name in getattr(cls, "secret_fields", ()) or (
+        field is not None and holds_secret(field)
+    )
     shown = "the value" if hidden else repr(value)
     simple = {
         "bool_parsing": "a boolean",
@@ -234,15 +295,23 @@ def _reason(cls: type[Settings], prefix: str, key: str, error: Any) -> str:
     if kind == "enum":
         return f"{shown} is not one of {error['ctx']['expected']}"
     if kind == "value_error":
-        return message.removeprefix("Value error, ")
+        # A check across fields names the variable it blames first: said once.
+        return message.removeprefix("Value error, ").removeprefix(f"{key} ")
     return f"{shown}: {message.replace('Input should be', 'must be')}"
 
 
-def documented(env: str, meaning: str, **kwargs: Any) -> Any:
-    """A field of a dataclass whose settings are read by hand (the Kafka coordinates,
-    :class:`~schemas.runtime.kafka.KafkaSettings`, whose variables share their families
-    with other tools): its variable and meaning, for the generated settings table."""
-    return dataclasses.field(metadata={"env": env, "description": meaning}, **kwargs)
+def closest(key: str, known: typing.Sequence[str]) -> str | None:
+    """The known variable an unknown one is evidently a misspelling of, if any."""
+    close = difflib.get_close_matches(key.upper(), known, 1, _MISSPELLING_CUTOFF)
+    return close[0] if close else None
+
+
+def unknown_reason(key: str, known: typing.Sequence[str]) -> str:
+    """Why an unknown variable is refused: the known one it is closest to, if any."""
+    meant = closest(key, known)
+    if meant:
+        return f"unknown setting; did you mean {meant}?"
+    return f"unknown setting (known: {', '.join(known)})"
 
 
 def _optional(field: FieldInfo | None) -> bool:

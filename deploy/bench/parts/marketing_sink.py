@@ -73,7 +73,10 @@ def committed(settings: KafkaSettings, group: str, topic: str) -> int:
 def main(backlog: int) -> None:
     base = KafkaSettings.from_env()
     settings = KafkaSettings(
-        base.bootstrap, base.registry_url, f"bench-{uuid.uuid4().hex[:8]}.", partitions=3
+        bootstrap=base.bootstrap,
+        registry_url=base.registry_url,
+        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.",
+        partitions=3,
     )
     registry = settings.registry_client()
     register_all(registry)

@@ -64,7 +64,9 @@ if TYPE_CHECKING:
 SECRET = "bench-partner-secret-0123456789"
 PARTNERS = PARTNER_DESTINATIONS
 PARTITIONS = 6
-KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1", partitions=PARTITIONS)
+KAFKA = KafkaSettings(
+    bootstrap="127.0.0.1:1", registry_url="http://127.0.0.1:1", partitions=PARTITIONS
+)
 REGISTRY_URL = "mock://bench-partner-sink"
 TOPIC = KAFKA.topics.instructions(SinkFamily.PARTNER_SHARING)
 

@@ -18,7 +18,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -158,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args(argv)
     base = KafkaSettings.from_env()
-    settings = replace(base, topic_prefix=f"bench-producers-{uuid.uuid4().hex[:6]}.", partitions=3)
+    settings = base.model_copy(
+        update={"topic_prefix": f"bench-producers-{uuid.uuid4().hex[:6]}.", "partitions": 3}
+    )
     with settings.registry_client() as registry:
         register_all(registry)
     ensure_topics(settings)

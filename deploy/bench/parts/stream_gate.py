@@ -145,7 +145,12 @@ def run(args: argparse.Namespace) -> None:
     """Publish, start the relay, time it, clean up."""
     base = KafkaSettings.from_env()
     prefix = f"bench-gate-{uuid.uuid4().hex[:8]}."
-    kafka = KafkaSettings(base.bootstrap, base.registry_url, prefix, args.partitions)
+    kafka = KafkaSettings(
+        bootstrap=base.bootstrap,
+        registry_url=base.registry_url,
+        topic_prefix=prefix,
+        partitions=args.partitions,
+    )
     ensure_topics(kafka)
     register_all(kafka.registry_client())
     rng = random.Random(args.seed)

@@ -212,7 +212,12 @@ def on_broker(
     """The worker process end to end on the real broker."""
     base = KafkaSettings.from_env()
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
-    kafka = KafkaSettings(base.bootstrap, base.registry_url, prefix, partitions)
+    kafka = KafkaSettings(
+        bootstrap=base.bootstrap,
+        registry_url=base.registry_url,
+        topic_prefix=prefix,
+        partitions=partitions,
+    )
     ensure_topics(kafka)
     register_all(kafka.registry_client())
     sys.stdout.write(f"publishing {count} events on {kafka.topics.consent} ...\n")

@@ -21,7 +21,9 @@ Roundtrip = Callable[[list[tuple[str, bytes, bytes]]], list[Message]]
 @pytest.fixture
 def registry(kafka: Any) -> Iterator[SchemaRegistryClient]:
     """A client of the session's real schema registry (closed after the test)."""
-    with KafkaSettings(kafka.bootstrap, kafka.registry_url).registry_client() as client:
+    with KafkaSettings(
+        bootstrap=kafka.bootstrap, registry_url=kafka.registry_url
+    ).registry_client() as client:
         yield client
 
 

@@ -27,7 +27,7 @@ from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Purpose, SinkFamily
 from schemas.topics import DESTINATION_HEADER, destinations_header
 
-KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1")
+KAFKA = KafkaSettings(bootstrap="127.0.0.1:1", registry_url="http://127.0.0.1:1")
 FAMILY = SinkFamily.PARTNER_SHARING
 TOPIC = KAFKA.topics.instructions(FAMILY)
 

@@ -26,7 +26,7 @@ from schemas.runtime.kafka import KafkaSettings
 from schemas.taxonomy import Action, Outcome, Purpose, Regime, SinkFamily, SubjectKind
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1")
+KAFKA = KafkaSettings(bootstrap="127.0.0.1:1", registry_url="http://127.0.0.1:1")
 TOPIC = KAFKA.topics.instructions(SinkFamily.MARKETING)
 
 

@@ -83,9 +83,9 @@ def test_invalid_combinations_name_the_setting(changes: dict[str, str], blamed: 
 
 def test_username_without_password_and_password_without_username_are_refused() -> None:
     with pytest.raises(ConfigError, match="KAFKA_SASL_PASSWORD"):
-        ClientAuth(SecurityProtocol.SASL_PLAINTEXT, username="gate")
+        ClientAuth(protocol=SecurityProtocol.SASL_PLAINTEXT, username="gate")
     with pytest.raises(ConfigError, match="KAFKA_SASL_USERNAME"):
-        ClientAuth(SecurityProtocol.SASL_PLAINTEXT, password=Secret("x" * 20))
+        ClientAuth(protocol=SecurityProtocol.SASL_PLAINTEXT, password=Secret("x" * 20))
     with pytest.raises(ConfigError, match="KAFKA_SECURITY_PROTOCOL"):
         ClientAuth(username="gate")
 

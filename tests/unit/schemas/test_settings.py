@@ -166,7 +166,12 @@ def test_from_env_reads_every_key() -> None:
             "CONSENT_RELAY_PARTITIONS": "3",
         }
     )
-    assert settings == KafkaSettings("a:1,b:2", GOOD["SCHEMA_REGISTRY_URL"], "t-1.", 3)
+    assert settings == KafkaSettings(
+        bootstrap="a:1,b:2",
+        registry_url=GOOD["SCHEMA_REGISTRY_URL"],
+        topic_prefix="t-1.",
+        partitions=3,
+    )
     assert settings.topics.consent == "t-1.consent.events"
     assert KafkaSettings.from_env(GOOD).partitions == DEFAULT_PARTITIONS
 
@@ -248,3 +253,43 @@ def test_client_configs_lose_nothing() -> None:
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False
     assert settings.producer_config(acks="1")["acks"] == "1"
+
+
+def test_kafka_settings_built_in_code_are_validated_the_same_way() -> None:
+    with pytest.raises(ConfigError) as caught:
+        KafkaSettings(bootstrap="localhost", registry_url=GOOD["SCHEMA_REGISTRY_URL"])
+    assert caught.value.key == "KAFKA_BOOTSTRAP"
+    assert caught.value.reason == "'localhost' is not host:port"
+    with pytest.raises(ConfigError, match="KAFKA_MIN_INSYNC_REPLICAS: 3 is more than"):
+        KafkaSettings(
+            bootstrap="a:1", registry_url="http://r", replication_factor=2, min_insync_replicas=3
+        )
+
+
+def test_kafka_settings_are_frozen_hashable_records() -> None:
+    settings = KafkaSettings.from_env(GOOD)
+    same = KafkaSettings(
+        bootstrap=GOOD["KAFKA_BOOTSTRAP"], registry_url=GOOD["SCHEMA_REGISTRY_URL"]
+    )
+    assert settings == same
+    assert hash(settings) == hash(same)
+    with pytest.raises(ValidationError):
+        settings.partitions = 3  # type: ignore[misc]
+    copy = settings.model_copy(update={"topic_prefix": "t.", "partitions": 3})
+    assert (copy.topics.consent, copy.partitions, copy.auth) == (
+        "t.consent.events",
+        3,
+        settings.auth,
+    )
+
+
+def test_empty_and_blank_kafka_settings_are_unset() -> None:
+    env = {
+        **GOOD,
+        "CONSENT_RELAY_TOPIC_PREFIX": "",
+        "KAFKA_REPLICATION_FACTOR": " ",
+        "KAFKA_MIN_INSYNC_REPLICAS": "",
+        "KAFKA_SECURITY_PROTOCOL": " ",
+        "KAFKA_SASL_USERNAME": "",
+    }
+    assert KafkaSettings.from_env(env) == KafkaSettings.from_env(GOOD)

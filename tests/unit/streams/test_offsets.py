@@ -20,7 +20,7 @@ from faust.types.tuples import Message
 from schemas.runtime.kafka import KafkaSettings
 from streams.engine import offsets
 
-KAFKA = KafkaSettings("127.0.0.1:1", "http://127.0.0.1:1")
+KAFKA = KafkaSettings(bootstrap="127.0.0.1:1", registry_url="http://127.0.0.1:1")
 
 
 class FakeConsumer:
