@@ -55,6 +55,7 @@ def reference() -> str:
         out.append("|---|---|---|")
         out += [_field_row(f) for f in _flatten(schema["fields"], "")]
     out += _topics()
+    out += ["", "## Objection to direct marketing", _OBJECTION.rstrip()]
     out += ["", "## Enumerations"]
     for enum in _enums():
         specs = _SPEC_TABLES.get(enum, {})
@@ -75,7 +76,35 @@ _TOPICS_INTRO = """
 Every name takes the deployment's prefix (`CONSENT_RELAY_TOPIC_PREFIX`), and every
 topic has `CONSENT_RELAY_PARTITIONS` partitions, so a subject's events, instructions
 and receipts share one partition number. `python -m producers topics create` creates
-them all (the stream and the sinks create the ones they use at start, too).
+them all; the stream worker, their one owner, creates any that is missing at start,
+and the gate and the partner sink wait for theirs.
+"""
+
+_OBJECTION = """
+`RightsRequested` with `OBJECT_TO_DIRECT_MARKETING` withdraws, at its event time, every
+direct-marketing purpose (`taxonomy.DIRECT_MARKETING_PURPOSES`): email, postal mail,
+telephone, SMS and push marketing, personalised marketing, targeted advertising,
+marketing cookies and sharing with advertising platforms. The routing policy makes it
+absolute (`streams/intake/routing.toml`): the request's `purposes` and `channels` do not
+narrow it, where they do narrow `REFUSE_MARKETING`.
+
+Why: GDPR Art 21(2) gives the person the right to object at any time to processing for
+direct marketing, profiling included as far as it is related to it, and Art 21(3) says
+that then "the personal data shall no longer be processed for such purposes". Unlike an
+objection under Art 21(1), there is nothing to weigh (no "compelling legitimate
+grounds"), and it is not limited to one channel: it covers every direct-marketing
+purpose, whatever its legal basis (consent or legitimate interest).
+
+A later explicit grant lifts the objection only for what it grants. A `ConsentChanged`
+granting one purpose (say `MARKETING_EMAIL`) with an event time after the objection's
+re-enables that purpose, and only it (for its named recipients only, if it names any):
+every other direct-marketing purpose stays withdrawn until the person grants it too.
+The grant is a new, specific choice of the person (Art 4(11), Art 7: consent is
+specific and unambiguous), so it is honoured as given, and it cannot be read as
+withdrawing the objection for channels it does not name. Each (purpose, regime,
+recipient) is resolved on its own by the general rule: the newest event time wins, a
+tie goes to the withdrawal, and a grant older than the objection that arrives after it
+changes nothing. `tests/unit/streams/test_objection.py` pins this.
 """
 
 _LEGACY_UPGRADE = """

@@ -389,6 +389,10 @@ ROWS: tuple[Row, ...] = (
         "Object to processing based on legitimate interests; separately, object to direct "
         "marketing",
         ("Right.OBJECT_TO_LEGITIMATE_INTEREST", "Right.OBJECT_TO_DIRECT_MARKETING"),
+        note="an objection to direct marketing is absolute (GDPR Art 21(3)) and withdraws "
+        "every direct-marketing purpose; a later explicit grant re-enables only the purpose "
+        "(channel) it grants, the others stay withdrawn (REFERENCE.md, 'Objection to direct "
+        "marketing')",
     ),
     Row(
         RIGHTS,
