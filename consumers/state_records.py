@@ -20,7 +20,7 @@ fifth of the read, for fields the store then took apart again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypedDict, cast
 
@@ -29,12 +29,14 @@ from schemas.codec import EventDecoder
 from schemas.converters import from_dict
 from schemas.errors import InvalidEventError
 from schemas.events import ConsentEntry, ConsentStateRecorded, Subject
-from schemas.taxonomy import Choice, Purpose, Regime, SubjectKind
+from schemas.taxonomy import Choice, Purpose, Recipient, Regime, SubjectKind
 from schemas.validation import identifier_problem
 
 _PURPOSES: Final = {m.value: m for m in Purpose}
 _REGIMES: Final = {m.value: m for m in Regime}
+_RECIPIENTS: Final = {m.value: m for m in Recipient}
 _CHOICES: Final = {m.value: m for m in Choice}
+_WITHDRAWN: Final = Choice.WITHDRAWN.value
 _KINDS: Final = {m.value: m for m in SubjectKind}
 
 
@@ -50,6 +52,8 @@ class EntryAvro(TypedDict):
 
     purpose: str
     regime: str
+    recipient: str | None
+    """The recipient the choice is limited to; None: every recipient of the purpose."""
     choice: str
     occurred_at: int
     event_id: str
@@ -67,6 +71,31 @@ class StateAvro(TypedDict):
     restricted: bool
     erased: bool
     updated_at: int
+
+
+def in_force(entries: Sequence[EntryAvro], recipient: str | None) -> list[EntryAvro]:
+    """The entries a destination honours, as the stream routes choices to it: one per
+    (purpose, regime). A destination that is no recipient (``None``: the marketing and
+    analytics stores) honours the choices for every recipient only; a partner (its
+    :class:`~schemas.taxonomy.Recipient`'s symbol) also its own choices, each where it
+    ranks above the choice for every recipient as the stream ranks decisions (newer,
+    then a withdrawal, then the greater event id), and never another recipient's."""
+    if recipient is None:
+        return [e for e in entries if e["recipient"] is None]
+    chosen: dict[tuple[str, str], EntryAvro] = {}
+    for entry in entries:
+        if entry["recipient"] is not None and entry["recipient"] != recipient:
+            continue
+        key = (entry["purpose"], entry["regime"])
+        held = chosen.get(key)
+        if held is None or _rank(entry) > _rank(held):
+            chosen[key] = entry
+    return list(chosen.values())
+
+
+def _rank(entry: EntryAvro) -> tuple[int, bool, str]:
+    """The stream's order of decisions (``streams.intake.resolution.Decision.rank``)."""
+    return (entry["occurred_at"], entry["choice"] == _WITHDRAWN, entry["event_id"])
 
 
 def decode_state(decoder: EventDecoder, data: bytes | None) -> ConsentStateRecorded:
@@ -107,6 +136,7 @@ def state_avro(state: ConsentStateRecorded) -> StateAvro:
             {
                 "purpose": entry.purpose.value,
                 "regime": entry.regime.value,
+                "recipient": None if entry.recipient is None else entry.recipient.value,
                 "choice": entry.choice.value,
                 "occurred_at": epoch_ms(entry.occurred_at),
                 "event_id": entry.event_id,
@@ -128,6 +158,7 @@ def typed_state(state: StateAvro) -> ConsentStateRecorded:
             ConsentEntry(
                 purpose=_PURPOSES[entry["purpose"]],
                 regime=_REGIMES[entry["regime"]],
+                recipient=_recipient(entry["recipient"]),
                 choice=_CHOICES[entry["choice"]],
                 occurred_at=from_epoch_ms(entry["occurred_at"]),
                 event_id=entry["event_id"],
@@ -138,6 +169,10 @@ def typed_state(state: StateAvro) -> ConsentStateRecorded:
         erased=state["erased"],
         updated_at=from_epoch_ms(state["updated_at"]),
     )
+
+
+def _recipient(symbol: str | None) -> Recipient | None:
+    return None if symbol is None else _RECIPIENTS[symbol]
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -175,6 +210,7 @@ def _plain_avro(record: dict[str, Any]) -> bool:
             entry["purpose"] in _PURPOSES
             and entry["regime"] in _REGIMES
             and entry["choice"] in _CHOICES
+            and (entry["recipient"] is None or entry["recipient"] in _RECIPIENTS)
             and _time(entry["occurred_at"])
             and type(entry["event_id"]) is str
             and len(entry) == _ENTRY_FIELDS
@@ -186,7 +222,7 @@ def _plain_avro(record: dict[str, Any]) -> bool:
 
 _FIELDS: Final = frozenset(("subject", "entries", "restricted", "erased", "updated_at"))
 _SUBJECT_FIELDS: Final = 2
-_ENTRY_FIELDS: Final = 5
+_ENTRY_FIELDS: Final = 6
 
 
 _UNREAD: Final = frozenset(("history",))
@@ -224,6 +260,7 @@ def state_from_avro(record: Mapping[str, Any]) -> ConsentStateRecorded:
             ConsentEntry(
                 purpose=_PURPOSES[entry["purpose"]],
                 regime=_REGIMES[entry["regime"]],
+                recipient=_recipient(entry["recipient"]),
                 choice=_CHOICES[entry["choice"]],
                 occurred_at=entry["occurred_at"],
                 event_id=entry["event_id"],

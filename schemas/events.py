@@ -411,10 +411,16 @@ class FullyPropagated:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsentEntry:
-    """The current choice for one (purpose, regime) of a subject."""
+    """The current choice for one (purpose, regime, recipient) of a subject."""
 
     purpose: Purpose = doc("The purpose (Kantara CR 'purpose').")
     regime: Regime = doc("The regime the choice was made under (Kantara CR 'jurisdiction').")
+    recipient: Recipient | None = doc(
+        "Optional recipient the choice is limited to (Kantara CR 'thirdPartyName'); absent:"
+        " every recipient of the purpose (absent in records written before this field was"
+        " added, which held only such choices).",
+        default=None,
+    )
     choice: Choice = doc("The winning choice (ISO/IEC TS 27560 consent state).")
     occurred_at: datetime = doc("Event time of the winning event (UTC ms).")
     event_id: str = doc("The winning event.")
@@ -476,7 +482,11 @@ class ConsentStateRecorded:
     """A subject's whole current consent state (compacted topic, keyed by subject)."""
 
     subject: Subject = doc("Whose state this is.")
-    entries: tuple[ConsentEntry, ...] = doc("Current choice per (purpose, regime).")
+    entries: tuple[ConsentEntry, ...] = doc(
+        "Current choice per (purpose, regime, recipient), sorted by them (a choice for every"
+        " recipient first); a recipient's own choice applies to that recipient where it is"
+        " newer than the choice for every recipient."
+    )
     restricted: bool = doc("Processing is restricted until lifted.", default=False)
     erased: bool = doc("The subject's data was erased.", default=False)
     updated_at: datetime = doc("When this state was computed (UTC ms).")

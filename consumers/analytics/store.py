@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Final
 
 from consumers.analytics.schema import SCHEMA
-from consumers.state_records import StateAvro, state_avro
+from consumers.state_records import StateAvro, in_force, state_avro
 from schemas.errors import ConsentRelayError
 from schemas.events import ConsentStateRecorded, InstructionIssued, Subject, utc_now
 from schemas.taxonomy import Action, Choice, Purpose
@@ -220,7 +220,8 @@ class AnalyticsStore:
         for state in states:
             subject = state["subject"]
             subject_id, kind = subject["id"], subject["kind"]
-            for entry in state["entries"]:
+            # A choice limited to a partner is routed to that partner only.
+            for entry in in_force(state["entries"], None):
                 purpose = entry["purpose"]
                 if purpose in _ANALYTICS_SYMBOLS:
                     opted_out = int(entry["choice"] == _WITHDRAWN)

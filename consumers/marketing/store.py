@@ -22,7 +22,7 @@ from consumers.marketing.database import Database, Executor
 from consumers.marketing.hashing import AddressHasher, AddressKind
 from consumers.marketing.scope import Cell, cells
 from consumers.protocol import SinkResult
-from consumers.state_records import StateAvro, state_avro
+from consumers.state_records import StateAvro, in_force, state_avro
 from schemas.events import ConsentStateRecorded, InstructionIssued, utc_now
 from schemas.taxonomy import DIRECT_MARKETING_PURPOSES, Action, Channel, Choice, Outcome, Purpose
 
@@ -387,7 +387,8 @@ class MarketingStore:
                     continue
                 if state["restricted"]:
                     restrictions.append((subject, 1, _seed_ms(state["updated_at"]), "bootstrap"))
-                for entry in state["entries"]:
+                # A choice limited to a partner is routed to that partner only.
+                for entry in in_force(state["entries"], None):
                     covered = seed_cells.get(entry["purpose"])
                     if covered is None:
                         continue

@@ -113,7 +113,9 @@ class PartnerSink:
             raise RetriableSinkError(str(exc)) from exc
 
     def needs_bootstrap(self) -> bool:
-        """Partners keep no local store to seed: instructions alone drive them."""
+        """Partners keep no local store to seed: instructions alone drive them. (What a
+        state says for one partner, its own choices included, is
+        :func:`consumers.state_records.in_force` for its recipient.)"""
         return False
 
     def bootstrap(self, state: ConsentStateRecorded) -> None:

@@ -92,6 +92,7 @@ def state_dict(index: int) -> dict[str, Any]:
         {
             "purpose": purpose,
             "regime": "GDPR",
+            "recipient": None,
             "choice": "WITHDRAWN" if (index + n) % 3 == 0 else "GRANTED",
             "occurred_at": at - n,
             "event_id": f"00000000-0000-4000-8000-{index:08d}{n:04d}",

@@ -121,6 +121,12 @@ class StateAvro(dict[str, Any]):
         self.state = state
 
 
+def entry_order(entry: dict[str, Any]) -> tuple[str, str, str]:
+    """How a state record orders its entries: by purpose, regime, then recipient, the
+    choice for every recipient (no recipient) first."""
+    return (entry["purpose"], entry["regime"], entry["recipient"] or "")
+
+
 def state_record(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
     """A ConsentStateRecorded for the stream's encoder only: the fields not made from the
     histories (subject, flags, time) and the state, from which :mod:`streams.intake.state_writer`
@@ -139,13 +145,10 @@ def state_record(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro
 
 
 def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> StateAvro:
-    """A ConsentStateRecorded: the current choice per (purpose, regime) for the sinks,
-    and in ``history`` the whole state, which the state table recovers from
-    (:mod:`streams.intake.state_topic` reads it back) and the consent gate judges by.
-
-    Choices limited to named recipients have no place in the contract's ConsentEntry
-    yet, so only choices covering every recipient are entries; ``history`` has them all.
-    """
+    """A ConsentStateRecorded: the current choice per (purpose, regime, recipient) for
+    the sinks, choices limited to one recipient included, and in ``history`` the whole
+    state, which the state table recovers from (:mod:`streams.intake.state_topic` reads
+    it back) and the consent gate judges by."""
     entries = []
     decisions = []
     for (purpose, regime, recipient), history in state.decisions.items():
@@ -161,7 +164,7 @@ def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> StateAvr
                     "expires_at": d.expires_ms,
                 }
             )
-        if recipient is not None or not history:
+        if not history:
             continue
         current = history[-1]
         # The members themselves: fastavro writes a StrEnum as its symbol (``.value``
@@ -170,12 +173,13 @@ def consent_state(subject_id: str, state: SubjectState, now_ms: int) -> StateAvr
             {
                 "purpose": purpose,
                 "regime": regime,
+                "recipient": recipient,
                 "choice": current.choice,
                 "occurred_at": current.at_ms,
                 "event_id": current.event_id,
             }
         )
-    entries.sort(key=lambda e: (e["purpose"], e["regime"]))
+    entries.sort(key=entry_order)
     erasure = state.erasure
     avro = {
         "subject": {"id": subject_id, "kind": state.kind},

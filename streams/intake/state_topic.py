@@ -11,10 +11,12 @@ into the :class:`~streams.intake.resolution.SubjectState` it was made from. It d
 Faust: the gate must not load it.
 
 A record without ``history`` (written before the field existed) still gives a state,
-from what it has: each entry becomes its key's only decision, a restriction counts from
-the start of time and an erasure from when the record was computed, which withholds
-more data at the gate, never less. Choices limited to a recipient and past decisions are
-not in such a record: ``python -m streams.intake.upgrade_state`` rewrites an existing
+from what it has: each entry becomes its key's only decision (its recipient's, for an
+entry that names one; entries written before ``ConsentEntry.recipient`` existed name
+none), a restriction counts from the start of time and an erasure from when the record
+was computed, which withholds more data at the gate, never less. Past decisions, and the
+choices limited to a recipient of writers older than that field, are not in such a
+record: ``python -m streams.intake.upgrade_state`` rewrites an existing
 deployment's states with their history from the old table changelog before the first
 start of a worker that recovers from this topic.
 """
@@ -129,7 +131,13 @@ def _from_entries(kind: SubjectKind, record: dict[str, Any]) -> SubjectState:
     """What a record without history says (see the module's docstring)."""
     decisions: dict[ConsentKey, tuple[Decision, ...]] = {}
     for e in record["entries"]:
-        key = (_PURPOSES[e["purpose"]], _REGIMES[e["regime"]], None)
+        # .get: a record read without resolution to today's schema may lack the field.
+        recipient = e.get("recipient")
+        key = (
+            _PURPOSES[e["purpose"]],
+            _REGIMES[e["regime"]],
+            None if recipient is None else _RECIPIENTS[recipient],
+        )
         decisions[key] = (Decision(_ms(e["occurred_at"]), _CHOICES[e["choice"]], e["event_id"]),)
     updated = _ms(record["updated_at"])
     return SubjectState(

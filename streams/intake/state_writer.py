@@ -52,7 +52,7 @@ _RECORDS: Final = {
         "history",
     ),
     "Subject": ("id", "kind"),
-    "ConsentEntry": ("purpose", "regime", "choice", "occurred_at", "event_id"),
+    "ConsentEntry": ("purpose", "regime", "recipient", "choice", "occurred_at", "event_id"),
     "ConsentHistory": ("decisions", "restrictions", "erasure"),
     "PastDecision": (
         "purpose",
@@ -84,7 +84,7 @@ class _Key:
     decisions: bytes
     """Its history's PastDecision items, without the array's framing."""
     entry: bytes | None
-    """The current choice's ConsentEntry, for a key covering every recipient."""
+    """The current choice's ConsentEntry (None for an empty history)."""
 
 
 class StateWriter:
@@ -110,11 +110,14 @@ class StateWriter:
         self._kinds = symbols(SubjectKind)
         fields = {f["name"]: f["type"] for f in records["ConsentStateRecorded"]["fields"]}
         past = {f["name"]: f["type"] for f in records["PastDecision"]["fields"]}
+        entry = {f["name"]: f["type"] for f in records["ConsentEntry"]["fields"]}
         history = {f["name"]: f["type"] for f in records["ConsentHistory"]["fields"]}
         self._history = _branch(fields["history"], "ConsentHistory")
         self._no_history = _branch(fields["history"], "null")
         self._recipient = _branch(past["recipient"], "Recipient")
         self._no_recipient = _branch(past["recipient"], "null")
+        self._entry_recipient = _branch(entry["recipient"], "Recipient")
+        self._entry_no_recipient = _branch(entry["recipient"], "null")
         self._expires = _branch(past["expires_at"], "long")
         self._no_expiry = _branch(past["expires_at"], "null")
         self._erasure = _branch(history["erasure"], "ErasureRecorded")
@@ -130,7 +133,7 @@ class StateWriter:
         dict, its entries and history from its state (a whole dict's were made from it)."""
         state = avro.state
         subject: Mapping[str, Any] = avro["subject"]
-        entries: list[tuple[str, str, bytes]] = []
+        entries: list[tuple[str, str, str, bytes]] = []
         items: list[bytes] = []
         count = 0
         for key, history in state.decisions.items():
@@ -140,9 +143,9 @@ class StateWriter:
             count += len(history)
             items.append(part.decisions)
             if part.entry is not None:
-                entries.append((key[0], key[1], part.entry))
-        # As records.consent_state orders its entries: by purpose, then regime (keys
-        # covering every recipient are unique by those two).
+                entries.append((key[0], key[1], key[2] or "", part.entry))
+        # As records.consent_state orders its entries (records.entry_order): by purpose,
+        # regime, then recipient, none first; the keys are unique by those three.
         entries.sort()
         restrictions = self._toggles.get(state.restrictions)
         if restrictions is None:
@@ -151,7 +154,7 @@ class StateWriter:
             (
                 _string(subject["id"]),
                 self._kinds[subject["kind"]],
-                _array(len(entries), [e[2] for e in entries]),
+                _array(len(entries), [e[3] for e in entries]),
                 _TRUE if avro["restricted"] else _FALSE,
                 _TRUE if avro["erased"] else _FALSE,
                 self._time(avro["updated_at"]),
@@ -165,11 +168,13 @@ class StateWriter:
     def _key(self, key: ConsentKey, history: tuple[Decision, ...]) -> _Key:
         purpose, regime, recipient = key
         prefix = self._purposes[purpose] + self._regimes[regime]
-        each = prefix + (
-            self._no_recipient
-            if recipient is None
-            else self._recipient + self._recipients[recipient]
-        )
+        if recipient is None:
+            each = prefix + self._no_recipient
+            entry_prefix = prefix + self._entry_no_recipient
+        else:
+            symbol = self._recipients[recipient]
+            each = prefix + self._recipient + symbol
+            entry_prefix = prefix + self._entry_recipient + symbol
         # choice, time and event id: a decision's and, for the current one, its entry's.
         chosen = [self._choices[d.choice] + _long(d.at_ms) + _string(d.event_id) for d in history]
         decisions = b"".join(
@@ -178,7 +183,7 @@ class StateWriter:
             + (self._no_expiry if d.expires_ms is None else self._expires + _long(d.expires_ms))
             for d, choice in zip(history, chosen, strict=True)
         )
-        entry = prefix + chosen[-1] if recipient is None and history else None
+        entry = entry_prefix + chosen[-1] if history else None
         return _Key(key, decisions, entry)
 
     def _time(self, now_ms: int) -> bytes:

@@ -1,5 +1,6 @@
 """The partners' instructions of one event as one record, end to end with the real
-stream and sink.
+stream and sink; and a choice limited to one partner, as a sink seeding from the state
+topic gets it.
 
 A withdrawal limited to two recipients is routed to those two partners only; the real
 stream worker writes ONE InstructionsIssued for both to the partners' topic
@@ -13,18 +14,23 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from consumers.bootstrap import bootstrap
 from consumers.partners.config import load_config
 from consumers.partners.process import PartnerSinkProcess
 from consumers.partners.settings import PartnerSinkSettings
+from consumers.state_records import StateAvro, in_force
 from schemas.codec import EventDecoder
-from schemas.events import FullyPropagated, InstructionsIssued
-from schemas.taxonomy import Choice, Purpose, Recipient, SinkFamily
+from schemas.events import ConsentStateRecorded, FullyPropagated, InstructionsIssued
+from schemas.taxonomy import Action, Choice, Purpose, Recipient, SinkFamily
 from schemas.topics import DESTINATION_HEADER
 from tests.support.threads import running_in_thread
 
@@ -153,3 +159,70 @@ def test_a_withdrawal_for_two_partners_is_one_record_each_partner_takes_its_own_
     assert {d.destination for d in done[0].destinations} == {
         f"PARTNER_SHARING/{name}" for name in PARTNERS
     }
+
+
+def test_a_withdrawal_for_one_partner_seeds_from_the_state_as_the_instructions_said(
+    stream_kit: Any, events: Any
+) -> None:
+    """A grant for every recipient, then a withdrawal for Criteo only: the real worker
+    routes the withdrawal to Criteo alone and writes it to ``consent.state`` as an entry
+    naming Criteo. A seed from that topic alone (a new reader, no instruction read: what
+    every sink's bootstrap reads) gives each destination that hears the purpose the same
+    choice as the last instruction the stream issued it: Criteo withdrawn, every other
+    partner and the marketing store granted."""
+    kit = stream_kit
+    topics = kit.topics
+    subject = events.subject()
+    purpose = Purpose.TARGETED_ADVERTISING
+    grant = events.changed(subject, Choice.GRANTED, purpose, at=events.ago(60))
+    withdrawal = events.changed(
+        subject, Choice.WITHDRAWN, purpose, at=events.ago(30), recipients=(Recipient.CRITEO,)
+    )
+    kit.start_worker()
+    kit.publish(grant, withdrawal)
+    states = kit.reader(topics.state)
+
+    def recorded() -> list[ConsentStateRecorded]:
+        return [
+            r
+            for r in states.poll(0.3)
+            if r.subject.id == subject.id and any(e.recipient for e in r.entries)
+        ]
+
+    [record, *_] = kit.wait_until(recorded, describe=lambda: "the state with Criteo's entry")
+    assert [(e.recipient, e.choice, e.event_id) for e in record.entries] == [
+        (None, Choice.GRANTED, grant.event_id),
+        (Recipient.CRITEO, Choice.WITHDRAWN, withdrawal.event_id),
+    ]
+    instructions = kit.instruction_reader()
+    last: dict[str, Action] = {}
+
+    def issued() -> dict[str, Action]:
+        last.clear()
+        for i in instructions.poll(0.3):
+            if i.subject.id == subject.id and purpose in i.purposes:
+                last[i.destination] = i.action
+        return last if last.get("criteo") is Action.SUPPRESS else {}
+
+    kit.wait_until(issued, describe=lambda: f"Criteo's SUPPRESS among {last}")
+    assert last["suppression_list"] is Action.ALLOW
+    assert last["google"] is Action.ALLOW
+
+    seeded: list[StateAvro] = []
+    count = bootstrap(
+        kit.settings,
+        group_id=f"{kit.app_id}-seed-{uuid.uuid4().hex[:6]}",
+        decoder=EventDecoder(kit.registry),
+        on_avro=seeded.extend,
+        on_invalid=lambda message, exc: pytest.fail(f"invalid state record: {exc}"),
+        stop=threading.Event(),
+        timeout=60,
+    )
+    assert count >= 1
+    [state] = [s for s in seeded if s["subject"]["id"] == subject.id]
+    for destination, action in last.items():
+        recipient = None if destination == "suppression_list" else destination.upper()
+        [entry] = in_force(state["entries"], recipient)
+        expected = Choice.WITHDRAWN if action is Action.SUPPRESS else Choice.GRANTED
+        assert (destination, entry["choice"]) == (destination, expected.value)
+    assert len(last) > 3  # the marketing store and several advertising partners

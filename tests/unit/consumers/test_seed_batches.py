@@ -60,6 +60,11 @@ PURPOSES = (
     Purpose.ACCOUNT_MANAGEMENT,
 )
 
+PARTNER_ONLY = (
+    (Purpose.MARKETING_EMAIL, Recipient.CRITEO),
+    (Purpose.RESEARCH_AND_STATISTICS, Recipient.GOOGLE_ANALYTICS),
+)
+
 
 def state(index: int, *, at: datetime = T0) -> ConsentStateRecorded:
     """A varied state: choices, kinds, restrictions and erasures all differ by index."""
@@ -76,6 +81,20 @@ def state(index: int, *, at: datetime = T0) -> ConsentStateRecorded:
                 event_id=str(uuid.UUID(int=index * 100 + n)),
             )
             for n, p in enumerate(PURPOSES[: 1 + index % len(PURPOSES)])
+        )
+        # Every third subject also withdrew a purpose both stores hear from one partner
+        # only: routed to that partner alone, so neither store takes it.
+        + tuple(
+            ConsentEntry(
+                purpose=p,
+                regime=Regime.GDPR,
+                recipient=r,
+                choice=Choice.WITHDRAWN,
+                occurred_at=at + timedelta(seconds=index + 1),
+                event_id=str(uuid.UUID(int=index * 100 + 90 + n)),
+            )
+            for n, (p, r) in enumerate(PARTNER_ONLY)
+            if index % 3 == 1
         ),
         restricted=index % 5 == 0,
         erased=index % 11 == 10,
@@ -386,3 +405,69 @@ def test_analytics_seed_from_the_wire_equals_the_typed_seed(tmp_path: Path) -> N
     assert dump(tmp_path / "many.db", tables) == dump(tmp_path / "one.db", tables)
     typed.close()
     wire.close()
+
+
+def test_a_choice_limited_to_a_partner_seeds_neither_store(tmp_path: Path) -> None:
+    """What the stream routes to a partner only: a store that saw every instruction never
+    got it, so a store seeded from the state does not take it either."""
+    with_partner = [s for s in STATES if any(e.recipient for e in s.entries)]
+    assert with_partner
+    without = [
+        dataclasses.replace(s, entries=tuple(e for e in s.entries if e.recipient is None))
+        for s in with_partner
+    ]
+    stores = [
+        MarketingStore(Database(f"sqlite:///{tmp_path / f'{n}.db'}"), AddressHasher(KEY))
+        for n in ("with", "without")
+    ]
+    stores[0].seed_avro_batch([state_avro(s) for s in with_partner])
+    stores[1].bootstrap_batch(without)
+    tables = ("suppressions",)
+    assert dump(tmp_path / "with.db", tables) == dump(tmp_path / "without.db", tables)
+    analytics = [AnalyticsStore(tmp_path / f"a-{n}.db") for n in ("with", "without")]
+    for store in analytics:
+        store.ensure_schema()
+    analytics[0].seed_avro_many([state_avro(s) for s in with_partner])
+    analytics[1].seed_many(without)
+    tables = ("analytics_opt_outs",)
+    assert dump(tmp_path / "a-with.db", tables) == dump(tmp_path / "a-without.db", tables)
+    for closing in (*stores, *analytics):
+        closing.close()
+
+
+def test_the_wire_keeps_each_entry_s_recipient() -> None:
+    decoder = EventDecoder(None)
+    for s, avro in zip(STATES, wire_states(), strict=True):
+        assert [e["recipient"] for e in avro["entries"]] == [
+            None if e.recipient is None else e.recipient.value for e in s.entries
+        ]
+        assert decode_state(decoder, encode_single_object(s)) == s
+        assert typed_state(avro) == s
+
+
+def entry(recipient: str | None, choice: str, ms: int, event_id: str) -> Any:
+    return {
+        "purpose": "TARGETED_ADVERTISING",
+        "regime": "GDPR",
+        "recipient": recipient,
+        "choice": choice,
+        "occurred_at": ms,
+        "event_id": event_id,
+    }
+
+
+def test_in_force_gives_a_partner_its_own_choice_where_it_is_the_newer() -> None:
+    general = entry(None, "GRANTED", 1_000, "e-1")
+    criteo = entry("CRITEO", "WITHDRAWN", 2_000, "e-2")
+    bing = entry("BING", "WITHDRAWN", 500, "e-3")
+    entries = [general, bing, criteo]
+    assert state_records.in_force(entries, None) == [general]
+    assert state_records.in_force(entries, "CRITEO") == [criteo]
+    assert state_records.in_force(entries, "BING") == [general]  # the newer grant for all
+    assert state_records.in_force(entries, "GOOGLE") == [general]
+    # On a tie of times, the withdrawal ranks higher, as in the stream.
+    tie = entry("GOOGLE", "WITHDRAWN", 1_000, "e-0")
+    assert state_records.in_force([general, tie], "GOOGLE") == [tie]
+    # A partner's own choice with no choice for every recipient.
+    assert state_records.in_force([criteo], "CRITEO") == [criteo]
+    assert state_records.in_force([criteo], "BING") == []

@@ -5,13 +5,19 @@ codec) and the gate read the whole state back from it."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import struct
 from datetime import timedelta
 from typing import Any
 
+import fastavro
 import pytest
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from faust.serializers import codecs
 
-from schemas.codec import EventDecoder, encode_single_object_dict
+from schemas.codec import EventDecoder, encode_single_object_dict, subject_name
+from schemas.compatibility import releases
 from schemas.converters import to_dict
 from schemas.errors import InvalidEventError
 from schemas.events import ConsentEntry, ConsentStateRecorded, Subject
@@ -70,11 +76,18 @@ def test_the_record_keeps_what_the_sinks_read() -> None:
     state = rich_state()
     decoded = EventDecoder(None).decode(record_bytes(state, "s-9", 5_000))
     assert decoded.subject == Subject(id="s-9", kind=SubjectKind.DEVICE)
-    # Entries are the current choices covering every recipient, as before.
-    assert [(e.purpose, e.regime, e.choice) for e in decoded.entries] == [
-        (Purpose.MARKETING_EMAIL, Regime.GDPR, Choice.GRANTED),
-        (Purpose.MARKETING_SMS, Regime.CCPA, Choice.GRANTED),
+    # Entries are the current choices, one limited to a recipient included, sorted.
+    assert [(e.purpose, e.regime, e.recipient, e.choice) for e in decoded.entries] == [
+        (Purpose.MARKETING_EMAIL, Regime.GDPR, None, Choice.GRANTED),
+        (Purpose.MARKETING_SMS, Regime.CCPA, None, Choice.GRANTED),
+        (
+            Purpose.SHARE_WITH_BUSINESS_PARTNERS,
+            Regime.GDPR,
+            Recipient.BUSINESS_PARTNERS,
+            Choice.WITHDRAWN,
+        ),
     ]
+    assert decoded.entries[-1].event_id == "e-2001"
     assert (decoded.restricted, decoded.erased) == (True, True)
     assert decoded.updated_at == from_ms(5_000)
     assert decoded.history is not None
@@ -161,3 +174,35 @@ def test_time_fields_are_exact_milliseconds() -> None:
     decision = read.current(EMAIL)
     assert decision is not None
     assert from_ms(decision.at_ms) + timedelta(milliseconds=876) == from_ms(1_796_613_656_999)
+
+
+def test_a_record_without_history_keeps_an_entry_limited_to_a_recipient() -> None:
+    avro = consent_state("s-3", rich_state(), 5_000)
+    avro = {**avro, "history": None}
+    state = reader().read(encode_single_object_dict(ConsentStateRecorded, avro))
+    current = state.current(PARTNERS)
+    assert current is not None
+    assert (current.at_ms, current.choice) == (2_001, Choice.WITHDRAWN)
+    assert state.current((PARTNERS[0], PARTNERS[1], None)) is None
+
+
+def test_a_record_of_the_last_release_still_reads() -> None:
+    """Written by a writer whose ConsentEntry has no recipient (release 3's schema)."""
+    registry = SchemaRegistryClient.new_client({"url": "mock://state-topic"})
+    released = releases()[-1].joinpath("ConsentStateRecorded.avsc").read_text()
+    schema_id = registry.register_schema(
+        subject_name(ConsentStateRecorded), Schema(released, "AVRO")
+    )
+    avro = dict(consent_state("s-4", rich_state(), 5_000))
+    # What that writer wrote: no entry limited to a recipient, none with the field.
+    avro["entries"] = [
+        {k: v for k, v in e.items() if k != "recipient"}
+        for e in avro["entries"]
+        if e["recipient"] is None
+    ]
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(json.loads(released)), avro)
+    data = b"\x00" + struct.pack(">I", schema_id) + body.getvalue()
+    assert StateReader(EventDecoder(registry)).read(data) == rich_state()
+    decoded = EventDecoder(registry).decode(data)
+    assert [e.recipient for e in decoded.entries] == [None, None]

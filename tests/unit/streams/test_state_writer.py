@@ -38,6 +38,7 @@ KEYS: list[ConsentKey] = [
     (Purpose.COOKIES_MARKETING, Regime.GDPR, None),
     (Purpose.TARGETED_ADVERTISING, Regime.GDPR, Recipient.CRITEO),
     (Purpose.TARGETED_ADVERTISING, Regime.GDPR, None),
+    (Purpose.TARGETED_ADVERTISING, Regime.GDPR, Recipient.BING),
     (Purpose.SHARE_WITH_BUSINESS_PARTNERS, Regime.OTHER, Recipient.INSURERS),
 ]
 TIMES = st.integers(-(2**40), 2**45)
@@ -79,6 +80,30 @@ def states(draw: st.DrawFn) -> SubjectState:
 
 
 WRITER = StateWriter()
+
+
+def test_every_current_choice_is_an_entry_recipients_included_in_a_fixed_order() -> None:
+    decisions = {
+        key: (Decision(n, Choice.WITHDRAWN if n % 2 else Choice.GRANTED, f"e-{n}"),)
+        for n, key in enumerate(KEYS)
+    }
+    forwards = SubjectState(SubjectKind.ACCOUNT, decisions, (), None)
+    backwards = SubjectState(SubjectKind.ACCOUNT, dict(reversed(decisions.items())), (), None)
+    avro = consent_state("s-1", forwards, 7)
+    assert WRITER.body(avro) == fastavro_bytes(avro)
+    reordered = consent_state("s-1", backwards, 7)
+    assert WRITER.body(reordered) == fastavro_bytes(reordered)
+    # The history follows the state's keys; the entries do not.
+    assert reordered["entries"] == avro["entries"]
+    assert [(e["purpose"], e["regime"], e["recipient"]) for e in avro["entries"]] == [
+        (Purpose.COOKIES_MARKETING, Regime.GDPR, None),
+        (Purpose.MARKETING_EMAIL, Regime.CCPA, None),
+        (Purpose.MARKETING_EMAIL, Regime.GDPR, None),
+        (Purpose.SHARE_WITH_BUSINESS_PARTNERS, Regime.OTHER, Recipient.INSURERS),
+        (Purpose.TARGETED_ADVERTISING, Regime.GDPR, None),
+        (Purpose.TARGETED_ADVERTISING, Regime.GDPR, Recipient.BING),
+        (Purpose.TARGETED_ADVERTISING, Regime.GDPR, Recipient.CRITEO),
+    ]
 
 
 @settings(max_examples=300, deadline=None)
