@@ -38,7 +38,7 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
@@ -83,6 +83,9 @@ DEFAULT_PORTS: Mapping[SinkFamily, int] = {
 
 class SinkRunner:
     """Drives one sink from its instruction topic until :meth:`stop` is called."""
+
+    _applier_type: ClassVar[type[Applier]] = Applier
+    """What applies its chunks (a partner's pipeline applies its lane's)."""
 
     def __init__(
         self,
@@ -238,7 +241,7 @@ class SinkRunner:
         )
 
     def _applier(self, decodes: SharedDecodes[SharedInstructions] | None) -> Applier:
-        return Applier(
+        return self._applier_type(
             self.sink,
             self.progress,
             retrier=self.retrier,

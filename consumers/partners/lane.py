@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
-from typing import Final
+from typing import Final, cast
 
 from confluent_kafka import Consumer, Message, TopicPartition
 from typing_extensions import override
@@ -118,6 +118,7 @@ class LaneWait:
 class LaneRunner(SinkRunner):
     """A partner's pipeline over its lane; see the module doc."""
 
+    _applier_type = LaneApplier
     _reader: Consumer | None = None
     _reader_epoch = -1
 
@@ -165,16 +166,7 @@ class LaneRunner(SinkRunner):
 
     @override
     def _applier(self, decodes: SharedDecodes[SharedInstructions] | None) -> Applier:
-        applier = LaneApplier(
-            self.sink,
-            self.progress,
-            retrier=self.retrier,
-            answering=self.answering,
-            checkpoints=self.checkpoints,
-            telemetry=self.telemetry,
-            duplicate_window_seconds=self.options.duplicate_window_seconds,
-            decodes=decodes,
-        )
+        applier = cast(LaneApplier, super()._applier(decodes))
         applier.lanes = self.lanes
         return applier
 

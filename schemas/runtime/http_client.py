@@ -24,7 +24,7 @@ import logging
 import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -64,26 +64,28 @@ def client(
     component: str, timeout_seconds: float, headers: Mapping[str, str] | None = None
 ) -> httpx.Client:
     """A synchronous client for ``component``; close it (or use it as a context manager)."""
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout_seconds),
-        headers=_headers(component, headers),
-        follow_redirects=False,
-        trust_env=False,
-        verify=ssl.create_default_context(),
-    )
+    return httpx.Client(**_options(component, timeout_seconds, headers))
 
 
 def async_client(
     component: str, timeout_seconds: float, headers: Mapping[str, str] | None = None
 ) -> httpx.AsyncClient:
     """An asyncio client for ``component``; ``aclose`` it (or ``async with``)."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout_seconds),
-        headers=_headers(component, headers),
-        follow_redirects=False,
-        trust_env=False,
-        verify=ssl.create_default_context(),
-    )
+    return httpx.AsyncClient(**_options(component, timeout_seconds, headers))
+
+
+def _options(
+    component: str, timeout_seconds: float, headers: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """What both clients are built with: one timeout, the relay's headers, no redirects,
+    nothing from the environment (proxies, .netrc), the system's CA store."""
+    return {
+        "timeout": httpx.Timeout(timeout_seconds),
+        "headers": _headers(component, headers),
+        "follow_redirects": False,
+        "trust_env": False,
+        "verify": ssl.create_default_context(),
+    }
 
 
 @contextmanager
